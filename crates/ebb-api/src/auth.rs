@@ -1,0 +1,192 @@
+//! Cobo's request authentication and response signing.
+//!
+//! A request carries `Biz-Api-Key` (the client's Ed25519 public key, hex), `Biz-Api-Nonce` (ms since
+//! the epoch) and `Biz-Api-Signature`: Ed25519 over `sha256(sha256("METHOD|PATH|NONCE|QUERY|BODY"))`,
+//! QUERY being the query string exactly as sent. Every response carries `Biz-Timestamp` and
+//! `Biz-Resp-Signature` over `sha256(sha256(BODY|TIMESTAMP))` with the server's key.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::{now_ms, AppState};
+
+/// Nonces further than this from the server's clock are refused.
+pub const NONCE_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Who sent an authenticated request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub api_key: String,
+    /// `Some(merchant)` for a merchant-restricted key: it sees and acts only on that merchant.
+    pub merchant: Option<String>,
+}
+
+impl Caller {
+    /// Cobo's `initiator` value for objects this caller creates.
+    pub fn initiator(&self) -> String {
+        format!("api_key_{}", self.api_key)
+    }
+
+    /// The scope idempotency keys live in: one per merchant-restricted key's merchant, one for PSP-wide keys.
+    pub fn idem_scope(&self) -> String {
+        self.merchant.clone().unwrap_or_else(|| "*".into())
+    }
+
+    /// Refuses a PSP-only operation to a merchant-restricted key.
+    pub fn require_psp(&self) -> Result<(), ApiError> {
+        match &self.merchant {
+            None => Ok(()),
+            Some(_) => Err(ApiError::new(ErrorCode::Forbidden, "this API key is restricted to one merchant; this call needs a PSP-wide key")),
+        }
+    }
+
+    /// Checks a merchant the caller names; a restricted key may only name its own.
+    pub fn check_merchant(&self, merchant_id: &str) -> Result<(), ApiError> {
+        match &self.merchant {
+            Some(m) if m != merchant_id => Err(ApiError::not_found("merchant", merchant_id)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `sha256(sha256(message))`, the digest both directions sign.
+pub fn double_sha256(message: &[u8]) -> [u8; 32] {
+    Sha256::digest(Sha256::digest(message)).into()
+}
+
+/// The string a request signature covers.
+pub fn request_message(method: &str, path: &str, nonce: &str, query: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(method.len() + path.len() + nonce.len() + query.len() + body.len() + 4);
+    for (i, part) in [method.as_bytes(), path.as_bytes(), nonce.as_bytes(), query.as_bytes(), body].into_iter().enumerate() {
+        if i > 0 {
+            m.push(b'|');
+        }
+        m.extend_from_slice(part);
+    }
+    m
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
+    headers
+        .get(name)
+        .ok_or_else(|| ApiError::new(ErrorCode::MissingAuthentication, format!("missing header {name}: sign the request as Cobo's API requires")))?
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::MissingAuthentication, format!("header {name} is not ASCII")))
+}
+
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+/// Verifies the request's signature, key and freshness, then passes it on with a [`Caller`].
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match check(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let key_hex = header(&parts.headers, "biz-api-key")?.to_ascii_lowercase();
+    let nonce = header(&parts.headers, "biz-api-nonce")?.to_owned();
+    let sig_hex = header(&parts.headers, "biz-api-signature")?.to_owned();
+
+    let nonce_ms: i64 = nonce
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::MissingAuthentication, "Biz-Api-Nonce must be the time in milliseconds since the epoch"))?;
+    let now = now_ms();
+    if (now - nonce_ms).abs() > NONCE_WINDOW_MS {
+        return Err(ApiError::new(
+            ErrorCode::StaleNonce,
+            format!("Biz-Api-Nonce {nonce_ms} is more than 5 minutes from the server time {now}; check the client's clock"),
+        ));
+    }
+    let key_bytes = decode_hex::<32>(&key_hex)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key must be a 32-byte Ed25519 public key in hex"))?;
+    let verifying_key = VerifyingKey::from_bytes(&key_bytes)
+        .map_err(|_| ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key is not a valid Ed25519 public key"))?;
+    let sig_bytes = decode_hex::<64>(&sig_hex)
+        .ok_or_else(|| ApiError::new(ErrorCode::BadSignature, "Biz-Api-Signature must be a 64-byte Ed25519 signature in hex"))?;
+
+    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::PayloadTooLarge, format!("request body larger than {MAX_BODY_BYTES} bytes")))?;
+    let message = request_message(parts.method.as_str(), parts.uri.path(), &nonce, parts.uri.query().unwrap_or(""), &body);
+    verifying_key
+        .verify(&double_sha256(&message), &Signature::from_bytes(&sig_bytes))
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadSignature,
+                "signature does not match: sign sha256(sha256(\"METHOD|PATH|NONCE|QUERY|BODY\")) with the key of Biz-Api-Key",
+            )
+        })?;
+
+    let key = state.store.api_key(&key_hex).await?;
+    let key = match key {
+        Some(k) if k.revoked_at.is_none() => k,
+        Some(_) => return Err(ApiError::new(ErrorCode::UnknownApiKey, "this API key has been revoked")),
+        None => return Err(ApiError::new(ErrorCode::UnknownApiKey, "unknown API key: register it with `ebb keys add`")),
+    };
+    let sig_lower = sig_hex.to_ascii_lowercase();
+    if !state.replay.first_use(&key_hex, &sig_lower, now).await? {
+        return Err(ApiError::new(ErrorCode::ReplayedRequest, "this exact signed request was already received (a replay); sign each request anew"));
+    }
+    parts.extensions.insert(Caller { api_key: key.api_key, merchant: key.merchant_id });
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// Signs every response body with the server's key.
+pub async fn sign_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::internal(format!("reading the response body: {e}")).into_response(),
+    };
+    let timestamp = now_ms().to_string();
+    let signature = sign_body(&state.server_key, &bytes, &timestamp);
+    parts.headers.insert("biz-timestamp", HeaderValue::from_str(&timestamp).expect("digits"));
+    parts.headers.insert("biz-resp-signature", HeaderValue::from_str(&signature).expect("hex"));
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// `hex(Ed25519(sha256(sha256(body | "|" | timestamp))))`.
+pub fn sign_body(key: &SigningKey, body: &[u8], timestamp: &str) -> String {
+    let mut message = Vec::with_capacity(body.len() + 1 + timestamp.len());
+    message.extend_from_slice(body);
+    message.push(b'|');
+    message.extend_from_slice(timestamp.as_bytes());
+    hex::encode(key.sign(&double_sha256(&message)).to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_message_joins_parts_with_bars() {
+        assert_eq!(request_message("GET", "/v2/x", "1", "a=1", b""), b"GET|/v2/x|1|a=1|".to_vec());
+        assert_eq!(request_message("POST", "/v2/x", "1", "", b"{}"), b"POST|/v2/x|1||{}".to_vec());
+    }
+
+    #[test]
+    fn response_signature_verifies_with_the_public_key() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let sig = sign_body(&key, b"{\"a\":1}", "1700000000000");
+        let sig = Signature::from_bytes(&decode_hex::<64>(&sig).unwrap());
+        let digest = double_sha256(b"{\"a\":1}|1700000000000");
+        assert!(key.verifying_key().verify(&digest, &sig).is_ok());
+        assert!(key.verifying_key().verify(&double_sha256(b"{\"a\":2}|1700000000000"), &sig).is_err());
+    }
+}

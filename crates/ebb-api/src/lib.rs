@@ -1,0 +1,96 @@
+//! ebb's HTTP edge: the Cobo-compatible `/v2` API, its authentication and response signing, and the
+//! operational endpoints. Handlers validate input into domain values and call the store; they never
+//! talk to a chain or a webhook receiver.
+
+pub mod auth;
+pub mod error;
+mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+mod validate;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+use axum::Router;
+use ebb_core::TokenRegistry;
+use ebb_store::replay::ReplayGuard;
+use ebb_store::Store;
+use ed25519_dalek::SigningKey;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+
+/// How long one request may take before it is answered 408 (a slow client cannot hold shutdown).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub registry: Arc<TokenRegistry>,
+    /// Signs every response; its public key is what clients configure as `resp_pubkey`.
+    pub server_key: Arc<SigningKey>,
+    pub replay: ReplayGuard,
+    /// Seed of the per-order receiving addresses.
+    pub deposit_seed: Arc<[u8; 32]>,
+    pub metrics: Arc<Metrics>,
+    /// Whether the `/v2/sandbox` endpoints exist.
+    pub sandbox: bool,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
+}
+
+pub fn router(state: AppState) -> Router {
+    use routes::*;
+    let mut signed = Router::new()
+        .route("/v2/payments/refunds", post(refunds::create).get(refunds::list))
+        .route("/v2/payments/refunds/{refund_id}", get(refunds::get).put(refunds::update))
+        .route("/v2/payments/refunds/{refund_id}/cancel", put(refunds::cancel))
+        .route("/v2/payments/merchants", post(merchants::create).get(merchants::list))
+        .route("/v2/payments/merchants/{merchant_id}", get(merchants::get).put(merchants::update))
+        .route("/v2/payments/orders", post(orders::create).get(orders::list))
+        .route("/v2/payments/orders/{order_id}", get(orders::get).put(orders::update))
+        .route("/v2/payments/balance/merchants", get(balances::merchants))
+        .route("/v2/payments/balance/psp", get(balances::psp))
+        .route("/v2/payments/balance_changes", get(balances::changes))
+        .route("/v2/payments/supported_tokens", get(tokens::list));
+    if state.sandbox {
+        signed = signed.route("/v2/sandbox/orders/{order_id}/payments", post(sandbox::pay_order));
+    }
+    let signed = signed
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::sign_response));
+
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v2/openapi.json", get(ops::openapi))
+        .merge(signed)
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

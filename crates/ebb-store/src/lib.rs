@@ -1,0 +1,173 @@
+//! ebb's persistence: one set of SQL for SQLite and PostgreSQL, through sqlx's `Any` driver.
+//!
+//! Every state change is one database transaction that also writes its ledger postings, run through
+//! [`Store::write`]. On PostgreSQL that is a transaction on the pool, with row locks
+//! (`SELECT … FOR UPDATE`) serialising the rows it touches, so many ebb processes can share the
+//! database. SQLite has a single writer anyway, so ebb gives it exactly one writing connection, owned
+//! by a task that runs queued writes in batches: one `BEGIN IMMEDIATE … COMMIT` (one fsync) for many
+//! requests, each inside its own savepoint so one request's failure rolls back only its own changes.
+//! That is group commit; a write's caller hears back only after its batch is durable.
+
+pub mod balances;
+mod error;
+pub mod ids;
+pub mod keys;
+mod ledger;
+pub mod merchants;
+pub mod orders;
+pub mod page;
+pub mod refunds;
+pub mod replay;
+mod util;
+mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
+
+pub use error::StoreError;
+pub use ledger::{BalanceRow, SourceType};
+pub use util::now_s;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// How long SQLite waits for another process's write lock (e.g. `ebb keys add` while serving).
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Reads on both backends; writes too on PostgreSQL.
+    pool: AnyPool,
+    writer: writer::Writer,
+}
+
+pub type WriteFn<T> =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static>;
+
+impl Store {
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)
+            .ok_or_else(|| StoreError::Config(format!("unsupported database URL {url:?}: use sqlite://… or postgres://…")))?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        configure_sqlite(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone())
+            .await?;
+        let writer = match backend {
+            Backend::Sqlite => {
+                let mut conn = options.connect().await?;
+                configure_sqlite(&mut conn).await?;
+                writer::Writer::sqlite(conn)
+            }
+            Backend::Postgres => writer::Writer::Pool(pool.clone()),
+        };
+        Ok(Store { backend, pool, writer })
+    }
+
+    /// The SQLite file of an `ebb dev` data directory.
+    pub fn sqlite_url_for_dir(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("ebb.sqlite3").display())
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&mut *conn).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&mut *conn).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Runs `f` in one database transaction and returns its result once the transaction is durable.
+    /// If `f` fails, none of its writes happen.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        self.writer.run(Box::new(f)).await
+    }
+
+    /// Checks the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+}
+
+async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable before it
+    // is acknowledged (NORMAL could lose the last commits on power loss).
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str()).await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
+/// `FOR UPDATE` where the backend has row locks; SQLite's single writer already excludes others.
+pub(crate) fn for_update(conn: &AnyConnection) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        ""
+    } else {
+        " FOR UPDATE"
+    }
+}

@@ -1,0 +1,384 @@
+//! Pay-in orders and the payments that settle them.
+
+use ebb_core::address::derive_deposit_address;
+use ebb_core::ledger::{Account, Entry};
+use ebb_core::{Address, Amount, OrderStatus, Token};
+use sqlx::{AnyConnection, Row};
+
+use crate::ledger::{self, SourceType};
+use crate::page::{self, Filter, Page, PageRequest};
+use crate::util::{now_ms, now_s};
+use crate::{for_update, ids, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub order_id: String,
+    pub merchant_id: String,
+    pub merchant_order_code: Option<String>,
+    pub psp_order_code: String,
+    pub pricing_currency: Option<String>,
+    pub pricing_amount: Option<String>,
+    pub token_id: String,
+    pub chain_id: String,
+    pub payable_amount: Amount,
+    pub fee_amount: Amount,
+    pub exchange_rate: String,
+    pub amount_tolerance: Amount,
+    pub receive_address: String,
+    /// The stored status; see [`OrderRow::effective_status`].
+    pub status: OrderStatus,
+    pub received_amount: Amount,
+    pub refunded_amount: Amount,
+    pub expired_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub transactions: Vec<TransactionRow>,
+}
+
+impl OrderRow {
+    /// A `Pending` order past its expiry time is `Expired`, whether or not a payment attempt has
+    /// stored that yet.
+    pub fn effective_status(&self, now: i64) -> OrderStatus {
+        if self.status == OrderStatus::Pending && now >= self.expired_at {
+            OrderStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+/// A transfer on a chain: a pay-in to an order or a payout leg of a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRow {
+    pub tx_id: String,
+    pub direction: String,
+    pub order_id: Option<String>,
+    pub refund_id: Option<String>,
+    pub tx_hash: Option<String>,
+    pub token_id: String,
+    pub chain_id: String,
+    pub from_address: String,
+    pub to_address: String,
+    pub amount: Amount,
+    pub status: String,
+    pub failed_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+pub struct NewOrder {
+    pub merchant_id: String,
+    pub merchant_order_code: Option<String>,
+    pub psp_order_code: String,
+    pub pricing_currency: Option<String>,
+    pub pricing_amount: Option<String>,
+    pub token: Token,
+    pub payable_amount: Amount,
+    pub fee_amount: Amount,
+    pub exchange_rate: String,
+    pub amount_tolerance: Amount,
+    pub expires_in_s: i64,
+    /// Seed of the wallet whose per-order addresses receive pay-ins.
+    pub deposit_seed: Vec<u8>,
+}
+
+const COLUMNS: &str = "seq, order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, pricing_amount, \
+     token_id, chain_id, payable_amount, fee_amount, exchange_rate, amount_tolerance, receive_address, status, \
+     received_amount, refunded_amount, expired_at, created_at, updated_at";
+
+pub(crate) const TX_COLUMNS: &str = "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
+     to_address, amount, status, failed_reason, created_at_ms, updated_at_ms";
+
+fn amount(row: &sqlx::any::AnyRow, col: &str) -> Result<Amount, StoreError> {
+    Ok(Amount::from_base_units_str(&row.try_get::<String, _>(col)?)?)
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(OrderRow {
+        order_id: row.try_get("order_id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        merchant_order_code: row.try_get("merchant_order_code")?,
+        psp_order_code: row.try_get("psp_order_code")?,
+        pricing_currency: row.try_get("pricing_currency")?,
+        pricing_amount: row.try_get("pricing_amount")?,
+        token_id: row.try_get("token_id")?,
+        chain_id: row.try_get("chain_id")?,
+        payable_amount: amount(row, "payable_amount")?,
+        fee_amount: amount(row, "fee_amount")?,
+        exchange_rate: row.try_get("exchange_rate")?,
+        amount_tolerance: amount(row, "amount_tolerance")?,
+        receive_address: row.try_get("receive_address")?,
+        status: OrderStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("stored order status {status:?}")))?,
+        received_amount: amount(row, "received_amount")?,
+        refunded_amount: amount(row, "refunded_amount")?,
+        expired_at: row.try_get("expired_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        transactions: Vec::new(),
+    })
+}
+
+pub(crate) fn tx_from_row(row: &sqlx::any::AnyRow) -> Result<TransactionRow, StoreError> {
+    Ok(TransactionRow {
+        tx_id: row.try_get("tx_id")?,
+        direction: row.try_get("direction")?,
+        order_id: row.try_get("order_id")?,
+        refund_id: row.try_get("refund_id")?,
+        tx_hash: row.try_get("tx_hash")?,
+        token_id: row.try_get("token_id")?,
+        chain_id: row.try_get("chain_id")?,
+        from_address: row.try_get("from_address")?,
+        to_address: row.try_get("to_address")?,
+        amount: amount(row, "amount")?,
+        status: row.try_get("status")?,
+        failed_reason: row.try_get("failed_reason")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+/// Filters for listing orders.
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub merchant_id: Option<String>,
+    pub psp_order_code: Option<String>,
+    pub statuses: Vec<OrderStatus>,
+}
+
+pub(crate) async fn lock_order(conn: &mut AnyConnection, order_id: &str) -> Result<OrderRow, StoreError> {
+    let lock = for_update(conn);
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1{lock}"))
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: "order", id: order_id.to_owned() })?;
+    from_row(&row)
+}
+
+impl Store {
+    pub async fn create_order(&self, o: NewOrder) -> Result<OrderRow, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let merchant = sqlx::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
+                    .bind(&o.merchant_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if merchant.is_none() {
+                    return Err(StoreError::NotFound { what: "merchant", id: o.merchant_id });
+                }
+                let now = now_s();
+                let order_id = ids::new_id("O");
+                let receive_address = derive_deposit_address(o.token.family, &o.deposit_seed, &order_id).into_string();
+                let inserted = sqlx::query(
+                    "INSERT INTO orders (order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, \
+                     pricing_amount, token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, \
+                     amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '0', $11, $12, $13, $14, '0', '0', $15, $16, $17) \
+                     ON CONFLICT (psp_order_code) DO NOTHING",
+                )
+                .bind(&order_id)
+                .bind(&o.merchant_id)
+                .bind(&o.merchant_order_code)
+                .bind(&o.psp_order_code)
+                .bind(&o.pricing_currency)
+                .bind(&o.pricing_amount)
+                .bind(&o.token.id)
+                .bind(&o.token.chain_id)
+                .bind(o.payable_amount.to_string())
+                .bind(o.fee_amount.to_string())
+                .bind(&o.exchange_rate)
+                .bind(o.amount_tolerance.to_string())
+                .bind(&receive_address)
+                .bind(OrderStatus::Pending.as_str())
+                .bind(now + o.expires_in_s)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Err(StoreError::AlreadyExists(format!("an order with psp_order_code {:?}", o.psp_order_code)));
+                }
+                lock_order(conn, &order_id).await
+            })
+        })
+        .await
+    }
+
+    pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1"))
+            .bind(order_id)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut order = from_row(&row)?;
+        order.transactions = self.transactions_of("order_id", std::slice::from_ref(&order.order_id)).await?;
+        Ok(Some(order))
+    }
+
+    pub async fn list_orders(&self, filter: &OrderFilter, page_req: &PageRequest) -> Result<Page<OrderRow>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(m) = &filter.merchant_id {
+            f.eq("merchant_id", m);
+        }
+        if let Some(c) = &filter.psp_order_code {
+            f.eq("psp_order_code", c);
+        }
+        let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
+        f.is_in("status", &statuses);
+        let mut page = page::list(self.pool(), "orders", COLUMNS, &f, page_req, from_row).await?;
+        let ids: Vec<String> = page.items.iter().map(|o| o.order_id.clone()).collect();
+        let mut txs = self.transactions_of("order_id", &ids).await?;
+        for o in &mut page.items {
+            o.transactions = txs.extract_if(.., |t| t.order_id.as_deref() == Some(&o.order_id)).collect();
+        }
+        Ok(page)
+    }
+
+    pub(crate) async fn transactions_of(&self, column: &str, ids: &[String]) -> Result<Vec<TransactionRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut f = Filter::default();
+        f.is_in(column, ids);
+        let sql = format!("SELECT {TX_COLUMNS} FROM payment_transactions{} ORDER BY seq", f.where_sql());
+        let rows = f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        rows.iter().map(tx_from_row).collect()
+    }
+
+    /// Expires a pending order now (Cobo's `update_payment_order` with `expired: true`).
+    pub async fn expire_order(&self, order_id: &str) -> Result<OrderRow, StoreError> {
+        let order_id = order_id.to_owned();
+        let row = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let order = lock_order(conn, &order_id).await?;
+                    if !order.status.can_move_to(OrderStatus::Expired) {
+                        return Err(StoreError::InvalidState(format!("order {order_id} is {} and cannot expire", order.status)));
+                    }
+                    let now = now_s();
+                    sqlx::query("UPDATE orders SET status = $1, expired_at = $2, updated_at = $2 WHERE order_id = $3 AND status = $4")
+                        .bind(OrderStatus::Expired.as_str())
+                        .bind(now)
+                        .bind(&order_id)
+                        .bind(order.status.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(order_id)
+                })
+            })
+            .await?;
+        self.order(&row).await?.ok_or_else(|| StoreError::Internal("expired order vanished".into()))
+    }
+
+    /// Records a payment to an order (the sandbox's pay-in) and credits the balances: the merchant gets
+    /// the amount less the order's remaining developer fee, the PSP gets that fee.
+    /// `amount` defaults to what is still payable.
+    pub async fn record_payment(
+        &self,
+        order_id: &str,
+        amount: Option<Amount>,
+        from_address: Address,
+        token: Token,
+    ) -> Result<TransactionRow, StoreError> {
+        let order_id = order_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let order = lock_order(conn, &order_id).await?;
+                let now = now_s();
+                let status = order.effective_status(now);
+                if !status.accepts_payment() {
+                    return Err(StoreError::InvalidState(format!("order {order_id} is {status} and takes no payment")));
+                }
+                if token.id != order.token_id {
+                    return Err(StoreError::Internal("token of the order changed".into()));
+                }
+                let remaining = order.payable_amount.checked_sub(order.received_amount).unwrap_or(Amount::ZERO);
+                let amount = match amount {
+                    Some(a) => a,
+                    None if remaining.is_zero() => {
+                        return Err(StoreError::InvalidState(format!("order {order_id} has nothing left to pay")))
+                    }
+                    None => remaining,
+                };
+                let received = order.received_amount.checked_add(amount).ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
+                let fee_row = sqlx::query("SELECT fee_credited FROM orders WHERE order_id = $1").bind(&order_id).fetch_one(&mut *conn).await?;
+                let fee_credited = Amount::from_base_units_str(&fee_row.try_get::<String, _>("fee_credited")?)?;
+                let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
+                let fee_now = fee_left.min(amount);
+                let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");
+
+                let new_status = if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
+                    OrderStatus::Completed
+                } else {
+                    OrderStatus::Underpaid
+                };
+                if !order.status.can_move_to(new_status) {
+                    return Err(StoreError::InvalidState(format!("order {order_id} cannot move from {} to {new_status}", order.status)));
+                }
+                let tx = TransactionRow {
+                    tx_id: ids::new_id("T"),
+                    direction: "in".into(),
+                    order_id: Some(order_id.clone()),
+                    refund_id: None,
+                    tx_hash: Some(ids::new_tx_hash()),
+                    token_id: order.token_id.clone(),
+                    chain_id: order.chain_id.clone(),
+                    from_address: from_address.into_string(),
+                    to_address: order.receive_address.clone(),
+                    amount,
+                    status: "Completed".into(),
+                    failed_reason: None,
+                    created_at_ms: now_ms(),
+                    updated_at_ms: now_ms(),
+                };
+                insert_transaction(conn, &tx).await?;
+                let updated = sqlx::query(
+                    "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4 \
+                     WHERE order_id = $5 AND status = $6",
+                )
+                .bind(received.to_string())
+                .bind(fee_credited.checked_add(fee_now).expect("bounded by fee_amount").to_string())
+                .bind(new_status.as_str())
+                .bind(now)
+                .bind(&order_id)
+                .bind(order.status.as_str())
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Err(StoreError::Internal(format!("order {order_id} changed under its lock")));
+                }
+                let entry = Entry::builder()
+                    .transfer(Account::World, Account::Merchant(order.merchant_id.clone()), &order.token_id, to_merchant.base_units())?
+                    .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())?
+                    .build()?;
+                ledger::post(conn, &entry, SourceType::OrderIn, &order_id, now).await?;
+                Ok(tx)
+            })
+        })
+        .await
+    }
+}
+
+pub(crate) async fn insert_transaction(conn: &mut AnyConnection, tx: &TransactionRow) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO payment_transactions ({TX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(&tx.tx_id)
+    .bind(&tx.direction)
+    .bind(&tx.order_id)
+    .bind(&tx.refund_id)
+    .bind(&tx.tx_hash)
+    .bind(&tx.token_id)
+    .bind(&tx.chain_id)
+    .bind(&tx.from_address)
+    .bind(&tx.to_address)
+    .bind(tx.amount.to_string())
+    .bind(&tx.status)
+    .bind(&tx.failed_reason)
+    .bind(tx.created_at_ms)
+    .bind(tx.updated_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

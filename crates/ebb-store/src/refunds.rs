@@ -1,0 +1,437 @@
+//! Refunds: created against a balance (and optionally a paid order), idempotent on `request_id`.
+//!
+//! Money moves at creation: the amount and the developer fee go from the paying balance into
+//! `Reserved`. Cancelling moves them back. Paying out (issue 3) moves the amount to the world and the
+//! fee to the PSP. Keeping the fee reserved until payout, rather than crediting the PSP at creation,
+//! means a cancel can always give it back: the PSP cannot have spent it in between.
+
+use ebb_core::ledger::{Account, Entry};
+use ebb_core::refund::{RefundEvent, CANCELLED_REASON};
+use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
+use sqlx::{AnyConnection, Row};
+
+use crate::ledger::{self, SourceType};
+use crate::orders::{lock_order, TransactionRow};
+use crate::page::{self, Filter, Page, PageRequest};
+use crate::{for_update, ids, util::now_s, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRow {
+    pub refund_id: String,
+    pub request_id: String,
+    pub order_id: Option<String>,
+    pub merchant_id: Option<String>,
+    pub token_id: String,
+    pub chain_id: String,
+    pub amount: Amount,
+    /// `""` until an address is set.
+    pub to_address: String,
+    pub status: RefundStatus,
+    pub failed_reason: Option<String>,
+    pub refund_type: RefundSource,
+    pub charge_merchant_fee: bool,
+    pub merchant_fee_amount: Option<Amount>,
+    pub initiator: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub transactions: Vec<TransactionRow>,
+}
+
+/// A validated request to create a refund. Amounts are in the token's base units.
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    pub request_id: String,
+    /// Who may see this `request_id`: `"*"` for PSP-wide keys, else the key's merchant.
+    pub idem_scope: String,
+    pub merchant_id: Option<String>,
+    pub order_id: Option<String>,
+    pub token: Token,
+    pub amount: Amount,
+    pub to_address: Option<Address>,
+    pub source: RefundSource,
+    /// The developer fee charged to the merchant (only with `RefundSource::Merchant`).
+    pub merchant_fee: Option<Amount>,
+    pub initiator: String,
+}
+
+impl NewRefund {
+    /// What makes two requests "the same request": every field the client chose, amounts in base
+    /// units (so "1.5" and "1.50" are the same), not the initiator.
+    fn fingerprint(&self) -> String {
+        format!(
+            "v1|{}|{}|{}|{}|{}|{}|{}",
+            self.merchant_id.as_deref().unwrap_or(""),
+            self.order_id.as_deref().unwrap_or(""),
+            self.token.id,
+            self.amount,
+            self.to_address.as_ref().map(Address::as_str).unwrap_or(""),
+            self.source.as_str(),
+            self.merchant_fee.map(|f| f.to_string()).unwrap_or_default(),
+        )
+    }
+}
+
+/// Whether `create_refund` made a new refund or found the one made earlier by the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(RefundRow),
+    Existing(RefundRow),
+}
+
+impl Created {
+    pub fn into_inner(self) -> RefundRow {
+        match self {
+            Created::New(r) | Created::Existing(r) => r,
+        }
+    }
+}
+
+/// Filters for listing refunds (all optional).
+#[derive(Debug, Default, Clone)]
+pub struct RefundFilter {
+    pub merchant_id: Option<String>,
+    pub request_id: Option<String>,
+    pub statuses: Vec<RefundStatus>,
+    pub min_created_at: Option<i64>,
+    pub max_created_at: Option<i64>,
+    pub min_updated_at: Option<i64>,
+    pub max_updated_at: Option<i64>,
+}
+
+const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_id, chain_id, amount, to_address, \
+     status, failed_reason, refund_type, charge_merchant_fee, merchant_fee_amount, initiator, created_at, updated_at, \
+     idem_scope, request_fingerprint";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<RefundRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    let refund_type: String = row.try_get("refund_type")?;
+    let fee: Option<String> = row.try_get("merchant_fee_amount")?;
+    Ok(RefundRow {
+        refund_id: row.try_get("refund_id")?,
+        request_id: row.try_get("request_id")?,
+        order_id: row.try_get("order_id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        token_id: row.try_get("token_id")?,
+        chain_id: row.try_get("chain_id")?,
+        amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+        to_address: row.try_get("to_address")?,
+        status: RefundStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("stored refund status {status:?}")))?,
+        failed_reason: row.try_get("failed_reason")?,
+        refund_type: RefundSource::parse(&refund_type)
+            .ok_or_else(|| StoreError::Internal(format!("stored refund type {refund_type:?}")))?,
+        charge_merchant_fee: row.try_get::<i64, _>("charge_merchant_fee")? != 0,
+        merchant_fee_amount: fee.as_deref().map(Amount::from_base_units_str).transpose()?,
+        initiator: row.try_get("initiator")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        transactions: Vec::new(),
+    })
+}
+
+async fn lock_refund(conn: &mut AnyConnection, refund_id: &str, scope: Option<&str>) -> Result<RefundRow, StoreError> {
+    let lock = for_update(conn);
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1{lock}"))
+        .bind(refund_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let not_found = || StoreError::NotFound { what: "refund", id: refund_id.to_owned() };
+    let refund = from_row(&row.ok_or_else(not_found)?)?;
+    // A merchant-restricted key must not learn that another merchant's refund exists.
+    if scope.is_some_and(|m| refund.merchant_id.as_deref() != Some(m)) {
+        return Err(not_found());
+    }
+    Ok(refund)
+}
+
+/// The account a refund is paid from.
+fn source_account(r: &RefundRow) -> Result<Account, StoreError> {
+    match r.refund_type {
+        RefundSource::Psp => Ok(Account::Psp),
+        RefundSource::Merchant => r
+            .merchant_id
+            .clone()
+            .map(Account::Merchant)
+            .ok_or_else(|| StoreError::Internal(format!("merchant refund {} has no merchant", r.refund_id))),
+    }
+}
+
+/// Reserves (or, with `release`, gives back) a refund's amount and fee.
+fn reservation(r: &RefundRow, release: bool) -> Result<(Entry, Option<Entry>), StoreError> {
+    let source = source_account(r)?;
+    let (from, to) = if release { (Account::Reserved, source.clone()) } else { (source.clone(), Account::Reserved) };
+    let amount = Entry::builder().transfer(from.clone(), to.clone(), &r.token_id, r.amount.base_units())?.build()?;
+    let fee = match r.merchant_fee_amount.filter(|f| !f.is_zero()) {
+        Some(fee) => Some(Entry::builder().transfer(from, to, &r.token_id, fee.base_units())?.build()?),
+        None => None,
+    };
+    Ok((amount, fee))
+}
+
+async fn post_reservation(conn: &mut AnyConnection, r: &RefundRow, release: bool, now: i64) -> Result<(), StoreError> {
+    let (amount, fee) = reservation(r, release)?;
+    match &fee {
+        Some(fee) => {
+            ledger::post_many(conn, &[(&amount, SourceType::RefundOut), (fee, SourceType::RefundFee)], &r.refund_id, now).await
+        }
+        None => ledger::post(conn, &amount, SourceType::RefundOut, &r.refund_id, now).await,
+    }
+}
+
+/// Moves an order's refunded total by `delta` (positive on create, negative on release).
+async fn adjust_order_refunded(conn: &mut AnyConnection, r: &RefundRow, add: bool) -> Result<(), StoreError> {
+    let Some(order_id) = &r.order_id else { return Ok(()) };
+    let order = lock_order(conn, order_id).await?;
+    let refunded = if add {
+        let refundable = order.received_amount.checked_sub(order.refunded_amount).unwrap_or(Amount::ZERO);
+        if r.amount > refundable {
+            return Err(StoreError::OverRefund {
+                order_id: order_id.clone(),
+                token_id: order.token_id.clone(),
+                refundable: refundable.to_string(),
+            });
+        }
+        order.refunded_amount.checked_add(r.amount)
+    } else {
+        order.refunded_amount.checked_sub(r.amount)
+    }
+    .ok_or_else(|| StoreError::Internal(format!("refunded total of order {order_id} out of range")))?;
+    sqlx::query("UPDATE orders SET refunded_amount = $1 WHERE order_id = $2")
+        .bind(refunded.to_string())
+        .bind(order_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a refund, or returns the one an identical earlier request created.
+    pub async fn create_refund(&self, new: NewRefund) -> Result<Created, StoreError> {
+        let created = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let fingerprint = new.fingerprint();
+                    let mut merchant_id = new.merchant_id.clone();
+                    if let Some(order_id) = &new.order_id {
+                        // Lock the order first: concurrent refunds of one order queue here.
+                        let order = lock_order(conn, order_id).await?;
+                        if merchant_id.as_deref().is_some_and(|m| m != order.merchant_id) {
+                            return Err(StoreError::Invalid(format!("order {order_id} belongs to another merchant")));
+                        }
+                        if order.token_id != new.token.id {
+                            return Err(StoreError::Invalid(format!(
+                                "order {order_id} was paid in {}, not {}",
+                                order.token_id, new.token.id
+                            )));
+                        }
+                        merchant_id = Some(order.merchant_id);
+                    }
+                    if new.idem_scope != "*" && merchant_id.as_deref() != Some(new.idem_scope.as_str()) {
+                        return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
+                    }
+                    if let Some(m) = &merchant_id {
+                        let exists = sqlx::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
+                            .bind(m)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        if exists.is_none() {
+                            return Err(StoreError::NotFound { what: "merchant", id: m.clone() });
+                        }
+                    } else if new.source == RefundSource::Merchant {
+                        return Err(StoreError::Invalid("merchant_id is required when refund_type is Merchant".into()));
+                    }
+                    let now = now_s();
+                    let refund = RefundRow {
+                        refund_id: ids::new_id("R"),
+                        request_id: new.request_id.clone(),
+                        order_id: new.order_id.clone(),
+                        merchant_id,
+                        token_id: new.token.id.clone(),
+                        chain_id: new.token.chain_id.clone(),
+                        amount: new.amount,
+                        to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+                        status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
+                        failed_reason: None,
+                        refund_type: new.source,
+                        charge_merchant_fee: new.merchant_fee.is_some(),
+                        merchant_fee_amount: new.merchant_fee,
+                        initiator: new.initiator.clone(),
+                        created_at: now,
+                        updated_at: now,
+                        transactions: Vec::new(),
+                    };
+                    // On PostgreSQL a concurrent identical request waits here on the unique index
+                    // until this transaction ends, then finds the row.
+                    let inserted = sqlx::query(
+                        "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
+                         token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
+                         merchant_fee_amount, initiator, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17) \
+                         ON CONFLICT (idem_scope, request_id) DO NOTHING",
+                    )
+                    .bind(&refund.refund_id)
+                    .bind(&refund.request_id)
+                    .bind(&new.idem_scope)
+                    .bind(&fingerprint)
+                    .bind(&refund.order_id)
+                    .bind(&refund.merchant_id)
+                    .bind(&refund.token_id)
+                    .bind(&refund.chain_id)
+                    .bind(refund.amount.to_string())
+                    .bind(&refund.to_address)
+                    .bind(refund.status.as_str())
+                    .bind(refund.refund_type.as_str())
+                    .bind(i64::from(refund.charge_merchant_fee))
+                    .bind(refund.merchant_fee_amount.map(|f| f.to_string()))
+                    .bind(&refund.initiator)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    if inserted.rows_affected() == 0 {
+                        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
+                            .bind(&new.idem_scope)
+                            .bind(&new.request_id)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        let stored_fingerprint: String = row.try_get("request_fingerprint")?;
+                        if stored_fingerprint != fingerprint {
+                            return Err(StoreError::IdempotencyConflict { request_id: new.request_id });
+                        }
+                        return Ok(Created::Existing(from_row(&row)?));
+                    }
+                    adjust_order_refunded(conn, &refund, true).await?;
+                    post_reservation(conn, &refund, false, now).await?;
+                    Ok(Created::New(refund))
+                })
+            })
+            .await;
+        match created {
+            // Under SQLite's single writer a repeated request never reaches the insert concurrently; the
+            // branch above finds it. Under PostgreSQL a request whose first attempt failed after the
+            // insert can race only with itself, so nothing more is needed here.
+            Ok(Created::Existing(r)) => Ok(Created::Existing(self.with_transactions(r).await?)),
+            other => other,
+        }
+    }
+
+    async fn with_transactions(&self, mut r: RefundRow) -> Result<RefundRow, StoreError> {
+        r.transactions = self.transactions_of("refund_id", std::slice::from_ref(&r.refund_id)).await?;
+        Ok(r)
+    }
+
+    /// A refund by id; `scope` is the merchant a restricted key may see.
+    pub async fn refund(&self, refund_id: &str, scope: Option<&str>) -> Result<Option<RefundRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1"))
+            .bind(refund_id)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let r = from_row(&row)?;
+        if scope.is_some_and(|m| r.merchant_id.as_deref() != Some(m)) {
+            return Ok(None);
+        }
+        Ok(Some(self.with_transactions(r).await?))
+    }
+
+    pub async fn list_refunds(&self, filter: &RefundFilter, page_req: &PageRequest) -> Result<Page<RefundRow>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(m) = &filter.merchant_id {
+            f.eq("merchant_id", m);
+        }
+        if let Some(r) = &filter.request_id {
+            f.eq("request_id", r);
+        }
+        let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
+        f.is_in("status", &statuses);
+        for (col, op, v) in [
+            ("created_at", ">=", filter.min_created_at),
+            ("created_at", "<=", filter.max_created_at),
+            ("updated_at", ">=", filter.min_updated_at),
+            ("updated_at", "<=", filter.max_updated_at),
+        ] {
+            if let Some(v) = v {
+                f.cmp_int(col, op, v);
+            }
+        }
+        let mut page = page::list(self.pool(), "refunds", COLUMNS, &f, page_req, from_row).await?;
+        let ids: Vec<String> = page.items.iter().map(|r| r.refund_id.clone()).collect();
+        let mut txs = self.transactions_of("refund_id", &ids).await?;
+        for r in &mut page.items {
+            r.transactions = txs.extract_if(.., |t| t.refund_id.as_deref() == Some(&r.refund_id)).collect();
+        }
+        Ok(page)
+    }
+
+    /// Sets or changes the receiving address of a refund that has not started paying out.
+    pub async fn set_refund_address(&self, refund_id: &str, scope: Option<&str>, to: Address) -> Result<RefundRow, StoreError> {
+        let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
+        let r = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut r = lock_refund(conn, &refund_id, scope.as_deref()).await?;
+                    let next = r.status.apply(RefundEvent::AddressSet).map_err(|_| {
+                        StoreError::InvalidState(format!("refund {refund_id} is {} and its address can no longer change", r.status))
+                    })?;
+                    let now = now_s();
+                    compare_and_set(conn, &r, next, None, Some(to.as_str()), now).await?;
+                    r.status = next;
+                    r.to_address = to.into_string();
+                    r.updated_at = now;
+                    Ok(r)
+                })
+            })
+            .await?;
+        self.with_transactions(r).await
+    }
+
+    /// Cancels a refund that has not started paying out; its reserved funds go back where they came from.
+    pub async fn cancel_refund(&self, refund_id: &str, scope: Option<&str>) -> Result<RefundRow, StoreError> {
+        let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
+        let r = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut r = lock_refund(conn, &refund_id, scope.as_deref()).await?;
+                    let next = r.status.apply(RefundEvent::Cancelled).map_err(|_| {
+                        StoreError::InvalidState(format!("refund {refund_id} is {} and can no longer be cancelled", r.status))
+                    })?;
+                    let now = now_s();
+                    compare_and_set(conn, &r, next, Some(CANCELLED_REASON), None, now).await?;
+                    adjust_order_refunded(conn, &r, false).await?;
+                    post_reservation(conn, &r, true, now).await?;
+                    r.status = next;
+                    r.failed_reason = Some(CANCELLED_REASON.to_owned());
+                    r.updated_at = now;
+                    Ok(r)
+                })
+            })
+            .await?;
+        self.with_transactions(r).await
+    }
+}
+
+/// Moves a refund from its current status to `next`, only if nobody moved it meanwhile.
+async fn compare_and_set(
+    conn: &mut AnyConnection,
+    r: &RefundRow,
+    next: RefundStatus,
+    failed_reason: Option<&str>,
+    to_address: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE refunds SET status = $1, failed_reason = COALESCE($2, failed_reason), to_address = COALESCE($3, to_address), \
+         updated_at = $4 WHERE refund_id = $5 AND status = $6",
+    )
+    .bind(next.as_str())
+    .bind(failed_reason)
+    .bind(to_address)
+    .bind(now)
+    .bind(&r.refund_id)
+    .bind(r.status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::InvalidState(format!("refund {} changed concurrently; retry", r.refund_id)));
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Where writes run: a transaction on the pool (PostgreSQL), or the single SQLite writer with group commit.
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{StoreError, WriteFn};
+
+/// How many queued writes one SQLite transaction takes at most: bounds the latency a write can add to
+/// the others of its batch.
+const MAX_BATCH: usize = 128;
+/// How many writes may wait for the SQLite writer; beyond this, callers wait to enqueue.
+const QUEUE_DEPTH: usize = 4096;
+
+#[derive(Clone)]
+pub(crate) enum Writer {
+    Pool(AnyPool),
+    Sqlite(mpsc::Sender<Job>),
+}
+
+/// A queued write, type-erased: runs against the writer's connection and says how to answer.
+pub(crate) type Job = Box<
+    dyn for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, JobOutcome> + Send + 'static,
+>;
+
+pub(crate) struct JobOutcome {
+    /// Whether the job's writes are to be kept.
+    ok: bool,
+    /// Tells the caller the result; gets the commit error, if the batch's commit failed.
+    answer: Box<dyn FnOnce(Option<StoreError>) + Send>,
+}
+
+impl Writer {
+    pub(crate) fn sqlite(conn: AnyConnection) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(sqlite_writer_loop(conn, rx));
+        Writer::Sqlite(tx)
+    }
+
+    pub(crate) async fn run<T: Send + 'static>(&self, f: WriteFn<T>) -> Result<T, StoreError> {
+        match self {
+            Writer::Pool(pool) => {
+                let mut tx = pool.begin().await?;
+                let value = f(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            Writer::Sqlite(queue) => {
+                let (answer_tx, answer_rx) = oneshot::channel::<Result<T, StoreError>>();
+                let job: Job = Box::new(move |conn| {
+                    Box::pin(async move {
+                        match f(conn).await {
+                            Ok(value) => JobOutcome {
+                                ok: true,
+                                answer: Box::new(move |commit_error| {
+                                    let _ = answer_tx.send(match commit_error {
+                                        None => Ok(value),
+                                        Some(e) => Err(e),
+                                    });
+                                }),
+                            },
+                            Err(e) => JobOutcome {
+                                ok: false,
+                                answer: Box::new(move |_| {
+                                    let _ = answer_tx.send(Err(e));
+                                }),
+                            },
+                        }
+                    })
+                });
+                queue.send(job).await.map_err(|_| StoreError::Closed)?;
+                // A dropped answer means the batch could not even begin (the database refused BEGIN).
+                answer_rx.await.map_err(|_| StoreError::Internal("the write could not be run; see the log".into()))?
+            }
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        if let Writer::Sqlite(queue) = self {
+            // The loop ends when every sender is gone; waiting for it to drain is enough here.
+            while queue.capacity() < queue.max_capacity() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+async fn sqlite_writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        run_batch(&mut conn, batch.drain(..)).await;
+    }
+    let _ = conn.close().await;
+}
+
+async fn run_batch(conn: &mut AnyConnection, jobs: impl Iterator<Item = Job>) {
+    let mut answers: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>> = Vec::new();
+    if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+        let msg = e.to_string();
+        for job in jobs {
+            // Nothing ran: every caller gets the error.
+            drop(job);
+            tracing::error!(error = %msg, "sqlite writer could not begin a transaction");
+        }
+        return;
+    }
+    for job in jobs {
+        let savepoint_ok = conn.execute("SAVEPOINT job").await.is_ok();
+        let outcome = AssertUnwindSafe(job(conn)).catch_unwind().await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(_) => {
+                tracing::error!("a write panicked; its changes are rolled back");
+                let _ = conn.execute("ROLLBACK TO job").await;
+                let _ = conn.execute("RELEASE job").await;
+                continue;
+            }
+        };
+        if outcome.ok && savepoint_ok {
+            if let Err(e) = conn.execute("RELEASE job").await {
+                tracing::error!(error = %e, "release savepoint failed");
+            }
+            answers.push(outcome.answer);
+        } else {
+            let _ = conn.execute("ROLLBACK TO job").await;
+            let _ = conn.execute("RELEASE job").await;
+            (outcome.answer)(None);
+        }
+    }
+    match conn.execute("COMMIT").await {
+        Ok(_) => answers.into_iter().for_each(|a| a(None)),
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite commit failed; the batch is rolled back");
+            let _ = conn.execute("ROLLBACK").await;
+            let msg = e.to_string();
+            answers.into_iter().for_each(|a| a(Some(StoreError::Internal(format!("commit failed: {msg}")))));
+        }
+    }
+}

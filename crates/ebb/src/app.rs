@@ -1,0 +1,121 @@
+//! Building and running the server: bind (port 0 works, the real port is recorded), serve, shut down
+//! gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ebb_api::metrics::Metrics;
+use ebb_api::AppState;
+use ebb_store::replay::ReplayGuard;
+use ebb_store::Store;
+use ed25519_dalek::{Signer, SigningKey};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::connect(&settings.database_url, settings.max_connections)
+            .await
+            .with_context(|| format!("connecting to the database ({})", redact(&settings.database_url)))?;
+        store.migrate().await.context("applying database migrations")?;
+        Self::with_store(settings, store).await
+    }
+
+    pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        let replay = ReplayGuard::new(store.clone(), ebb_api::now_ms()).await?;
+        let state = AppState {
+            deposit_seed: Arc::new(deposit_seed(&settings.server_key)),
+            store,
+            registry: Arc::new(settings.registry),
+            server_key: Arc::new(settings.server_key),
+            replay,
+            metrics: Arc::new(Metrics::default()),
+            sandbox: settings.sandbox,
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight and flushes the store.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        let app = ebb_api::router(self.state);
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// The per-order address seed: derived from the server key so `ebb dev` needs no second secret.
+/// (Real chains derive receiving addresses from the hot wallet instead.)
+fn deposit_seed(key: &SigningKey) -> [u8; 32] {
+    // An Ed25519 signature is a keyed, deterministic function of the message; its S half is a fine
+    // seed and reveals nothing of the key.
+    let sig = key.sign(b"ebb deposit address seed v1").to_bytes();
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&sig[32..]);
+    seed
+}
+
+/// A database URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}://{}:***@{}", &url[..s], &creds[..c], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite:///tmp/x"), "sqlite:///tmp/x");
+    }
+}

@@ -1,0 +1,232 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use ebb_store::Store;
+
+use crate::config::{FileConfig, Settings};
+use crate::{dev, Application};
+
+#[derive(Parser)]
+#[command(name = "ebb", version, about = "Self-hosted crypto refunds with a Cobo-compatible API")]
+struct Cli {
+    /// `text` or `json`.
+    #[arg(long, global = true, env = "EBB_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a command finds its database (and server key): a config file, a database URL, or an
+/// `ebb dev` data directory (default `./.ebb`).
+#[derive(Args, Clone, Default)]
+struct DbArgs {
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[arg(long, global = true, env = "EBB_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run with zero configuration: SQLite and the sandbox in a data directory, demo credentials printed.
+    Dev {
+        #[arg(long, default_value = crate::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        #[arg(long, default_value = ".ebb")]
+        data_dir: PathBuf,
+    },
+    /// Run in production mode from a config file and EBB_* environment variables.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Manage the API keys clients sign requests with.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Register a client's Ed25519 public key (hex), PSP-wide or restricted to one merchant.
+    Add {
+        #[arg(long)]
+        public_key: String,
+        #[arg(long)]
+        merchant: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List,
+    /// Revoke a key: requests signed with it are refused from then on.
+    Revoke { public_key: String },
+    /// Print the public key that verifies ebb's responses (the SDK's `resp_pubkey`).
+    ServerPublic,
+    /// Print a new random Ed25519 key pair (seed and public key, hex) for a client or the server.
+    Generate,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Dev { listen, data_dir } => run_dev(listen, &data_dir).await,
+        Command::Serve { config } => {
+            let settings = FileConfig::load(config.as_deref())?.settings()?;
+            let app = Application::build(settings).await?;
+            tracing::info!(address = %app.local_addr(), backend = app.store().backend().name(), "ebb serving");
+            app.run_until(crate::app::shutdown_signal()).await
+        }
+        Command::Migrate { db } => {
+            let store = open_store(&db).await?;
+            store.migrate().await?;
+            println!("migrations applied ({})", store.backend().name());
+            Ok(())
+        }
+        Command::Keys { command, db } => keys(command, &db).await,
+        Command::Openapi => {
+            println!("{}", ebb_api::openapi::document_json());
+            Ok(())
+        }
+    }
+}
+
+async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
+    let server_key = dev::server_key(data_dir)?;
+    let settings = Settings {
+        listen,
+        database_url: Store::sqlite_url_for_dir(data_dir),
+        server_key: server_key.clone(),
+        sandbox: true,
+        max_connections: 8,
+        registry: FileConfig::load(None)?.registry()?,
+    };
+    let app = Application::build(settings).await?;
+    let base_url = format!("http://{}/v2", app.local_addr());
+    let info = dev::ensure_demo(app.store(), data_dir, &server_key, &base_url).await?;
+    println!("ebb dev is running (SQLite and the sandbox in {})", data_dir.display());
+    println!();
+    println!("  base_url           {}", info.base_url);
+    println!("  api_key            {}", info.api_key);
+    println!("  api_secret         {}", info.api_secret);
+    println!("  server_public_key  {}", info.server_public_key);
+    println!("  merchant_id        {}", info.merchant_id);
+    println!();
+    println!("The same is in {}. Try: python3 scripts/tour.py {}", dev::dev_json_path(data_dir).display(), data_dir.display());
+    println!("Ctrl-C stops.");
+    app.run_until(crate::app::shutdown_signal()).await
+}
+
+/// Finds the database of a management command.
+async fn open_store(db: &DbArgs) -> anyhow::Result<Store> {
+    let url = if let Some(url) = &db.database_url {
+        url.clone()
+    } else if let Some(cfg) = &db.config {
+        FileConfig::load(Some(cfg))?.database_url.context("the config file names no database_url")?
+    } else {
+        let dir = db.data_dir.clone().unwrap_or_else(|| PathBuf::from(".ebb"));
+        if !dir.exists() {
+            bail!("no database: give --config, --database-url (or EBB_DATABASE_URL), or --data-dir of an `ebb dev` data directory");
+        }
+        Store::sqlite_url_for_dir(&dir)
+    };
+    let store = Store::connect(&url, 2).await.with_context(|| format!("connecting to {}", crate::app::redact(&url)))?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Generate => {
+            let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            println!("secret  {}", hex::encode(key.to_bytes()));
+            println!("public  {}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+        KeysCommand::ServerPublic => {
+            let key = if let Some(cfg) = &db.config {
+                FileConfig::load(Some(cfg))?.server_key()?
+            } else if std::env::var("EBB_SERVER_KEY").is_ok() || std::env::var("EBB_SERVER_KEY_FILE").is_ok() {
+                FileConfig::load(None)?.server_key()?
+            } else {
+                let dir = db.data_dir.clone().unwrap_or_else(|| PathBuf::from(".ebb"));
+                crate::config::read_key_file(&dev::server_key_path(&dir))?
+            };
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+        KeysCommand::Add { public_key, merchant, name } => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(&public_key, &mut bytes).context("--public-key must be 64 hex digits")?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("--public-key is not a valid Ed25519 public key")?;
+            let store = open_store(db).await?;
+            let k = store.add_api_key(&public_key, &name, merchant.as_deref()).await?;
+            println!("added {} ({})", k.api_key, k.merchant_id.as_deref().map(|m| format!("merchant {m}")).unwrap_or_else(|| "PSP-wide".into()));
+            Ok(())
+        }
+        KeysCommand::List => {
+            let store = open_store(db).await?;
+            for k in store.list_api_keys().await? {
+                println!(
+                    "{}  {}  {}  {}",
+                    k.api_key,
+                    k.merchant_id.as_deref().unwrap_or("PSP-wide"),
+                    if k.revoked_at.is_some() { "revoked" } else { "active" },
+                    k.name
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { public_key } => {
+            let store = open_store(db).await?;
+            store.revoke_api_key(&public_key).await?;
+            println!("revoked {}", public_key.to_ascii_lowercase());
+            Ok(())
+        }
+    }
+}
