@@ -1,0 +1,309 @@
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ebb::config::FileConfig;
+use ebb::{Application, Settings};
+use ebb_api::auth::{double_sha256, request_message};
+use ebb_store::Store;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Runs the named async test body once against each backend: `both_backends!(my_test);` makes
+/// `my_test::sqlite` and `my_test::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app($crate::helpers::Db::Sqlite).await;
+                super::$name(&app).await;
+                app.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::helpers::spawn_postgres_app().await else { return };
+                super::$name(&app).await;
+                app.finish().await;
+            }
+        }
+    )*};
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    /// A PSP-wide key registered at start.
+    pub key: SigningKey,
+    pub server_public: VerifyingKey,
+    pub store: Store,
+    pg_database: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The server PostgreSQL tests create their databases in.
+pub fn postgres_admin_url() -> String {
+    std::env::var("EBB_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `None` (skipping, loudly) only outside CI when no PostgreSQL is reachable; with `CI=true` a missing
+/// server fails the test.
+pub async fn spawn_postgres_app() -> Option<TestApp> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        return Some(spawn_app(Db::Postgres).await);
+    }
+    match sqlx_probe().await {
+        true => Some(spawn_app(Db::Postgres).await),
+        false => {
+            eprintln!("SKIPPED: no PostgreSQL at {} (set EBB_TEST_POSTGRES_URL; CI=true makes this a failure)", postgres_admin_url());
+            None
+        }
+    }
+}
+
+async fn sqlx_probe() -> bool {
+    Store::connect(&postgres_admin_url(), 1).await.is_ok()
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber_init();
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, pg_database) = match db {
+        Db::Sqlite => (Store::sqlite_url_for_dir(dir.path()), None),
+        Db::Postgres => {
+            let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Store::connect(&postgres_admin_url(), 1).await.expect("PostgreSQL for the tests (EBB_TEST_POSTGRES_URL)");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.expect("create test database");
+            admin.close().await;
+            let base = postgres_admin_url();
+            let url = format!("{}/{name}", &base[..base.rfind('/').expect("a database in the URL")]);
+            (url, Some(name))
+        }
+    };
+    let server_key = SigningKey::from_bytes(&rand_bytes());
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: url,
+        server_key: server_key.clone(),
+        sandbox: true,
+        max_connections: 16,
+        registry: FileConfig::default().registry().unwrap(),
+    };
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("ebb starts");
+    let addr = app.local_addr();
+    let store = app.store().clone();
+    let key = SigningKey::from_bytes(&rand_bytes());
+    store.add_api_key(&hex::encode(key.verifying_key().to_bytes()), "test", None).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        key,
+        server_public: server_key.verifying_key(),
+        store,
+        pg_database,
+        shutdown: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt().with_test_writer().with_env_filter("info,sqlx=warn").try_init()
+}
+
+pub fn rand_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for chunk in b.chunks_mut(16) {
+        chunk.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..chunk.len()]);
+    }
+    b
+}
+
+/// Milliseconds, strictly increasing across the process: concurrent identical requests get distinct
+/// nonces and so distinct signatures (a repeated signature is a replay).
+pub fn next_nonce() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Response {
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(self.status.is_success(), "expected success, got {}: {}", self.status, self.body);
+        self.body
+    }
+
+    #[track_caller]
+    pub fn error(self, status: u16, code: i64) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(self.body["error_code"], code, "{}", self.body);
+        assert!(self.body["error_message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
+        assert!(self.body["error_id"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
+        self.body
+    }
+}
+
+/// How to sign a request: normally right; tests of authentication bend one part.
+#[derive(Clone)]
+pub struct Signing {
+    pub key: SigningKey,
+    pub nonce: Option<i64>,
+    /// Sign with this key but claim `claimed_key` in Biz-Api-Key.
+    pub claimed_key: Option<String>,
+    pub omit_headers: bool,
+}
+
+impl TestApp {
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn signing(&self) -> Signing {
+        Signing { key: self.key.clone(), nonce: None, claimed_key: None, omit_headers: false }
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Response {
+        self.call(Method::GET, path_and_query, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Option<Value>) -> Response {
+        self.call(Method::PUT, path, body).await
+    }
+
+    pub async fn call(&self, method: Method, path_and_query: &str, body: Option<Value>) -> Response {
+        self.call_signed(&self.signing(), method, path_and_query, body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    /// Sends a request signed as Cobo's SDK does and checks the response's signature.
+    pub async fn call_signed(&self, s: &Signing, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Response {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let body = body.unwrap_or_default();
+        let nonce = s.nonce.unwrap_or_else(next_nonce).to_string();
+        let message = request_message(method.as_str(), path, &nonce, query, &body);
+        let signature = hex::encode(s.key.sign(&double_sha256(&message)).to_bytes());
+        let api_key = s.claimed_key.clone().unwrap_or_else(|| hex::encode(s.key.verifying_key().to_bytes()));
+        let mut req = self.client.request(method, self.url(path_and_query));
+        if !s.omit_headers {
+            req = req.header("Biz-Api-Key", api_key).header("Biz-Api-Nonce", nonce).header("Biz-Api-Signature", signature);
+        }
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json").body(body);
+        }
+        self.send_checked(req).await
+    }
+
+    pub async fn send_checked(&self, req: reqwest::RequestBuilder) -> Response {
+        let resp = req.send().await.expect("request reaches ebb");
+        let status = resp.status();
+        let ts = resp.headers().get("biz-timestamp").map(|v| v.to_str().unwrap().to_owned());
+        let sig = resp.headers().get("biz-resp-signature").map(|v| v.to_str().unwrap().to_owned());
+        let bytes = resp.bytes().await.unwrap();
+        let (ts, sig) = (ts.expect("Biz-Timestamp on every /v2 response"), sig.expect("Biz-Resp-Signature on every /v2 response"));
+        let mut signed = bytes.to_vec();
+        signed.push(b'|');
+        signed.extend_from_slice(ts.as_bytes());
+        let mut sig_bytes = [0u8; 64];
+        hex::decode_to_slice(&sig, &mut sig_bytes).unwrap();
+        self.server_public
+            .verify(&double_sha256(&signed), &Signature::from_bytes(&sig_bytes))
+            .expect("response signature verifies with the server key");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        assert!(status.as_u16() < 500, "ebb answered {status}: {body}");
+        Response { status, body }
+    }
+
+    /// Registers another client key, optionally restricted to one merchant.
+    pub async fn new_key(&self, merchant: Option<&str>) -> SigningKey {
+        let key = SigningKey::from_bytes(&rand_bytes());
+        self.store.add_api_key(&hex::encode(key.verifying_key().to_bytes()), "extra", merchant).await.unwrap();
+        key
+    }
+
+    pub async fn create_merchant(&self, name: &str) -> String {
+        let m = self.post("/v2/payments/merchants", json!({"name": name})).await.ok();
+        m["merchant_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A merchant with an order of `amount` ETH_USDT paid in full (developer fee `fee`).
+    pub async fn paid_order(&self, merchant_id: &str, amount: &str, fee: &str) -> Value {
+        let order = self
+            .post(
+                "/v2/payments/orders",
+                json!({
+                    "merchant_id": merchant_id,
+                    "psp_order_code": format!("psp-{}", uuid::Uuid::new_v4()),
+                    "payable_currency": "ETH_USDT",
+                    "payable_amount": amount,
+                    "fee_amount": fee,
+                }),
+            )
+            .await
+            .ok();
+        let id = order["order_id"].as_str().unwrap();
+        self.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await.ok();
+        self.get(&format!("/v2/payments/orders/{id}")).await.ok()
+    }
+
+    pub async fn merchant_balance(&self, merchant_id: &str, token: &str) -> Value {
+        let b = self.get(&format!("/v2/payments/balance/merchants?merchant_ids={merchant_id}&token_id={token}")).await.ok();
+        b["data"][0].clone()
+    }
+
+    /// Stops the server, checks the ledger is consistent, and drops a PostgreSQL test database.
+    pub async fn finish(mut self) {
+        let problems = self.store.verify_ledger().await.unwrap();
+        assert!(problems.is_empty(), "ledger inconsistent: {problems:?}");
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        self.store.close().await;
+        if let Some(name) = self.pg_database.take() {
+            let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
+            admin.close().await;
+        }
+    }
+}
+
+pub const USER_ADDRESS: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";

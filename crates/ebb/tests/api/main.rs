@@ -1,0 +1,13 @@
+//! The integration suite: one binary, every test run against SQLite and PostgreSQL.
+//!
+//! Each test starts ebb in-process on a random port with a fresh database (a new SQLite file, or a new
+//! PostgreSQL database), talks to it over HTTP with requests signed as Cobo's SDK signs them, and checks
+//! every response's signature.
+
+mod helpers;
+
+mod auth;
+mod balances;
+mod merchants_orders;
+mod ops;
+mod refunds;
