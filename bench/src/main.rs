@@ -1,0 +1,352 @@
+//! ebb's benchmark: one run measures ebb and the baselines it is judged against, on this machine.
+//!
+//! For each backend (SQLite, PostgreSQL) it starts the given `ebb serve` binary as its own process,
+//! then drives it with CONCURRENCY clients that sign every request as Cobo's SDK does:
+//! - create-refund throughput and p50/p99 latency;
+//! - get-refund throughput and p50/p99 latency;
+//! - ebb's peak resident memory (VmHWM).
+//!
+//! Baselines, same run, same machine:
+//! - the backend's raw durable single-row commit rate with ebb's settings (SQLite: WAL,
+//!   synchronous=FULL, one writer committing one row per transaction; PostgreSQL: CONCURRENCY
+//!   connections each committing one row per transaction);
+//! - a hello-world axum handler driven by the same load generator.
+//!
+//! Usage: `cargo build --release -p ebb -p ebb-bench && target/release/ebb-bench --ebb target/release/ebb`
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ebb_api::auth::{double_sha256, request_message};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+
+#[derive(Parser)]
+struct Args {
+    /// The ebb binary to measure (build it with --release).
+    #[arg(long, default_value = "target/release/ebb")]
+    ebb: PathBuf,
+    /// PostgreSQL server for the PostgreSQL run (a database is created and dropped).
+    #[arg(long, env = "EBB_TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Where to write the markdown report (also printed).
+    #[arg(long, default_value = "target/bench/results.md")]
+    out: PathBuf,
+}
+
+struct Stats {
+    ops: u64,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+    errors: u64,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+    fn pct_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i] as f64 / 1000.0
+    }
+}
+
+/// Runs `op` from `concurrency` tasks for `seconds`, timing each call.
+async fn drive<F, Fut>(concurrency: usize, seconds: u64, op: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, counter) = (op.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    if op(n).await {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.expect("bench task");
+        all.extend(lat);
+        errors += e;
+    }
+    Stats { ops: all.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: all, errors }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: SigningKey,
+    nonce: AtomicU64,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (p, q) = path.split_once('?').unwrap_or((path, ""));
+        // Distinct nonces: identical concurrent requests would otherwise repeat a signature.
+        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed).to_string();
+        let sig = hex::encode(self.key.sign(&double_sha256(&request_message(method.as_str(), p, &nonce, q, body.as_bytes()))).to_bytes());
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("Biz-Api-Key", hex::encode(self.key.verifying_key().to_bytes()))
+            .header("Biz-Api-Nonce", nonce)
+            .header("Biz-Api-Signature", sig);
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json").body(body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+struct EbbRun {
+    create: Stats,
+    get: Stats,
+    rss_mb: f64,
+}
+
+async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
+    let port = free_port();
+    let server_key = hex::encode(rand::random::<[u8; 32]>());
+    let client_key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let status = std::process::Command::new(&args.ebb)
+        .args(["keys", "add", "--public-key", &hex::encode(client_key.verifying_key().to_bytes()), "--database-url", database_url])
+        .stdout(Stdio::null())
+        .status()
+        .context("running ebb keys add")?;
+    if !status.success() {
+        bail!("ebb keys add failed");
+    }
+    let mut child = tokio::process::Command::new(&args.ebb)
+        .arg("serve")
+        .env("EBB_DATABASE_URL", database_url)
+        .env("EBB_SERVER_KEY", &server_key)
+        .env("EBB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EBB_SANDBOX", "true")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting ebb serve")?;
+    let pid = child.id().context("ebb pid")?;
+    let client = Arc::new(Client {
+        http: reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?,
+        base: format!("http://127.0.0.1:{port}"),
+        key: client_key,
+        nonce: AtomicU64::new(now_ms()),
+    });
+    for _ in 0..100 {
+        if client.http.get(format!("{}/readyz", client.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, m) = client.call(reqwest::Method::POST, "/v2/payments/merchants", Some(&json!({"name": "bench"}))).await?;
+    let merchant = m["merchant_id"].as_str().context("merchant created")?.to_owned();
+    let (_, o) = client
+        .call(
+            reqwest::Method::POST,
+            "/v2/payments/orders",
+            Some(&json!({"merchant_id": merchant, "psp_order_code": uuid::Uuid::new_v4().to_string(),
+                         "payable_currency": "ETH_USDT", "payable_amount": "100000000", "fee_amount": "0"})),
+        )
+        .await?;
+    let order_id = o["order_id"].as_str().context("order created")?.to_owned();
+    let (s, _) = client.call(reqwest::Method::POST, &format!("/v2/sandbox/orders/{order_id}/payments"), None).await?;
+    if s != 201 {
+        bail!("sandbox payment failed: {s}");
+    }
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let create = {
+        let (client, merchant, run_id) = (client.clone(), merchant.clone(), run_id.clone());
+        drive(args.concurrency, args.seconds, move |n| {
+            let (client, merchant, run_id) = (client.clone(), merchant.clone(), run_id.clone());
+            async move {
+                let body = json!({"request_id": format!("{run_id}-{n}"), "merchant_id": merchant, "payable_amount": "0.01",
+                                  "token_id": "ETH_USDT", "refund_type": "Merchant",
+                                  "to_address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"});
+                matches!(client.call(reqwest::Method::POST, "/v2/payments/refunds", Some(&body)).await, Ok((201, _)))
+            }
+        })
+        .await
+    };
+    let (_, listed) = client.call(reqwest::Method::GET, "/v2/payments/refunds?limit=1", None).await?;
+    let refund_id = listed["data"][0]["refund_id"].as_str().context("a refund to get")?.to_owned();
+    let get = {
+        let client = client.clone();
+        drive(args.concurrency, args.seconds, move |_| {
+            let (client, path) = (client.clone(), format!("/v2/payments/refunds/{refund_id}"));
+            async move { matches!(client.call(reqwest::Method::GET, &path, None).await, Ok((200, _))) }
+        })
+        .await
+    };
+    let rss_mb = peak_rss_mb(pid);
+    child.kill().await.ok();
+    Ok(EbbRun { create, get, rss_mb })
+}
+
+/// SQLite with ebb's settings: one writer, one row per durable commit.
+async fn sqlite_raw_commits(seconds: u64, dir: &std::path::Path) -> anyhow::Result<Stats> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("raw.sqlite3").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)").await?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        sqlx::query("INSERT INTO t (v) VALUES ($1)").bind("x").execute(&mut conn).await?;
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    Ok(Stats { ops: lat.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: lat, errors: 0 })
+}
+
+/// PostgreSQL: `concurrency` connections, one row per commit each (the server's own group commit applies).
+async fn postgres_raw_commits(seconds: u64, concurrency: usize, url: &str) -> anyhow::Result<Stats> {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(concurrency as u32).connect(url).await?;
+    sqlx::query("CREATE TABLE raw_commits (id BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)").execute(&pool).await?;
+    let stats = drive(concurrency, seconds, move |_| {
+        let pool = pool.clone();
+        async move { sqlx::query("INSERT INTO raw_commits (v) VALUES ($1)").bind("x").execute(&pool).await.is_ok() }
+    })
+    .await;
+    Ok(stats)
+}
+
+async fn hello_world(seconds: u64, concurrency: usize) -> anyhow::Result<Stats> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "Hello, World!" }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+    let stats = drive(concurrency, seconds, move |_| {
+        let http = http.clone();
+        async move { http.get(format!("http://{addr}/")).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    server.abort();
+    Ok(stats)
+}
+
+fn row(name: &str, s: &Stats) -> String {
+    format!("| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {} |\n", s.rate(), s.pct_ms(0.5), s.pct_ms(0.99), s.errors)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = std::env::temp_dir().join(format!("ebb-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&tmp)?;
+    let mut report = String::new();
+    report.push_str(&format!(
+        "Run: `target/release/ebb-bench --seconds {} --concurrency {}` on {} cores, {} s per measurement.\n\n",
+        args.seconds,
+        args.concurrency,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        args.seconds
+    ));
+
+    let hello = hello_world(args.seconds, args.concurrency).await?;
+    report.push_str("| measurement | throughput | p50 | p99 | errors |\n|---|---|---|---|---|\n");
+    report.push_str(&row("baseline: hello-world axum handler", &hello));
+
+    let sqlite_raw = sqlite_raw_commits(args.seconds, &tmp).await?;
+    report.push_str(&row("baseline: SQLite raw durable commits (1 writer)", &sqlite_raw));
+    let sqlite = run_ebb(&args, &format!("sqlite://{}", tmp.join("ebb.sqlite3").display())).await?;
+    report.push_str(&row("ebb SQLite: create refund", &sqlite.create));
+    report.push_str(&row("ebb SQLite: get refund", &sqlite.get));
+
+    let pg_name = format!("ebb_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&args.postgres).await?;
+    sqlx::query(&format!("CREATE DATABASE {pg_name}")).execute(&admin).await?;
+    let pg_url = format!("{}/{pg_name}", &args.postgres[..args.postgres.rfind('/').context("database in URL")?]);
+    let pg_raw = postgres_raw_commits(args.seconds, args.concurrency, &pg_url).await?;
+    report.push_str(&row(&format!("baseline: PostgreSQL raw durable commits ({} connections)", args.concurrency), &pg_raw));
+    let pg = run_ebb(&args, &pg_url).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")).execute(&admin).await;
+    let pg = pg?;
+    report.push_str(&row("ebb PostgreSQL: create refund", &pg.create));
+    report.push_str(&row("ebb PostgreSQL: get refund", &pg.get));
+
+    report.push_str("\n| target | SQLite | PostgreSQL | required |\n|---|---|---|---|\n");
+    let pct = |a: f64, b: f64| format!("{:.0}%", 100.0 * a / b);
+    report.push_str(&format!(
+        "| create ÷ raw commit rate | {} | {} | ≥ 50% |\n",
+        pct(sqlite.create.rate(), sqlite_raw.rate()),
+        pct(pg.create.rate(), pg_raw.rate())
+    ));
+    report.push_str(&format!("| create rate | {:.0}/s | {:.0}/s | ≥ 1,000/s |\n", sqlite.create.rate(), pg.create.rate()));
+    report.push_str(&format!(
+        "| get ÷ hello-world | {} | {} | ≥ 40% |\n",
+        pct(sqlite.get.rate(), hello.rate()),
+        pct(pg.get.rate(), hello.rate())
+    ));
+    report.push_str(&format!("| get rate | {:.0}/s | {:.0}/s | ≥ 10,000/s |\n", sqlite.get.rate(), pg.get.rate()));
+    report.push_str(&format!("| get p99 | {:.2} ms | {:.2} ms | < 5 ms |\n", sqlite.get.pct_ms(0.99), pg.get.pct_ms(0.99)));
+    report.push_str(&format!("| ebb peak RSS | {:.1} MB | {:.1} MB | < 64 MB |\n", sqlite.rss_mb, pg.rss_mb));
+
+    println!("{report}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &report)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Against a live `ebb dev`: the Cobo SDK compatibility tour, then schemathesis over /v2/openapi.json
+# through a signing proxy. Expects the Python tools in $PY (default target/pyenv/bin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-target/pyenv/bin}
+EBB=${EBB:-target/debug/ebb}
+SCHEMATHESIS_SECONDS=${SCHEMATHESIS_SECONDS:-150}
+
+free_port() { "$PY/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+data=$(mktemp -d)
+port=$(free_port)
+"$EBB" dev --listen "127.0.0.1:$port" --data-dir "$data" > "$data/ebb.log" 2>&1 &
+ebb_pid=$!
+proxy_pid=""
+cleanup() { kill "$ebb_pid" ${proxy_pid:+"$proxy_pid"} 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 100); do [ -f "$data/dev.json" ] && break; sleep 0.1; done
+[ -f "$data/dev.json" ] || { cat "$data/ebb.log"; echo "ebb dev did not start"; exit 1; }
+
+echo "== Cobo SDK compatibility (cobo-waas2, unmodified)"
+"$PY/python" scripts/tour.py "$data"
+
+echo "== schemathesis against /v2/openapi.json (${SCHEMATHESIS_SECONDS}s)"
+secret=$("$PY/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_secret"])' "$data/dev.json")
+pport=$(free_port)
+"$PY/python" scripts/signing_proxy.py "$pport" "http://127.0.0.1:$port" "$secret" &
+proxy_pid=$!
+sleep 0.5
+"$PY/schemathesis" run "http://127.0.0.1:$port/v2/openapi.json" --url "http://127.0.0.1:$pport" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --max-time "$SCHEMATHESIS_SECONDS" --workers 2 --phases examples,coverage,fuzzing \
+  --suppress-health-check all --warnings off
+if grep -q '"level":"ERROR"\|ERROR' "$data/ebb.log"; then
+  echo "ebb logged errors during the run:"; grep 'ERROR' "$data/ebb.log" | head -20; exit 1
+fi

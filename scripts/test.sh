@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then runs
+#   1. unit tests and the integration suite (every test on SQLite and on PostgreSQL),
+#   2. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
+# With CI=true a missing service is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "PostgreSQL at 127.0.0.1:5432"
+export EBB_TEST_POSTGRES_URL=${EBB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+  fi
+fi
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  echo "up"
+elif [ "${CI:-}" = "true" ]; then
+  echo "PostgreSQL is not reachable and CI=true: failing"; exit 1
+else
+  echo "PostgreSQL is not reachable: the PostgreSQL half of the suite will be skipped (loudly)"
+fi
+
+step "Python tools (target/pyenv)"
+if [ ! -x target/pyenv/bin/python ]; then
+  mkdir -p target
+  python3 -m venv target/pyenv
+fi
+target/pyenv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
+
+step "cargo test (unit + integration on SQLite and PostgreSQL)"
+cargo test --workspace --locked
+
+step "Cobo SDK compatibility and schemathesis against ebb dev"
+cargo build -p ebb --locked
+PY=target/pyenv/bin EBB=target/debug/ebb bash scripts/e2e.sh
+
+step "all suites passed"
