@@ -39,6 +39,7 @@ pub struct AppState {
     /// Signs every response; its public key is what clients configure as `resp_pubkey`.
     pub server_key: Arc<SigningKey>,
     pub replay: ReplayGuard,
+    pub keys: Arc<auth::KeyCache>,
     /// Seed of the per-order receiving addresses.
     pub deposit_seed: Arc<[u8; 32]>,
     pub metrics: Arc<Metrics>,

@@ -41,6 +41,16 @@ impl Account {
     pub fn may_go_negative(&self) -> bool {
         matches!(self, Account::World)
     }
+
+    /// Whether the store keeps a running balance for this account. The system accounts (`World`,
+    /// `Reserved`) are touched by every pay-in or every refund of a token; a cached balance row would be
+    /// one lock every such transaction waits for. Nothing needs their balance on a request path, so they
+    /// are journal-only: their balance is the sum of their postings, which reconciliation computes.
+    /// (`Reserved` cannot go negative anyway: it is only ever debited by the release or settlement of
+    /// what a refund reserved, guarded by the refund state machine.)
+    pub fn keeps_balance(&self) -> bool {
+        matches!(self, Account::Merchant(_) | Account::Psp)
+    }
 }
 
 impl fmt::Display for Account {
@@ -162,5 +172,7 @@ mod tests {
         }
         assert!(!Account::Psp.may_go_negative());
         assert!(Account::World.may_go_negative());
+        assert!(!Account::Reserved.keeps_balance() && !Account::World.keeps_balance());
+        assert!(Account::Psp.keeps_balance() && Account::Merchant("M".into()).keeps_balance());
     }
 }

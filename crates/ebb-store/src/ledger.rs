@@ -69,13 +69,16 @@ pub(crate) async fn post(
 }
 
 /// Posts several entries of one source object (e.g. a refund's reservation and its fee) atomically.
+///
+/// Round trips matter here (SQLite's writer runs these serially): per cached account one SELECT (with
+/// `FOR UPDATE` on PostgreSQL) and one INSERT or UPDATE, and one multi-row INSERT for the journal.
 pub(crate) async fn post_many(
     conn: &mut AnyConnection,
     entries: &[(&Entry, SourceType)],
     source_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    // Net change per (account, token), and the postings in order, for the journal.
+    // The postings per (account, token), in order; BTreeMap order is the lock order.
     let mut touched: BTreeMap<(String, String), Vec<(i128, SourceType)>> = BTreeMap::new();
     for (entry, st) in entries {
         for p in entry.postings() {
@@ -84,30 +87,38 @@ pub(crate) async fn post_many(
     }
     let lock = for_update(conn);
     let entry_id = ids::new_id("E");
+    // (account, token, delta, balance_after or "" for journal-only accounts, source type)
+    let mut journal: Vec<(String, String, i128, String, SourceType)> = Vec::new();
     for ((account, token_id), deltas) in touched {
-        sqlx::query(
-            "INSERT INTO balances (account, token_id, balance, received, developer_fee, refunded) \
-             VALUES ($1, $2, '0', '0', '0', '0') ON CONFLICT (account, token_id) DO NOTHING",
-        )
-        .bind(&account)
-        .bind(&token_id)
-        .execute(&mut *conn)
-        .await?;
-        let row = sqlx::query(&format!(
+        let parsed = Account::from_key(&account).ok_or_else(|| StoreError::Internal(format!("account key {account:?}")))?;
+        if !parsed.keeps_balance() {
+            journal.extend(deltas.into_iter().map(|(d, st)| (account.clone(), token_id.clone(), d, String::new(), st)));
+            continue;
+        }
+        let select = format!(
             "SELECT account, token_id, balance, received, developer_fee, refunded FROM balances \
              WHERE account = $1 AND token_id = $2{lock}"
-        ))
-        .bind(&account)
-        .bind(&token_id)
-        .fetch_one(&mut *conn)
-        .await?;
+        );
+        let mut row = sqlx::query(&select).bind(&account).bind(&token_id).fetch_optional(&mut *conn).await?;
+        if row.is_none() {
+            // First posting to this account and token. ON CONFLICT: a concurrent first posting (on
+            // PostgreSQL) may create the row meanwhile; then we wait for its lock like any other.
+            sqlx::query(
+                "INSERT INTO balances (account, token_id, balance, received, developer_fee, refunded) \
+                 VALUES ($1, $2, '0', '0', '0', '0') ON CONFLICT (account, token_id) DO NOTHING",
+            )
+            .bind(&account)
+            .bind(&token_id)
+            .execute(&mut *conn)
+            .await?;
+            row = sqlx::query(&select).bind(&account).bind(&token_id).fetch_optional(&mut *conn).await?;
+        }
+        let row = row.ok_or_else(|| StoreError::Internal(format!("balance row {account} {token_id} vanished")))?;
         let mut bal = BalanceRow::from_row(&row)?;
-        let parsed = Account::from_key(&account);
-        let may_go_negative = parsed.as_ref().is_some_and(Account::may_go_negative);
         for (delta, st) in deltas {
             let before = bal.balance;
             bal.balance = before.checked_add(delta).ok_or_else(|| StoreError::Internal("balance overflow".into()))?;
-            if bal.balance < 0 && !may_go_negative {
+            if bal.balance < 0 && !parsed.may_go_negative() {
                 return Err(StoreError::InsufficientBalance {
                     account,
                     token_id,
@@ -116,38 +127,43 @@ pub(crate) async fn post_many(
                 });
             }
             match (&parsed, st) {
-                (Some(Account::Merchant(_)), SourceType::OrderIn) => bal.received += delta,
-                (Some(Account::Psp), SourceType::OrderIn | SourceType::RefundFee) => bal.developer_fee += delta,
-                (Some(Account::Merchant(_) | Account::Psp), SourceType::RefundOut) => bal.refunded -= delta,
+                (Account::Merchant(_), SourceType::OrderIn) => bal.received += delta,
+                (Account::Psp, SourceType::OrderIn | SourceType::RefundFee) => bal.developer_fee += delta,
+                (Account::Merchant(_) | Account::Psp, SourceType::RefundOut) => bal.refunded -= delta,
                 _ => {}
             }
-            sqlx::query(
-                "INSERT INTO postings (entry_id, account, token_id, delta, balance_after, source_type, source_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&entry_id)
+            journal.push((account.clone(), token_id.clone(), delta, bal.balance.to_string(), st));
+        }
+        let sql = "UPDATE balances SET balance = $3, received = $4, developer_fee = $5, refunded = $6 \
+                   WHERE account = $1 AND token_id = $2";
+        sqlx::query(sql)
             .bind(&account)
             .bind(&token_id)
-            .bind(delta.to_string())
             .bind(bal.balance.to_string())
-            .bind(st.as_str())
-            .bind(source_id)
-            .bind(now)
+            .bind(bal.received.to_string())
+            .bind(bal.developer_fee.to_string())
+            .bind(bal.refunded.to_string())
             .execute(&mut *conn)
             .await?;
-        }
-        sqlx::query(
-            "UPDATE balances SET balance = $1, received = $2, developer_fee = $3, refunded = $4 \
-             WHERE account = $5 AND token_id = $6",
-        )
-        .bind(bal.balance.to_string())
-        .bind(bal.received.to_string())
-        .bind(bal.developer_fee.to_string())
-        .bind(bal.refunded.to_string())
-        .bind(&account)
-        .bind(&token_id)
-        .execute(&mut *conn)
-        .await?;
     }
+    if journal.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..journal.len())
+        .map(|i| {
+            let b = i * 5;
+            format!("($1, $2, $3, ${}, ${}, ${}, ${}, ${})", b + 4, b + 5, b + 6, b + 7, b + 8)
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO postings (entry_id, source_id, created_at, account, token_id, delta, balance_after, source_type) \
+         VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(&entry_id).bind(source_id).bind(now);
+    for (account, token_id, delta, after, st) in journal {
+        q = q.bind(account).bind(token_id).bind(delta.to_string()).bind(after).bind(st.as_str());
+    }
+    q.execute(&mut *conn).await?;
     Ok(())
 }

@@ -39,6 +39,7 @@ impl Application {
             registry: Arc::new(settings.registry),
             server_key: Arc::new(settings.server_key),
             replay,
+            keys: Arc::new(ebb_api::auth::KeyCache::default()),
             metrics: Arc::new(Metrics::default()),
             sandbox: settings.sandbox,
         };

@@ -102,7 +102,8 @@ CREATE TABLE payment_transactions (
 CREATE INDEX payment_transactions_order ON payment_transactions (order_id);
 CREATE INDEX payment_transactions_refund ON payment_transactions (refund_id);
 
--- Cached balances per account and token, changed only together with a posting row in one transaction.
+-- Cached balances per account and token (merchants and the PSP; 'world' and 'reserved' are journal-only,
+-- see Account::keeps_balance), changed only together with their posting rows in one transaction.
 CREATE TABLE balances (
     account       TEXT NOT NULL,           -- ebb_core::Account::key()
     token_id      TEXT NOT NULL,
@@ -120,7 +121,7 @@ CREATE TABLE postings (
     account       TEXT NOT NULL,
     token_id      TEXT NOT NULL,
     delta         TEXT NOT NULL,           -- signed base units
-    balance_after TEXT NOT NULL,
+    balance_after TEXT NOT NULL,           -- '' for journal-only accounts (world, reserved)
     source_type   TEXT NOT NULL,           -- Cobo's balance change source type (OrderIn, RefundOut, ...)
     source_id     TEXT NOT NULL,
     created_at    INTEGER NOT NULL

@@ -8,7 +8,17 @@ both_backends!(
     orders_get_an_address_and_complete_when_paid,
     underpaid_orders_and_expired_orders,
     eighteen_decimal_tokens_keep_every_base_unit,
+    concurrent_first_payments_of_a_new_merchant_all_credit,
 );
+
+async fn concurrent_first_payments_of_a_new_merchant_all_credit(app: &TestApp) {
+    let m = app.create_merchant("Fresh").await;
+    // Ten orders paid at once: the first postings to the merchant's and the PSP's new balance rows race.
+    let paid = futures::future::join_all((0..10).map(|_| app.paid_order(&m, "2", "0.5"))).await;
+    assert!(paid.iter().all(|o| o["status"] == "Completed"));
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "15");
+    assert_eq!(app.get("/v2/payments/balance/psp?token_id=ETH_USDT").await.ok()["total_balance"], "5");
+}
 
 async fn merchants_are_created_listed_fetched_and_updated(app: &TestApp) {
     let created = app.post("/v2/payments/merchants", json!({"name": "Coffee 100%", "developer_fee_rate": "0.015"})).await;
