@@ -88,6 +88,9 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every acquire doubles the round trips of every read; a broken connection
+            // shows up as an error on its next query instead, and the pool replaces it.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
