@@ -22,6 +22,8 @@ pub struct OrderRow {
     pub chain_id: String,
     pub payable_amount: Amount,
     pub fee_amount: Amount,
+    /// How much of `fee_amount` payments have credited to the PSP so far.
+    pub fee_credited: Amount,
     pub exchange_rate: String,
     pub amount_tolerance: Amount,
     pub receive_address: String,
@@ -83,7 +85,7 @@ pub struct NewOrder {
 }
 
 const COLUMNS: &str = "seq, order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, pricing_amount, \
-     token_id, chain_id, payable_amount, fee_amount, exchange_rate, amount_tolerance, receive_address, status, \
+     token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, amount_tolerance, receive_address, status, \
      received_amount, refunded_amount, expired_at, created_at, updated_at";
 
 pub(crate) const TX_COLUMNS: &str = "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
@@ -106,6 +108,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
         chain_id: row.try_get("chain_id")?,
         payable_amount: amount(row, "payable_amount")?,
         fee_amount: amount(row, "fee_amount")?,
+        fee_credited: amount(row, "fee_credited")?,
         exchange_rate: row.try_get("exchange_rate")?,
         amount_tolerance: amount(row, "amount_tolerance")?,
         receive_address: row.try_get("receive_address")?,
@@ -302,8 +305,7 @@ impl Store {
                     None => remaining,
                 };
                 let received = order.received_amount.checked_add(amount).ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
-                let fee_row = sqlx::query("SELECT fee_credited FROM orders WHERE order_id = $1").bind(&order_id).fetch_one(&mut *conn).await?;
-                let fee_credited = Amount::from_base_units_str(&fee_row.try_get::<String, _>("fee_credited")?)?;
+                let fee_credited = order.fee_credited;
                 let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
                 let fee_now = fee_left.min(amount);
                 let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");

@@ -306,9 +306,8 @@ impl Store {
             })
             .await;
         match created {
-            // Under SQLite's single writer a repeated request never reaches the insert concurrently; the
-            // branch above finds it. Under PostgreSQL a request whose first attempt failed after the
-            // insert can race only with itself, so nothing more is needed here.
+            // A refund found by its request_id may have payout legs by now; the transaction above read only
+            // the refund row.
             Ok(Created::Existing(r)) => Ok(Created::Existing(self.with_transactions(r).await?)),
             other => other,
         }
