@@ -123,21 +123,27 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
 }
 
 pub(crate) fn tx_from_row(row: &sqlx::any::AnyRow) -> Result<TransactionRow, StoreError> {
+    tx_from_prefixed_row(row, "")
+}
+
+/// A transaction whose columns carry a prefix (`t_tx_id`, …), as in a join.
+pub(crate) fn tx_from_prefixed_row(row: &sqlx::any::AnyRow, prefix: &str) -> Result<TransactionRow, StoreError> {
+    let c = |name: &str| format!("{prefix}{name}");
     Ok(TransactionRow {
-        tx_id: row.try_get("tx_id")?,
-        direction: row.try_get("direction")?,
-        order_id: row.try_get("order_id")?,
-        refund_id: row.try_get("refund_id")?,
-        tx_hash: row.try_get("tx_hash")?,
-        token_id: row.try_get("token_id")?,
-        chain_id: row.try_get("chain_id")?,
-        from_address: row.try_get("from_address")?,
-        to_address: row.try_get("to_address")?,
-        amount: amount(row, "amount")?,
-        status: row.try_get("status")?,
-        failed_reason: row.try_get("failed_reason")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        updated_at_ms: row.try_get("updated_at_ms")?,
+        tx_id: row.try_get(c("tx_id").as_str())?,
+        direction: row.try_get(c("direction").as_str())?,
+        order_id: row.try_get(c("order_id").as_str())?,
+        refund_id: row.try_get(c("refund_id").as_str())?,
+        tx_hash: row.try_get(c("tx_hash").as_str())?,
+        token_id: row.try_get(c("token_id").as_str())?,
+        chain_id: row.try_get(c("chain_id").as_str())?,
+        from_address: row.try_get(c("from_address").as_str())?,
+        to_address: row.try_get(c("to_address").as_str())?,
+        amount: amount(row, &c("amount"))?,
+        status: row.try_get(c("status").as_str())?,
+        failed_reason: row.try_get(c("failed_reason").as_str())?,
+        created_at_ms: row.try_get(c("created_at_ms").as_str())?,
+        updated_at_ms: row.try_get(c("updated_at_ms").as_str())?,
     })
 }
 

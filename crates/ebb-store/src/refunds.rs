@@ -11,7 +11,7 @@ use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use sqlx::{AnyConnection, Row};
 
 use crate::ledger::{self, SourceType};
-use crate::orders::{lock_order, TransactionRow};
+use crate::orders::{lock_order, tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::{for_update, ids, util::now_s, Store, StoreError};
 
@@ -206,6 +206,14 @@ async fn adjust_order_refunded(conn: &mut AnyConnection, r: &RefundRow, add: boo
 impl Store {
     /// Creates a refund, or returns the one an identical earlier request created.
     pub async fn create_refund(&self, new: NewRefund) -> Result<Created, StoreError> {
+        // Merchants are never deleted, so this check may run before, and outside, the write: it keeps a
+        // read off the serial SQLite writer and out of PostgreSQL's lock-holding span. The foreign key
+        // on refunds.merchant_id backs it.
+        if let Some(m) = &new.merchant_id {
+            if self.merchant(m).await?.is_none() {
+                return Err(StoreError::NotFound { what: "merchant", id: m.clone() });
+            }
+        }
         let created = self
             .write(move |conn| {
                 Box::pin(async move {
@@ -228,15 +236,7 @@ impl Store {
                     if new.idem_scope != "*" && merchant_id.as_deref() != Some(new.idem_scope.as_str()) {
                         return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
                     }
-                    if let Some(m) = &merchant_id {
-                        let exists = sqlx::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
-                            .bind(m)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        if exists.is_none() {
-                            return Err(StoreError::NotFound { what: "merchant", id: m.clone() });
-                        }
-                    } else if new.source == RefundSource::Merchant {
+                    if merchant_id.is_none() && new.source == RefundSource::Merchant {
                         return Err(StoreError::Invalid("merchant_id is required when refund_type is Merchant".into()));
                     }
                     let now = now_s();
@@ -318,18 +318,32 @@ impl Store {
         Ok(r)
     }
 
-    /// A refund by id; `scope` is the merchant a restricted key may see.
+    /// A refund by id with its transactions, in one query (this is the hottest read); `scope` is the
+    /// merchant a restricted key may see.
     pub async fn refund(&self, refund_id: &str, scope: Option<&str>) -> Result<Option<RefundRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1"))
-            .bind(refund_id)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let r = from_row(&row)?;
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let r: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{}", c.trim())).collect();
+            let t: Vec<String> = TX_COLUMNS.split(", ").map(|c| format!("t.{0} AS t_{0}", c.trim())).collect();
+            format!(
+                "SELECT {}, {} FROM refunds r LEFT JOIN payment_transactions t ON t.refund_id = r.refund_id \
+                 WHERE r.refund_id = $1 ORDER BY t.seq",
+                r.join(", "),
+                t.join(", ")
+            )
+        });
+        let rows = sqlx::query(sql).bind(refund_id).fetch_all(self.pool()).await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut r = from_row(first)?;
         if scope.is_some_and(|m| r.merchant_id.as_deref() != Some(m)) {
             return Ok(None);
         }
-        Ok(Some(self.with_transactions(r).await?))
+        for row in &rows {
+            if row.try_get::<Option<String>, _>("t_tx_id")?.is_some() {
+                r.transactions.push(tx_from_prefixed_row(row, "t_")?);
+            }
+        }
+        Ok(Some(r))
     }
 
     pub async fn list_refunds(&self, filter: &RefundFilter, page_req: &PageRequest) -> Result<Page<RefundRow>, StoreError> {

@@ -95,38 +95,49 @@ async fn sqlite_writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>
     let _ = conn.close().await;
 }
 
-async fn run_batch(conn: &mut AnyConnection, jobs: impl Iterator<Item = Job>) {
+/// Runs `jobs` in one transaction, each inside the savepoint `job`. Statements are combined where they
+/// can be: every statement is a hand-off to sqlx's SQLite worker thread, and this loop is the one place
+/// all SQLite writes pass through, one after another.
+async fn run_batch(conn: &mut AnyConnection, jobs: impl ExactSizeIterator<Item = Job>) {
     let mut answers: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>> = Vec::new();
-    if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-        let msg = e.to_string();
-        for job in jobs {
-            // Nothing ran: every caller gets the error.
-            drop(job);
-            tracing::error!(error = %msg, "sqlite writer could not begin a transaction");
-        }
+    if let Err(e) = conn.execute("BEGIN IMMEDIATE; SAVEPOINT job").await {
+        // Nothing ran; dropping the jobs answers every caller with an error.
+        tracing::error!(error = %e, "sqlite writer could not begin a transaction");
+        let _ = conn.execute("ROLLBACK").await;
         return;
     }
-    for job in jobs {
-        let savepoint_ok = conn.execute("SAVEPOINT job").await.is_ok();
+    let n = jobs.len();
+    for (i, job) in jobs.enumerate() {
+        let last = i + 1 == n;
         let outcome = AssertUnwindSafe(job(conn)).catch_unwind().await;
-        let outcome = match outcome {
-            Ok(o) => o,
+        let (ok, answer) = match outcome {
+            Ok(o) => (o.ok, Some(o.answer)),
             Err(_) => {
                 tracing::error!("a write panicked; its changes are rolled back");
-                let _ = conn.execute("ROLLBACK TO job").await;
-                let _ = conn.execute("RELEASE job").await;
-                continue;
+                (false, None)
             }
         };
-        if outcome.ok && savepoint_ok {
-            if let Err(e) = conn.execute("RELEASE job").await {
-                tracing::error!(error = %e, "release savepoint failed");
+        // Close this job's savepoint (undoing it if it failed) and open the next one's in one call.
+        // After the last job, COMMIT releases the savepoint.
+        let sql = match (ok, last) {
+            (true, true) => None,
+            (true, false) => Some("RELEASE job; SAVEPOINT job"),
+            (false, true) => Some("ROLLBACK TO job"),
+            (false, false) => Some("ROLLBACK TO job; RELEASE job; SAVEPOINT job"),
+        };
+        if let Some(sql) = sql {
+            if let Err(e) = conn.execute(sql).await {
+                tracing::error!(error = %e, "savepoint handling failed; the batch is rolled back");
+                let _ = conn.execute("ROLLBACK").await;
+                let msg = e.to_string();
+                answers.into_iter().for_each(|a| a(Some(StoreError::Internal(format!("batch rolled back: {msg}")))));
+                return;
             }
-            answers.push(outcome.answer);
-        } else {
-            let _ = conn.execute("ROLLBACK TO job").await;
-            let _ = conn.execute("RELEASE job").await;
-            (outcome.answer)(None);
+        }
+        match (ok, answer) {
+            (true, Some(a)) => answers.push(a),
+            (false, Some(a)) => a(None),
+            (_, None) => {}
         }
     }
     match conn.execute("COMMIT").await {

@@ -63,7 +63,7 @@ CREATE TABLE refunds (
     idem_scope          TEXT NOT NULL,     -- '*' for PSP-wide keys, else the key's merchant id
     request_fingerprint TEXT NOT NULL,     -- canonical form of the creating request, for idempotency
     order_id            TEXT REFERENCES orders (order_id),
-    merchant_id         TEXT,
+    merchant_id         TEXT REFERENCES merchants (merchant_id),
     token_id            TEXT NOT NULL,
     chain_id            TEXT NOT NULL,
     amount              TEXT NOT NULL,

@@ -14,7 +14,48 @@ both_backends!(
     refunds_refuse_bad_input_with_clear_errors,
     listing_refunds_pages_with_cursors_and_filters,
     a_cancelled_or_processing_refund_cannot_change,
+    a_refund_shows_its_transactions_in_order,
 );
+
+async fn a_refund_shows_its_transactions_in_order(app: &TestApp) {
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let r = app
+        .post(
+            "/v2/payments/refunds",
+            json!({"request_id": "tx", "merchant_id": m, "payable_amount": "4", "token_id": "ETH_USDT",
+                   "refund_type": "Merchant", "to_address": USER_ADDRESS}),
+        )
+        .await
+        .ok();
+    let id = r["refund_id"].as_str().unwrap();
+    assert_eq!(r["transactions"], json!([]));
+    // Payout legs are written by the payout executor (next issue); stand in for it with two rows.
+    for (tx, amount, status) in [("T-leg-1", "1500000", "Completed"), ("T-leg-2", "2500000", "Broadcasting")] {
+        sqlx::query(
+            "INSERT INTO payment_transactions (tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, \
+             from_address, to_address, amount, status, failed_reason, created_at_ms, updated_at_ms) \
+             VALUES ($1, 'out', NULL, $2, NULL, 'ETH_USDT', 'ETH', $3, $3, $4, $5, NULL, 1, 2)",
+        )
+        .bind(tx)
+        .bind(id)
+        .bind(USER_ADDRESS)
+        .bind(amount)
+        .bind(status)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    }
+    let got = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();
+    let legs = got["transactions"].as_array().unwrap();
+    assert_eq!(legs.len(), 2);
+    assert_eq!((legs[0]["tx_id"].as_str(), legs[0]["amount"].as_str(), legs[0]["status"].as_str()), (Some("T-leg-1"), Some("1.5"), Some("Completed")));
+    assert_eq!(legs[1]["amount"], "2.5");
+    assert!(legs[0].get("tx_hash").is_none(), "no hash before broadcast");
+    assert_eq!(legs[1]["created_timestamp"], 1);
+    let listed = app.get("/v2/payments/refunds?request_id=tx").await.ok();
+    assert_eq!(listed["data"][0]["transactions"].as_array().unwrap().len(), 2);
+}
 
 async fn refund_moves_from_pending_confirmation_to_pending_and_cancel_releases_the_funds(app: &TestApp) {
     let m = app.create_merchant("Shop").await;
