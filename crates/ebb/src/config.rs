@@ -120,7 +120,7 @@ impl FileConfig {
                 .context("no database: set database_url in the config or EBB_DATABASE_URL (sqlite://… or postgres://…)")?,
             server_key: self.server_key()?,
             sandbox: self.sandbox.unwrap_or(false),
-            max_connections: self.max_connections.unwrap_or(16),
+            max_connections: self.max_connections.unwrap_or(8),
             registry: self.registry()?,
         })
     }
