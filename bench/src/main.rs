@@ -119,7 +119,9 @@ impl Client {
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
         // Distinct nonces: identical concurrent requests would otherwise repeat a signature.
         let nonce = self.nonce.fetch_add(1, Ordering::Relaxed).to_string();
-        let sig = hex::encode(self.key.sign(&double_sha256(&request_message(method.as_str(), p, &nonce, q, body.as_bytes()))).to_bytes());
+        let sig = hex::encode(
+            self.key.sign(&double_sha256(&request_message(method.as_str(), p, &nonce, q, body.as_bytes()))).to_bytes(),
+        );
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -169,7 +171,14 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
     let server_key = hex::encode(rand::random::<[u8; 32]>());
     let client_key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let status = std::process::Command::new(&args.ebb)
-        .args(["keys", "add", "--public-key", &hex::encode(client_key.verifying_key().to_bytes()), "--database-url", database_url])
+        .args([
+            "keys",
+            "add",
+            "--public-key",
+            &hex::encode(client_key.verifying_key().to_bytes()),
+            "--database-url",
+            database_url,
+        ])
         .stdout(Stdio::null())
         .status()
         .context("running ebb keys add")?;
@@ -237,7 +246,9 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
 
 /// A merchant with a large paid order, so refunds never run out of balance.
 async fn funded_merchant(client: &Client, i: usize) -> anyhow::Result<String> {
-    let (_, m) = client.call(reqwest::Method::POST, "/v2/payments/merchants", Some(&json!({"name": format!("bench {i}")}))).await?;
+    let (_, m) = client
+        .call(reqwest::Method::POST, "/v2/payments/merchants", Some(&json!({"name": format!("bench {i}")})))
+        .await?;
     let merchant = m["merchant_id"].as_str().context("merchant created")?.to_owned();
     let (_, o) = client
         .call(
@@ -351,7 +362,10 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query(&format!("CREATE DATABASE {pg_name}")).execute(&admin).await?;
     let pg_url = format!("{}/{pg_name}", &args.postgres[..args.postgres.rfind('/').context("database in URL")?]);
     let pg_raw = postgres_raw_commits(args.seconds, args.concurrency, &pg_url).await?;
-    report.push_str(&row(&format!("baseline: PostgreSQL raw durable commits ({} connections)", args.concurrency), &pg_raw));
+    report.push_str(&row(
+        &format!("baseline: PostgreSQL raw durable commits ({} connections)", args.concurrency),
+        &pg_raw,
+    ));
     let pg = run_ebb(&args, &pg_url).await;
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")).execute(&admin).await;
     let pg = pg?;
@@ -366,14 +380,22 @@ async fn main() -> anyhow::Result<()> {
         pct(sqlite.create.rate(), sqlite_raw.rate()),
         pct(pg.create.rate(), pg_raw.rate())
     ));
-    report.push_str(&format!("| create rate | {:.0}/s | {:.0}/s | ≥ 1,000/s |\n", sqlite.create.rate(), pg.create.rate()));
+    report.push_str(&format!(
+        "| create rate | {:.0}/s | {:.0}/s | ≥ 1,000/s |\n",
+        sqlite.create.rate(),
+        pg.create.rate()
+    ));
     report.push_str(&format!(
         "| get ÷ hello-world | {} | {} | ≥ 40% |\n",
         pct(sqlite.get.rate(), hello.rate()),
         pct(pg.get.rate(), hello.rate())
     ));
     report.push_str(&format!("| get rate | {:.0}/s | {:.0}/s | ≥ 10,000/s |\n", sqlite.get.rate(), pg.get.rate()));
-    report.push_str(&format!("| get p99 | {:.2} ms | {:.2} ms | < 5 ms |\n", sqlite.get.pct_ms(0.99), pg.get.pct_ms(0.99)));
+    report.push_str(&format!(
+        "| get p99 | {:.2} ms | {:.2} ms | < 5 ms |\n",
+        sqlite.get.pct_ms(0.99),
+        pg.get.pct_ms(0.99)
+    ));
     report.push_str(&format!(
         "| create rate, 1 hot merchant | {:.0}/s | {:.0}/s | (no target) |\n",
         sqlite.create_hot.rate(),

@@ -44,7 +44,10 @@ impl Caller {
     pub fn require_psp(&self) -> Result<(), ApiError> {
         match &self.merchant {
             None => Ok(()),
-            Some(_) => Err(ApiError::new(ErrorCode::Forbidden, "this API key is restricted to one merchant; this call needs a PSP-wide key")),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this API key is restricted to one merchant; this call needs a PSP-wide key",
+            )),
         }
     }
 
@@ -62,7 +65,8 @@ impl Caller {
 /// by another process (`ebb keys revoke`) is refused at most [`KEY_CACHE_TTL`] later.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: std::sync::RwLock<std::collections::HashMap<String, (Option<ebb_store::keys::ApiKeyRow>, std::time::Instant)>>,
+    entries:
+        std::sync::RwLock<std::collections::HashMap<String, (Option<ebb_store::keys::ApiKeyRow>, std::time::Instant)>>,
 }
 
 pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -70,7 +74,11 @@ pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1)
 const KEY_CACHE_MAX: usize = 10_000;
 
 impl KeyCache {
-    pub async fn get(&self, store: &ebb_store::Store, api_key: &str) -> Result<Option<ebb_store::keys::ApiKeyRow>, ebb_store::StoreError> {
+    pub async fn get(
+        &self,
+        store: &ebb_store::Store,
+        api_key: &str,
+    ) -> Result<Option<ebb_store::keys::ApiKeyRow>, ebb_store::StoreError> {
         if let Some((row, at)) = self.entries.read().expect("key cache lock").get(api_key) {
             if at.elapsed() < KEY_CACHE_TTL {
                 return Ok(row.clone());
@@ -97,7 +105,9 @@ pub fn double_sha256(message: &[u8]) -> [u8; 32] {
 /// The string a request signature covers.
 pub fn request_message(method: &str, path: &str, nonce: &str, query: &str, body: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(method.len() + path.len() + nonce.len() + query.len() + body.len() + 4);
-    for (i, part) in [method.as_bytes(), path.as_bytes(), nonce.as_bytes(), query.as_bytes(), body].into_iter().enumerate() {
+    for (i, part) in
+        [method.as_bytes(), path.as_bytes(), nonce.as_bytes(), query.as_bytes(), body].into_iter().enumerate()
+    {
         if i > 0 {
             m.push(b'|');
         }
@@ -109,7 +119,12 @@ pub fn request_message(method: &str, path: &str, nonce: &str, query: &str, body:
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
     headers
         .get(name)
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingAuthentication, format!("missing header {name}: sign the request as Cobo's API requires")))?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingAuthentication,
+                format!("missing header {name}: sign the request as Cobo's API requires"),
+            )
+        })?
         .to_str()
         .map_err(|_| ApiError::new(ErrorCode::MissingAuthentication, format!("header {name} is not ASCII")))
 }
@@ -134,27 +149,35 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let nonce = header(&parts.headers, "biz-api-nonce")?.to_owned();
     let sig_hex = header(&parts.headers, "biz-api-signature")?.to_owned();
 
-    let nonce_ms: i64 = nonce
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::MissingAuthentication, "Biz-Api-Nonce must be the time in milliseconds since the epoch"))?;
+    let nonce_ms: i64 = nonce.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::MissingAuthentication,
+            "Biz-Api-Nonce must be the time in milliseconds since the epoch",
+        )
+    })?;
     let now = now_ms();
     if (now - nonce_ms).abs() > NONCE_WINDOW_MS {
         return Err(ApiError::new(
             ErrorCode::StaleNonce,
-            format!("Biz-Api-Nonce {nonce_ms} is more than 5 minutes from the server time {now}; check the client's clock"),
+            format!(
+                "Biz-Api-Nonce {nonce_ms} is more than 5 minutes from the server time {now}; check the client's clock"
+            ),
         ));
     }
-    let key_bytes = decode_hex::<32>(&key_hex)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key must be a 32-byte Ed25519 public key in hex"))?;
+    let key_bytes = decode_hex::<32>(&key_hex).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key must be a 32-byte Ed25519 public key in hex")
+    })?;
     let verifying_key = VerifyingKey::from_bytes(&key_bytes)
         .map_err(|_| ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key is not a valid Ed25519 public key"))?;
-    let sig_bytes = decode_hex::<64>(&sig_hex)
-        .ok_or_else(|| ApiError::new(ErrorCode::BadSignature, "Biz-Api-Signature must be a 64-byte Ed25519 signature in hex"))?;
+    let sig_bytes = decode_hex::<64>(&sig_hex).ok_or_else(|| {
+        ApiError::new(ErrorCode::BadSignature, "Biz-Api-Signature must be a 64-byte Ed25519 signature in hex")
+    })?;
 
-    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::PayloadTooLarge, format!("request body larger than {MAX_BODY_BYTES} bytes")))?;
-    let message = request_message(parts.method.as_str(), parts.uri.path(), &nonce, parts.uri.query().unwrap_or(""), &body);
+    let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(ErrorCode::PayloadTooLarge, format!("request body larger than {MAX_BODY_BYTES} bytes"))
+    })?;
+    let message =
+        request_message(parts.method.as_str(), parts.uri.path(), &nonce, parts.uri.query().unwrap_or(""), &body);
     verifying_key
         .verify(&double_sha256(&message), &Signature::from_bytes(&sig_bytes))
         .map_err(|_| {
@@ -168,11 +191,16 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let key = match key {
         Some(k) if k.revoked_at.is_none() => k,
         Some(_) => return Err(ApiError::new(ErrorCode::UnknownApiKey, "this API key has been revoked")),
-        None => return Err(ApiError::new(ErrorCode::UnknownApiKey, "unknown API key: register it with `ebb keys add`")),
+        None => {
+            return Err(ApiError::new(ErrorCode::UnknownApiKey, "unknown API key: register it with `ebb keys add`"))
+        }
     };
     let sig_lower = sig_hex.to_ascii_lowercase();
     if !state.replay.first_use(&key_hex, &sig_lower, now).await? {
-        return Err(ApiError::new(ErrorCode::ReplayedRequest, "this exact signed request was already received (a replay); sign each request anew"));
+        return Err(ApiError::new(
+            ErrorCode::ReplayedRequest,
+            "this exact signed request was already received (a replay); sign each request anew",
+        ));
     }
     parts.extensions.insert(Caller { api_key: key.api_key, merchant: key.merchant_id });
     Ok(Request::from_parts(parts, Body::from(body)))

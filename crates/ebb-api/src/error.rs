@@ -66,7 +66,11 @@ impl ApiError {
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        ApiError { code: ErrorCode::Internal, message: "internal error; quote the error_id when reporting it".into(), cause: Some(cause.to_string()) }
+        ApiError {
+            code: ErrorCode::Internal,
+            message: "internal error; quote the error_id when reporting it".into(),
+            cause: Some(cause.to_string()),
+        }
     }
 
     pub fn not_found(what: &str, id: &str) -> Self {
@@ -92,7 +96,11 @@ impl From<StoreError> for ApiError {
             }
         };
         if code == C::Unavailable {
-            return ApiError { code, message: "the database is unavailable; retry later".into(), cause: Some(e.to_string()) };
+            return ApiError {
+                code,
+                message: "the database is unavailable; retry later".into(),
+                cause: Some(e.to_string()),
+            };
         }
         ApiError::new(code, e.to_string())
     }

@@ -15,11 +15,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as JSON with Content-Type: application/json"))
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            )),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::invalid(format!("invalid request body: {}", e.body_text())))
             }
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(format!("invalid request body: {}", e.body_text()))),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::invalid(format!("request body is not valid JSON: {}", e.body_text()))),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::invalid(format!("request body is not valid JSON: {}", e.body_text())))
+            }
             Err(e) => Err(ApiError::invalid(format!("invalid request body: {}", e.body_text()))),
         }
     }

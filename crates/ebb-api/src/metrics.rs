@@ -32,7 +32,12 @@ struct Histogram {
 
 impl Metrics {
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        *self.requests.lock().expect("metrics lock").entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
         let mut lat = self.latency.lock().expect("metrics lock");
         let h = lat.entry(route.to_owned()).or_default();
         h.count += 1;
@@ -58,7 +63,11 @@ impl Metrics {
         out.push_str("# TYPE ebb_http_request_duration_seconds histogram\n");
         for (r, h) in self.latency.lock().expect("metrics lock").iter() {
             for (i, bound) in BUCKETS_S.iter().enumerate() {
-                let _ = writeln!(out, "ebb_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{bound}\"}} {}", h.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "ebb_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{bound}\"}} {}",
+                    h.buckets[i]
+                );
             }
             let _ = writeln!(out, "ebb_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(out, "ebb_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum_s);
@@ -71,7 +80,8 @@ impl Metrics {
 /// Counts and times every request under its route template (not the raw path: ids would explode the
 /// label set).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;

@@ -47,6 +47,10 @@ mod tests {
     #[test]
     fn committed_openapi_document_matches_the_code() {
         let committed = include_str!("../../../docs/openapi.json");
-        assert_eq!(committed.trim_end(), super::document_json().trim_end(), "docs/openapi.json is stale: regenerate it");
+        assert_eq!(
+            committed.trim_end(),
+            super::document_json().trim_end(),
+            "docs/openapi.json is stale: regenerate it"
+        );
     }
 }

@@ -8,7 +8,10 @@ use crate::error::{ApiError, ErrorCode};
 pub fn token<'r>(registry: &'r TokenRegistry, field: &str, id: &str) -> Result<&'r Token, ApiError> {
     registry.get(id).ok_or_else(|| {
         let known: Vec<&str> = registry.iter().map(|t| t.id.as_str()).collect();
-        ApiError::new(ErrorCode::UnknownToken, format!("{field}: unknown token {id:?}; supported: {}", known.join(", ")))
+        ApiError::new(
+            ErrorCode::UnknownToken,
+            format!("{field}: unknown token {id:?}; supported: {}", known.join(", ")),
+        )
     })
 }
 
@@ -28,7 +31,10 @@ pub fn amount(field: &str, s: &str, token: &Token) -> Result<Amount, ApiError> {
 
 pub fn address(field: &str, s: &str, token: &Token) -> Result<Address, ApiError> {
     Address::parse(token.family, s).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidAddress, format!("{field}: {e} (token {} is on chain {})", token.id, token.chain_id))
+        ApiError::new(
+            ErrorCode::InvalidAddress,
+            format!("{field}: {e} (token {} is on chain {})", token.id, token.chain_id),
+        )
     })
 }
 

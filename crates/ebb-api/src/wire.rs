@@ -23,7 +23,11 @@ pub fn decimal(registry: &TokenRegistry, token_id: &str, a: Amount) -> String {
 
 pub fn decimal_i128(registry: &TokenRegistry, token_id: &str, v: i128) -> String {
     let s = decimal(registry, token_id, Amount::from_base_units(v.unsigned_abs()));
-    if v < 0 { format!("-{s}") } else { s }
+    if v < 0 {
+        format!("-{s}")
+    } else {
+        s
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

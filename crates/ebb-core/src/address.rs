@@ -162,7 +162,12 @@ mod tests {
         // All-lower and all-upper carry no checksum and are normalised.
         let lower = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed";
         assert_eq!(Address::parse(Evm, lower).unwrap().as_str(), "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
-        for bad in ["", "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", "0x5aaeb6053f", "0xZZaeb6053f3e94c9b9a09f33669435e7ef1beaed"] {
+        for bad in [
+            "",
+            "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+            "0x5aaeb6053f",
+            "0xZZaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        ] {
             assert!(Address::parse(Evm, bad).is_err(), "{bad:?}");
         }
     }

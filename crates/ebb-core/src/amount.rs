@@ -57,9 +57,8 @@ impl Amount {
             None => (s, None),
         };
         let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-        let syntax_ok = !int_part.is_empty()
-            && all_digits(int_part)
-            && frac_part.is_none_or(|f| !f.is_empty() && all_digits(f));
+        let syntax_ok =
+            !int_part.is_empty() && all_digits(int_part) && frac_part.is_none_or(|f| !f.is_empty() && all_digits(f));
         if !syntax_ok {
             return Err(AmountError::Syntax(s.to_owned()));
         }

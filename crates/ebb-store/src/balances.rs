@@ -70,8 +70,11 @@ impl Store {
             *per_token.entry(token.clone()).or_default() += d;
             *per_account.entry((account, token)).or_default() += d;
         }
-        let mut problems: Vec<String> =
-            per_token.iter().filter(|(_, s)| **s != 0).map(|(t, s)| format!("postings of {t} sum to {s}, not 0")).collect();
+        let mut problems: Vec<String> = per_token
+            .iter()
+            .filter(|(_, s)| **s != 0)
+            .map(|(t, s)| format!("postings of {t} sum to {s}, not 0"))
+            .collect();
         // Journal-only accounts have no cached row to compare.
         per_account.retain(|(a, _), _| Account::from_key(a).is_some_and(|a| a.keeps_balance()));
         for b in self.all_balances().await? {

@@ -27,8 +27,14 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ApiKeyRow, StoreError> {
 
 impl Store {
     /// Registers a client public key (lower-case hex). Refuses a key that exists already.
-    pub async fn add_api_key(&self, api_key: &str, name: &str, merchant_id: Option<&str>) -> Result<ApiKeyRow, StoreError> {
-        let (api_key, name, merchant_id) = (api_key.to_ascii_lowercase(), name.to_owned(), merchant_id.map(str::to_owned));
+    pub async fn add_api_key(
+        &self,
+        api_key: &str,
+        name: &str,
+        merchant_id: Option<&str>,
+    ) -> Result<ApiKeyRow, StoreError> {
+        let (api_key, name, merchant_id) =
+            (api_key.to_ascii_lowercase(), name.to_owned(), merchant_id.map(str::to_owned));
         self.write(move |conn| {
             Box::pin(async move {
                 if let Some(m) = &merchant_id {

@@ -90,7 +90,8 @@ pub(crate) async fn post_many(
     // (account, token, delta, balance_after or "" for journal-only accounts, source type)
     let mut journal: Vec<(String, String, i128, String, SourceType)> = Vec::new();
     for ((account, token_id), deltas) in touched {
-        let parsed = Account::from_key(&account).ok_or_else(|| StoreError::Internal(format!("account key {account:?}")))?;
+        let parsed =
+            Account::from_key(&account).ok_or_else(|| StoreError::Internal(format!("account key {account:?}")))?;
         if !parsed.keeps_balance() {
             journal.extend(deltas.into_iter().map(|(d, st)| (account.clone(), token_id.clone(), d, String::new(), st)));
             continue;

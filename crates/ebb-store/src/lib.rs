@@ -76,8 +76,9 @@ impl Store {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let backend = Backend::from_url(url)
-            .ok_or_else(|| StoreError::Config(format!("unsupported database URL {url:?}: use sqlite://… or postgres://…")))?;
+        let backend = Backend::from_url(url).ok_or_else(|| {
+            StoreError::Config(format!("unsupported database URL {url:?}: use sqlite://… or postgres://…"))
+        })?;
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })

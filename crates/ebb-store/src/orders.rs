@@ -88,7 +88,8 @@ const COLUMNS: &str = "seq, order_id, merchant_id, merchant_order_code, psp_orde
      token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, amount_tolerance, receive_address, status, \
      received_amount, refunded_amount, expired_at, created_at, updated_at";
 
-pub(crate) const TX_COLUMNS: &str = "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
+pub(crate) const TX_COLUMNS: &str =
+    "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
      to_address, amount, status, failed_reason, created_at_ms, updated_at_ms";
 
 fn amount(row: &sqlx::any::AnyRow, col: &str) -> Result<Amount, StoreError> {
@@ -112,7 +113,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
         exchange_rate: row.try_get("exchange_rate")?,
         amount_tolerance: amount(row, "amount_tolerance")?,
         receive_address: row.try_get("receive_address")?,
-        status: OrderStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("stored order status {status:?}")))?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Internal(format!("stored order status {status:?}")))?,
         received_amount: amount(row, "received_amount")?,
         refunded_amount: amount(row, "refunded_amount")?,
         expired_at: row.try_get("expired_at")?,
@@ -225,7 +227,11 @@ impl Store {
         Ok(Some(order))
     }
 
-    pub async fn list_orders(&self, filter: &OrderFilter, page_req: &PageRequest) -> Result<Page<OrderRow>, StoreError> {
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        page_req: &PageRequest,
+    ) -> Result<Page<OrderRow>, StoreError> {
         let mut f = Filter::default();
         if let Some(m) = &filter.merchant_id {
             f.eq("merchant_id", m);
@@ -244,7 +250,11 @@ impl Store {
         Ok(page)
     }
 
-    pub(crate) async fn transactions_of(&self, column: &str, ids: &[String]) -> Result<Vec<TransactionRow>, StoreError> {
+    pub(crate) async fn transactions_of(
+        &self,
+        column: &str,
+        ids: &[String],
+    ) -> Result<Vec<TransactionRow>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -310,19 +320,26 @@ impl Store {
                     }
                     None => remaining,
                 };
-                let received = order.received_amount.checked_add(amount).ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
+                let received = order
+                    .received_amount
+                    .checked_add(amount)
+                    .ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
                 let fee_credited = order.fee_credited;
                 let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
                 let fee_now = fee_left.min(amount);
                 let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");
 
-                let new_status = if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
-                    OrderStatus::Completed
-                } else {
-                    OrderStatus::Underpaid
-                };
+                let new_status =
+                    if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
+                        OrderStatus::Completed
+                    } else {
+                        OrderStatus::Underpaid
+                    };
                 if !order.status.can_move_to(new_status) {
-                    return Err(StoreError::InvalidState(format!("order {order_id} cannot move from {} to {new_status}", order.status)));
+                    return Err(StoreError::InvalidState(format!(
+                        "order {order_id} cannot move from {} to {new_status}",
+                        order.status
+                    )));
                 }
                 let tx = TransactionRow {
                     tx_id: ids::new_id("T"),
@@ -357,7 +374,12 @@ impl Store {
                     return Err(StoreError::Internal(format!("order {order_id} changed under its lock")));
                 }
                 let entry = Entry::builder()
-                    .transfer(Account::World, Account::Merchant(order.merchant_id.clone()), &order.token_id, to_merchant.base_units())?
+                    .transfer(
+                        Account::World,
+                        Account::Merchant(order.merchant_id.clone()),
+                        &order.token_id,
+                        to_merchant.base_units(),
+                    )?
                     .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())?
                     .build()?;
                 ledger::post(conn, &entry, SourceType::OrderIn, &order_id, now).await?;

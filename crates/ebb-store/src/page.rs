@@ -156,7 +156,10 @@ pub(crate) async fn list<T>(
     let (before, after) = if newer {
         (if more { cursor(seqs.first()) } else { String::new() }, cursor(seqs.last()))
     } else {
-        (if page.after.is_some() { cursor(seqs.first()) } else { String::new() }, if more { cursor(seqs.last()) } else { String::new() })
+        (
+            if page.after.is_some() { cursor(seqs.first()) } else { String::new() },
+            if more { cursor(seqs.last()) } else { String::new() },
+        )
     };
     Ok(Page { items, before, after, total_count })
 }

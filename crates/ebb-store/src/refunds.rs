@@ -115,7 +115,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<RefundRow, StoreError> {
         chain_id: row.try_get("chain_id")?,
         amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
         to_address: row.try_get("to_address")?,
-        status: RefundStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("stored refund status {status:?}")))?,
+        status: RefundStatus::parse(&status)
+            .ok_or_else(|| StoreError::Internal(format!("stored refund status {status:?}")))?,
         failed_reason: row.try_get("failed_reason")?,
         refund_type: RefundSource::parse(&refund_type)
             .ok_or_else(|| StoreError::Internal(format!("stored refund type {refund_type:?}")))?,
@@ -171,7 +172,13 @@ async fn post_reservation(conn: &mut AnyConnection, r: &RefundRow, release: bool
     let (amount, fee) = reservation(r, release)?;
     match &fee {
         Some(fee) => {
-            ledger::post_many(conn, &[(&amount, SourceType::RefundOut), (fee, SourceType::RefundFee)], &r.refund_id, now).await
+            ledger::post_many(
+                conn,
+                &[(&amount, SourceType::RefundOut), (fee, SourceType::RefundFee)],
+                &r.refund_id,
+                now,
+            )
+            .await
         }
         None => ledger::post(conn, &amount, SourceType::RefundOut, &r.refund_id, now).await,
     }
@@ -346,7 +353,11 @@ impl Store {
         Ok(Some(r))
     }
 
-    pub async fn list_refunds(&self, filter: &RefundFilter, page_req: &PageRequest) -> Result<Page<RefundRow>, StoreError> {
+    pub async fn list_refunds(
+        &self,
+        filter: &RefundFilter,
+        page_req: &PageRequest,
+    ) -> Result<Page<RefundRow>, StoreError> {
         let mut f = Filter::default();
         if let Some(m) = &filter.merchant_id {
             f.eq("merchant_id", m);
@@ -376,14 +387,22 @@ impl Store {
     }
 
     /// Sets or changes the receiving address of a refund that has not started paying out.
-    pub async fn set_refund_address(&self, refund_id: &str, scope: Option<&str>, to: Address) -> Result<RefundRow, StoreError> {
+    pub async fn set_refund_address(
+        &self,
+        refund_id: &str,
+        scope: Option<&str>,
+        to: Address,
+    ) -> Result<RefundRow, StoreError> {
         let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
         let r = self
             .write(move |conn| {
                 Box::pin(async move {
                     let mut r = lock_refund(conn, &refund_id, scope.as_deref()).await?;
                     let next = r.status.apply(RefundEvent::AddressSet).map_err(|_| {
-                        StoreError::InvalidState(format!("refund {refund_id} is {} and its address can no longer change", r.status))
+                        StoreError::InvalidState(format!(
+                            "refund {refund_id} is {} and its address can no longer change",
+                            r.status
+                        ))
                     })?;
                     let now = now_s();
                     compare_and_set(conn, &r, next, None, Some(to.as_str()), now).await?;
@@ -405,7 +424,10 @@ impl Store {
                 Box::pin(async move {
                     let mut r = lock_refund(conn, &refund_id, scope.as_deref()).await?;
                     let next = r.status.apply(RefundEvent::Cancelled).map_err(|_| {
-                        StoreError::InvalidState(format!("refund {refund_id} is {} and can no longer be cancelled", r.status))
+                        StoreError::InvalidState(format!(
+                            "refund {refund_id} is {} and can no longer be cancelled",
+                            r.status
+                        ))
                     })?;
                     let now = now_s();
                     compare_and_set(conn, &r, next, Some(CANCELLED_REASON), None, now).await?;

@@ -42,10 +42,12 @@ impl ReplayGuard {
     pub async fn new(store: Store, now_ms: i64) -> Result<Self, StoreError> {
         let mut memory = Memory::default();
         if store.backend() == Backend::Sqlite {
-            let rows = sqlx::query("SELECT api_key, signature, seen_at FROM seen_signatures WHERE seen_at > $1 ORDER BY seen_at")
-                .bind(now_ms - RETAIN_MS)
-                .fetch_all(store.pool())
-                .await?;
+            let rows = sqlx::query(
+                "SELECT api_key, signature, seen_at FROM seen_signatures WHERE seen_at > $1 ORDER BY seen_at",
+            )
+            .bind(now_ms - RETAIN_MS)
+            .fetch_all(store.pool())
+            .await?;
             for r in rows {
                 let (k, s, at): (String, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
                 memory.seen.insert((k.clone(), s.clone()));
@@ -100,7 +102,7 @@ async fn maintain(inner: Weak<Inner>) {
             }
             std::mem::take(&mut m.unsaved)
         };
-        let prune = ticks % PRUNE_EVERY == 0;
+        let prune = ticks.is_multiple_of(PRUNE_EVERY);
         if unsaved.is_empty() && !prune {
             continue;
         }

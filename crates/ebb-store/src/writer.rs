@@ -21,9 +21,8 @@ pub(crate) enum Writer {
 }
 
 /// A queued write, type-erased: runs against the writer's connection and says how to answer.
-pub(crate) type Job = Box<
-    dyn for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, JobOutcome> + Send + 'static,
->;
+pub(crate) type Job =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, JobOutcome> + Send + 'static>;
 
 pub(crate) struct JobOutcome {
     /// Whether the job's writes are to be kept.

@@ -31,7 +31,8 @@ impl Application {
     }
 
     pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        let listener =
+            TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let replay = ReplayGuard::new(store.clone(), ebb_api::now_ms()).await?;
         let state = AppState {
             deposit_seed: Arc::new(deposit_seed(&settings.server_key)),

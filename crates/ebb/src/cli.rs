@@ -76,7 +76,9 @@ enum KeysCommand {
     },
     List,
     /// Revoke a key: requests signed with it are refused from then on.
-    Revoke { public_key: String },
+    Revoke {
+        public_key: String,
+    },
     /// Print the public key that verifies ebb's responses (the SDK's `resp_pubkey`).
     ServerPublic,
     /// Print a new random Ed25519 key pair (seed and public key, hex) for a client or the server.
@@ -157,7 +159,11 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
     println!("  server_public_key  {}", info.server_public_key);
     println!("  merchant_id        {}", info.merchant_id);
     println!();
-    println!("The same is in {}. Try: python3 scripts/tour.py {}", dev::dev_json_path(data_dir).display(), data_dir.display());
+    println!(
+        "The same is in {}. Try: python3 scripts/tour.py {}",
+        dev::dev_json_path(data_dir).display(),
+        data_dir.display()
+    );
     println!("Ctrl-C stops.");
     app.run_until(crate::app::shutdown_signal()).await
 }
@@ -203,10 +209,15 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
         KeysCommand::Add { public_key, merchant, name } => {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(&public_key, &mut bytes).context("--public-key must be 64 hex digits")?;
-            ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("--public-key is not a valid Ed25519 public key")?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .context("--public-key is not a valid Ed25519 public key")?;
             let store = open_store(db).await?;
             let k = store.add_api_key(&public_key, &name, merchant.as_deref()).await?;
-            println!("added {} ({})", k.api_key, k.merchant_id.as_deref().map(|m| format!("merchant {m}")).unwrap_or_else(|| "PSP-wide".into()));
+            println!(
+                "added {} ({})",
+                k.api_key,
+                k.merchant_id.as_deref().map(|m| format!("merchant {m}")).unwrap_or_else(|| "PSP-wide".into())
+            );
             Ok(())
         }
         KeysCommand::List => {

@@ -53,7 +53,8 @@ impl FileConfig {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let mut cfg = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))?
             }
             None => FileConfig::default(),
@@ -85,7 +86,8 @@ impl FileConfig {
         for t in &self.tokens {
             let family = ChainFamily::parse(&t.family)
                 .with_context(|| format!("token {}: family must be evm, tron or solana", t.id))?;
-            ebb_core::Address::parse(family, &t.contract).with_context(|| format!("token {}: contract address", t.id))?;
+            ebb_core::Address::parse(family, &t.contract)
+                .with_context(|| format!("token {}: contract address", t.id))?;
             tokens.retain(|x| x.id != t.id);
             tokens.push(Token {
                 id: t.id.clone(),
@@ -114,10 +116,9 @@ impl FileConfig {
         let listen = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         Ok(Settings {
             listen: listen.parse().with_context(|| format!("listen address {listen:?}"))?,
-            database_url: self
-                .database_url
-                .clone()
-                .context("no database: set database_url in the config or EBB_DATABASE_URL (sqlite://… or postgres://…)")?,
+            database_url: self.database_url.clone().context(
+                "no database: set database_url in the config or EBB_DATABASE_URL (sqlite://… or postgres://…)",
+            )?,
             server_key: self.server_key()?,
             sandbox: self.sandbox.unwrap_or(false),
             max_connections: self.max_connections.unwrap_or(8),

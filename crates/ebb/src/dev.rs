@@ -35,13 +35,18 @@ pub fn server_key(dir: &Path) -> anyhow::Result<SigningKey> {
 }
 
 /// Makes sure the demo merchant and the PSP-wide demo API key exist; returns the credentials.
-pub async fn ensure_demo(store: &Store, dir: &Path, server_key: &SigningKey, base_url: &str) -> anyhow::Result<DevInfo> {
+pub async fn ensure_demo(
+    store: &Store,
+    dir: &Path,
+    server_key: &SigningKey,
+    base_url: &str,
+) -> anyhow::Result<DevInfo> {
     let path = dev_json_path(dir);
-    let previous: Option<DevInfo> =
-        std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let previous: Option<DevInfo> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
     let mut info = match previous {
-        Some(p) if store.api_key(&p.api_key).await?.is_some_and(|k| k.revoked_at.is_none())
-            && store.merchant(&p.merchant_id).await?.is_some() =>
+        Some(p)
+            if store.api_key(&p.api_key).await?.is_some_and(|k| k.revoked_at.is_none())
+                && store.merchant(&p.merchant_id).await?.is_some() =>
         {
             p
         }

@@ -48,7 +48,9 @@ pub async fn merchants(
     let rows = if ids.is_empty() {
         // Every merchant's balance of one token.
         let all = state.store.all_balances().await?;
-        all.into_iter().filter(|b| b.account.starts_with("merchant:") && Some(&b.token_id) == token_id.as_ref()).collect()
+        all.into_iter()
+            .filter(|b| b.account.starts_with("merchant:") && Some(&b.token_id) == token_id.as_ref())
+            .collect()
     } else {
         let accounts: Vec<Account> = ids.iter().cloned().map(Account::Merchant).collect();
         let mut rows = state.store.balances(&accounts, token_id.as_deref()).await?;

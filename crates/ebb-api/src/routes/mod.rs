@@ -26,7 +26,11 @@ pub struct PageQuery {
     pub after: Option<String>,
 }
 
-pub(crate) fn page_request(limit: Option<i64>, before: Option<String>, after: Option<String>) -> ApiResult<PageRequest> {
+pub(crate) fn page_request(
+    limit: Option<i64>,
+    before: Option<String>,
+    after: Option<String>,
+) -> ApiResult<PageRequest> {
     Ok(PageRequest {
         limit: crate::validate::limit(limit)?,
         before: before.filter(|s| !s.is_empty()),

@@ -2,8 +2,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use ebb_core::OrderStatus;
-use ebb_store::orders::{NewOrder, OrderFilter};
 use ebb_store::now_s;
+use ebb_store::orders::{NewOrder, OrderFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -66,7 +66,11 @@ pub async fn create(
         .store
         .create_order(NewOrder {
             merchant_id,
-            merchant_order_code: validate::optional_text("merchant_order_code", req.merchant_order_code.as_deref(), 128)?,
+            merchant_order_code: validate::optional_text(
+                "merchant_order_code",
+                req.merchant_order_code.as_deref(),
+                128,
+            )?,
             psp_order_code: validate::text("psp_order_code", &req.psp_order_code, 128)?,
             pricing_amount: pricing_amount.map(str::to_owned),
             pricing_currency,

@@ -40,7 +40,10 @@ pub async fn create(
             .ok_or_else(|| ApiError::invalid("merchant_fee_amount is required when charge_merchant_fee is true"))?;
         let fee = validate::positive_amount("merchant_fee_amount", fee_str, &token, API_AMOUNT_MAX_SCALE)?;
         if fee >= amount {
-            return Err(ApiError::new(crate::error::ErrorCode::InvalidAmount, "merchant_fee_amount must be less than payable_amount"));
+            return Err(ApiError::new(
+                crate::error::ErrorCode::InvalidAmount,
+                "merchant_fee_amount must be less than payable_amount",
+            ));
         }
         match req.merchant_fee_token_id.as_deref() {
             Some(t) if t != token.id => {
@@ -145,7 +148,8 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateRefundRequest>,
 ) -> ApiResult<Json<Refund>> {
     let scope = caller.merchant.as_deref();
-    let current = state.store.refund(&refund_id, scope).await?.ok_or_else(|| ApiError::not_found("refund", &refund_id))?;
+    let current =
+        state.store.refund(&refund_id, scope).await?.ok_or_else(|| ApiError::not_found("refund", &refund_id))?;
     let token = validate::token(&state.registry, "token_id", &current.token_id)?;
     let address = validate::address("to_address", &req.to_address, token)?;
     let r = state.store.set_refund_address(&refund_id, scope, address).await?;

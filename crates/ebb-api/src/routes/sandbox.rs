@@ -36,7 +36,8 @@ pub async fn pay_order(
         .filter(|o| caller.merchant.as_ref().is_none_or(|m| *m == o.merchant_id))
         .ok_or_else(|| ApiError::not_found("order", &order_id))?;
     let token = validate::token(&state.registry, "token_id", &order.token_id)?.clone();
-    let amount = req.amount.as_deref().map(|a| validate::positive_amount("amount", a, &token, token.decimals)).transpose()?;
+    let amount =
+        req.amount.as_deref().map(|a| validate::positive_amount("amount", a, &token, token.decimals)).transpose()?;
     let from = match req.from_address.as_deref().filter(|a| !a.is_empty()) {
         Some(a) => validate::address("from_address", a, &token)?,
         None => random_address(&token),

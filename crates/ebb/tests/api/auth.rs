@@ -100,8 +100,12 @@ async fn a_merchant_key_sees_and_acts_only_on_its_merchant(app: &TestApp) {
     // Another merchant's refund does not exist for this key: it can neither see nor change it.
     call(Method::GET, format!("/v2/payments/refunds/{theirs_id}"), None).await.error(404, 40400);
     call(Method::PUT, format!("/v2/payments/refunds/{theirs_id}/cancel"), None).await.error(404, 40400);
-    call(Method::PUT, format!("/v2/payments/refunds/{theirs_id}"), Some(json!({"to_address": USER_ADDRESS}))).await.error(404, 40400);
-    call(Method::GET, format!("/v2/payments/orders/{}", their_order["order_id"].as_str().unwrap()), None).await.error(404, 40400);
+    call(Method::PUT, format!("/v2/payments/refunds/{theirs_id}"), Some(json!({"to_address": USER_ADDRESS})))
+        .await
+        .error(404, 40400);
+    call(Method::GET, format!("/v2/payments/orders/{}", their_order["order_id"].as_str().unwrap()), None)
+        .await
+        .error(404, 40400);
     call(Method::GET, format!("/v2/payments/refunds?merchant_id={theirs}"), None).await.error(404, 40400);
     call(Method::GET, format!("/v2/payments/balance/merchants?merchant_ids={theirs}"), None).await.error(404, 40400);
     call(Method::GET, "/v2/payments/balance/psp?token_id=ETH_USDT".into(), None).await.error(403, 40300);

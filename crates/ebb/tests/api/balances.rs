@@ -37,14 +37,19 @@ async fn balance_changes_follow_the_ledger(app: &TestApp) {
     let outs = app.get(&format!("/v2/payments/balance_changes?source_account={m}&flow_direction=out")).await.ok();
     assert_eq!(outs["pagination"]["total_count"], 2);
     let by_source = app
-        .get(&format!("/v2/payments/balance_changes?source_account={m}&source_type=OrderIn&source_id={}", order["order_id"].as_str().unwrap()))
+        .get(&format!(
+            "/v2/payments/balance_changes?source_account={m}&source_type=OrderIn&source_id={}",
+            order["order_id"].as_str().unwrap()
+        ))
         .await
         .ok();
     assert_eq!(by_source["pagination"]["total_count"], 1);
     let dev = app.get("/v2/payments/balance_changes?source_account=developer").await.ok();
     assert_eq!(dev["data"][0]["amount"], "2");
     app.get(&format!("/v2/payments/balance_changes?source_account={m}&source_id=x")).await.error(400, 40000);
-    app.get(&format!("/v2/payments/balance_changes?source_account={m}&flow_direction=sideways")).await.error(400, 40000);
+    app.get(&format!("/v2/payments/balance_changes?source_account={m}&flow_direction=sideways"))
+        .await
+        .error(400, 40000);
     app.get("/v2/payments/balance_changes").await.error(400, 40000);
 }
 

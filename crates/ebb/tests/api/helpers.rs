@@ -65,7 +65,10 @@ pub async fn spawn_postgres_app() -> Option<TestApp> {
     match sqlx_probe().await {
         true => Some(spawn_app(Db::Postgres).await),
         false => {
-            eprintln!("SKIPPED: no PostgreSQL at {} (set EBB_TEST_POSTGRES_URL; CI=true makes this a failure)", postgres_admin_url());
+            eprintln!(
+                "SKIPPED: no PostgreSQL at {} (set EBB_TEST_POSTGRES_URL; CI=true makes this a failure)",
+                postgres_admin_url()
+            );
             None
         }
     }
@@ -88,7 +91,9 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         Db::Sqlite => (Store::sqlite_url_for_dir(dir.path()), None),
         Db::Postgres => {
             let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = Store::connect(&postgres_admin_url(), 1).await.expect("PostgreSQL for the tests (EBB_TEST_POSTGRES_URL)");
+            let admin = Store::connect(&postgres_admin_url(), 1)
+                .await
+                .expect("PostgreSQL for the tests (EBB_TEST_POSTGRES_URL)");
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.expect("create test database");
             admin.close().await;
             let base = postgres_admin_url();
@@ -213,7 +218,13 @@ impl TestApp {
     }
 
     /// Sends a request signed as Cobo's SDK does and checks the response's signature.
-    pub async fn call_signed(&self, s: &Signing, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Response {
+    pub async fn call_signed(
+        &self,
+        s: &Signing,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Response {
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let body = body.unwrap_or_default();
         let nonce = s.nonce.unwrap_or_else(next_nonce).to_string();
@@ -222,7 +233,10 @@ impl TestApp {
         let api_key = s.claimed_key.clone().unwrap_or_else(|| hex::encode(s.key.verifying_key().to_bytes()));
         let mut req = self.client.request(method, self.url(path_and_query));
         if !s.omit_headers {
-            req = req.header("Biz-Api-Key", api_key).header("Biz-Api-Nonce", nonce).header("Biz-Api-Signature", signature);
+            req = req
+                .header("Biz-Api-Key", api_key)
+                .header("Biz-Api-Nonce", nonce)
+                .header("Biz-Api-Signature", signature);
         }
         if !body.is_empty() {
             req = req.header("Content-Type", "application/json").body(body);
@@ -236,7 +250,8 @@ impl TestApp {
         let ts = resp.headers().get("biz-timestamp").map(|v| v.to_str().unwrap().to_owned());
         let sig = resp.headers().get("biz-resp-signature").map(|v| v.to_str().unwrap().to_owned());
         let bytes = resp.bytes().await.unwrap();
-        let (ts, sig) = (ts.expect("Biz-Timestamp on every /v2 response"), sig.expect("Biz-Resp-Signature on every /v2 response"));
+        let (ts, sig) =
+            (ts.expect("Biz-Timestamp on every /v2 response"), sig.expect("Biz-Resp-Signature on every /v2 response"));
         let mut signed = bytes.to_vec();
         signed.push(b'|');
         signed.extend_from_slice(ts.as_bytes());
@@ -283,7 +298,8 @@ impl TestApp {
     }
 
     pub async fn merchant_balance(&self, merchant_id: &str, token: &str) -> Value {
-        let b = self.get(&format!("/v2/payments/balance/merchants?merchant_ids={merchant_id}&token_id={token}")).await.ok();
+        let b =
+            self.get(&format!("/v2/payments/balance/merchants?merchant_ids={merchant_id}&token_id={token}")).await.ok();
         b["data"][0].clone()
     }
 

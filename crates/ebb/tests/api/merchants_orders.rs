@@ -21,7 +21,8 @@ async fn concurrent_first_payments_of_a_new_merchant_all_credit(app: &TestApp) {
 }
 
 async fn merchants_are_created_listed_fetched_and_updated(app: &TestApp) {
-    let created = app.post("/v2/payments/merchants", json!({"name": "Coffee 100%", "developer_fee_rate": "0.015"})).await;
+    let created =
+        app.post("/v2/payments/merchants", json!({"name": "Coffee 100%", "developer_fee_rate": "0.015"})).await;
     assert_eq!(created.status.as_u16(), 201);
     let m = created.ok();
     assert_eq!(m["wallet_id"], "");
@@ -62,8 +63,13 @@ async fn orders_get_an_address_and_complete_when_paid(app: &TestApp) {
     assert_eq!(order["chain_id"], "TRON");
     assert!(order["receive_address"].as_str().unwrap().starts_with('T'));
     let id = order["order_id"].as_str().unwrap();
-    app.post("/v2/payments/orders", json!({"merchant_id": m, "psp_order_code": "P-1", "payable_currency": "TRON_USDT",
-        "payable_amount": "1", "fee_amount": "0"})).await.error(409, 40902);
+    app.post(
+        "/v2/payments/orders",
+        json!({"merchant_id": m, "psp_order_code": "P-1", "payable_currency": "TRON_USDT",
+        "payable_amount": "1", "fee_amount": "0"}),
+    )
+    .await
+    .error(409, 40902);
 
     let tx = app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await;
     assert_eq!(tx.status.as_u16(), 201);
@@ -84,19 +90,50 @@ async fn orders_get_an_address_and_complete_when_paid(app: &TestApp) {
 
     // Pricing in USD with a USD stablecoin needs no payable amount.
     let priced = app
-        .post("/v2/payments/orders", json!({"merchant_id": m, "psp_order_code": "P-2", "payable_currency": "SOL_USDC",
-               "pricing_currency": "USD", "pricing_amount": "9.99", "fee_amount": "0"}))
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": m, "psp_order_code": "P-2", "payable_currency": "SOL_USDC",
+               "pricing_currency": "USD", "pricing_amount": "9.99", "fee_amount": "0"}),
+        )
         .await
         .ok();
     assert_eq!(priced["payable_amount"], "9.99");
     for (body, status, code) in [
-        (json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "fee_amount": "0"}), 400, 40000),
-        (json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "2"}), 400, 40001),
-        (json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1.0000001", "fee_amount": "0"}), 400, 40001),
-        (json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0", "expired_in": 0}), 400, 40000),
-        (json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0", "expired_in": 10801}), 400, 40000),
-        (json!({"merchant_id": "M-none", "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0"}), 404, 40400),
-        (json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "XRP", "payable_amount": "1", "fee_amount": "0"}), 400, 40003),
+        (
+            json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "fee_amount": "0"}),
+            400,
+            40000,
+        ),
+        (
+            json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "2"}),
+            400,
+            40001,
+        ),
+        (
+            json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1.0000001", "fee_amount": "0"}),
+            400,
+            40001,
+        ),
+        (
+            json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0", "expired_in": 0}),
+            400,
+            40000,
+        ),
+        (
+            json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0", "expired_in": 10801}),
+            400,
+            40000,
+        ),
+        (
+            json!({"merchant_id": "M-none", "psp_order_code": "P-3", "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0"}),
+            404,
+            40400,
+        ),
+        (
+            json!({"merchant_id": m, "psp_order_code": "P-3", "payable_currency": "XRP", "payable_amount": "1", "fee_amount": "0"}),
+            400,
+            40003,
+        ),
     ] {
         let r = app.post("/v2/payments/orders", body.clone()).await;
         assert_eq!((r.status.as_u16(), r.body["error_code"].as_i64()), (status, Some(code)), "{body} -> {}", r.body);
@@ -107,8 +144,11 @@ async fn orders_get_an_address_and_complete_when_paid(app: &TestApp) {
 async fn underpaid_orders_and_expired_orders(app: &TestApp) {
     let m = app.create_merchant("Shop").await;
     let order = app
-        .post("/v2/payments/orders", json!({"merchant_id": m, "psp_order_code": "U", "payable_currency": "ETH_USDC",
-               "payable_amount": "10", "fee_amount": "1", "amount_tolerance": "0.5"}))
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": m, "psp_order_code": "U", "payable_currency": "ETH_USDC",
+               "payable_amount": "10", "fee_amount": "1", "amount_tolerance": "0.5"}),
+        )
         .await
         .ok();
     let id = order["order_id"].as_str().unwrap();
@@ -122,8 +162,11 @@ async fn underpaid_orders_and_expired_orders(app: &TestApp) {
     assert_eq!(app.merchant_balance(&m, "ETH_USDC").await["total_balance"], "8.6", "9.6 less the fee of 1");
 
     let order = app
-        .post("/v2/payments/orders", json!({"merchant_id": m, "psp_order_code": "E", "payable_currency": "ETH_USDC",
-               "payable_amount": "10", "fee_amount": "0"}))
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": m, "psp_order_code": "E", "payable_currency": "ETH_USDC",
+               "payable_amount": "10", "fee_amount": "0"}),
+        )
         .await
         .ok();
     let id = order["order_id"].as_str().unwrap();
@@ -137,8 +180,11 @@ async fn underpaid_orders_and_expired_orders(app: &TestApp) {
 async fn eighteen_decimal_tokens_keep_every_base_unit(app: &TestApp) {
     let m = app.create_merchant("Shop").await;
     let order = app
-        .post("/v2/payments/orders", json!({"merchant_id": m, "psp_order_code": "B", "payable_currency": "BSC_USDT",
-               "payable_amount": "123456789.123456789123456789", "fee_amount": "0.000000000000000001"}))
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": m, "psp_order_code": "B", "payable_currency": "BSC_USDT",
+               "payable_amount": "123456789.123456789123456789", "fee_amount": "0.000000000000000001"}),
+        )
         .await
         .ok();
     let id = order["order_id"].as_str().unwrap();

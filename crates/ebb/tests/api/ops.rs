@@ -12,7 +12,12 @@ async fn operational_endpoints_answer(app: &TestApp) {
     assert!(doc["paths"]["/v2/payments/refunds"]["post"].is_object());
     app.get("/v2/payments/supported_tokens").await.ok();
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("ebb_http_requests_total{method=\"GET\",route=\"/v2/payments/supported_tokens\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "ebb_http_requests_total{method=\"GET\",route=\"/v2/payments/supported_tokens\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
     let resp = get("/healthz").await.unwrap();
     assert!(resp.headers().get("x-request-id").is_some());
 }

@@ -49,7 +49,10 @@ async fn a_refund_shows_its_transactions_in_order(app: &TestApp) {
     let got = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();
     let legs = got["transactions"].as_array().unwrap();
     assert_eq!(legs.len(), 2);
-    assert_eq!((legs[0]["tx_id"].as_str(), legs[0]["amount"].as_str(), legs[0]["status"].as_str()), (Some("T-leg-1"), Some("1.5"), Some("Completed")));
+    assert_eq!(
+        (legs[0]["tx_id"].as_str(), legs[0]["amount"].as_str(), legs[0]["status"].as_str()),
+        (Some("T-leg-1"), Some("1.5"), Some("Completed"))
+    );
     assert_eq!(legs[1]["amount"], "2.5");
     assert!(legs[0].get("tx_hash").is_none(), "no hash before broadcast");
     assert_eq!(legs[1]["created_timestamp"], 1);
@@ -84,7 +87,10 @@ async fn refund_moves_from_pending_confirmation_to_pending_and_cancel_releases_t
 
     let id = refund["refund_id"].as_str().unwrap();
     // A lower-case address is accepted and stored in its EIP-55 form.
-    let updated = app.put(&format!("/v2/payments/refunds/{id}"), Some(json!({"to_address": USER_ADDRESS.to_lowercase()}))).await.ok();
+    let updated = app
+        .put(&format!("/v2/payments/refunds/{id}"), Some(json!({"to_address": USER_ADDRESS.to_lowercase()})))
+        .await
+        .ok();
     assert_eq!(updated["status"], "Pending");
     assert_eq!(updated["to_address"], USER_ADDRESS);
     assert_eq!(app.get(&format!("/v2/payments/refunds/{id}")).await.ok()["status"], "Pending");
@@ -246,22 +252,44 @@ async fn refunds_refuse_bad_input_with_clear_errors(app: &TestApp) {
         (with("merchant_id", json!("M-nobody")), 404, 40400),
         (with("order_id", json!("O-nothing")), 404, 40400),
         (with("payable_amount", json!("1000")), 422, 42200),
-        (json!({"request_id": "y", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant",
-                "charge_merchant_fee": true}), 400, 40000),
-        (json!({"request_id": "y", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant",
-                "charge_merchant_fee": true, "merchant_fee_amount": "1"}), 400, 40001),
-        (json!({"request_id": "y", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant",
-                "charge_merchant_fee": true, "merchant_fee_amount": "0.1", "merchant_fee_token_id": "ETH_USDC"}), 400, 40000),
-        (json!({"request_id": "y", "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Psp",
-                "charge_merchant_fee": true, "merchant_fee_amount": "0.1"}), 400, 40000),
-        (json!({"request_id": "y", "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant"}), 400, 40000),
+        (
+            json!({"request_id": "y", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant",
+                "charge_merchant_fee": true}),
+            400,
+            40000,
+        ),
+        (
+            json!({"request_id": "y", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant",
+                "charge_merchant_fee": true, "merchant_fee_amount": "1"}),
+            400,
+            40001,
+        ),
+        (
+            json!({"request_id": "y", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant",
+                "charge_merchant_fee": true, "merchant_fee_amount": "0.1", "merchant_fee_token_id": "ETH_USDC"}),
+            400,
+            40000,
+        ),
+        (
+            json!({"request_id": "y", "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Psp",
+                "charge_merchant_fee": true, "merchant_fee_amount": "0.1"}),
+            400,
+            40000,
+        ),
+        (
+            json!({"request_id": "y", "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Merchant"}),
+            400,
+            40000,
+        ),
     ];
     for (body, status, code) in cases {
         let r = app.post("/v2/payments/refunds", body.clone()).await;
         assert_eq!((r.status.as_u16(), r.body["error_code"].as_i64()), (status, Some(code)), "{body} -> {}", r.body);
     }
     // Not JSON at all, and the wrong content type.
-    let raw = app.call_signed(&app.signing(), reqwest::Method::POST, "/v2/payments/refunds", Some(b"{not json".to_vec())).await;
+    let raw = app
+        .call_signed(&app.signing(), reqwest::Method::POST, "/v2/payments/refunds", Some(b"{not json".to_vec()))
+        .await;
     raw.error(400, 40000);
     app.get("/v2/payments/refunds/R-missing").await.error(404, 40400);
     app.get("/v2/payments/refunds?limit=0").await.error(400, 40000);
@@ -297,10 +325,16 @@ async fn listing_refunds_pages_with_cursors_and_filters(app: &TestApp) {
     let page2 = app.get(&format!("/v2/payments/refunds?limit=3&after={after}")).await.ok();
     let got: Vec<&str> = page2["data"].as_array().unwrap().iter().map(|r| r["refund_id"].as_str().unwrap()).collect();
     assert_eq!(got, ids[3..6]);
-    let page3 = app.get(&format!("/v2/payments/refunds?limit=3&after={}", page2["pagination"]["after"].as_str().unwrap())).await.ok();
+    let page3 = app
+        .get(&format!("/v2/payments/refunds?limit=3&after={}", page2["pagination"]["after"].as_str().unwrap()))
+        .await
+        .ok();
     assert_eq!(page3["data"].as_array().unwrap().len(), 1);
     assert_eq!(page3["pagination"]["after"], "");
-    let back = app.get(&format!("/v2/payments/refunds?limit=3&before={}", page2["pagination"]["before"].as_str().unwrap())).await.ok();
+    let back = app
+        .get(&format!("/v2/payments/refunds?limit=3&before={}", page2["pagination"]["before"].as_str().unwrap()))
+        .await
+        .ok();
     let got: Vec<&str> = back["data"].as_array().unwrap().iter().map(|r| r["refund_id"].as_str().unwrap()).collect();
     assert_eq!(got, ids[0..3]);
     assert_eq!(back["pagination"]["before"], "");
