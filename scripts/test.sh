@@ -31,6 +31,9 @@ if [ ! -x target/pyenv/bin/python ]; then
 fi
 target/pyenv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
 
+step "cargo fmt --check"
+cargo fmt --all --check
+
 step "cargo test (unit + integration on SQLite and PostgreSQL)"
 cargo test --workspace --locked
 
