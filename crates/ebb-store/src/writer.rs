@@ -149,3 +149,47 @@ async fn run_batch(conn: &mut AnyConnection, jobs: impl ExactSizeIterator<Item =
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Executor, Row};
+
+    use crate::{Store, StoreError};
+
+    /// Many concurrent writes land in shared batches; the failing ones must leave no trace and must not
+    /// take the others down with them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_rolls_back_alone_inside_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url_for_dir(dir.path()), 4).await.unwrap();
+        store.pool().execute("CREATE TABLE t (n BIGINT PRIMARY KEY)").await.unwrap();
+        let writes = (0..200i64).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
+                            if n % 3 == 0 {
+                                return Err(StoreError::Invalid(format!("{n} refuses")));
+                            }
+                            Ok(n)
+                        })
+                    })
+                    .await
+            })
+        });
+        let results = futures::future::join_all(writes).await;
+        for (n, r) in results.into_iter().enumerate() {
+            match r.unwrap() {
+                Ok(v) => assert!(v == n as i64 && n % 3 != 0),
+                Err(StoreError::Invalid(_)) => assert_eq!(n % 3, 0),
+                Err(e) => panic!("{n}: {e}"),
+            }
+        }
+        let rows = sqlx::query("SELECT n FROM t ORDER BY n").fetch_all(store.pool()).await.unwrap();
+        let kept: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>(0)).collect();
+        let expected: Vec<i64> = (0..200).filter(|n| n % 3 != 0).collect();
+        assert_eq!(kept, expected);
+    }
+}
