@@ -59,30 +59,27 @@ pub fn postgres_admin_url() -> String {
 /// `None` (skipping, loudly) only outside CI when no PostgreSQL is reachable; with `CI=true` a missing
 /// server fails the test.
 pub async fn spawn_postgres_app() -> Option<TestApp> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        return Some(spawn_app(Db::Postgres).await);
-    }
-    match sqlx_probe().await {
-        true => Some(spawn_app(Db::Postgres).await),
-        false => {
-            eprintln!(
-                "SKIPPED: no PostgreSQL at {} (set EBB_TEST_POSTGRES_URL; CI=true makes this a failure)",
-                postgres_admin_url()
-            );
-            None
-        }
+    if postgres_wanted().await {
+        Some(spawn_app(Db::Postgres).await)
+    } else {
+        None
     }
 }
 
-async fn sqlx_probe() -> bool {
-    Store::connect(&postgres_admin_url(), 1).await.is_ok()
+/// Whether to run a PostgreSQL test: always under `CI=true` (where a missing server then fails the
+/// test), otherwise only if a server answers, with a loud line when it does not.
+pub async fn postgres_wanted() -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") || Store::connect(&postgres_admin_url(), 1).await.is_ok() {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED: no PostgreSQL at {} (set EBB_TEST_POSTGRES_URL; CI=true makes this a failure)",
+        postgres_admin_url()
+    );
+    false
 }
 
 pub async fn spawn_app(db: Db) -> TestApp {
-    spawn_app_with(db, |_| {}).await
-}
-
-pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber_init();
     }
@@ -102,7 +99,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         }
     };
     let server_key = SigningKey::from_bytes(&rand_bytes());
-    let mut settings = Settings {
+    let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: url,
         server_key: server_key.clone(),
@@ -110,7 +107,6 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         max_connections: 16,
         registry: FileConfig::default().registry().unwrap(),
     };
-    tweak(&mut settings);
     let app = Application::build(settings).await.expect("ebb starts");
     let addr = app.local_addr();
     let store = app.store().clone();

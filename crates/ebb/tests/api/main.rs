@@ -8,6 +8,7 @@ mod helpers;
 
 mod auth;
 mod balances;
+mod crash;
 mod merchants_orders;
 mod ops;
 mod refunds;
