@@ -239,8 +239,23 @@ impl Store {
         if let Some(c) = &filter.psp_order_code {
             f.eq("psp_order_code", c);
         }
-        let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
-        f.is_in("status", &statuses);
+        if !filter.statuses.is_empty() {
+            // Filter on the status an order reads as (see `effective_status`): a Pending order past its
+            // expiry is Expired.
+            let now = f.bind_int(now_s());
+            let parts: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| match s {
+                    OrderStatus::Pending => format!("(status = 'Pending' AND expired_at > {now})"),
+                    OrderStatus::Expired => {
+                        format!("(status = 'Expired' OR (status = 'Pending' AND expired_at <= {now}))")
+                    }
+                    other => format!("status = {}", f.bind_str(other.as_str())),
+                })
+                .collect();
+            f.clause(format!("({})", parts.join(" OR ")));
+        }
         let mut page = page::list(self.pool(), "orders", COLUMNS, &f, page_req, from_row).await?;
         let ids: Vec<String> = page.items.iter().map(|o| o.order_id.clone()).collect();
         let mut txs = self.transactions_of("order_id", &ids).await?;

@@ -83,6 +83,20 @@ impl Filter {
         self
     }
 
+    /// A placeholder bound to `v`, for clauses built by the caller with [`Filter::clause`].
+    pub(crate) fn bind_str(&mut self, v: &str) -> String {
+        self.next(Bind::Str(v.to_owned()))
+    }
+
+    pub(crate) fn bind_int(&mut self, v: i64) -> String {
+        self.next(Bind::Int(v))
+    }
+
+    pub(crate) fn clause(&mut self, sql: String) -> &mut Self {
+        self.clauses.push(sql);
+        self
+    }
+
     /// Keeps rows whose signed text amount `delta` is positive (`true`) or negative (`false`).
     pub(crate) fn sign(&mut self, positive: bool) -> &mut Self {
         self.clauses.push(if positive { "delta NOT LIKE '-%'".into() } else { "delta LIKE '-%'".into() });
