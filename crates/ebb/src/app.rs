@@ -18,16 +18,21 @@ use crate::config::Settings;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Held while serving a SQLite database: see [`lock_sqlite`].
+    _sqlite_lock: Option<std::fs::File>,
 }
 
 impl Application {
     /// Connects to the database, applies migrations and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let sqlite_lock = lock_sqlite(&settings.database_url)?;
         let store = Store::connect(&settings.database_url, settings.max_connections)
             .await
             .with_context(|| format!("connecting to the database ({})", redact(&settings.database_url)))?;
         store.migrate().await.context("applying database migrations")?;
-        Self::with_store(settings, store).await
+        let mut app = Self::with_store(settings, store).await?;
+        app._sqlite_lock = sqlite_lock;
+        Ok(app)
     }
 
     pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
@@ -44,7 +49,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             sandbox: settings.sandbox,
         };
-        Ok(Application { listener, state })
+        Ok(Application { listener, state, _sqlite_lock: None })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -74,6 +79,34 @@ fn deposit_seed(key: &SigningKey) -> [u8; 32] {
     let mut seed = [0u8; 32];
     seed.copy_from_slice(&sig[32..]);
     seed
+}
+
+/// One server per SQLite file: SQLite has a single writer, and the replay guard of a SQLite server lives
+/// in its memory (docs/API.md), so a second server on the same file is refused at start. Management
+/// commands (`ebb keys …`) do not take the lock. The lock is an OS file lock, released when the process
+/// ends, however it ends.
+fn lock_sqlite(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else { return Ok(None) };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.serve-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another ebb server is already serving {path} (lock {lock_path}); run one server per SQLite file, \
+             or PostgreSQL to run several"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {lock_path}")),
+    }
 }
 
 /// A database URL without its password, for logs and errors.

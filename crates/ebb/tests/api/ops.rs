@@ -21,3 +21,21 @@ async fn operational_endpoints_answer(app: &TestApp) {
     let resp = get("/healthz").await.unwrap();
     assert!(resp.headers().get("x-request-id").is_some());
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || ebb::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: ebb_store::Store::sqlite_url_for_dir(dir.path()),
+        server_key: ed25519_dalek::SigningKey::from_bytes(&crate::helpers::rand_bytes()),
+        sandbox: false,
+        max_connections: 2,
+        registry: ebb_core::TokenRegistry::cobo_defaults(),
+    };
+    let first = ebb::Application::build(settings()).await.expect("the first server starts");
+    let second = ebb::Application::build(settings()).await.err().expect("a second server on the file is refused");
+    assert!(format!("{second:#}").contains("another ebb server"), "{second:#}");
+    drop(first);
+    ebb::Application::build(settings()).await.expect("the file is free again once the first server is gone");
+}
