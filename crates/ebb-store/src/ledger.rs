@@ -89,6 +89,7 @@ pub(crate) async fn post_many(
     let entry_id = ids::new_id("E");
     // (account, token, delta, balance_after or "" for journal-only accounts, source type)
     let mut journal: Vec<(String, String, i128, String, SourceType)> = Vec::new();
+    let mut updates: Vec<BalanceRow> = Vec::new();
     for ((account, token_id), deltas) in touched {
         let parsed =
             Account::from_key(&account).ok_or_else(|| StoreError::Internal(format!("account key {account:?}")))?;
@@ -135,36 +136,83 @@ pub(crate) async fn post_many(
             }
             journal.push((account.clone(), token_id.clone(), delta, bal.balance.to_string(), st));
         }
-        let sql = "UPDATE balances SET balance = $3, received = $4, developer_fee = $5, refunded = $6 \
-                   WHERE account = $1 AND token_id = $2";
-        sqlx::query(sql)
-            .bind(&account)
-            .bind(&token_id)
-            .bind(bal.balance.to_string())
-            .bind(bal.received.to_string())
-            .bind(bal.developer_fee.to_string())
-            .bind(bal.refunded.to_string())
-            .execute(&mut *conn)
-            .await?;
+        updates.push(bal);
     }
     if journal.is_empty() {
         return Ok(());
     }
+    // The journal rows, then the balance updates: on SQLite one multi-statement call (each call is a
+    // hand-off to the writer connection's thread, and this runs on the serial writer); PostgreSQL takes
+    // one statement per call.
     let values: Vec<String> = (0..journal.len())
         .map(|i| {
             let b = i * 5;
             format!("($1, $2, $3, ${}, ${}, ${}, ${}, ${})", b + 4, b + 5, b + 6, b + 7, b + 8)
         })
         .collect();
-    let sql = format!(
+    let insert = format!(
         "INSERT INTO postings (entry_id, source_id, created_at, account, token_id, delta, balance_after, source_type) \
          VALUES {}",
         values.join(", ")
     );
+    let update = |first: usize| {
+        let p = |i: usize| format!("${}", first + i);
+        format!(
+            "UPDATE balances SET balance = {}, received = {}, developer_fee = {}, refunded = {} \
+             WHERE account = {} AND token_id = {}",
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(0),
+            p(1)
+        )
+    };
+    let combined = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let mut sql = insert;
+    let mut next_param = 4 + journal.len() * 5;
+    if combined {
+        for _ in &updates {
+            sql.push_str("; ");
+            sql.push_str(&update(next_param));
+            next_param += 6;
+        }
+    }
     let mut q = sqlx::query(&sql).bind(&entry_id).bind(source_id).bind(now);
     for (account, token_id, delta, after, st) in journal {
         q = q.bind(account).bind(token_id).bind(delta.to_string()).bind(after).bind(st.as_str());
     }
-    q.execute(&mut *conn).await?;
+    if combined {
+        for bal in &updates {
+            q = bind_update(q, bal);
+        }
+        let done = q.execute(&mut *conn).await?;
+        // Postings plus one row per balance update: anything else means a statement was skipped.
+        let expected = (values.len() + updates.len()) as u64;
+        if done.rows_affected() != expected {
+            return Err(StoreError::Internal(format!(
+                "ledger write touched {} rows, expected {expected}",
+                done.rows_affected()
+            )));
+        }
+    } else {
+        q.execute(&mut *conn).await?;
+        for bal in &updates {
+            let sql = update(1);
+            bind_update(sqlx::query(&sql), bal).execute(&mut *conn).await?;
+        }
+    }
     Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the six parameters of a balance UPDATE (account, token, balance, received, fee, refunded).
+fn bind_update<'q>(q: AnyQuery<'q>, bal: &BalanceRow) -> AnyQuery<'q> {
+    q.bind(bal.account.clone())
+        .bind(bal.token_id.clone())
+        .bind(bal.balance.to_string())
+        .bind(bal.received.to_string())
+        .bind(bal.developer_fee.to_string())
+        .bind(bal.refunded.to_string())
 }
