@@ -53,7 +53,7 @@ struct Stats {
 }
 
 impl Stats {
-    fn rate(&self) -> f64 {
+    fn per_second(&self) -> f64 {
         self.ops as f64 / self.seconds
     }
     fn pct_ms(&self, p: f64) -> f64 {
@@ -329,7 +329,13 @@ async fn hello_world(seconds: u64, concurrency: usize) -> anyhow::Result<Stats> 
 }
 
 fn row(name: &str, s: &Stats) -> String {
-    format!("| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {} |\n", s.rate(), s.pct_ms(0.5), s.pct_ms(0.99), s.errors)
+    format!(
+        "| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {} |\n",
+        s.per_second(),
+        s.pct_ms(0.5),
+        s.pct_ms(0.99),
+        s.errors
+    )
 }
 
 #[tokio::main]
@@ -377,20 +383,24 @@ async fn main() -> anyhow::Result<()> {
     let pct = |a: f64, b: f64| format!("{:.0}%", 100.0 * a / b);
     report.push_str(&format!(
         "| create ÷ raw commit rate (16 merchants) | {} | {} | ≥ 50% |\n",
-        pct(sqlite.create.rate(), sqlite_raw.rate()),
-        pct(pg.create.rate(), pg_raw.rate())
+        pct(sqlite.create.per_second(), sqlite_raw.per_second()),
+        pct(pg.create.per_second(), pg_raw.per_second())
     ));
     report.push_str(&format!(
         "| create rate | {:.0}/s | {:.0}/s | ≥ 1,000/s |\n",
-        sqlite.create.rate(),
-        pg.create.rate()
+        sqlite.create.per_second(),
+        pg.create.per_second()
     ));
     report.push_str(&format!(
         "| get ÷ hello-world | {} | {} | ≥ 40% |\n",
-        pct(sqlite.get.rate(), hello.rate()),
-        pct(pg.get.rate(), hello.rate())
+        pct(sqlite.get.per_second(), hello.per_second()),
+        pct(pg.get.per_second(), hello.per_second())
     ));
-    report.push_str(&format!("| get rate | {:.0}/s | {:.0}/s | ≥ 10,000/s |\n", sqlite.get.rate(), pg.get.rate()));
+    report.push_str(&format!(
+        "| get rate | {:.0}/s | {:.0}/s | ≥ 10,000/s |\n",
+        sqlite.get.per_second(),
+        pg.get.per_second()
+    ));
     report.push_str(&format!(
         "| get p99 | {:.2} ms | {:.2} ms | < 5 ms |\n",
         sqlite.get.pct_ms(0.99),
@@ -398,8 +408,8 @@ async fn main() -> anyhow::Result<()> {
     ));
     report.push_str(&format!(
         "| create rate, 1 hot merchant | {:.0}/s | {:.0}/s | (no target) |\n",
-        sqlite.create_hot.rate(),
-        pg.create_hot.rate()
+        sqlite.create_hot.per_second(),
+        pg.create_hot.per_second()
     ));
     report.push_str(&format!("| ebb peak RSS | {:.1} MB | {:.1} MB | < 64 MB |\n", sqlite.rss_mb, pg.rss_mb));
 
@@ -409,7 +419,7 @@ async fn main() -> anyhow::Result<()> {
         "\nEd25519 per signed request (client sign + ebb verify + ebb sign), one core: {crypto_us:.1} µs, \
          so signing alone caps a {cores}-core machine at {:.0} requests/s ({:.0}% of the hello-world rate).\n",
         cores * 1e6 / crypto_us,
-        100.0 * cores * 1e6 / crypto_us / hello.rate()
+        100.0 * cores * 1e6 / crypto_us / hello.per_second()
     ));
     println!("{report}");
     if let Some(parent) = args.out.parent() {

@@ -51,6 +51,18 @@ impl Caller {
         }
     }
 
+    /// The merchant a list is filtered by: the one asked for (a restricted key may ask only for its own),
+    /// else the restricted key's merchant, else none.
+    pub fn merchant_filter(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+        match asked.filter(|m| !m.is_empty()) {
+            Some(m) => {
+                self.check_merchant(&m)?;
+                Ok(Some(m))
+            }
+            None => Ok(self.merchant.clone()),
+        }
+    }
+
     /// Checks a merchant the caller names; a restricted key may only name its own.
     pub fn check_merchant(&self, merchant_id: &str) -> Result<(), ApiError> {
         match &self.merchant {

@@ -3,7 +3,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use ebb_core::OrderStatus;
 use ebb_store::now_s;
-use ebb_store::orders::{NewOrder, OrderFilter};
+use ebb_store::orders::{NewOrder, OrderFilter, OrderRow};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -94,13 +94,18 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<Order>> {
-    let order = state
+    let order = visible_order(&state, &caller, &order_id).await?;
+    Ok(Json(Order::from_row(&state.registry, order, now_s())))
+}
+
+/// The order, if it exists and the caller may see it (a merchant-restricted key sees only its own).
+pub(crate) async fn visible_order(state: &AppState, caller: &Caller, order_id: &str) -> ApiResult<OrderRow> {
+    state
         .store
-        .order(&order_id)
+        .order(order_id)
         .await?
         .filter(|o| caller.merchant.as_ref().is_none_or(|m| *m == o.merchant_id))
-        .ok_or_else(|| ApiError::not_found("order", &order_id))?;
-    Ok(Json(Order::from_row(&state.registry, order, now_s())))
+        .ok_or_else(|| ApiError::not_found("order", order_id))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -124,12 +129,8 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse<Order>>> {
     let page = super::page_request(q.limit, q.before, q.after)?;
-    let merchant_id = q.merchant_id.filter(|m| !m.is_empty());
-    if let Some(m) = &merchant_id {
-        caller.check_merchant(m)?;
-    }
     let filter = OrderFilter {
-        merchant_id: merchant_id.or_else(|| caller.merchant.clone()),
+        merchant_id: caller.merchant_filter(q.merchant_id)?,
         psp_order_code: q.psp_order_id.filter(|p| !p.is_empty()),
         statuses: validate::list_of("statuses", q.statuses.as_deref(), OrderStatus::parse)?,
     };
@@ -148,10 +149,7 @@ pub async fn update(
     Path(order_id): Path<String>,
     ApiJson(req): ApiJson<UpdateOrderRequest>,
 ) -> ApiResult<Json<Order>> {
-    let order = state.store.order(&order_id).await?;
-    let order = order
-        .filter(|o| caller.merchant.as_ref().is_none_or(|m| *m == o.merchant_id))
-        .ok_or_else(|| ApiError::not_found("order", &order_id))?;
+    let order = visible_order(&state, &caller, &order_id).await?;
     if !req.expired {
         return Ok(Json(Order::from_row(&state.registry, order, now_s())));
     }

@@ -119,12 +119,8 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse<Refund>>> {
     let page = super::page_request(q.limit, q.before, q.after)?;
-    let merchant_id = q.merchant_id.filter(|m| !m.is_empty());
-    if let Some(m) = &merchant_id {
-        caller.check_merchant(m)?;
-    }
     let filter = RefundFilter {
-        merchant_id: merchant_id.or_else(|| caller.merchant.clone()),
+        merchant_id: caller.merchant_filter(q.merchant_id)?,
         request_id: q.request_id.filter(|r| !r.is_empty()),
         statuses: validate::list_of("statuses", q.statuses.as_deref(), RefundStatus::parse)?,
         min_created_at: q.min_created_timestamp,

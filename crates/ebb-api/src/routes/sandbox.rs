@@ -29,12 +29,7 @@ pub async fn pay_order(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?
     };
-    let order = state
-        .store
-        .order(&order_id)
-        .await?
-        .filter(|o| caller.merchant.as_ref().is_none_or(|m| *m == o.merchant_id))
-        .ok_or_else(|| ApiError::not_found("order", &order_id))?;
+    let order = super::orders::visible_order(&state, &caller, &order_id).await?;
     let token = validate::token(&state.registry, "token_id", &order.token_id)?.clone();
     let amount =
         req.amount.as_deref().map(|a| validate::positive_amount("amount", a, &token, token.decimals)).transpose()?;
