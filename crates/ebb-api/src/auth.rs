@@ -5,11 +5,17 @@
 //! QUERY being the query string exactly as sent. Every response carries `Biz-Timestamp` and
 //! `Biz-Resp-Signature` over `sha256(sha256(BODY|TIMESTAMP))` with the server's key.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ebb_store::keys::ApiKeyRow;
+use ebb_store::{Store, StoreError};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -72,31 +78,41 @@ impl Caller {
     }
 }
 
-/// API keys recently read from the store. Every signed request needs its key's row; reading it once a
-/// second instead of once a request takes a database round trip off every call. The price: a key revoked
-/// by another process (`ebb keys revoke`) is refused at most [`KEY_CACHE_TTL`] later.
+/// API keys recently read from the store, with their decoded Ed25519 keys. Every signed request needs
+/// its key's row; reading it once a second instead of once a request takes a database round trip off
+/// every call, and keeping the decoded key saves decompressing the curve point each time. The price: a
+/// key revoked by another process (`ebb keys revoke`) is refused at most [`KEY_CACHE_TTL`] later.
 #[derive(Default)]
 pub struct KeyCache {
-    entries:
-        std::sync::RwLock<std::collections::HashMap<String, (Option<ebb_store::keys::ApiKeyRow>, std::time::Instant)>>,
+    entries: RwLock<HashMap<String, CacheEntry>>,
 }
 
-pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// What the store said about a key (`None`: unknown), and when it was asked.
+type CacheEntry = (Option<Arc<KnownKey>>, Instant);
+
+/// A registered key, as the authentication needs it.
+pub struct KnownKey {
+    pub row: ApiKeyRow,
+    pub verifying_key: VerifyingKey,
+}
+
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Bounds the cache: unknown keys are cached too (as `None`), so junk keys cannot grow it without end.
 const KEY_CACHE_MAX: usize = 10_000;
 
 impl KeyCache {
-    pub async fn get(
-        &self,
-        store: &ebb_store::Store,
-        api_key: &str,
-    ) -> Result<Option<ebb_store::keys::ApiKeyRow>, ebb_store::StoreError> {
-        if let Some((row, at)) = self.entries.read().expect("key cache lock").get(api_key) {
+    /// The registered key `api_key` (lower-case hex), revoked or not; `None` if ebb does not know it.
+    pub async fn get(&self, store: &Store, api_key: &str) -> Result<Option<Arc<KnownKey>>, StoreError> {
+        if let Some((known, at)) = self.entries.read().expect("key cache lock").get(api_key) {
             if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(row.clone());
+                return Ok(known.clone());
             }
         }
-        let row = store.api_key(api_key).await?;
+        let known = store.api_key(api_key).await?.and_then(|row| {
+            let bytes = decode_hex::<32>(&row.api_key)?;
+            let verifying_key = VerifyingKey::from_bytes(&bytes).ok()?;
+            Some(Arc::new(KnownKey { row, verifying_key }))
+        });
         let mut entries = self.entries.write().expect("key cache lock");
         if entries.len() >= KEY_CACHE_MAX {
             entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
@@ -104,8 +120,8 @@ impl KeyCache {
                 entries.clear();
             }
         }
-        entries.insert(api_key.to_owned(), (row.clone(), std::time::Instant::now()));
-        Ok(row)
+        entries.insert(api_key.to_owned(), (known.clone(), Instant::now()));
+        Ok(known)
     }
 }
 
@@ -176,37 +192,31 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
             ),
         ));
     }
-    let key_bytes = decode_hex::<32>(&key_hex).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key must be a 32-byte Ed25519 public key in hex")
-    })?;
-    let verifying_key = VerifyingKey::from_bytes(&key_bytes)
-        .map_err(|_| ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key is not a valid Ed25519 public key"))?;
+    if decode_hex::<32>(&key_hex).is_none() {
+        return Err(ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key must be a 32-byte Ed25519 public key in hex"));
+    }
     let sig_bytes = decode_hex::<64>(&sig_hex).ok_or_else(|| {
         ApiError::new(ErrorCode::BadSignature, "Biz-Api-Signature must be a 64-byte Ed25519 signature in hex")
     })?;
+    let key = match state.keys.get(&state.store, &key_hex).await? {
+        Some(k) if k.row.revoked_at.is_none() => k,
+        Some(_) => return Err(ApiError::new(ErrorCode::UnknownApiKey, "this API key has been revoked")),
+        None => {
+            return Err(ApiError::new(ErrorCode::UnknownApiKey, "unknown API key: register it with `ebb keys add`"))
+        }
+    };
 
     let body: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
         ApiError::new(ErrorCode::PayloadTooLarge, format!("request body larger than {MAX_BODY_BYTES} bytes"))
     })?;
     let message =
         request_message(parts.method.as_str(), parts.uri.path(), &nonce, parts.uri.query().unwrap_or(""), &body);
-    verifying_key
-        .verify(&double_sha256(&message), &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::BadSignature,
-                "signature does not match: sign sha256(sha256(\"METHOD|PATH|NONCE|QUERY|BODY\")) with the key of Biz-Api-Key",
-            )
-        })?;
-
-    let key = state.keys.get(&state.store, &key_hex).await?;
-    let key = match key {
-        Some(k) if k.revoked_at.is_none() => k,
-        Some(_) => return Err(ApiError::new(ErrorCode::UnknownApiKey, "this API key has been revoked")),
-        None => {
-            return Err(ApiError::new(ErrorCode::UnknownApiKey, "unknown API key: register it with `ebb keys add`"))
-        }
-    };
+    key.verifying_key.verify(&double_sha256(&message), &Signature::from_bytes(&sig_bytes)).map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadSignature,
+            "signature does not match: sign sha256(sha256(\"METHOD|PATH|NONCE|QUERY|BODY\")) with the key of Biz-Api-Key",
+        )
+    })?;
     let sig_lower = sig_hex.to_ascii_lowercase();
     if !state.replay.first_use(&key_hex, &sig_lower, now).await? {
         return Err(ApiError::new(
@@ -214,7 +224,7 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
             "this exact signed request was already received (a replay); sign each request anew",
         ));
     }
-    parts.extensions.insert(Caller { api_key: key.api_key, merchant: key.merchant_id });
+    parts.extensions.insert(Caller { api_key: key.row.api_key.clone(), merchant: key.row.merchant_id.clone() });
     Ok(Request::from_parts(parts, Body::from(body)))
 }
 
