@@ -13,8 +13,9 @@ use axum::response::Response;
 
 use crate::AppState;
 
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Upper bounds of the latency histogram, in microseconds (integers: sums stay exact however long ebb
+/// runs; the exposition prints them as seconds).
+const BUCKETS_US: [u64; 10] = [1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -25,13 +26,13 @@ pub struct Metrics {
 
 #[derive(Default, Clone)]
 struct Histogram {
-    buckets: [u64; BUCKETS_S.len()],
+    buckets: [u64; BUCKETS_US.len()],
     count: u64,
-    sum_s: f64,
+    sum_us: u64,
 }
 
 impl Metrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn observe(&self, method: &str, route: &str, status: u16, elapsed_us: u64) {
         *self
             .requests
             .lock()
@@ -41,9 +42,9 @@ impl Metrics {
         let mut lat = self.latency.lock().expect("metrics lock");
         let h = lat.entry(route.to_owned()).or_default();
         h.count += 1;
-        h.sum_s += seconds;
-        for (i, bound) in BUCKETS_S.iter().enumerate() {
-            if seconds <= *bound {
+        h.sum_us = h.sum_us.saturating_add(elapsed_us);
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            if elapsed_us <= *bound {
                 h.buckets[i] += 1;
             }
         }
@@ -62,15 +63,16 @@ impl Metrics {
         out.push_str("# HELP ebb_http_request_duration_seconds HTTP request latency by route.\n");
         out.push_str("# TYPE ebb_http_request_duration_seconds histogram\n");
         for (r, h) in self.latency.lock().expect("metrics lock").iter() {
-            for (i, bound) in BUCKETS_S.iter().enumerate() {
+            for (i, bound) in BUCKETS_US.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "ebb_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{bound}\"}} {}",
+                    "ebb_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{}\"}} {}",
+                    seconds(*bound),
                     h.buckets[i]
                 );
             }
             let _ = writeln!(out, "ebb_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "ebb_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum_s);
+            let _ = writeln!(out, "ebb_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", seconds(h.sum_us));
             let _ = writeln!(out, "ebb_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
         }
         out
@@ -85,6 +87,48 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
-    state.metrics.observe(&method, &route, response.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
     response
+}
+
+/// Microseconds as a decimal number of seconds, e.g. 2500 → "0.0025".
+fn seconds(us: u64) -> String {
+    let frac = format!("{:06}", us % 1_000_000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        (us / 1_000_000).to_string()
+    } else {
+        format!("{}.{frac}", us / 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microseconds_print_as_seconds() {
+        assert_eq!(seconds(2_500), "0.0025");
+        assert_eq!(seconds(1_000_000), "1");
+        assert_eq!(seconds(1_234_567), "1.234567");
+        assert_eq!(seconds(0), "0");
+    }
+
+    #[test]
+    fn the_histogram_counts_each_request_in_every_bucket_it_fits() {
+        let m = Metrics::default();
+        m.observe("GET", "/x", 200, 3_000);
+        m.observe("GET", "/x", 200, 2_000_000);
+        let text = m.render();
+        assert!(text.contains("le=\"0.0025\"} 0"), "{text}");
+        assert!(text.contains("le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("le=\"5\"} 2"), "{text}");
+        assert!(text.contains("ebb_http_request_duration_seconds_sum{route=\"/x\"} 2.003"), "{text}");
+        assert!(text.contains("status=\"200\"} 2"), "{text}");
+    }
 }
