@@ -1,0 +1,313 @@
+//! EVM chains (Ethereum, Arbitrum, Base, Polygon, BSC, or any other by configuration) over JSON-RPC:
+//! ERC-20 `transfer` from a hot wallet, EIP-1559 fees under a cap, receipts and confirmation depth,
+//! revert reasons, and `Transfer` logs for pay-ins.
+//!
+//! The hot wallet key is given to [`EvmChain::new`] by the caller, who reads it from a file or the
+//! environment; it is never stored in the database and never printed (`EvmConfig`'s `Debug` hides it).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::{BlockId, Encodable2718};
+use alloy::network::TxSignerSync;
+use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::{SolCall, SolEvent};
+use alloy::transports::{RpcError, TransportErrorKind};
+use async_trait::async_trait;
+
+use crate::{Chain, ChainError, Funds, Inclusion, IncomingTransfer, Outcome, Prepared, Signed, TokenRef};
+
+sol! {
+    interface IERC20 {
+        function transfer(address to, uint256 amount) external returns (bool);
+        function balanceOf(address owner) external view returns (uint256);
+        event Transfer(address indexed from, address indexed to, uint256 value);
+    }
+}
+
+/// One EVM chain's settings (see docs/OPERATIONS.md).
+#[derive(Clone)]
+pub struct EvmConfig {
+    /// Cobo's chain id, e.g. `ETH`, `BASE_ETH`.
+    pub chain_id: String,
+    pub rpc_url: String,
+    /// The EIP-155 chain id the node must report (1 for Ethereum, 8453 for Base, 31337 for anvil).
+    pub evm_chain_id: u64,
+    pub confirmations: u64,
+    /// The hot wallet's private key, 32 bytes hex.
+    pub hot_wallet_key: String,
+    /// Never pay more than this per gas unit, in wei.
+    pub max_fee_per_gas_cap: u128,
+    /// How long one RPC call may take before it counts as an error.
+    pub rpc_timeout: Duration,
+}
+
+impl fmt::Debug for EvmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvmConfig")
+            .field("chain_id", &self.chain_id)
+            .field("rpc_url", &self.rpc_url)
+            .field("evm_chain_id", &self.evm_chain_id)
+            .field("confirmations", &self.confirmations)
+            .field("hot_wallet_key", &"<hidden>")
+            .field("max_fee_per_gas_cap", &self.max_fee_per_gas_cap)
+            .finish()
+    }
+}
+
+pub struct EvmChain {
+    config: EvmConfig,
+    provider: DynProvider,
+    signer: PrivateKeySigner,
+    hot_wallet: String,
+}
+
+fn parse_address(s: &str) -> Result<Address, ChainError> {
+    Address::from_str(s).map_err(|e| ChainError::Config(format!("bad EVM address {s:?}: {e}")))
+}
+
+fn to_u128(v: U256) -> u128 {
+    u128::try_from(v).unwrap_or(u128::MAX)
+}
+
+/// Sorts an RPC failure: a node's answer (it understood and refused) or a transport problem (retry).
+fn classify(e: RpcError<TransportErrorKind>) -> ChainError {
+    match &e {
+        RpcError::ErrorResp(payload) => {
+            if let Some(data) = payload.as_revert_data() {
+                let reason =
+                    alloy::sol_types::decode_revert_reason(&data).unwrap_or_else(|| payload.message.to_string());
+                return ChainError::WouldRevert(reason);
+            }
+            if payload.message.to_ascii_lowercase().contains("revert") {
+                return ChainError::WouldRevert(payload.message.to_string());
+            }
+            ChainError::Rejected(payload.message.to_string())
+        }
+        _ => ChainError::Rpc(e.to_string()),
+    }
+}
+
+impl EvmChain {
+    /// Connects and checks that the node serves the configured chain.
+    pub async fn connect(config: EvmConfig) -> Result<Self, ChainError> {
+        let url =
+            config.rpc_url.parse().map_err(|e| ChainError::Config(format!("rpc_url {:?}: {e}", config.rpc_url)))?;
+        let provider = ProviderBuilder::new().connect_http(url).erased();
+        let key = config.hot_wallet_key.trim().trim_start_matches("0x");
+        let signer = PrivateKeySigner::from_str(key).map_err(|_| {
+            ChainError::Config(format!("chain {}: the hot wallet key is not a 32-byte hex key", config.chain_id))
+        })?;
+        let hot_wallet = signer.address().to_checksum(None);
+        let chain = Self { config, provider, signer, hot_wallet };
+        let reported = chain.rpc(chain.provider.get_chain_id()).await?;
+        if reported != chain.config.evm_chain_id {
+            return Err(ChainError::Config(format!(
+                "chain {}: the node at {} serves EVM chain id {reported}, configured {}",
+                chain.config.chain_id, chain.config.rpc_url, chain.config.evm_chain_id
+            )));
+        }
+        Ok(chain)
+    }
+
+    async fn rpc<T>(
+        &self,
+        call: impl std::future::IntoFuture<Output = Result<T, RpcError<TransportErrorKind>>>,
+    ) -> Result<T, ChainError> {
+        match tokio::time::timeout(self.config.rpc_timeout, call.into_future()).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(ChainError::Rpc(format!(
+                "no answer from {} within {:?}",
+                self.config.rpc_url, self.config.rpc_timeout
+            ))),
+        }
+    }
+
+    fn wallet(&self) -> Address {
+        self.signer.address()
+    }
+
+    fn transfer_input(to: Address, amount: u128) -> Bytes {
+        IERC20::transferCall { to, amount: U256::from(amount) }.abi_encode().into()
+    }
+
+    /// Why a mined transaction reverted: replays it as a call against the state before its block.
+    async fn revert_reason(&self, tx_hash: B256, block: u64) -> String {
+        let fallback = "the transfer reverted on chain".to_owned();
+        let Ok(Some(tx)) = self.rpc(self.provider.get_transaction_by_hash(tx_hash)).await else { return fallback };
+        let request = TransactionRequest::from_transaction(tx);
+        match self.rpc(self.provider.call(request).block(BlockId::number(block.saturating_sub(1)))).await {
+            Err(ChainError::WouldRevert(reason)) => reason,
+            _ => fallback,
+        }
+    }
+}
+
+#[async_trait]
+impl Chain for EvmChain {
+    fn chain_id(&self) -> &str {
+        &self.config.chain_id
+    }
+
+    fn hot_wallet(&self) -> &str {
+        &self.hot_wallet
+    }
+
+    fn confirmations(&self) -> u64 {
+        self.config.confirmations.max(1)
+    }
+
+    async fn funds(&self, token: &TokenRef) -> Result<Funds, ChainError> {
+        let contract = parse_address(&token.contract)?;
+        let call = TransactionRequest::default()
+            .to(contract)
+            .input(IERC20::balanceOfCall { owner: self.wallet() }.abi_encode().into());
+        let out = self.rpc(self.provider.call(call)).await?;
+        let token_balance = IERC20::balanceOfCall::abi_decode_returns(&out)
+            .map_err(|e| ChainError::Rejected(format!("{} is not an ERC-20 contract: {e}", token.contract)))?;
+        let native = self.rpc(self.provider.get_balance(self.wallet())).await?;
+        Ok(Funds { token: to_u128(token_balance), native: to_u128(native) })
+    }
+
+    async fn pending_nonce(&self) -> Result<u64, ChainError> {
+        self.rpc(self.provider.get_transaction_count(self.wallet()).pending()).await
+    }
+
+    async fn mined_nonce(&self) -> Result<u64, ChainError> {
+        self.rpc(self.provider.get_transaction_count(self.wallet()).latest()).await
+    }
+
+    async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError> {
+        let contract = parse_address(&token.contract)?;
+        let recipient = parse_address(to)?;
+        let request = TransactionRequest::default()
+            .from(self.wallet())
+            .to(contract)
+            .input(Self::transfer_input(recipient, amount).into());
+        // The dry run: a transfer the contract would refuse fails here, before any gas is spent.
+        let gas = self.rpc(self.provider.estimate_gas(request)).await?;
+        let fees = self.rpc(self.provider.estimate_eip1559_fees()).await?;
+        let cap = self.config.max_fee_per_gas_cap;
+        // The estimate is twice the base fee plus the tip; anything at or above base fee + tip gets
+        // mined, so cap the headroom, and wait only when the cap is below what inclusion needs now.
+        let base_fee = fees.max_fee_per_gas.saturating_sub(fees.max_priority_fee_per_gas) / 2;
+        let needed = base_fee.saturating_add(fees.max_priority_fee_per_gas);
+        if needed > cap {
+            return Err(ChainError::FeeAboveCap { needed, cap });
+        }
+        Ok(Prepared {
+            token: token.clone(),
+            to: recipient.to_checksum(None),
+            amount,
+            // 20 % above the estimate: state can change between the dry run and the block.
+            gas_limit: gas.saturating_mul(6) / 5,
+            max_fee_per_gas: fees.max_fee_per_gas.min(cap),
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        })
+    }
+
+    fn sign(&self, p: &Prepared, nonce: u64) -> Result<Signed, ChainError> {
+        let mut tx = TxEip1559 {
+            chain_id: self.config.evm_chain_id,
+            nonce,
+            gas_limit: p.gas_limit,
+            max_fee_per_gas: p.max_fee_per_gas,
+            max_priority_fee_per_gas: p.max_priority_fee_per_gas,
+            to: TxKind::Call(parse_address(&p.token.contract)?),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Self::transfer_input(parse_address(&p.to)?, p.amount),
+        };
+        let signature = self.signer.sign_transaction_sync(&mut tx).map_err(|e| ChainError::Config(e.to_string()))?;
+        let envelope = TxEnvelope::from(tx.into_signed(signature));
+        Ok(Signed {
+            tx_hash: format!("{:#x}", envelope.tx_hash()),
+            raw: envelope.encoded_2718(),
+            nonce,
+            from: self.hot_wallet.clone(),
+        })
+    }
+
+    async fn broadcast(&self, raw: &[u8]) -> Result<(), ChainError> {
+        match self.rpc(self.provider.send_raw_transaction(raw)).await {
+            Ok(_) => Ok(()),
+            Err(ChainError::Rejected(m)) if m.contains("already known") || m.contains("known transaction") => Ok(()),
+            Err(ChainError::Rejected(m)) if m.to_ascii_lowercase().contains("nonce too low") => {
+                // Either these very bytes are mined already (fine) or another transaction took the nonce.
+                let hash = alloy::primitives::keccak256(raw);
+                match self.inclusion(&format!("{hash:#x}")).await? {
+                    Inclusion::Included { .. } => Ok(()),
+                    _ => Err(ChainError::Rejected(m)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn inclusion(&self, tx_hash: &str) -> Result<Inclusion, ChainError> {
+        let hash = B256::from_str(tx_hash).map_err(|e| ChainError::Config(format!("bad tx hash {tx_hash}: {e}")))?;
+        if let Some(receipt) = self.rpc(self.provider.get_transaction_receipt(hash)).await? {
+            let Some(block) = receipt.block_number else { return Ok(Inclusion::Pending) };
+            let head = self.head().await?;
+            let outcome = if receipt.status() {
+                Outcome::Success
+            } else {
+                Outcome::Reverted { reason: self.revert_reason(hash, block).await }
+            };
+            return Ok(Inclusion::Included { block, confirmations: head.saturating_sub(block) + 1, outcome });
+        }
+        Ok(match self.rpc(self.provider.get_transaction_by_hash(hash)).await? {
+            Some(_) => Inclusion::Pending,
+            None => Inclusion::Unknown,
+        })
+    }
+
+    async fn head(&self) -> Result<u64, ChainError> {
+        self.rpc(self.provider.get_block_number()).await
+    }
+
+    async fn scan(
+        &self,
+        tokens: &[TokenRef],
+        from: u64,
+        to: u64,
+        watched: &(dyn for<'a> Fn(&'a str) -> bool + Sync),
+    ) -> Result<Vec<IncomingTransfer>, ChainError> {
+        let mut contracts = Vec::new();
+        for t in tokens {
+            contracts.push((parse_address(&t.contract)?, t.token_id.clone()));
+        }
+        let filter = Filter::new()
+            .address(contracts.iter().map(|(a, _)| *a).collect::<Vec<_>>())
+            .event_signature(IERC20::Transfer::SIGNATURE_HASH)
+            .from_block(from)
+            .to_block(to);
+        let logs = self.rpc(self.provider.get_logs(&filter)).await?;
+        let mut found = Vec::new();
+        for log in logs {
+            let Ok(decoded) = log.log_decode::<IERC20::Transfer>() else { continue };
+            let event = &decoded.inner.data;
+            let to_address = event.to.to_checksum(None);
+            if !watched(&to_address) {
+                continue;
+            }
+            let Some((_, token_id)) = contracts.iter().find(|(a, _)| *a == decoded.inner.address) else { continue };
+            found.push(IncomingTransfer {
+                token_id: token_id.clone(),
+                tx_hash: log.transaction_hash.map(|h| format!("{h:#x}")).unwrap_or_default(),
+                log_index: log.log_index.unwrap_or(0),
+                block: log.block_number.unwrap_or(0),
+                from: event.from.to_checksum(None),
+                to: to_address,
+                amount: to_u128(event.value),
+            });
+        }
+        Ok(found)
+    }
+}
