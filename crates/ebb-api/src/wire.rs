@@ -113,6 +113,10 @@ pub struct Refund {
     /// `"Cancelled"` for a cancelled refund (status `Failed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_reason: Option<String>,
+    /// ebb extension: why a `Pending` refund is not being paid out yet (e.g. the hot wallet lacks the
+    /// token or gas). Absent when nothing holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_reason: Option<String>,
     pub refund_type: String,
     /// Seconds.
     pub created_timestamp: i64,
@@ -142,6 +146,7 @@ impl Refund {
             to_address: r.to_address,
             status: r.status.as_str().to_owned(),
             failed_reason: r.failed_reason,
+            hold_reason: r.hold_reason,
             refund_type: r.refund_type.as_str().to_owned(),
             created_timestamp: r.created_at,
             updated_timestamp: r.updated_at,

@@ -105,6 +105,11 @@ impl SandboxChain {
         }
     }
 
+    /// The hot wallet's address (the `from_address` of payouts).
+    pub fn hot_wallet_address(&self) -> String {
+        self.hot_wallet.clone()
+    }
+
     /// A token balance on the sandbox.
     pub fn balance(&self, address: &str, token_id: &str) -> u128 {
         Self::balance_of(&self.state(), address, token_id, &self.hot_wallet)

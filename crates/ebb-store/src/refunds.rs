@@ -1,8 +1,8 @@
 //! Refunds: created against a balance (and optionally a paid order), idempotent on `request_id`.
 //!
 //! Money moves at creation: the amount and the developer fee go from the paying balance into
-//! `Reserved`. Cancelling moves them back. Paying out (issue 3) moves the amount to the world and the
-//! fee to the PSP. Keeping the fee reserved until payout, rather than crediting the PSP at creation,
+//! `Reserved`. Cancelling moves them back. Paying out (`payouts.rs`) moves the amount to the world and
+//! the fee to the PSP. Keeping the fee reserved until payout, rather than crediting the PSP at creation,
 //! means a cancel can always give it back: the PSP cannot have spent it in between.
 
 use ebb_core::ledger::{Account, Entry};
@@ -28,6 +28,8 @@ pub struct RefundRow {
     pub to_address: String,
     pub status: RefundStatus,
     pub failed_reason: Option<String>,
+    /// Why a `Pending` refund is not being paid out yet (hot wallet short of funds, gas above the cap...).
+    pub hold_reason: Option<String>,
     pub refund_type: RefundSource,
     pub charge_merchant_fee: bool,
     pub merchant_fee_amount: Option<Amount>,
@@ -100,7 +102,7 @@ pub struct RefundFilter {
 
 const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_id, chain_id, amount, to_address, \
      status, failed_reason, refund_type, charge_merchant_fee, merchant_fee_amount, initiator, created_at, updated_at, \
-     idem_scope, request_fingerprint";
+     idem_scope, request_fingerprint, hold_reason";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<RefundRow, StoreError> {
     let status: String = row.try_get("status")?;
@@ -118,6 +120,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<RefundRow, StoreError> {
         status: RefundStatus::parse(&status)
             .ok_or_else(|| StoreError::Internal(format!("stored refund status {status:?}")))?,
         failed_reason: row.try_get("failed_reason")?,
+        hold_reason: row.try_get("hold_reason")?,
         refund_type: RefundSource::parse(&refund_type)
             .ok_or_else(|| StoreError::Internal(format!("stored refund type {refund_type:?}")))?,
         charge_merchant_fee: row.try_get::<i64, _>("charge_merchant_fee")? != 0,
@@ -129,7 +132,11 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<RefundRow, StoreError> {
     })
 }
 
-async fn lock_refund(conn: &mut AnyConnection, refund_id: &str, scope: Option<&str>) -> Result<RefundRow, StoreError> {
+pub(crate) async fn lock_refund(
+    conn: &mut AnyConnection,
+    refund_id: &str,
+    scope: Option<&str>,
+) -> Result<RefundRow, StoreError> {
     let lock = for_update(conn);
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1{lock}"))
         .bind(refund_id)
@@ -145,7 +152,7 @@ async fn lock_refund(conn: &mut AnyConnection, refund_id: &str, scope: Option<&s
 }
 
 /// The account a refund is paid from.
-fn source_account(r: &RefundRow) -> Result<Account, StoreError> {
+pub(crate) fn source_account(r: &RefundRow) -> Result<Account, StoreError> {
     match r.refund_type {
         RefundSource::Psp => Ok(Account::Psp),
         RefundSource::Merchant => r
@@ -168,7 +175,12 @@ fn reservation(r: &RefundRow, release: bool) -> Result<(Entry, Option<Entry>), S
     Ok((amount, fee))
 }
 
-async fn post_reservation(conn: &mut AnyConnection, r: &RefundRow, release: bool, now: i64) -> Result<(), StoreError> {
+pub(crate) async fn post_reservation(
+    conn: &mut AnyConnection,
+    r: &RefundRow,
+    release: bool,
+    now: i64,
+) -> Result<(), StoreError> {
     let (amount, fee) = reservation(r, release)?;
     match &fee {
         Some(fee) => {
@@ -185,7 +197,11 @@ async fn post_reservation(conn: &mut AnyConnection, r: &RefundRow, release: bool
 }
 
 /// Moves an order's refunded total by `delta` (positive on create, negative on release).
-async fn adjust_order_refunded(conn: &mut AnyConnection, r: &RefundRow, add: bool) -> Result<(), StoreError> {
+pub(crate) async fn adjust_order_refunded(
+    conn: &mut AnyConnection,
+    r: &RefundRow,
+    add: bool,
+) -> Result<(), StoreError> {
     let Some(order_id) = &r.order_id else { return Ok(()) };
     let order = lock_order(conn, order_id).await?;
     let refunded = if add {
@@ -258,6 +274,7 @@ impl Store {
                         to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
                         status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
                         failed_reason: None,
+                        hold_reason: None,
                         refund_type: new.source,
                         charge_merchant_fee: new.merchant_fee.is_some(),
                         merchant_fee_amount: new.merchant_fee,
@@ -445,7 +462,7 @@ impl Store {
 }
 
 /// Moves a refund from its current status to `next`, only if nobody moved it meanwhile.
-async fn compare_and_set(
+pub(crate) async fn compare_and_set(
     conn: &mut AnyConnection,
     r: &RefundRow,
     next: RefundStatus,

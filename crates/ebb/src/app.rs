@@ -1,6 +1,7 @@
 //! Building and running the server: bind (port 0 works, the real port is recorded), serve, shut down
 //! gracefully.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,16 +9,27 @@ use std::sync::Arc;
 use anyhow::Context;
 use ebb_api::metrics::Metrics;
 use ebb_api::AppState;
+use ebb_chain::evm::EvmChain;
+use ebb_chain::sandbox::SandboxChain;
+use ebb_chain::Chain;
+use ebb_core::{ChainFamily, TokenRegistry};
 use ebb_store::replay::ReplayGuard;
 use ebb_store::Store;
+use ebb_worker::PayoutExecutor;
 use ed25519_dalek::{Signer, SigningKey};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{ChainSetting, Settings, WorkerSettings};
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Every chain ebb pays out on, configured or sandbox.
+    chains: Vec<Arc<dyn Chain>>,
+    /// The sandbox chains among them, by chain id (tests and the sandbox endpoints reach into these).
+    sandboxes: HashMap<String, Arc<SandboxChain>>,
+    workers: WorkerSettings,
     /// Held while serving a SQLite database: see [`lock_sqlite`].
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -49,7 +61,14 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             sandbox: settings.sandbox,
         };
-        Ok(Application { listener, state, _sqlite_lock: None })
+        let (chains, sandboxes) =
+            build_chains(&settings.chains, settings.sandbox, &state.registry, settings.workers).await?;
+        Ok(Application { listener, state, chains, sandboxes, workers: settings.workers, _sqlite_lock: None })
+    }
+
+    /// The chains running on the sandbox, by chain id.
+    pub fn sandbox_chains(&self) -> HashMap<String, Arc<SandboxChain>> {
+        self.sandboxes.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -63,11 +82,75 @@ impl Application {
     /// Serves until `shutdown` completes, then finishes the requests in flight and flushes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let (stop_workers, workers_stop) = watch::channel(false);
+        let workers: Vec<_> = self
+            .chains
+            .iter()
+            .filter(|_| self.workers.run_payouts)
+            .map(|chain| {
+                PayoutExecutor::new(
+                    store.clone(),
+                    chain.clone(),
+                    self.state.registry.clone(),
+                    self.workers.payout_interval,
+                )
+                .spawn(workers_stop.clone())
+            })
+            .collect();
         let app = ebb_api::router(self.state);
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        // Workers finish the step they are in (each is one database transaction or one RPC call).
+        let _ = stop_workers.send(true);
+        for w in workers {
+            let _ = w.await;
+        }
         store.close().await;
-        Ok(())
+        served
     }
+}
+
+/// Connects the configured chains; with the sandbox on, every other chain of the registry gets a
+/// sandbox chain.
+async fn build_chains(
+    configured: &[ChainSetting],
+    sandbox: bool,
+    registry: &TokenRegistry,
+    workers: WorkerSettings,
+) -> anyhow::Result<(Vec<Arc<dyn Chain>>, HashMap<String, Arc<SandboxChain>>)> {
+    let mut chains: Vec<Arc<dyn Chain>> = Vec::new();
+    let mut sandboxes = HashMap::new();
+    let family_of = |chain_id: &str| registry.iter().find(|t| t.chain_id == chain_id).map(|t| t.family);
+    for c in configured {
+        match c {
+            ChainSetting::Evm(cfg) => {
+                let chain = EvmChain::connect(cfg.clone())
+                    .await
+                    .with_context(|| format!("connecting chain {} at {}", cfg.chain_id, cfg.rpc_url))?;
+                tracing::info!(chain = %cfg.chain_id, hot_wallet = %chain.hot_wallet(), "EVM chain connected");
+                chains.push(Arc::new(chain));
+            }
+            ChainSetting::Sandbox { chain_id, confirmations } => {
+                let family = family_of(chain_id).unwrap_or(ChainFamily::Evm);
+                let chain = SandboxChain::start(chain_id, family, workers.sandbox_block, *confirmations);
+                sandboxes.insert(chain_id.clone(), chain.clone());
+                chains.push(chain);
+            }
+        }
+    }
+    if sandbox {
+        let mut ids: Vec<&str> = registry.iter().map(|t| t.chain_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if configured.iter().any(|c| c.chain_id() == id) {
+                continue;
+            }
+            let chain = SandboxChain::start(id, family_of(id).unwrap_or(ChainFamily::Evm), workers.sandbox_block, 2);
+            sandboxes.insert(id.to_owned(), chain.clone());
+            chains.push(chain);
+        }
+    }
+    Ok((chains, sandboxes))
 }
 
 /// The per-order address seed: derived from the server key so `ebb dev` needs no second secret.

@@ -147,6 +147,8 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         sandbox: true,
         max_connections: 8,
         registry: FileConfig::load(None)?.registry()?,
+        chains: Vec::new(),
+        workers: Default::default(),
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());

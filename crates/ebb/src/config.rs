@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ebb_chain::evm::EvmConfig;
 use ebb_core::{ChainFamily, Token, TokenRegistry};
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
@@ -22,6 +24,106 @@ pub struct FileConfig {
     /// Tokens added to (or replacing, by id) the built-in registry.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Chains ebb pays out on. With `sandbox = true`, every chain of the registry without an entry
+    /// here runs on the built-in sandbox chain.
+    #[serde(default)]
+    pub chains: Vec<ChainConfig>,
+    /// How often the sandbox chains mine a block (default 1000 ms).
+    pub sandbox_block_ms: Option<u64>,
+    /// How often the payout executor looks for work (default 1000 ms).
+    pub payout_interval_ms: Option<u64>,
+    /// Whether this process pays out refunds (default true).
+    pub payouts: Option<bool>,
+}
+
+/// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Cobo's chain id: `ETH`, `ARBITRUM_ETH`, `BASE_ETH`, `MATIC`, `BSC_BNB`, ...
+    pub chain_id: String,
+    /// `evm` (default) or `sandbox`.
+    pub kind: Option<String>,
+    pub rpc_url: Option<String>,
+    /// The EIP-155 chain id the node must report.
+    pub evm_chain_id: Option<u64>,
+    /// Blocks, counting the transaction's own, before a payout counts as final (default 12).
+    pub confirmations: Option<u64>,
+    /// A file holding the hot wallet's private key in hex.
+    pub hot_wallet_key_file: Option<PathBuf>,
+    /// Or the name of an environment variable holding it.
+    pub hot_wallet_key_env: Option<String>,
+    /// Never pay more than this per gas unit, in gwei (default 500).
+    pub max_fee_per_gas_gwei: Option<u64>,
+    /// How long one RPC call may take (default 10000 ms).
+    pub rpc_timeout_ms: Option<u64>,
+}
+
+/// A chain to pay out on, resolved (secrets read).
+#[derive(Debug, Clone)]
+pub enum ChainSetting {
+    Evm(EvmConfig),
+    Sandbox { chain_id: String, confirmations: u64 },
+}
+
+impl ChainSetting {
+    pub fn chain_id(&self) -> &str {
+        match self {
+            ChainSetting::Evm(c) => &c.chain_id,
+            ChainSetting::Sandbox { chain_id, .. } => chain_id,
+        }
+    }
+}
+
+impl ChainConfig {
+    fn resolve(&self) -> anyhow::Result<ChainSetting> {
+        let id = &self.chain_id;
+        match self.kind.as_deref().unwrap_or("evm") {
+            "sandbox" => {
+                Ok(ChainSetting::Sandbox { chain_id: id.clone(), confirmations: self.confirmations.unwrap_or(2) })
+            }
+            "evm" => {
+                let key = match (&self.hot_wallet_key_file, &self.hot_wallet_key_env) {
+                    (Some(path), None) => std::fs::read_to_string(path)
+                        .with_context(|| format!("chain {id}: reading hot_wallet_key_file {}", path.display()))?,
+                    (None, Some(var)) => std::env::var(var).with_context(|| {
+                        format!("chain {id}: environment variable {var} (hot_wallet_key_env) is not set")
+                    })?,
+                    _ => bail!("chain {id}: set exactly one of hot_wallet_key_file and hot_wallet_key_env"),
+                };
+                Ok(ChainSetting::Evm(EvmConfig {
+                    chain_id: id.clone(),
+                    rpc_url: self.rpc_url.clone().with_context(|| format!("chain {id}: rpc_url is required"))?,
+                    evm_chain_id: self.evm_chain_id.with_context(|| format!("chain {id}: evm_chain_id is required"))?,
+                    confirmations: self.confirmations.unwrap_or(12).max(1),
+                    hot_wallet_key: key.trim().to_owned(),
+                    max_fee_per_gas_cap: u128::from(self.max_fee_per_gas_gwei.unwrap_or(500)) * 1_000_000_000,
+                    rpc_timeout: Duration::from_millis(self.rpc_timeout_ms.unwrap_or(10_000)),
+                }))
+            }
+            other => bail!("chain {id}: kind must be evm or sandbox, not {other:?}"),
+        }
+    }
+}
+
+/// The background work of this process.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Whether this process pays out refunds. Off for an API-only process beside worker processes
+    /// (`payouts = false`, `EBB_PAYOUTS=false`); several processes may pay out on one PostgreSQL.
+    pub run_payouts: bool,
+    pub sandbox_block: Duration,
+    pub payout_interval: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            run_payouts: true,
+            sandbox_block: Duration::from_millis(1000),
+            payout_interval: Duration::from_millis(1000),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +147,8 @@ pub struct Settings {
     pub sandbox: bool,
     pub max_connections: u32,
     pub registry: TokenRegistry,
+    pub chains: Vec<ChainSetting>,
+    pub workers: WorkerSettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -71,6 +175,9 @@ impl FileConfig {
         }
         if let Some(v) = env("EBB_SANDBOX") {
             cfg.sandbox = Some(matches!(v.as_str(), "1" | "true" | "yes"));
+        }
+        if let Some(v) = env("EBB_PAYOUTS") {
+            cfg.payouts = Some(matches!(v.as_str(), "1" | "true" | "yes"));
         }
         if let Some(v) = env("EBB_LOG_FORMAT") {
             cfg.log_format = Some(v);
@@ -101,6 +208,15 @@ impl FileConfig {
         Ok(TokenRegistry::new(tokens)?)
     }
 
+    pub fn workers(&self) -> WorkerSettings {
+        let d = WorkerSettings::default();
+        WorkerSettings {
+            run_payouts: self.payouts.unwrap_or(d.run_payouts),
+            sandbox_block: self.sandbox_block_ms.map(Duration::from_millis).unwrap_or(d.sandbox_block),
+            payout_interval: self.payout_interval_ms.map(Duration::from_millis).unwrap_or(d.payout_interval),
+        }
+    }
+
     /// The server key: `EBB_SERVER_KEY` (hex), else the configured file.
     pub fn server_key(&self) -> anyhow::Result<SigningKey> {
         if let Ok(hex_seed) = std::env::var("EBB_SERVER_KEY") {
@@ -123,6 +239,8 @@ impl FileConfig {
             sandbox: self.sandbox.unwrap_or(false),
             max_connections: self.max_connections.unwrap_or(8),
             registry: self.registry()?,
+            chains: self.chains.iter().map(ChainConfig::resolve).collect::<anyhow::Result<_>>()?,
+            workers: self.workers(),
         })
     }
 }

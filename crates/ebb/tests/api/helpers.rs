@@ -1,13 +1,39 @@
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ebb::config::FileConfig;
+use ebb::config::{FileConfig, WorkerSettings};
 use ebb::{Application, Settings};
 use ebb_api::auth::{double_sha256, request_message};
+use ebb_chain::sandbox::SandboxChain;
 use ebb_store::Store;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+/// Like `both_backends!`, with the payout executor running.
+#[macro_export]
+macro_rules! both_backends_paying {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::Options;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, Options { payouts: true }).await;
+                super::$name(&app).await;
+                app.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::helpers::spawn_postgres_app_with(Options { payouts: true }).await else { return };
+                super::$name(&app).await;
+                app.finish().await;
+            }
+        }
+    )*};
+}
 
 /// Runs the named async test body once against each backend: `both_backends!(my_test);` makes
 /// `my_test::sqlite` and `my_test::postgres`.
@@ -48,6 +74,7 @@ pub struct TestApp {
     pg_database: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    sandboxes: HashMap<String, Arc<SandboxChain>>,
     _dir: tempfile::TempDir,
 }
 
@@ -59,8 +86,12 @@ pub fn postgres_admin_url() -> String {
 /// `None` (skipping, loudly) only outside CI when no PostgreSQL is reachable; with `CI=true` a missing
 /// server fails the test.
 pub async fn spawn_postgres_app() -> Option<TestApp> {
+    spawn_postgres_app_with(Options::default()).await
+}
+
+pub async fn spawn_postgres_app_with(options: Options) -> Option<TestApp> {
     if postgres_wanted().await {
-        Some(spawn_app(Db::Postgres).await)
+        Some(spawn_app_with(Db::Postgres, options).await)
     } else {
         None
     }
@@ -79,7 +110,19 @@ pub async fn postgres_wanted() -> bool {
     false
 }
 
+/// What a test's ebb runs besides the API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Run the payout executor (every 20 ms). Off by default, so that tests of the API see refunds
+    /// stay where the API put them.
+    pub payouts: bool,
+}
+
 pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, Options::default()).await
+}
+
+pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber_init();
     }
@@ -106,8 +149,17 @@ pub async fn spawn_app(db: Db) -> TestApp {
         sandbox: true,
         max_connections: 16,
         registry: FileConfig::default().registry().unwrap(),
+        chains: Vec::new(),
+        // The sandbox chains mine only when a test says so (`TestApp::mine`): tests decide what the
+        // chain does between two steps of the executor.
+        workers: WorkerSettings {
+            run_payouts: options.payouts,
+            sandbox_block: Duration::from_secs(3600),
+            payout_interval: Duration::from_millis(20),
+        },
     };
     let app = Application::build(settings).await.expect("ebb starts");
+    let sandboxes = app.sandbox_chains();
     let addr = app.local_addr();
     let store = app.store().clone();
     let key = SigningKey::from_bytes(&rand_bytes());
@@ -125,6 +177,7 @@ pub async fn spawn_app(db: Db) -> TestApp {
         pg_database,
         shutdown: Some(tx),
         server: Some(server),
+        sandboxes,
         _dir: dir,
     }
 }
@@ -314,6 +367,40 @@ impl TestApp {
             let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
             admin.close().await;
+        }
+    }
+}
+
+impl TestApp {
+    /// The sandbox chain of `chain_id`.
+    pub fn sandbox(&self, chain_id: &str) -> Arc<SandboxChain> {
+        self.sandboxes.get(chain_id).cloned().unwrap_or_else(|| panic!("no sandbox chain {chain_id}"))
+    }
+
+    /// Mines sandbox blocks on the refund's chain until the refund reaches `status` (10 s at most).
+    pub async fn mine_until(&self, refund_id: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.get(&format!("/v2/payments/refunds/{refund_id}")).await.ok();
+            if r["status"] == status {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "refund never reached {status}: {r}");
+            self.sandbox(r["chain_id"].as_str().unwrap()).mine();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// Waits (without mining) until `check` holds for the refund (10 s at most).
+    pub async fn wait_refund(&self, refund_id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.get(&format!("/v2/payments/refunds/{refund_id}")).await.ok();
+            if check(&r) {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "refund never got {what}: {r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

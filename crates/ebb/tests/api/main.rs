@@ -11,4 +11,5 @@ mod balances;
 mod crash;
 mod merchants_orders;
 mod ops;
+mod payouts;
 mod refunds;

@@ -1,0 +1,396 @@
+//! The payout side of refunds: which refunds are ready to pay, nonce allocation, the signed
+//! transaction stored before its broadcast, and the ledger settlement when the chain has decided.
+//!
+//! The executor (ebb-worker) calls these in order: [`Store::payable_refunds`] → (chain: prepare) →
+//! [`Store::start_payout`], which in one database transaction allocates the nonce, signs through the
+//! caller's closure, stores the signed bytes and moves the refund to `Processing` → (chain: broadcast,
+//! track) → [`Store::complete_leg`] or [`Store::fail_leg`]. Every step is a compare-and-set on the
+//! stored status, so a second process, or a restarted one, cannot apply a step twice; the unique
+//! indexes of migration 0002 (one transaction per nonce, one open payout per refund) back that up.
+
+use ebb_core::ledger::{Account, Entry};
+use ebb_core::refund::RefundEvent;
+use ebb_core::{Amount, RefundStatus};
+use sqlx::{AnyConnection, Row};
+
+use crate::ledger::{self, SourceType};
+use crate::orders::{insert_transaction, TransactionRow};
+use crate::refunds::{adjust_order_refunded, lock_refund, post_reservation, RefundRow};
+use crate::util::now_s;
+use crate::{ids, Backend, Store, StoreError};
+
+/// PaymentTransaction statuses a payout moves through (Cobo's names).
+pub const TX_BROADCASTING: &str = "Broadcasting";
+pub const TX_CONFIRMING: &str = "Confirming";
+pub const TX_COMPLETED: &str = "Completed";
+pub const TX_FAILED: &str = "Failed";
+
+/// A refund that is `Pending` with an address: ready to pay out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayableRefund {
+    pub refund_id: String,
+    pub token_id: String,
+    pub amount: Amount,
+    pub to_address: String,
+    pub hold_reason: Option<String>,
+}
+
+/// A payout transaction that the chain has not decided yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenLeg {
+    pub tx_id: String,
+    pub refund_id: String,
+    pub tx_hash: String,
+    pub raw: Vec<u8>,
+    pub nonce: u64,
+    pub status: String,
+    pub block_number: Option<u64>,
+    pub token_id: String,
+    pub amount: Amount,
+}
+
+/// What the caller's signer returns: the transaction hash and the signed bytes.
+pub struct SignedBytes {
+    pub tx_hash: String,
+    pub raw: Vec<u8>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn leg_from_row(row: &sqlx::any::AnyRow) -> Result<OpenLeg, StoreError> {
+    let raw_hex: Option<String> = row.try_get("raw_tx")?;
+    let tx_id: String = row.try_get("tx_id")?;
+    let raw = hex::decode(raw_hex.unwrap_or_default())
+        .map_err(|e| StoreError::Internal(format!("stored signed transaction of {tx_id}: {e}")))?;
+    let block: Option<i64> = row.try_get("block_number")?;
+    Ok(OpenLeg {
+        refund_id: row.try_get::<Option<String>, _>("refund_id")?.unwrap_or_default(),
+        tx_hash: row.try_get::<Option<String>, _>("tx_hash")?.unwrap_or_default(),
+        raw,
+        nonce: row.try_get::<i64, _>("nonce")? as u64,
+        status: row.try_get("status")?,
+        block_number: block.map(|b| b as u64),
+        token_id: row.try_get("token_id")?,
+        amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+        tx_id,
+    })
+}
+
+/// Locks a refund for a payout step; on PostgreSQL a row another process holds is skipped (`None`)
+/// rather than waited for: that process is doing this step already.
+async fn lock_for_payout(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    refund_id: &str,
+) -> Result<Option<RefundRow>, StoreError> {
+    if backend == Backend::Postgres {
+        let locked = sqlx::query("SELECT refund_id FROM refunds WHERE refund_id = $1 FOR UPDATE SKIP LOCKED")
+            .bind(refund_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(lock_refund(conn, refund_id, None).await?))
+}
+
+/// Moves a refund between payout statuses, only from the status it was read in.
+async fn move_refund(
+    conn: &mut AnyConnection,
+    r: &RefundRow,
+    event: RefundEvent,
+    failed_reason: Option<&str>,
+    now: i64,
+) -> Result<RefundStatus, StoreError> {
+    let next = r.status.apply(event).map_err(|e| StoreError::InvalidState(e.to_string()))?;
+    let done = sqlx::query(
+        "UPDATE refunds SET status = $1, failed_reason = COALESCE($2, failed_reason), hold_reason = NULL, updated_at = $3 \
+         WHERE refund_id = $4 AND status = $5",
+    )
+    .bind(next.as_str())
+    .bind(failed_reason)
+    .bind(now)
+    .bind(&r.refund_id)
+    .bind(r.status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::InvalidState(format!("refund {} changed concurrently", r.refund_id)));
+    }
+    Ok(next)
+}
+
+/// Gives a failed payout's funds back: the reservation returns to its source, the order may be refunded again.
+async fn release(conn: &mut AnyConnection, r: &RefundRow, now: i64) -> Result<(), StoreError> {
+    adjust_order_refunded(conn, r, false).await?;
+    post_reservation(conn, r, true, now).await
+}
+
+/// Settles a paid refund: the amount leaves for the world, the developer fee goes to the PSP.
+async fn settle(conn: &mut AnyConnection, r: &RefundRow, now: i64) -> Result<(), StoreError> {
+    let paid =
+        Entry::builder().transfer(Account::Reserved, Account::World, &r.token_id, r.amount.base_units())?.build()?;
+    match r.merchant_fee_amount.filter(|f| !f.is_zero()) {
+        Some(fee) => {
+            let fee =
+                Entry::builder().transfer(Account::Reserved, Account::Psp, &r.token_id, fee.base_units())?.build()?;
+            ledger::post_many(conn, &[(&paid, SourceType::RefundOut), (&fee, SourceType::RefundFee)], &r.refund_id, now)
+                .await
+        }
+        None => ledger::post(conn, &paid, SourceType::RefundOut, &r.refund_id, now).await,
+    }
+}
+
+async fn lock_leg(conn: &mut AnyConnection, tx_id: &str) -> Result<OpenLeg, StoreError> {
+    let lock = crate::for_update(conn);
+    let row = sqlx::query(&format!(
+        "SELECT tx_id, refund_id, tx_hash, raw_tx, nonce, status, block_number, token_id, amount FROM payment_transactions \
+         WHERE tx_id = $1 AND direction = 'out'{lock}"
+    ))
+    .bind(tx_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound { what: "payout transaction", id: tx_id.to_owned() })?;
+    leg_from_row(&row)
+}
+
+impl Store {
+    /// Refunds on `chain_id` ready to pay out, oldest first.
+    pub async fn payable_refunds(&self, chain_id: &str, limit: i64) -> Result<Vec<PayableRefund>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT refund_id, token_id, amount, to_address, hold_reason FROM refunds \
+             WHERE status = 'Pending' AND chain_id = $1 AND to_address <> '' ORDER BY seq LIMIT $2",
+        )
+        .bind(chain_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PayableRefund {
+                    refund_id: row.try_get("refund_id")?,
+                    token_id: row.try_get("token_id")?,
+                    amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+                    to_address: row.try_get("to_address")?,
+                    hold_reason: row.try_get("hold_reason")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Says why a `Pending` refund waits (or, with `None`, that nothing holds it any more).
+    pub async fn set_hold_reason(&self, refund_id: &str, reason: Option<&str>) -> Result<(), StoreError> {
+        let (refund_id, reason) = (refund_id.to_owned(), reason.map(str::to_owned));
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE refunds SET hold_reason = $1 WHERE refund_id = $2 AND status = 'Pending'")
+                    .bind(reason)
+                    .bind(refund_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Fails a `Pending` refund that was never sent (the chain says the transfer would revert) and
+    /// releases its funds. `false` if the refund was no longer `Pending`.
+    pub async fn fail_unsent_payout(&self, refund_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let (refund_id, reason, backend) = (refund_id.to_owned(), reason.to_owned(), self.backend());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some(r) = lock_for_payout(conn, backend, &refund_id).await? else { return Ok(false) };
+                if r.status != RefundStatus::Pending {
+                    return Ok(false);
+                }
+                let now = now_s();
+                move_refund(conn, &r, RefundEvent::PayoutFailed, Some(&reason), now).await?;
+                release(conn, &r, now).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Starts paying a `Pending` refund: in one transaction, allocates the hot wallet's next nonce (at
+    /// least `chain_nonce`, what the node reports, so transactions sent from the wallet outside ebb are
+    /// skipped), signs with it through `sign`, stores the signed bytes as a `Broadcasting` transaction
+    /// and moves the refund to `Processing`. Nothing is broadcast here; the caller does that after this
+    /// returns, so the bytes are durable first. `None` if the refund is no longer `Pending`, or another
+    /// process is starting it.
+    pub async fn start_payout<F>(
+        &self,
+        refund_id: &str,
+        chain_id: &str,
+        hot_wallet: &str,
+        chain_nonce: u64,
+        sign: F,
+    ) -> Result<Option<OpenLeg>, StoreError>
+    where
+        F: FnOnce(u64) -> Result<SignedBytes, String> + Send + 'static,
+    {
+        let (refund_id, chain_id, hot_wallet, backend) =
+            (refund_id.to_owned(), chain_id.to_owned(), hot_wallet.to_owned(), self.backend());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some(r) = lock_for_payout(conn, backend, &refund_id).await? else { return Ok(None) };
+                if r.status != RefundStatus::Pending || r.to_address.is_empty() {
+                    return Ok(None);
+                }
+                let lock = crate::for_update(conn);
+                let stored: Option<i64> = sqlx::query_scalar(&format!(
+                    "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2{lock}"
+                ))
+                .bind(&chain_id)
+                .bind(&hot_wallet)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let nonce = (stored.unwrap_or(0) as u64).max(chain_nonce);
+                let signed = sign(nonce).map_err(|e| StoreError::Internal(format!("signing the payout: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO chain_nonces (chain_id, address, next_nonce) VALUES ($1, $2, $3) \
+                     ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce",
+                )
+                .bind(&chain_id)
+                .bind(&hot_wallet)
+                .bind((nonce + 1) as i64)
+                .execute(&mut *conn)
+                .await?;
+                let now = now_ms();
+                let tx = TransactionRow {
+                    tx_id: ids::new_id("T"),
+                    direction: "out".into(),
+                    order_id: r.order_id.clone(),
+                    refund_id: Some(r.refund_id.clone()),
+                    tx_hash: Some(signed.tx_hash.clone()),
+                    token_id: r.token_id.clone(),
+                    chain_id: chain_id.clone(),
+                    from_address: hot_wallet.clone(),
+                    to_address: r.to_address.clone(),
+                    amount: r.amount,
+                    status: TX_BROADCASTING.into(),
+                    failed_reason: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                insert_transaction(conn, &tx).await?;
+                sqlx::query("UPDATE payment_transactions SET nonce = $1, raw_tx = $2 WHERE tx_id = $3")
+                    .bind(nonce as i64)
+                    .bind(hex::encode(&signed.raw))
+                    .bind(&tx.tx_id)
+                    .execute(&mut *conn)
+                    .await?;
+                move_refund(conn, &r, RefundEvent::PayoutStarted, None, now_s()).await?;
+                Ok(Some(OpenLeg {
+                    tx_id: tx.tx_id,
+                    refund_id: r.refund_id,
+                    tx_hash: signed.tx_hash,
+                    raw: signed.raw,
+                    nonce,
+                    status: TX_BROADCASTING.into(),
+                    block_number: None,
+                    token_id: r.token_id.clone(),
+                    amount: r.amount,
+                }))
+            })
+        })
+        .await
+    }
+
+    /// Payout transactions on `chain_id` the chain has not decided yet, by nonce.
+    pub async fn open_legs(&self, chain_id: &str) -> Result<Vec<OpenLeg>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tx_id, refund_id, tx_hash, raw_tx, nonce, status, block_number, token_id, amount FROM payment_transactions \
+             WHERE direction = 'out' AND chain_id = $1 AND status IN ('Broadcasting', 'Confirming') ORDER BY nonce",
+        )
+        .bind(chain_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(leg_from_row).collect()
+    }
+
+    /// Records where an open payout is: mined in `block` below the confirmation depth (`Confirming`),
+    /// or, with `None`, not in any block (back to `Broadcasting`, e.g. after a reorg).
+    pub async fn mark_leg_seen(&self, tx_id: &str, block: Option<u64>) -> Result<(), StoreError> {
+        let tx_id = tx_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let status = if block.is_some() { TX_CONFIRMING } else { TX_BROADCASTING };
+                sqlx::query(
+                    "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 \
+                     WHERE tx_id = $4 AND status IN ('Broadcasting', 'Confirming')",
+                )
+                .bind(status)
+                .bind(block.map(|b| b as i64))
+                .bind(now_ms())
+                .bind(tx_id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The chain confirmed a payout: the transaction and the refund complete and the ledger settles,
+    /// in one transaction. `false` if the leg was already decided (by another process, or before a restart).
+    pub async fn complete_leg(&self, tx_id: &str, block: u64) -> Result<bool, StoreError> {
+        let (tx_id, backend) = (tx_id.to_owned(), self.backend());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let leg = lock_leg(conn, &tx_id).await?;
+                let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(false) };
+                if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
+                    return Ok(false);
+                }
+                let now = now_s();
+                sqlx::query(
+                    "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 WHERE tx_id = $4",
+                )
+                .bind(TX_COMPLETED)
+                .bind(block as i64)
+                .bind(now_ms())
+                .bind(&tx_id)
+                .execute(&mut *conn)
+                .await?;
+                move_refund(conn, &r, RefundEvent::PayoutCompleted, None, now).await?;
+                settle(conn, &r, now).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// The chain decided a payout did not happen (reverted, or its nonce went to another transaction):
+    /// the transaction and the refund fail and the reserved funds go back, in one transaction.
+    pub async fn fail_leg(&self, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let (tx_id, reason, backend) = (tx_id.to_owned(), reason.to_owned(), self.backend());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let leg = lock_leg(conn, &tx_id).await?;
+                let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(false) };
+                if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
+                    return Ok(false);
+                }
+                let now = now_s();
+                sqlx::query(
+                    "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
+                )
+                .bind(TX_FAILED)
+                .bind(&reason)
+                .bind(now_ms())
+                .bind(&tx_id)
+                .execute(&mut *conn)
+                .await?;
+                move_refund(conn, &r, RefundEvent::PayoutFailed, Some(&reason), now).await?;
+                release(conn, &r, now).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}

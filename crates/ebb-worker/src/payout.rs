@@ -1,0 +1,286 @@
+//! The payout executor: pays `Pending` refunds from the hot wallet, one chain per executor.
+//!
+//! Each tick first tracks the payouts in flight, then starts new ones:
+//! - **track**: asks the chain where each open transaction is. Mined and deep enough → the refund
+//!   completes and the ledger settles (or, if it reverted, fails and the funds are released). Unknown to
+//!   the node (never arrived, dropped from the mempool, or reorged out) → the stored signed bytes are
+//!   broadcast again; if the wallet's nonce has moved past it without it, it can never be mined, and the
+//!   refund fails with its funds released.
+//! - **start**: for each payable refund, checks the hot wallet holds the token and the gas (counting
+//!   what is already in flight), dry-runs the transfer, then lets the store allocate a nonce, sign and
+//!   store the bytes and move the refund to `Processing` in one transaction, and only then broadcasts.
+//!
+//! A crash at any point leaves either nothing (before the store's transaction commits: the refund is
+//! still `Pending`, no nonce used) or stored bytes that the next tick re-broadcasts: a second transfer
+//! for the same refund is never signed. Several processes may run executors for the same chain on one
+//! PostgreSQL: every step is a compare-and-set on a locked row.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, TokenRef};
+use ebb_core::TokenRegistry;
+use ebb_store::payouts::{OpenLeg, SignedBytes, TX_CONFIRMING};
+use ebb_store::{Store, StoreError};
+use tokio::sync::watch;
+
+/// How many payable refunds one tick looks at.
+const BATCH: i64 = 256;
+
+pub struct PayoutExecutor {
+    store: Store,
+    chain: Arc<dyn Chain>,
+    registry: Arc<TokenRegistry>,
+    interval: Duration,
+}
+
+/// What one tick did (tests and logs).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    pub started: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub held: usize,
+    pub rebroadcast: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+impl PayoutExecutor {
+    pub fn new(store: Store, chain: Arc<dyn Chain>, registry: Arc<TokenRegistry>, interval: Duration) -> Self {
+        Self { store, chain, registry, interval }
+    }
+
+    /// Runs ticks until `shutdown` turns true. A tick that fails (RPC down, database busy) is logged and
+    /// retried on the next one; nothing is lost, since all state is in the database.
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let chain_id = self.chain.chain_id().to_owned();
+            let mut failing = false;
+            loop {
+                match self.tick().await {
+                    Ok(report) => {
+                        if failing {
+                            tracing::info!(chain = %chain_id, "payout executor recovered");
+                            failing = false;
+                        }
+                        if report != TickReport::default() {
+                            tracing::debug!(chain = %chain_id, ?report, "payout tick");
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(chain = %chain_id, error = %e, "payout tick failed; retrying");
+                        }
+                        failing = true;
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        })
+    }
+
+    pub async fn tick(&self) -> Result<TickReport, WorkerError> {
+        let mut report = TickReport::default();
+        let open = self.store.open_legs(self.chain.chain_id()).await?;
+        let mut in_flight: HashMap<String, u128> = HashMap::new();
+        for leg in &open {
+            if self.track(leg, &mut report).await? {
+                *in_flight.entry(leg.token_id.clone()).or_default() += leg.amount.base_units();
+            }
+        }
+        self.start_new(&in_flight, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Moves one open payout along; `true` if it is still in flight afterwards.
+    async fn track(&self, leg: &OpenLeg, report: &mut TickReport) -> Result<bool, WorkerError> {
+        match self.chain.inclusion(&leg.tx_hash).await? {
+            Inclusion::Included { block, confirmations, outcome } if confirmations >= self.chain.confirmations() => {
+                // `false` from the store: another process decided this leg first; nothing to count.
+                match outcome {
+                    Outcome::Success => {
+                        if self.store.complete_leg(&leg.tx_id, block).await? {
+                            report.completed += 1;
+                        }
+                    }
+                    Outcome::Reverted { reason } => {
+                        tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, %reason, "payout reverted on chain");
+                        if self.store.fail_leg(&leg.tx_id, &reason).await? {
+                            report.failed += 1;
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            Inclusion::Included { block, .. } => {
+                if leg.block_number != Some(block) {
+                    self.store.mark_leg_seen(&leg.tx_id, Some(block)).await?;
+                }
+                Ok(true)
+            }
+            Inclusion::Pending => {
+                if leg.status == TX_CONFIRMING {
+                    self.store.mark_leg_seen(&leg.tx_id, None).await?;
+                }
+                Ok(true)
+            }
+            Inclusion::Unknown => {
+                if leg.status == TX_CONFIRMING {
+                    tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, "payout left the chain (reorg); broadcasting it again");
+                    self.store.mark_leg_seen(&leg.tx_id, None).await?;
+                }
+                report.rebroadcast += 1;
+                match self.chain.broadcast(&leg.raw).await {
+                    Ok(()) => Ok(true),
+                    Err(ChainError::Rejected(why)) => {
+                        // Refused for good only if the nonce is spent and these bytes are not what spent it.
+                        let mined = self.chain.mined_nonce().await?;
+                        if mined > leg.nonce && self.chain.inclusion(&leg.tx_hash).await? == Inclusion::Unknown {
+                            let reason = format!(
+                                "nonce {} of the hot wallet was used by another transaction; this payout was never mined ({why})",
+                                leg.nonce
+                            );
+                            tracing::error!(refund = %leg.refund_id, tx = %leg.tx_hash, %reason, "payout can never be mined");
+                            if self.store.fail_leg(&leg.tx_id, &reason).await? {
+                                report.failed += 1;
+                            }
+                            Ok(false)
+                        } else {
+                            tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, %why, "the node refused the payout; will retry");
+                            Ok(true)
+                        }
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    async fn hold(
+        &self,
+        refund_id: &str,
+        current: Option<&str>,
+        reason: String,
+        report: &mut TickReport,
+    ) -> Result<(), WorkerError> {
+        report.held += 1;
+        if current != Some(reason.as_str()) {
+            tracing::warn!(chain = %self.chain.chain_id(), refund = %refund_id, %reason, "payout on hold");
+            self.store.set_hold_reason(refund_id, Some(&reason)).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_new(&self, in_flight: &HashMap<String, u128>, report: &mut TickReport) -> Result<(), WorkerError> {
+        let payable = self.store.payable_refunds(self.chain.chain_id(), BATCH).await?;
+        if payable.is_empty() {
+            return Ok(());
+        }
+        // What the wallet can still spend per token: its balance less what is in flight or started this tick.
+        let mut available: HashMap<String, Funds> = HashMap::new();
+        let mut chain_nonce = None;
+        for r in payable {
+            let Some(token) = self.registry.get(&r.token_id) else {
+                let reason = format!("token {} is not configured", r.token_id);
+                self.hold(&r.refund_id, r.hold_reason.as_deref(), reason, report).await?;
+                continue;
+            };
+            let token = TokenRef::from(token);
+            let funds = match available.get(&r.token_id) {
+                Some(f) => *f,
+                None => {
+                    let mut f = self.chain.funds(&token).await?;
+                    f.token = f.token.saturating_sub(in_flight.get(&r.token_id).copied().unwrap_or(0));
+                    available.insert(r.token_id.clone(), f);
+                    f
+                }
+            };
+            let amount = r.amount.base_units();
+            if funds.token < amount {
+                let reason = format!(
+                    "hot wallet {} has {} base units of {} available, needs {amount}: fund it",
+                    self.chain.hot_wallet(),
+                    funds.token,
+                    r.token_id
+                );
+                self.hold(&r.refund_id, r.hold_reason.as_deref(), reason, report).await?;
+                continue;
+            }
+            let prepared = match self.chain.prepare(&token, &r.to_address, amount).await {
+                Ok(p) => p,
+                Err(ChainError::WouldRevert(reason)) => {
+                    tracing::warn!(refund = %r.refund_id, %reason, "payout would revert; failing the refund");
+                    if self
+                        .store
+                        .fail_unsent_payout(&r.refund_id, &format!("the transfer would revert: {reason}"))
+                        .await?
+                    {
+                        report.failed += 1;
+                    }
+                    continue;
+                }
+                Err(e @ (ChainError::FeeAboveCap { .. } | ChainError::Config(_) | ChainError::Rejected(_))) => {
+                    self.hold(&r.refund_id, r.hold_reason.as_deref(), e.to_string(), report).await?;
+                    continue;
+                }
+                Err(e @ ChainError::Rpc(_)) => return Err(e.into()),
+            };
+            if funds.native < prepared.max_gas_cost() {
+                let reason = format!(
+                    "hot wallet {} has {} native base units for gas, needs up to {}: fund it",
+                    self.chain.hot_wallet(),
+                    funds.native,
+                    prepared.max_gas_cost()
+                );
+                self.hold(&r.refund_id, r.hold_reason.as_deref(), reason, report).await?;
+                continue;
+            }
+            let nonce = match chain_nonce {
+                Some(n) => n,
+                None => {
+                    let n = self.chain.pending_nonce().await?;
+                    chain_nonce = Some(n);
+                    n
+                }
+            };
+            let gas_cost = prepared.max_gas_cost();
+            let chain = self.chain.clone();
+            let signer = move |n: u64| {
+                chain
+                    .sign(&prepared, n)
+                    .map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw })
+                    .map_err(|e| e.to_string())
+            };
+            let Some(leg) = self
+                .store
+                .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), nonce, signer)
+                .await?
+            else {
+                continue;
+            };
+            report.started += 1;
+            let f = available.get_mut(&r.token_id).expect("inserted above");
+            f.token -= amount;
+            f.native = f.native.saturating_sub(gas_cost);
+            if let Err(e) = self.chain.broadcast(&leg.raw).await {
+                // Stored already: the next tick tracks it and broadcasts again.
+                tracing::warn!(refund = %r.refund_id, tx = %leg.tx_hash, error = %e, "broadcast failed; will retry");
+            }
+        }
+        Ok(())
+    }
+}
