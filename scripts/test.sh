@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need, then runs
-#   1. unit tests and the integration suite (every test on SQLite and on PostgreSQL),
+#   1. unit tests and the integration suite (every test on SQLite and on PostgreSQL; payouts on the
+#      sandbox chain and on anvil, a real EVM node, with a test ERC-20),
 #   2. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
 # With CI=true a missing service is a failure, never a skip.
 set -euo pipefail
@@ -30,6 +31,12 @@ if [ ! -x target/pyenv/bin/python ]; then
   python3 -m venv target/pyenv
 fi
 target/pyenv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
+
+step "Node tools (scripts/node: anvil, solc-js)"
+npm ci --prefix scripts/node --no-audit --no-fund --loglevel=error
+scripts/node/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version
+# The committed test-token bytecode must be what its Solidity source compiles to.
+node scripts/build-test-token.js --check
 
 step "cargo fmt --check"
 cargo fmt --all --check

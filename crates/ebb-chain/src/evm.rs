@@ -137,15 +137,20 @@ impl EvmChain {
         IERC20::transferCall { to, amount: U256::from(amount) }.abi_encode().into()
     }
 
-    /// Why a mined transaction reverted: replays it as a call against the state before its block.
+    /// Why a mined transaction reverted, best effort: replays it as a call on the state its block left
+    /// (which includes whatever made it revert earlier in that block), then on the state before.
     async fn revert_reason(&self, tx_hash: B256, block: u64) -> String {
         let fallback = "the transfer reverted on chain".to_owned();
         let Ok(Some(tx)) = self.rpc(self.provider.get_transaction_by_hash(tx_hash)).await else { return fallback };
         let request = TransactionRequest::from_transaction(tx);
-        match self.rpc(self.provider.call(request).block(BlockId::number(block.saturating_sub(1)))).await {
-            Err(ChainError::WouldRevert(reason)) => reason,
-            _ => fallback,
+        for at in [block, block.saturating_sub(1)] {
+            if let Err(ChainError::WouldRevert(reason)) =
+                self.rpc(self.provider.call(request.clone()).block(BlockId::number(at))).await
+            {
+                return format!("reverted on chain: {reason}");
+            }
         }
+        fallback
     }
 }
 

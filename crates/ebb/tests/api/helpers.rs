@@ -3,10 +3,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ebb::config::{FileConfig, WorkerSettings};
+use ebb::config::{ChainSetting, FileConfig, WorkerSettings};
 use ebb::{Application, Settings};
 use ebb_api::auth::{double_sha256, request_message};
 use ebb_chain::sandbox::SandboxChain;
+
+use crate::chains::{Sandbox, TestChain};
 use ebb_store::Store;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use reqwest::{Method, StatusCode};
@@ -20,14 +22,14 @@ macro_rules! both_backends_paying {
             use $crate::helpers::Options;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, Options { payouts: true }).await;
+                let app = $crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, Options::paying()).await;
                 super::$name(&app).await;
                 app.finish().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(app) = $crate::helpers::spawn_postgres_app_with(Options { payouts: true }).await else { return };
+                let Some(app) = $crate::helpers::spawn_postgres_app_with(Options::paying()).await else { return };
                 super::$name(&app).await;
                 app.finish().await;
             }
@@ -111,11 +113,21 @@ pub async fn postgres_wanted() -> bool {
 }
 
 /// What a test's ebb runs besides the API.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Run the payout executor (every 20 ms). Off by default, so that tests of the API see refunds
     /// stay where the API put them.
     pub payouts: bool,
+    /// Chains other than the sandbox (an EVM chain on anvil).
+    pub chains: Vec<ChainSetting>,
+    /// Tokens replacing the built-in ones by id (the test ERC-20 as `ETH_USDT`).
+    pub tokens: Vec<ebb_core::Token>,
+}
+
+impl Options {
+    pub fn paying() -> Self {
+        Self { payouts: true, ..Self::default() }
+    }
 }
 
 pub async fn spawn_app(db: Db) -> TestApp {
@@ -148,8 +160,17 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         server_key: server_key.clone(),
         sandbox: true,
         max_connections: 16,
-        registry: FileConfig::default().registry().unwrap(),
-        chains: Vec::new(),
+        registry: ebb_core::TokenRegistry::new(
+            FileConfig::default()
+                .registry()
+                .unwrap()
+                .iter()
+                .filter(|t| !options.tokens.iter().any(|o| o.id == t.id))
+                .cloned()
+                .chain(options.tokens.iter().cloned()),
+        )
+        .unwrap(),
+        chains: options.chains.clone(),
         // The sandbox chains mine only when a test says so (`TestApp::mine`): tests decide what the
         // chain does between two steps of the executor.
         workers: WorkerSettings {
@@ -373,12 +394,12 @@ impl TestApp {
 
 impl TestApp {
     /// The sandbox chain of `chain_id`.
-    pub fn sandbox(&self, chain_id: &str) -> Arc<SandboxChain> {
-        self.sandboxes.get(chain_id).cloned().unwrap_or_else(|| panic!("no sandbox chain {chain_id}"))
+    pub fn sandbox(&self, chain_id: &str) -> Sandbox {
+        Sandbox(self.sandboxes.get(chain_id).cloned().unwrap_or_else(|| panic!("no sandbox chain {chain_id}")))
     }
 
-    /// Mines sandbox blocks on the refund's chain until the refund reaches `status` (10 s at most).
-    pub async fn mine_until(&self, refund_id: &str, status: &str) -> Value {
+    /// Mines blocks on `chain` until the refund reaches `status` (10 s at most).
+    pub async fn mine_until(&self, chain: &dyn TestChain, refund_id: &str, status: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let r = self.get(&format!("/v2/payments/refunds/{refund_id}")).await.ok();
@@ -386,7 +407,7 @@ impl TestApp {
                 return r;
             }
             assert!(std::time::Instant::now() < deadline, "refund never reached {status}: {r}");
-            self.sandbox(r["chain_id"].as_str().unwrap()).mine();
+            chain.mine().await;
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }

@@ -4,11 +4,13 @@
 //! PostgreSQL database), talks to it over HTTP with requests signed as Cobo's SDK signs them, and checks
 //! every response's signature.
 
+mod chains;
 mod helpers;
 
 mod auth;
 mod balances;
 mod crash;
+mod evm;
 mod merchants_orders;
 mod ops;
 mod payouts;

@@ -1,23 +1,41 @@
-//! The payout executor against the sandbox chain: refunds reach the chain exactly once, the ledger
-//! settles or releases, and a payout that cannot go says why.
+//! The payout executor: refunds reach the chain exactly once, the ledger settles or releases, and a
+//! payout that cannot go says why. The bodies taking a `&dyn TestChain` run on the sandbox chain here
+//! and on anvil in `evm.rs`.
 
 use ebb_chain::sandbox::{REVERT_ADDRESS, REVERT_REASON, STUCK_ADDRESS};
 use ebb_core::Amount;
 use serde_json::{json, Value};
 
 use crate::both_backends_paying;
+use crate::chains::TestChain;
 use crate::helpers::{TestApp, USER_ADDRESS};
 
 both_backends_paying!(
-    a_refund_is_paid_out_once_and_settles_the_ledger,
-    a_payout_that_reverts_fails_the_refund_and_releases_the_funds,
-    an_empty_hot_wallet_holds_payouts_until_funded,
-    a_payout_dropped_by_a_reorg_is_broadcast_again_not_signed_again,
-    many_refunds_are_paid_with_consecutive_nonces,
-    a_stuck_payout_stays_processing_and_cannot_be_cancelled,
+    sandbox_pays_a_refund_once_and_settles_the_ledger,
+    sandbox_holds_payouts_until_the_hot_wallet_is_funded,
+    sandbox_broadcasts_a_payout_dropped_by_a_reorg_again,
+    sandbox_pays_many_refunds_with_consecutive_nonces,
+    sandbox_revert_address_fails_the_refund_and_releases_the_funds,
+    sandbox_stuck_address_keeps_the_refund_processing,
 );
 
-async fn create_refund(
+async fn sandbox_pays_a_refund_once_and_settles_the_ledger(app: &TestApp) {
+    pays_a_refund_once_and_settles_the_ledger(app, &app.sandbox("ETH")).await;
+}
+
+async fn sandbox_holds_payouts_until_the_hot_wallet_is_funded(app: &TestApp) {
+    holds_payouts_until_the_hot_wallet_is_funded(app, &app.sandbox("ETH")).await;
+}
+
+async fn sandbox_broadcasts_a_payout_dropped_by_a_reorg_again(app: &TestApp) {
+    broadcasts_a_payout_dropped_by_a_reorg_again(app, &app.sandbox("ETH")).await;
+}
+
+async fn sandbox_pays_many_refunds_with_consecutive_nonces(app: &TestApp) {
+    pays_many_refunds_with_consecutive_nonces(app, &app.sandbox("ETH"), 20).await;
+}
+
+pub async fn create_refund(
     app: &TestApp,
     merchant: &str,
     request_id: &str,
@@ -35,7 +53,7 @@ async fn create_refund(
     app.post("/v2/payments/refunds", body).await.ok()
 }
 
-fn base_units(decimal: &str) -> u128 {
+pub fn base_units(decimal: &str) -> u128 {
     Amount::parse_decimal(decimal, 6, 6).unwrap().base_units()
 }
 
@@ -43,35 +61,33 @@ async fn psp_balance(app: &TestApp) -> String {
     app.get("/v2/payments/balance/psp?token_id=ETH_USDT").await.ok()["total_balance"].as_str().unwrap().to_owned()
 }
 
-async fn a_refund_is_paid_out_once_and_settles_the_ledger(app: &TestApp) {
+/// Returns the refund's id.
+pub async fn pays_a_refund_once_and_settles_the_ledger(app: &TestApp, chain: &dyn TestChain) -> String {
     let m = app.create_merchant("Shop").await;
     app.paid_order(&m, "10", "0").await;
-    let chain = app.sandbox("ETH");
-    let before = chain.balance(USER_ADDRESS, "ETH_USDT");
+    let before = chain.token_balance(USER_ADDRESS).await;
     let r = create_refund(app, &m, "pay-1", "2.5", USER_ADDRESS, Some("0.5")).await;
-    let id = r["refund_id"].as_str().unwrap();
+    let id = r["refund_id"].as_str().unwrap().to_owned();
     // The executor signs, stores and broadcasts: Processing, with the transaction before it is mined.
-    let processing = app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
+    let processing = app.wait_refund(&id, "Processing", |r| r["status"] == "Processing").await;
     let leg = &processing["transactions"][0];
     assert_eq!(leg["status"], "Broadcasting");
-    assert_eq!(leg["from_address"], chain.hot_wallet_address());
+    assert_eq!(leg["from_address"], chain.hot_wallet());
     assert_eq!(leg["to_address"], USER_ADDRESS);
     assert_eq!(leg["amount"], "2.5");
     let hash = leg["tx_hash"].as_str().unwrap().to_owned();
 
-    let done = app.mine_until(id, "Completed").await;
+    let done = app.mine_until(chain, &id, "Completed").await;
     let legs = done["transactions"].as_array().unwrap();
     assert_eq!(legs.len(), 1, "{done}");
     assert_eq!((legs[0]["status"].as_str(), legs[0]["tx_hash"].as_str()), (Some("Completed"), Some(hash.as_str())));
     assert!(done.get("hold_reason").is_none());
     // On chain: the customer got exactly the refund amount, once.
-    assert_eq!(chain.balance(USER_ADDRESS, "ETH_USDT") - before, base_units("2.5"));
+    assert_eq!(chain.token_balance(USER_ADDRESS).await - before, base_units("2.5"));
     // In the ledger: 10 − 2.5 − 0.5 fee left with the merchant; the fee reached the PSP at payout.
     assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "7");
     assert_eq!(psp_balance(app).await, "0.5");
-    // A completed refund cannot be cancelled.
     app.put(&format!("/v2/payments/refunds/{id}/cancel"), None).await.error(409, 40901);
-    // The PSP's balance changes show the fee arriving at payout.
     let changes = app.get("/v2/payments/balance_changes?source_account=developer&token_id=ETH_USDT").await.ok();
     let rows = changes["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{changes}");
@@ -79,43 +95,13 @@ async fn a_refund_is_paid_out_once_and_settles_the_ledger(app: &TestApp) {
         (rows[0]["source_type"].as_str(), rows[0]["flow_direction"].as_str(), rows[0]["amount"].as_str()),
         (Some("RefundFee"), Some("in"), Some("0.5"))
     );
+    id
 }
 
-async fn a_payout_that_reverts_fails_the_refund_and_releases_the_funds(app: &TestApp) {
-    let m = app.create_merchant("Shop").await;
-    let order = app.paid_order(&m, "10", "0").await;
-    let r = app
-        .post(
-            "/v2/payments/refunds",
-            json!({"request_id": "rev", "merchant_id": m, "order_id": order["order_id"], "payable_amount": "10",
-                   "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": REVERT_ADDRESS}),
-        )
-        .await
-        .ok();
-    let id = r["refund_id"].as_str().unwrap();
-    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
-    let failed = app.mine_until(id, "Failed").await;
-    assert_eq!(failed["failed_reason"], REVERT_REASON);
-    assert_eq!(failed["transactions"][0]["status"], "Failed");
-    assert_eq!(failed["transactions"][0]["failed_reason"], REVERT_REASON);
-    // Released: the balance is back and the order can be refunded in full again.
-    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10");
-    let again = app
-        .post(
-            "/v2/payments/refunds",
-            json!({"request_id": "rev-2", "merchant_id": m, "order_id": order["order_id"], "payable_amount": "10",
-                   "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": USER_ADDRESS}),
-        )
-        .await
-        .ok();
-    app.mine_until(again["refund_id"].as_str().unwrap(), "Completed").await;
-    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
-}
-
-async fn an_empty_hot_wallet_holds_payouts_until_funded(app: &TestApp) {
-    let chain = app.sandbox("ETH");
-    let wallet = chain.hot_wallet_address();
-    chain.set_balance(&wallet, "ETH_USDT", base_units("1"));
+pub async fn holds_payouts_until_the_hot_wallet_is_funded(app: &TestApp, chain: &dyn TestChain) {
+    let wallet = chain.hot_wallet();
+    let wallet_before = chain.token_balance(&wallet).await;
+    chain.set_hot_wallet_tokens(base_units("1")).await;
     let m = app.create_merchant("Shop").await;
     app.paid_order(&m, "10", "0").await;
     let r = create_refund(app, &m, "held", "3", USER_ADDRESS, None).await;
@@ -127,72 +113,93 @@ async fn an_empty_hot_wallet_holds_payouts_until_funded(app: &TestApp) {
     assert_eq!(held["transactions"], json!([]), "nothing was signed");
     // Still cancellable while held.
     let other = create_refund(app, &m, "held-2", "1.5", USER_ADDRESS, None).await;
-    app.wait_refund(other["refund_id"].as_str().unwrap(), "a hold reason", |r| r.get("hold_reason").is_some()).await;
-    app.put(&format!("/v2/payments/refunds/{}/cancel", other["refund_id"].as_str().unwrap()), None).await.ok();
+    let other_id = other["refund_id"].as_str().unwrap();
+    app.wait_refund(other_id, "a hold reason", |r| r.get("hold_reason").is_some()).await;
+    app.put(&format!("/v2/payments/refunds/{other_id}/cancel"), None).await.ok();
 
-    chain.set_balance(&wallet, "ETH_USDT", base_units("100"));
-    let done = app.mine_until(id, "Completed").await;
+    chain.set_hot_wallet_tokens(wallet_before).await;
+    let done = app.mine_until(chain, id, "Completed").await;
     assert!(done.get("hold_reason").is_none(), "{done}");
-    assert_eq!(chain.balance(&wallet, "ETH_USDT"), base_units("97"));
+    assert_eq!(chain.token_balance(&wallet).await, wallet_before - base_units("3"));
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "7");
 }
 
-async fn a_payout_dropped_by_a_reorg_is_broadcast_again_not_signed_again(app: &TestApp) {
-    let chain = app.sandbox("ETH");
+pub async fn broadcasts_a_payout_dropped_by_a_reorg_again(app: &TestApp, chain: &dyn TestChain) {
     let m = app.create_merchant("Shop").await;
     app.paid_order(&m, "10", "0").await;
-    let before = chain.balance(USER_ADDRESS, "ETH_USDT");
+    let before = chain.token_balance(USER_ADDRESS).await;
     let r = create_refund(app, &m, "reorg", "4", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     let processing = app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
     let hash = processing["transactions"][0]["tx_hash"].as_str().unwrap().to_owned();
     // Mined once (1 of 2 confirmations): the executor sees it Confirming.
-    chain.mine();
+    chain.mine().await;
     app.wait_refund(id, "Confirming", |r| r["transactions"][0]["status"] == "Confirming").await;
     // The block goes away, and the transaction with it.
-    chain.reorg(1);
-    assert_eq!(chain.balance(USER_ADDRESS, "ETH_USDT"), before);
-    let done = app.mine_until(id, "Completed").await;
+    chain.reorg_last_block().await;
+    assert_eq!(chain.token_balance(USER_ADDRESS).await, before);
+    let done = app.mine_until(chain, id, "Completed").await;
     let legs = done["transactions"].as_array().unwrap();
     assert_eq!(legs.len(), 1, "one leg, never a second signature: {done}");
     assert_eq!(legs[0]["tx_hash"], hash.as_str(), "the stored bytes were broadcast again");
-    assert_eq!(chain.balance(USER_ADDRESS, "ETH_USDT") - before, base_units("4"));
+    assert_eq!(chain.token_balance(USER_ADDRESS).await - before, base_units("4"));
 }
 
-async fn many_refunds_are_paid_with_consecutive_nonces(app: &TestApp) {
-    let chain = app.sandbox("ETH");
+pub async fn pays_many_refunds_with_consecutive_nonces(app: &TestApp, chain: &dyn TestChain, n: i64) {
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "100", "0").await;
-    let before = chain.balance(USER_ADDRESS, "ETH_USDT");
+    app.paid_order(&m, "1000", "0").await;
+    let before = chain.token_balance(USER_ADDRESS).await;
     let mut ids = Vec::new();
-    for i in 0..20 {
-        ids.push(
-            create_refund(app, &m, &format!("n-{i}"), "1.25", USER_ADDRESS, None).await["refund_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+    for i in 0..n {
+        let r = create_refund(app, &m, &format!("n-{i}"), "1.25", USER_ADDRESS, None).await;
+        ids.push(r["refund_id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
-        app.mine_until(id, "Completed").await;
+        app.mine_until(chain, id, "Completed").await;
     }
-    assert_eq!(chain.balance(USER_ADDRESS, "ETH_USDT") - before, 20 * base_units("1.25"));
+    assert_eq!(chain.token_balance(USER_ADDRESS).await - before, n as u128 * base_units("1.25"));
     let nonces: Vec<i64> =
         sqlx::query_scalar("SELECT nonce FROM payment_transactions WHERE direction = 'out' ORDER BY nonce")
             .fetch_all(app.store.pool())
             .await
             .unwrap();
-    assert_eq!(nonces, (0..20).collect::<Vec<i64>>());
-    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "75");
+    let first = nonces[0];
+    assert_eq!(nonces, (first..first + n).collect::<Vec<i64>>());
+    let left = Amount::from_base_units(base_units("1000") - n as u128 * base_units("1.25"));
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], left.to_decimal_string(6));
 }
 
-async fn a_stuck_payout_stays_processing_and_cannot_be_cancelled(app: &TestApp) {
+async fn sandbox_revert_address_fails_the_refund_and_releases_the_funds(app: &TestApp) {
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    let order = app.paid_order(&m, "10", "0").await;
+    let refund = |request_id: &str, to: &str| {
+        json!({"request_id": request_id, "merchant_id": m, "order_id": order["order_id"], "payable_amount": "10",
+               "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": to})
+    };
+    let r = app.post("/v2/payments/refunds", refund("rev", REVERT_ADDRESS)).await.ok();
+    let id = r["refund_id"].as_str().unwrap();
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
+    let failed = app.mine_until(&chain, id, "Failed").await;
+    assert_eq!(failed["failed_reason"], REVERT_REASON);
+    assert_eq!(failed["transactions"][0]["status"], "Failed");
+    assert_eq!(failed["transactions"][0]["failed_reason"], REVERT_REASON);
+    // Released: the balance is back and the order can be refunded in full again.
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10");
+    let again = app.post("/v2/payments/refunds", refund("rev-2", USER_ADDRESS)).await.ok();
+    app.mine_until(&chain, again["refund_id"].as_str().unwrap(), "Completed").await;
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
+}
+
+async fn sandbox_stuck_address_keeps_the_refund_processing(app: &TestApp) {
+    let chain = app.sandbox("ETH");
     let m = app.create_merchant("Shop").await;
     app.paid_order(&m, "10", "0").await;
     let r = create_refund(app, &m, "stuck", "1", STUCK_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
     for _ in 0..5 {
-        app.sandbox("ETH").mine();
+        chain.mine().await;
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
     let r = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();

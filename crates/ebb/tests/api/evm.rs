@@ -1,0 +1,154 @@
+//! Payouts on a real EVM node: anvil with the test ERC-20 of tests/fixtures as `ETH_USDT`. The shared
+//! bodies of `payouts.rs` run here unchanged; the rest are failures only a real node shows.
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use serde_json::json;
+use std::str::FromStr;
+
+use crate::chains::{Anvil, TestChain};
+use crate::helpers::{Options, TestApp, USER_ADDRESS};
+use crate::payouts::{self, base_units, create_refund};
+
+fn options(anvil: &Anvil) -> Options {
+    Options { payouts: true, chains: vec![anvil.chain_setting(2)], tokens: vec![anvil.token_as_eth_usdt()] }
+}
+
+macro_rules! on_anvil {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::helpers::Db;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let Some(anvil) = crate::chains::Anvil::start().await else { return };
+                let app = crate::helpers::spawn_app_with(Db::Sqlite, super::options(&anvil)).await;
+                super::$name(&app, &anvil).await;
+                app.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if !crate::helpers::postgres_wanted().await {
+                    return;
+                }
+                let Some(anvil) = crate::chains::Anvil::start().await else { return };
+                let app = crate::helpers::spawn_app_with(Db::Postgres, super::options(&anvil)).await;
+                super::$name(&app, &anvil).await;
+                app.finish().await;
+            }
+        }
+    )*};
+}
+
+on_anvil!(
+    a_refund_is_paid_on_chain_once,
+    payouts_wait_for_tokens_in_the_hot_wallet,
+    payouts_wait_for_gas_in_the_hot_wallet,
+    a_payout_reorged_out_is_broadcast_again,
+    a_dropped_payout_is_broadcast_again,
+    ten_refunds_use_ten_consecutive_nonces,
+    a_transfer_the_contract_refuses_fails_before_anything_is_sent,
+    a_transfer_reverted_on_chain_fails_the_refund_and_releases_the_funds,
+);
+
+fn user() -> Address {
+    Address::from_str(USER_ADDRESS).unwrap()
+}
+
+async fn a_refund_is_paid_on_chain_once(app: &TestApp, anvil: &Anvil) {
+    let id = payouts::pays_a_refund_once_and_settles_the_ledger(app, anvil).await;
+    assert_eq!(anvil.payouts_on_chain().await, vec![(user(), U256::from(base_units("2.5")))]);
+    // The hash ebb shows is the real transaction's, mined successfully.
+    let r = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();
+    let hash = alloy::primitives::B256::from_str(r["transactions"][0]["tx_hash"].as_str().unwrap()).unwrap();
+    let receipt = anvil.owner.get_transaction_receipt(hash).await.unwrap().expect("mined");
+    assert!(receipt.status());
+}
+
+async fn payouts_wait_for_tokens_in_the_hot_wallet(app: &TestApp, anvil: &Anvil) {
+    payouts::holds_payouts_until_the_hot_wallet_is_funded(app, anvil).await;
+    assert_eq!(anvil.payouts_on_chain().await.len(), 1);
+}
+
+async fn payouts_wait_for_gas_in_the_hot_wallet(app: &TestApp, anvil: &Anvil) {
+    let wallet = anvil.hot_wallet();
+    anvil.rpc("anvil_setBalance", json!([wallet, "0x0"])).await;
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let r = create_refund(app, &m, "gas", "1", USER_ADDRESS, None).await;
+    let id = r["refund_id"].as_str().unwrap();
+    let held = app.wait_refund(id, "a hold reason", |r| r.get("hold_reason").is_some()).await;
+    let reason = held["hold_reason"].as_str().unwrap();
+    assert!(reason.contains("gas") && reason.contains(&wallet), "{reason}");
+    assert_eq!(held["status"], "Pending");
+    anvil.rpc("anvil_setBalance", json!([wallet, "0x8ac7230489e80000"])).await; // 10 ETH
+    app.mine_until(anvil, id, "Completed").await;
+    assert_eq!(anvil.payouts_on_chain().await.len(), 1);
+}
+
+async fn a_payout_reorged_out_is_broadcast_again(app: &TestApp, anvil: &Anvil) {
+    payouts::broadcasts_a_payout_dropped_by_a_reorg_again(app, anvil).await;
+    assert_eq!(anvil.payouts_on_chain().await.len(), 1, "one transfer on the final chain");
+}
+
+async fn a_dropped_payout_is_broadcast_again(app: &TestApp, anvil: &Anvil) {
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let r = create_refund(app, &m, "drop", "2", USER_ADDRESS, None).await;
+    let id = r["refund_id"].as_str().unwrap();
+    let processing = app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
+    let hash = processing["transactions"][0]["tx_hash"].as_str().unwrap().to_owned();
+    // The node forgets the transaction (as a mempool evicts one); the executor must notice and resend it.
+    anvil.rpc("anvil_dropTransaction", json!([hash])).await;
+    let done = app.mine_until(anvil, id, "Completed").await;
+    assert_eq!(done["transactions"].as_array().unwrap().len(), 1);
+    assert_eq!(done["transactions"][0]["tx_hash"], hash.as_str());
+    assert_eq!(anvil.payouts_on_chain().await, vec![(user(), U256::from(base_units("2")))]);
+}
+
+async fn ten_refunds_use_ten_consecutive_nonces(app: &TestApp, anvil: &Anvil) {
+    payouts::pays_many_refunds_with_consecutive_nonces(app, anvil, 10).await;
+    assert_eq!(anvil.payouts_on_chain().await.len(), 10);
+}
+
+async fn a_transfer_the_contract_refuses_fails_before_anything_is_sent(app: &TestApp, anvil: &Anvil) {
+    let pending = anvil.token().setBlocked(user(), true).send().await.unwrap();
+    anvil.mine().await;
+    pending.get_receipt().await.unwrap();
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let r = create_refund(app, &m, "blocked", "3", USER_ADDRESS, None).await;
+    let id = r["refund_id"].as_str().unwrap();
+    let failed = app.wait_refund(id, "Failed", |r| r["status"] == "Failed").await;
+    let reason = failed["failed_reason"].as_str().unwrap();
+    assert!(reason.contains("TestToken: recipient blocked"), "{reason}");
+    assert_eq!(failed["transactions"], json!([]), "nothing was signed or sent");
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10", "released");
+    assert!(anvil.payouts_on_chain().await.is_empty());
+}
+
+async fn a_transfer_reverted_on_chain_fails_the_refund_and_releases_the_funds(app: &TestApp, anvil: &Anvil) {
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let r = create_refund(app, &m, "frozen", "3", USER_ADDRESS, None).await;
+    let id = r["refund_id"].as_str().unwrap();
+    app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
+    // The payout passed its dry run and waits in the mempool; the token freezes in the same block,
+    // ahead of it (a higher tip), so the payout is mined and reverts.
+    let freeze = anvil
+        .token()
+        .setFrozen(true)
+        .max_priority_fee_per_gas(100_000_000_000)
+        .max_fee_per_gas(200_000_000_000)
+        .send()
+        .await
+        .unwrap();
+    let failed = app.mine_until(anvil, id, "Failed").await;
+    freeze.get_receipt().await.unwrap();
+    let reason = failed["failed_reason"].as_str().unwrap();
+    assert!(reason.contains("TestToken: frozen"), "{reason}");
+    assert_eq!(failed["transactions"][0]["status"], "Failed");
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10", "released");
+    assert!(anvil.payouts_on_chain().await.is_empty());
+}
