@@ -25,6 +25,8 @@ use ebb_store::payouts::{OpenLeg, SignedBytes, TX_CONFIRMING};
 use ebb_store::{Store, StoreError};
 use tokio::sync::watch;
 
+use crate::failpoint;
+
 /// How many payable refunds one tick looks at.
 const BATCH: i64 = 256;
 
@@ -113,6 +115,7 @@ impl PayoutExecutor {
                 // `false` from the store: another process decided this leg first; nothing to count.
                 match outcome {
                     Outcome::Success => {
+                        failpoint::hit("payout.before_settle");
                         if self.store.complete_leg(&leg.tx_id, block).await? {
                             report.completed += 1;
                         }
@@ -272,6 +275,7 @@ impl PayoutExecutor {
             else {
                 continue;
             };
+            failpoint::hit("payout.after_store");
             report.started += 1;
             let f = available.get_mut(&r.token_id).expect("inserted above");
             f.token -= amount;
@@ -280,6 +284,7 @@ impl PayoutExecutor {
                 // Stored already: the next tick tracks it and broadcasts again.
                 tracing::warn!(refund = %r.refund_id, tx = %leg.tx_hash, error = %e, "broadcast failed; will retry");
             }
+            failpoint::hit("payout.after_broadcast");
         }
         Ok(())
     }

@@ -100,6 +100,11 @@ impl Anvil {
     /// turns automatic mining off (tests mine). `None` (with a loud line) if anvil is not installed,
     /// unless `CI=true`, where that fails the test.
     pub async fn start() -> Option<Anvil> {
+        Self::start_with(false).await
+    }
+
+    /// As [`Anvil::start`]; with `automine`, every transaction is mined as it arrives.
+    pub async fn start_with(automine: bool) -> Option<Anvil> {
         let Some(bin) = anvil_binary() else {
             assert!(
                 std::env::var("CI").map_or(true, |v| v != "true"),
@@ -147,7 +152,9 @@ impl Anvil {
             .get_receipt()
             .await
             .unwrap();
-        anvil.rpc("evm_setAutomine", json!([false])).await;
+        if !automine {
+            anvil.rpc("evm_setAutomine", json!([false])).await;
+        }
         Some(anvil)
     }
 

@@ -54,7 +54,8 @@ async fn call(
 ) -> Option<(u16, Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let nonce = next_nonce().to_string();
-    let sig = key.sign(&double_sha256(&request_message(method.as_str(), path, &nonce, "", body.as_bytes())));
+    let (p, q) = path.split_once('?').unwrap_or((path, ""));
+    let sig = key.sign(&double_sha256(&request_message(method.as_str(), p, &nonce, q, body.as_bytes())));
     let mut req = http
         .request(method, format!("{base}{path}"))
         .header("Biz-Api-Key", hex::encode(key.verifying_key().to_bytes()))
@@ -184,6 +185,197 @@ async fn acknowledged_refunds_survive_kill_9_postgres() {
     let base = postgres_admin_url();
     let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
     acknowledged_refunds_survive_kill_9(&url).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
+    admin.close().await;
+}
+
+/// Payouts are exactly-once across crashes: 100 refunds on anvil while `ebb serve` aborts at chosen
+/// points of the payout (after the signed transaction is stored, after it is broadcast, before the
+/// ledger settles), restarting each time. Afterwards every refund is `Completed`, the chain holds
+/// exactly 100 transfers from the hot wallet, and ledger and chain agree to the base unit.
+async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
+    use alloy::primitives::U256;
+
+    use crate::chains::{Anvil, TestChain, HOT_WALLET_KEY};
+    use crate::payouts::base_units;
+
+    let Some(anvil) = Anvil::start_with(true).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server_key = hex::encode(rand_bytes());
+    let client = SigningKey::from_bytes(&rand_bytes());
+    let status = Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args([
+            "keys",
+            "add",
+            "--public-key",
+            &hex::encode(client.verifying_key().to_bytes()),
+            "--database-url",
+            db_url,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ebb keys add");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("ebb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"database_url = "{db_url}"
+listen = "127.0.0.1:{port}"
+sandbox = true
+payout_interval_ms = 20
+
+[[tokens]]
+id = "ETH_USDT"
+chain_id = "ETH"
+family = "evm"
+symbol = "USDT"
+decimals = 6
+contract = "{contract}"
+
+[[chains]]
+chain_id = "ETH"
+kind = "evm"
+rpc_url = "{rpc}"
+evm_chain_id = 31337
+confirmations = 1
+hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
+"#,
+            contract = anvil.token.to_checksum(None),
+            rpc = anvil.url
+        ),
+    )
+    .unwrap();
+    let start = |failpoints: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ebb"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("EBB_SERVER_KEY", &server_key)
+            .env("EBB_TEST_HOT_WALLET_KEY", HOT_WALLET_KEY)
+            .env("EBB_FAILPOINTS", failpoints)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ebb serve starts")
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let hot_before = anvil.token_balance(&anvil.hot_wallet()).await;
+
+    let mut merchant = String::new();
+    let phases = ["payout.after_store=10", "payout.after_broadcast=15", "payout.before_settle=20", ""];
+    for (phase, failpoints) in phases.iter().enumerate() {
+        let mut server = start(failpoints);
+        wait_ready(&http, &base).await;
+        let (h, b, c) = (&http, &base, &client);
+        let post =
+            |path: String, body: Option<Value>| async move { call(h, b, c, reqwest::Method::POST, &path, body).await };
+        if phase == 0 {
+            let (_, m) = post("/v2/payments/merchants".into(), Some(json!({"name": "crash"}))).await.unwrap();
+            merchant = m["merchant_id"].as_str().unwrap().to_owned();
+            let (_, o) = post(
+                "/v2/payments/orders".into(),
+                Some(json!({"merchant_id": merchant, "psp_order_code": "crash", "payable_currency": "ETH_USDT",
+                            "payable_amount": "1000", "fee_amount": "0"})),
+            )
+            .await
+            .unwrap();
+            let order = o["order_id"].as_str().unwrap();
+            assert_eq!(post(format!("/v2/sandbox/orders/{order}/payments"), None).await.unwrap().0, 201);
+        }
+        // (Re)send all 100 creates: idempotent, so the ones a crash cut short are made now.
+        for i in 0..100 {
+            let body = json!({"request_id": format!("p-{i}"), "merchant_id": merchant, "payable_amount": "1.5",
+                              "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": USER_ADDRESS});
+            match post("/v2/payments/refunds".into(), Some(body)).await {
+                Some((201, _)) => {}
+                Some((s, b)) => panic!("unexpected answer {s}: {b}"),
+                None => break, // the failpoint fired
+            }
+        }
+        if failpoints.is_empty() {
+            // The last run, without crashes: wait for every refund to complete.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let (_, page) = call(
+                    &http,
+                    &base,
+                    &client,
+                    reqwest::Method::GET,
+                    "/v2/payments/refunds?statuses=Completed&limit=1",
+                    None,
+                )
+                .await
+                .unwrap();
+                if page["pagination"]["total_count"] == 100 {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "refunds did not all complete: {page}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            server.child_kill();
+        } else {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(status) = server.try_wait().unwrap() {
+                    assert!(!status.success(), "{failpoints}: ebb should have aborted");
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "failpoint {failpoints} never fired");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    // The chain: exactly 100 transfers of 1.5 from the hot wallet, nothing more.
+    let on_chain = anvil.payouts_on_chain().await;
+    assert_eq!(on_chain.len(), 100, "transfers on chain");
+    assert!(on_chain.iter().all(|(_, v)| *v == U256::from(base_units("1.5"))));
+    assert_eq!(hot_before - anvil.token_balance(&anvil.hot_wallet()).await, 100 * base_units("1.5"));
+    // The database: 100 completed payouts, one per refund, and a ledger that adds up.
+    let store = Store::connect(db_url, 1).await.unwrap();
+    assert_eq!(store.verify_ledger().await.unwrap(), Vec::<String>::new());
+    let legs: Vec<(String, String)> =
+        sqlx::query_as("SELECT refund_id, status FROM payment_transactions WHERE direction = 'out'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(legs.len(), 100, "one payout transaction per refund");
+    assert!(legs.iter().all(|(_, s)| s == "Completed"));
+    let balance = store.balances(&[ebb_core::ledger::Account::Merchant(merchant)], Some("ETH_USDT")).await.unwrap();
+    assert_eq!(balance[0].balance, 850_000_000, "1000 paid in, 100 × 1.5 paid out");
+    store.close().await;
+}
+
+trait KillChild {
+    fn child_kill(&mut self);
+}
+
+impl KillChild for Child {
+    fn child_kill(&mut self) {
+        let _ = self.kill();
+        let _ = self.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_are_exactly_once_across_crashes_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    payouts_are_exactly_once_across_crashes(&Store::sqlite_url_for_dir(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_are_exactly_once_across_crashes_postgres() {
+    if !crate::helpers::postgres_wanted().await {
+        return;
+    }
+    let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
+    let base = postgres_admin_url();
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    payouts_are_exactly_once_across_crashes(&url).await;
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
     admin.close().await;
 }
