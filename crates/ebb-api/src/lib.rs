@@ -11,6 +11,7 @@ pub mod routes;
 mod validate;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::Router;
+use ebb_chain::sandbox::SandboxChain;
 use ebb_core::TokenRegistry;
 use ebb_store::replay::ReplayGuard;
 use ebb_store::Store;
@@ -45,6 +47,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the `/v2/sandbox` endpoints exist.
     pub sandbox: bool,
+    /// The chains running on the sandbox, by chain id: the sandbox payment endpoint sends real sandbox
+    /// transfers on them.
+    pub sandbox_chains: Arc<HashMap<String, Arc<SandboxChain>>>,
 }
 
 pub fn now_ms() -> i64 {

@@ -16,6 +16,7 @@ mod ledger;
 pub mod merchants;
 pub mod orders;
 pub mod page;
+pub mod payins;
 pub mod payouts;
 pub mod refunds;
 pub mod replay;

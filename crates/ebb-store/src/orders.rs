@@ -2,12 +2,12 @@
 
 use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
-use ebb_core::{Address, Amount, OrderStatus, Token};
+use ebb_core::{Amount, OrderStatus, Token};
 use sqlx::{AnyConnection, Row};
 
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::util::{now_ms, now_s};
+use crate::util::now_s;
 use crate::{for_update, ids, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,105 +304,64 @@ impl Store {
             .await?;
         self.order(&row).await?.ok_or_else(|| StoreError::Internal("expired order vanished".into()))
     }
+}
 
-    /// Records a payment to an order (the sandbox's pay-in) and credits the balances: the merchant gets
-    /// the amount less the order's remaining developer fee, the PSP gets that fee.
-    /// `amount` defaults to what is still payable.
-    pub async fn record_payment(
-        &self,
-        order_id: &str,
-        amount: Option<Amount>,
-        from_address: Address,
-        token: Token,
-    ) -> Result<TransactionRow, StoreError> {
-        let order_id = order_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let order = lock_order(conn, &order_id).await?;
-                let now = now_s();
-                let status = order.effective_status(now);
-                if !status.accepts_payment() {
-                    return Err(StoreError::InvalidState(format!("order {order_id} is {status} and takes no payment")));
-                }
-                if token.id != order.token_id {
-                    return Err(StoreError::Internal("token of the order changed".into()));
-                }
-                let remaining = order.payable_amount.checked_sub(order.received_amount).unwrap_or(Amount::ZERO);
-                let amount = match amount {
-                    Some(a) => a,
-                    None if remaining.is_zero() => {
-                        return Err(StoreError::InvalidState(format!("order {order_id} has nothing left to pay")))
-                    }
-                    None => remaining,
-                };
-                let received = order
-                    .received_amount
-                    .checked_add(amount)
-                    .ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
-                let fee_credited = order.fee_credited;
-                let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
-                let fee_now = fee_left.min(amount);
-                let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");
-
-                let new_status =
-                    if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
-                        OrderStatus::Completed
-                    } else {
-                        OrderStatus::Underpaid
-                    };
-                if !order.status.can_move_to(new_status) {
-                    return Err(StoreError::InvalidState(format!(
-                        "order {order_id} cannot move from {} to {new_status}",
-                        order.status
-                    )));
-                }
-                let tx = TransactionRow {
-                    tx_id: ids::new_id("T"),
-                    direction: "in".into(),
-                    order_id: Some(order_id.clone()),
-                    refund_id: None,
-                    tx_hash: Some(ids::new_tx_hash()),
-                    token_id: order.token_id.clone(),
-                    chain_id: order.chain_id.clone(),
-                    from_address: from_address.into_string(),
-                    to_address: order.receive_address.clone(),
-                    amount,
-                    status: "Completed".into(),
-                    failed_reason: None,
-                    created_at_ms: now_ms(),
-                    updated_at_ms: now_ms(),
-                };
-                insert_transaction(conn, &tx).await?;
-                let updated = sqlx::query(
-                    "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4 \
-                     WHERE order_id = $5 AND status = $6",
-                )
-                .bind(received.to_string())
-                .bind(fee_credited.checked_add(fee_now).expect("bounded by fee_amount").to_string())
-                .bind(new_status.as_str())
-                .bind(now)
-                .bind(&order_id)
-                .bind(order.status.as_str())
-                .execute(&mut *conn)
-                .await?;
-                if updated.rows_affected() != 1 {
-                    return Err(StoreError::Internal(format!("order {order_id} changed under its lock")));
-                }
-                let entry = Entry::builder()
-                    .transfer(
-                        Account::World,
-                        Account::Merchant(order.merchant_id.clone()),
-                        &order.token_id,
-                        to_merchant.base_units(),
-                    )?
-                    .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())?
-                    .build()?;
-                ledger::post(conn, &entry, SourceType::OrderIn, &order_id, now).await?;
-                Ok(tx)
-            })
-        })
-        .await
+/// Credits a confirmed payment of `amount` to an order, under the order's lock: the merchant gets the
+/// amount less the order's remaining developer fee, the PSP that fee, and the order becomes `Completed`
+/// (or `Underpaid` while short of the payable amount less the tolerance). Returns the new status.
+pub(crate) async fn credit_payment(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    amount: Amount,
+) -> Result<OrderStatus, StoreError> {
+    let order = lock_order(conn, order_id).await?;
+    let now = now_s();
+    if !order.status.accepts_payment() {
+        return Err(StoreError::InvalidState(format!("order {order_id} is {} and takes no payment", order.status)));
     }
+    let received =
+        order.received_amount.checked_add(amount).ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
+    let fee_credited = order.fee_credited;
+    let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
+    let fee_now = fee_left.min(amount);
+    let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");
+    let new_status = if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
+        OrderStatus::Completed
+    } else {
+        OrderStatus::Underpaid
+    };
+    if order.status != new_status && !order.status.can_move_to(new_status) {
+        return Err(StoreError::InvalidState(format!(
+            "order {order_id} cannot move from {} to {new_status}",
+            order.status
+        )));
+    }
+    let updated = sqlx::query(
+        "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4 \
+         WHERE order_id = $5 AND status = $6",
+    )
+    .bind(received.to_string())
+    .bind(fee_credited.checked_add(fee_now).expect("bounded by fee_amount").to_string())
+    .bind(new_status.as_str())
+    .bind(now)
+    .bind(order_id)
+    .bind(order.status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Internal(format!("order {order_id} changed under its lock")));
+    }
+    let entry = Entry::builder()
+        .transfer(
+            Account::World,
+            Account::Merchant(order.merchant_id.clone()),
+            &order.token_id,
+            to_merchant.base_units(),
+        )?
+        .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())?
+        .build()?;
+    ledger::post(conn, &entry, SourceType::OrderIn, order_id, now).await?;
+    Ok(new_status)
 }
 
 pub(crate) async fn insert_transaction(conn: &mut AnyConnection, tx: &TransactionRow) -> Result<(), StoreError> {

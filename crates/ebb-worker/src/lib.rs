@@ -2,6 +2,8 @@
 //! records the outcome; none of them is called from a request.
 
 pub mod failpoint;
+pub mod payin;
 pub mod payout;
 
+pub use payin::PayinWatcher;
 pub use payout::{PayoutExecutor, TickReport};

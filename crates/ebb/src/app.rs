@@ -15,7 +15,7 @@ use ebb_chain::Chain;
 use ebb_core::{ChainFamily, TokenRegistry};
 use ebb_store::replay::ReplayGuard;
 use ebb_store::Store;
-use ebb_worker::PayoutExecutor;
+use ebb_worker::{PayinWatcher, PayoutExecutor};
 use ed25519_dalek::{Signer, SigningKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -60,9 +60,12 @@ impl Application {
             keys: Arc::new(ebb_api::auth::KeyCache::default()),
             metrics: Arc::new(Metrics::default()),
             sandbox: settings.sandbox,
+            sandbox_chains: Arc::new(HashMap::new()),
         };
         let (chains, sandboxes) =
             build_chains(&settings.chains, settings.sandbox, &state.registry, settings.workers).await?;
+        let mut state = state;
+        state.sandbox_chains = Arc::new(sandboxes.clone());
         Ok(Application { listener, state, chains, sandboxes, workers: settings.workers, _sqlite_lock: None })
     }
 
@@ -83,20 +86,23 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let (stop_workers, workers_stop) = watch::channel(false);
-        let workers: Vec<_> = self
-            .chains
-            .iter()
-            .filter(|_| self.workers.run_payouts)
-            .map(|chain| {
-                PayoutExecutor::new(
+        let mut workers = Vec::new();
+        for chain in &self.chains {
+            if self.workers.run_payouts {
+                let executor = PayoutExecutor::new(
                     store.clone(),
                     chain.clone(),
                     self.state.registry.clone(),
                     self.workers.payout_interval,
-                )
-                .spawn(workers_stop.clone())
-            })
-            .collect();
+                );
+                workers.push(executor.spawn(workers_stop.clone()));
+            }
+            if self.workers.run_watcher {
+                let watcher =
+                    PayinWatcher::new(store.clone(), chain.clone(), &self.state.registry, self.workers.payout_interval);
+                workers.push(watcher.spawn(workers_stop.clone()));
+            }
+        }
         let app = ebb_api::router(self.state);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
         // Workers finish the step they are in (each is one database transaction or one RPC call).

@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub payout_interval_ms: Option<u64>,
     /// Whether this process pays out refunds (default true).
     pub payouts: Option<bool>,
+    /// Whether this process watches the chains for pay-ins (default true).
+    pub watch_payins: Option<bool>,
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -112,6 +114,8 @@ pub struct WorkerSettings {
     /// Whether this process pays out refunds. Off for an API-only process beside worker processes
     /// (`payouts = false`, `EBB_PAYOUTS=false`); several processes may pay out on one PostgreSQL.
     pub run_payouts: bool,
+    /// Whether this process watches the chains for pay-ins (`watch_payins = false`, `EBB_WATCH_PAYINS=false`).
+    pub run_watcher: bool,
     pub sandbox_block: Duration,
     pub payout_interval: Duration,
 }
@@ -120,6 +124,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             run_payouts: true,
+            run_watcher: true,
             sandbox_block: Duration::from_millis(1000),
             payout_interval: Duration::from_millis(1000),
         }
@@ -179,6 +184,15 @@ impl FileConfig {
         if let Some(v) = env("EBB_PAYOUTS") {
             cfg.payouts = Some(matches!(v.as_str(), "1" | "true" | "yes"));
         }
+        if let Some(v) = env("EBB_WATCH_PAYINS") {
+            cfg.watch_payins = Some(matches!(v.as_str(), "1" | "true" | "yes"));
+        }
+        if let Some(v) = env("EBB_SANDBOX_BLOCK_MS") {
+            cfg.sandbox_block_ms = Some(v.parse().context("EBB_SANDBOX_BLOCK_MS must be a number")?);
+        }
+        if let Some(v) = env("EBB_PAYOUT_INTERVAL_MS") {
+            cfg.payout_interval_ms = Some(v.parse().context("EBB_PAYOUT_INTERVAL_MS must be a number")?);
+        }
         if let Some(v) = env("EBB_LOG_FORMAT") {
             cfg.log_format = Some(v);
         }
@@ -212,6 +226,7 @@ impl FileConfig {
         let d = WorkerSettings::default();
         WorkerSettings {
             run_payouts: self.payouts.unwrap_or(d.run_payouts),
+            run_watcher: self.watch_payins.unwrap_or(d.run_watcher),
             sandbox_block: self.sandbox_block_ms.map(Duration::from_millis).unwrap_or(d.sandbox_block),
             payout_interval: self.payout_interval_ms.map(Duration::from_millis).unwrap_or(d.payout_interval),
         }

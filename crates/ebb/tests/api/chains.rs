@@ -20,6 +20,8 @@ use ebb_chain::sandbox::SandboxChain;
 use ebb_core::{ChainFamily, Token};
 use serde_json::{json, Value};
 
+use crate::helpers::TestApp;
+
 #[async_trait]
 pub trait TestChain: Send + Sync {
     fn hot_wallet(&self) -> String;
@@ -29,6 +31,8 @@ pub trait TestChain: Send + Sync {
     async fn set_hot_wallet_tokens(&self, amount: u128);
     /// Undoes the last block mined by [`TestChain::mine`]; its transactions are gone from the chain.
     async fn reorg_last_block(&self);
+    /// Pays an order (the JSON ebb returned) in full from a customer account; returns the tx hash.
+    async fn pay_order(&self, app: &TestApp, order: &Value) -> String;
 }
 
 pub struct Sandbox(pub Arc<SandboxChain>);
@@ -50,6 +54,11 @@ impl TestChain for Sandbox {
     async fn reorg_last_block(&self) {
         self.0.reorg(1);
     }
+    async fn pay_order(&self, app: &TestApp, order: &Value) -> String {
+        let id = order["order_id"].as_str().unwrap();
+        let tx = app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await.ok();
+        tx["tx_hash"].as_str().unwrap().to_owned()
+    }
 }
 
 alloy::sol! {
@@ -59,6 +68,7 @@ alloy::sol! {
         function setBalance(address who, uint256 amount) external;
         function setBlocked(address who, bool value) external;
         function setFrozen(bool value) external;
+        function transfer(address to, uint256 amount) external returns (bool);
         function balanceOf(address owner) external view returns (uint256);
         event Transfer(address indexed from, address indexed to, uint256 value);
     }
@@ -66,6 +76,7 @@ alloy::sol! {
 
 /// anvil's well-known development accounts (from its default mnemonic).
 pub const OWNER_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub const CUSTOMER_KEY: &str = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804ccab365a";
 pub const HOT_WALLET_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 /// The anvil binary: `EBB_ANVIL`, else the one `npm ci` in scripts/node installs.
@@ -169,6 +180,21 @@ impl Anvil {
             .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
+    /// A customer (account 2) pays `amount` of the token to `to`: minted to it first, then sent by its
+    /// own transaction. Returns the transfer's hash (mined only when the chain mines).
+    pub async fn pay(&self, to: &str, amount: u128) -> String {
+        let customer = PrivateKeySigner::from_str(CUSTOMER_KEY).unwrap();
+        let amount = U256::from(amount);
+        self.rpc("anvil_setBalance", json!([customer.address().to_checksum(None), "0x8ac7230489e80000"])).await;
+        let minted = self.token().mint(customer.address(), amount).send().await.unwrap();
+        self.mine().await;
+        minted.get_receipt().await.unwrap();
+        let as_customer = ProviderBuilder::new().wallet(customer).connect_http(self.url.parse().unwrap()).erased();
+        let to = Address::from_str(to).unwrap();
+        let paid = TestToken::new(self.token, as_customer).transfer(to, amount).send().await.unwrap();
+        format!("{:#x}", paid.tx_hash())
+    }
+
     /// The chain setting ebb uses for this node, as chain `ETH`.
     pub fn chain_setting(&self, confirmations: u64) -> ChainSetting {
         ChainSetting::Evm(EvmConfig {
@@ -233,5 +259,9 @@ impl TestChain for Anvil {
     async fn reorg_last_block(&self) {
         let id = self.snapshots.lock().unwrap().pop().expect("a block mined by the test");
         self.rpc("evm_revert", json!([id])).await;
+    }
+    async fn pay_order(&self, _app: &TestApp, order: &Value) -> String {
+        let amount = crate::payouts::base_units(order["payable_amount"].as_str().unwrap());
+        self.pay(order["receive_address"].as_str().unwrap(), amount).await
     }
 }

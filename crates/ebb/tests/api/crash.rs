@@ -27,6 +27,7 @@ fn start(db_url: &str, server_key: &str) -> Server {
         .env("EBB_SERVER_KEY", server_key)
         .env("EBB_LISTEN", format!("127.0.0.1:{port}"))
         .env("EBB_SANDBOX", "true")
+        .env("EBB_SANDBOX_BLOCK_MS", "50")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -70,6 +71,20 @@ async fn call(
     Some((status, resp.json().await.ok()?))
 }
 
+/// Polls an order until the pay-in watcher has credited it.
+async fn wait_order_completed(http: &reqwest::Client, base: &str, key: &SigningKey, order_id: &str) {
+    for _ in 0..300 {
+        let (_, o) = call(http, base, key, reqwest::Method::GET, &format!("/v2/payments/orders/{order_id}"), None)
+            .await
+            .unwrap();
+        if o["status"] == "Completed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("order {order_id} was never credited");
+}
+
 async fn acknowledged_refunds_survive_kill_9(db_url: &str) {
     let server_key = hex::encode(rand_bytes());
     let client = SigningKey::from_bytes(&rand_bytes());
@@ -106,6 +121,7 @@ async fn acknowledged_refunds_survive_kill_9(db_url: &str) {
             .await
             .unwrap();
     assert_eq!(s, 201);
+    wait_order_completed(&http, &base, &client, &order).await;
 
     // 300 creates from 16 clients; the server is killed after the 60th acknowledgement.
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -282,7 +298,9 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
             .await
             .unwrap();
             let order = o["order_id"].as_str().unwrap();
-            assert_eq!(post(format!("/v2/sandbox/orders/{order}/payments"), None).await.unwrap().0, 201);
+            // ETH is the anvil chain here: a customer pays the order on chain and the watcher credits it.
+            anvil.pay(o["receive_address"].as_str().unwrap(), base_units("1000")).await;
+            wait_order_completed(&http, &base, &client, order).await;
         }
         // (Re)send all 100 creates: idempotent, so the ones a crash cut short are made now.
         for i in 0..100 {

@@ -75,7 +75,7 @@ async fn payouts_wait_for_gas_in_the_hot_wallet(app: &TestApp, anvil: &Anvil) {
     let wallet = anvil.hot_wallet();
     anvil.rpc("anvil_setBalance", json!([wallet, "0x0"])).await;
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(anvil, &m, "10", "0").await;
     let r = create_refund(app, &m, "gas", "1", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     let held = app.wait_refund(id, "a hold reason", |r| r.get("hold_reason").is_some()).await;
@@ -94,7 +94,7 @@ async fn a_payout_reorged_out_is_broadcast_again(app: &TestApp, anvil: &Anvil) {
 
 async fn a_dropped_payout_is_broadcast_again(app: &TestApp, anvil: &Anvil) {
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(anvil, &m, "10", "0").await;
     let r = create_refund(app, &m, "drop", "2", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     let processing = app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
@@ -117,7 +117,7 @@ async fn a_transfer_the_contract_refuses_fails_before_anything_is_sent(app: &Tes
     anvil.mine().await;
     pending.get_receipt().await.unwrap();
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(anvil, &m, "10", "0").await;
     let r = create_refund(app, &m, "blocked", "3", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     let failed = app.wait_refund(id, "Failed", |r| r["status"] == "Failed").await;
@@ -130,7 +130,7 @@ async fn a_transfer_the_contract_refuses_fails_before_anything_is_sent(app: &Tes
 
 async fn a_transfer_reverted_on_chain_fails_the_refund_and_releases_the_funds(app: &TestApp, anvil: &Anvil) {
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(anvil, &m, "10", "0").await;
     let r = create_refund(app, &m, "frozen", "3", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;

@@ -175,6 +175,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         // chain does between two steps of the executor.
         workers: WorkerSettings {
             run_payouts: options.payouts,
+            run_watcher: true,
             sandbox_block: Duration::from_secs(3600),
             payout_interval: Duration::from_millis(20),
         },
@@ -347,8 +348,14 @@ impl TestApp {
         m["merchant_id"].as_str().unwrap().to_owned()
     }
 
-    /// A merchant with an order of `amount` ETH_USDT paid in full (developer fee `fee`).
+    /// A merchant's order of `amount` ETH_USDT (developer fee `fee`), paid in full on the sandbox chain
+    /// and confirmed.
     pub async fn paid_order(&self, merchant_id: &str, amount: &str, fee: &str) -> Value {
+        self.paid_order_on(&self.sandbox("ETH"), merchant_id, amount, fee).await
+    }
+
+    /// The same, paid on `chain` (the sandbox, or anvil by a customer account).
+    pub async fn paid_order_on(&self, chain: &dyn TestChain, merchant_id: &str, amount: &str, fee: &str) -> Value {
         let order = self
             .post(
                 "/v2/payments/orders",
@@ -363,8 +370,38 @@ impl TestApp {
             .await
             .ok();
         let id = order["order_id"].as_str().unwrap();
-        self.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await.ok();
-        self.get(&format!("/v2/payments/orders/{id}")).await.ok()
+        let tx_hash = chain.pay_order(self, &order).await;
+        self.settle_payin(chain, id, &tx_hash).await
+    }
+
+    /// Pays an order through the sandbox endpoint (`body` as the endpoint takes it) and waits until the
+    /// watcher has confirmed the payment; returns the submitted transfer and the order then.
+    pub async fn pay_in_sandbox(&self, order_id: &str, body: Value) -> (Value, Value) {
+        let tx = self.post(&format!("/v2/sandbox/orders/{order_id}/payments"), body).await.ok();
+        assert_eq!(tx["status"], "Pending", "{tx}");
+        let order = self.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
+        let chain = self.sandbox(order["chain_id"].as_str().unwrap());
+        let order = self.settle_payin(&chain, order_id, tx["tx_hash"].as_str().unwrap()).await;
+        (tx, order)
+    }
+
+    /// Mines until the order shows the pay-in `tx_hash` as `Completed` (10 s at most); returns the order.
+    pub async fn settle_payin(&self, chain: &dyn TestChain, order_id: &str, tx_hash: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let order = self.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
+            // The order row and its transactions are two reads: wait for both to show the credit.
+            let done = order["transactions"]
+                .as_array()
+                .is_some_and(|txs| txs.iter().any(|t| t["tx_hash"] == tx_hash && t["status"] == "Completed"))
+                && (order["status"] == "Completed" || order["status"] == "Underpaid");
+            if done {
+                return order;
+            }
+            assert!(std::time::Instant::now() < deadline, "pay-in {tx_hash} never confirmed: {order}");
+            chain.mine().await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
     }
 
     pub async fn merchant_balance(&self, merchant_id: &str, token: &str) -> Value {

@@ -75,11 +75,27 @@ async fn orders_get_an_address_and_complete_when_paid(app: &TestApp) {
     assert_eq!(tx.status.as_u16(), 201);
     let tx = tx.ok();
     assert_eq!(tx["amount"], "12.345678");
-    assert_eq!(tx["status"], "Completed");
-    let order = app.get(&format!("/v2/payments/orders/{id}")).await.ok();
+    assert_eq!(tx["status"], "Pending", "submitted to the sandbox chain, not yet seen");
+    let chain = app.sandbox("TRON");
+    // First sight (one block): the order is Processing, nothing credited yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        chain.0.mine();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let o = app.get(&format!("/v2/payments/orders/{id}")).await.ok();
+        if o["status"] == "Processing" {
+            assert_eq!(o["transactions"][0]["status"], "Confirming");
+            assert_eq!(app.merchant_balance(&m, "TRON_USDT").await["total_balance"], "0");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "order never seen paid: {o}");
+    }
+    let order = app.settle_payin(&chain, id, tx["tx_hash"].as_str().unwrap()).await;
     assert_eq!(order["status"], "Completed");
     assert_eq!(order["received_token_amount"], "12.345678");
-    assert_eq!(order["transactions"][0]["tx_id"], tx["tx_id"]);
+    assert_eq!(order["transactions"].as_array().unwrap().len(), 1);
+    assert_eq!(order["transactions"][0]["tx_hash"], tx["tx_hash"]);
+    assert_eq!(order["transactions"][0]["from_address"], tx["from_address"], "the sender is recorded");
     assert_eq!(app.merchant_balance(&m, "TRON_USDT").await["total_balance"], "12");
     app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await.error(409, 40901);
 
@@ -152,11 +168,10 @@ async fn underpaid_orders_and_expired_orders(app: &TestApp) {
         .await
         .ok();
     let id = order["order_id"].as_str().unwrap();
-    app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({"amount": "9"})).await.ok();
-    assert_eq!(app.get(&format!("/v2/payments/orders/{id}")).await.ok()["status"], "Underpaid");
+    let (_, order) = app.pay_in_sandbox(id, json!({"amount": "9"})).await;
+    assert_eq!(order["status"], "Underpaid");
     // Within the tolerance of 0.5: complete.
-    app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({"amount": "0.6"})).await.ok();
-    let order = app.get(&format!("/v2/payments/orders/{id}")).await.ok();
+    let (_, order) = app.pay_in_sandbox(id, json!({"amount": "0.6"})).await;
     assert_eq!(order["status"], "Completed");
     assert_eq!(order["received_token_amount"], "9.6");
     assert_eq!(app.merchant_balance(&m, "ETH_USDC").await["total_balance"], "8.6", "9.6 less the fee of 1");
@@ -208,7 +223,7 @@ async fn eighteen_decimal_tokens_keep_every_base_unit(app: &TestApp) {
         .await
         .ok();
     let id = order["order_id"].as_str().unwrap();
-    app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await.ok();
+    app.pay_in_sandbox(id, json!({})).await;
     let balance = app.merchant_balance(&m, "BSC_USDT").await;
     assert_eq!(balance["total_balance"], "123456789.123456789123456788");
     let psp = app.get("/v2/payments/balance/psp?token_id=BSC_USDT").await.ok();

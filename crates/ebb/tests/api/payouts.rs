@@ -64,7 +64,7 @@ async fn psp_balance(app: &TestApp) -> String {
 /// Returns the refund's id.
 pub async fn pays_a_refund_once_and_settles_the_ledger(app: &TestApp, chain: &dyn TestChain) -> String {
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(chain, &m, "10", "0").await;
     let before = chain.token_balance(USER_ADDRESS).await;
     let r = create_refund(app, &m, "pay-1", "2.5", USER_ADDRESS, Some("0.5")).await;
     let id = r["refund_id"].as_str().unwrap().to_owned();
@@ -103,7 +103,7 @@ pub async fn holds_payouts_until_the_hot_wallet_is_funded(app: &TestApp, chain: 
     let wallet_before = chain.token_balance(&wallet).await;
     chain.set_hot_wallet_tokens(base_units("1")).await;
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(chain, &m, "10", "0").await;
     let r = create_refund(app, &m, "held", "3", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
     let held = app.wait_refund(id, "a hold reason", |r| r.get("hold_reason").is_some()).await;
@@ -126,7 +126,7 @@ pub async fn holds_payouts_until_the_hot_wallet_is_funded(app: &TestApp, chain: 
 
 pub async fn broadcasts_a_payout_dropped_by_a_reorg_again(app: &TestApp, chain: &dyn TestChain) {
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "10", "0").await;
+    app.paid_order_on(chain, &m, "10", "0").await;
     let before = chain.token_balance(USER_ADDRESS).await;
     let r = create_refund(app, &m, "reorg", "4", USER_ADDRESS, None).await;
     let id = r["refund_id"].as_str().unwrap();
@@ -147,7 +147,7 @@ pub async fn broadcasts_a_payout_dropped_by_a_reorg_again(app: &TestApp, chain: 
 
 pub async fn pays_many_refunds_with_consecutive_nonces(app: &TestApp, chain: &dyn TestChain, n: i64) {
     let m = app.create_merchant("Shop").await;
-    app.paid_order(&m, "1000", "0").await;
+    app.paid_order_on(chain, &m, "1000", "0").await;
     let before = chain.token_balance(USER_ADDRESS).await;
     let mut ids = Vec::new();
     for i in 0..n {

@@ -1,0 +1,205 @@
+//! Pay-ins seen on chain. The watcher records a token transfer to an order's receiving address when
+//! it first sees it (`Confirming`, order `Processing`), and credits the balances only once the
+//! transfer is deep enough (`Completed`, order `Completed` or `Underpaid`). A transfer is identified by
+//! (chain, tx hash, log index), unique in the database, so rescanning a block after a crash or an RPC
+//! error never counts a transfer twice.
+
+use std::collections::HashMap;
+
+use ebb_core::{Amount, OrderStatus};
+use sqlx::Row;
+
+use crate::orders::{credit_payment, insert_transaction, lock_order, TransactionRow};
+use crate::util::{now_ms, now_s};
+use crate::{ids, Store, StoreError};
+
+/// A token transfer into a watched address, as the chain reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenPayin {
+    pub chain_id: String,
+    pub token_id: String,
+    pub tx_hash: String,
+    pub log_index: u64,
+    pub block: u64,
+    pub from: String,
+    pub to: String,
+    pub amount: Amount,
+}
+
+/// A pay-in waiting for its confirmations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedPayin {
+    pub tx_id: String,
+    pub tx_hash: String,
+    pub block: u64,
+}
+
+impl Store {
+    /// Receiving addresses (lower case) of the orders on `chain_id` that can still be paid, with their order ids.
+    pub async fn watched_addresses(&self, chain_id: &str) -> Result<HashMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT receive_address, order_id FROM orders \
+             WHERE chain_id = $1 AND status IN ('Pending', 'Processing', 'Underpaid')",
+        )
+        .bind(chain_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("receive_address")?.to_ascii_lowercase(), r.try_get("order_id")?)))
+            .collect()
+    }
+
+    /// The next block the watcher scans on `chain_id`, if it has started there.
+    pub async fn chain_cursor(&self, chain_id: &str) -> Result<Option<u64>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar("SELECT next_block FROM chain_cursors WHERE chain_id = $1")
+            .bind(chain_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(next.map(|n| n as u64))
+    }
+
+    pub async fn set_chain_cursor(&self, chain_id: &str, next_block: u64) -> Result<(), StoreError> {
+        let chain_id = chain_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO chain_cursors (chain_id, next_block) VALUES ($1, $2) \
+                     ON CONFLICT (chain_id) DO UPDATE SET next_block = excluded.next_block",
+                )
+                .bind(chain_id)
+                .bind(next_block as i64)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Records a pay-in on first sight: a `Confirming` transaction on the order, which moves to
+    /// `Processing`. `false` if this transfer was recorded before.
+    pub async fn record_payin_seen(&self, order_id: &str, p: SeenPayin) -> Result<bool, StoreError> {
+        let order_id = order_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let order = lock_order(conn, &order_id).await?;
+                let exists = sqlx::query(
+                    "SELECT 1 AS one FROM payment_transactions \
+                     WHERE direction = 'in' AND chain_id = $1 AND tx_hash = $2 AND log_index = $3",
+                )
+                .bind(&p.chain_id)
+                .bind(&p.tx_hash)
+                .bind(p.log_index as i64)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if exists.is_some() {
+                    return Ok(false);
+                }
+                let now = now_ms();
+                let tx = TransactionRow {
+                    tx_id: ids::new_id("T"),
+                    direction: "in".into(),
+                    order_id: Some(order_id.clone()),
+                    refund_id: None,
+                    tx_hash: Some(p.tx_hash.clone()),
+                    token_id: p.token_id.clone(),
+                    chain_id: p.chain_id.clone(),
+                    from_address: p.from.clone(),
+                    to_address: p.to.clone(),
+                    amount: p.amount,
+                    status: "Confirming".into(),
+                    failed_reason: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                insert_transaction(conn, &tx).await?;
+                sqlx::query("UPDATE payment_transactions SET log_index = $1, block_number = $2 WHERE tx_id = $3")
+                    .bind(p.log_index as i64)
+                    .bind(p.block as i64)
+                    .bind(&tx.tx_id)
+                    .execute(&mut *conn)
+                    .await?;
+                if order.status == OrderStatus::Pending {
+                    sqlx::query("UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'")
+                        .bind(now_s())
+                        .bind(&order_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Pay-ins on `chain_id` seen but not yet confirmed, oldest first.
+    pub async fn unconfirmed_payins(&self, chain_id: &str) -> Result<Vec<UnconfirmedPayin>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tx_id, tx_hash, block_number FROM payment_transactions \
+             WHERE direction = 'in' AND chain_id = $1 AND status = 'Confirming' ORDER BY seq",
+        )
+        .bind(chain_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnconfirmedPayin {
+                    tx_id: r.try_get("tx_id")?,
+                    tx_hash: r.try_get::<Option<String>, _>("tx_hash")?.unwrap_or_default(),
+                    block: r.try_get::<Option<i64>, _>("block_number")?.unwrap_or(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// A pay-in reached its confirmation depth: the transaction completes and the order is credited,
+    /// in one transaction. `false` if it was already settled.
+    pub async fn confirm_payin(&self, tx_id: &str) -> Result<bool, StoreError> {
+        let tx_id = tx_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let lock = crate::for_update(conn);
+                let row = sqlx::query(&format!(
+                    "SELECT order_id, amount, status FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'{lock}"
+                ))
+                .bind(&tx_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| StoreError::NotFound { what: "pay-in", id: tx_id.clone() })?;
+                if row.try_get::<String, _>("status")? != "Confirming" {
+                    return Ok(false);
+                }
+                let order_id: String = row.try_get::<Option<String>, _>("order_id")?.unwrap_or_default();
+                let amount = Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?;
+                credit_payment(conn, &order_id, amount).await?;
+                sqlx::query("UPDATE payment_transactions SET status = 'Completed', updated_at_ms = $1 WHERE tx_id = $2")
+                    .bind(now_ms())
+                    .bind(&tx_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// A pay-in left the chain before its confirmations (a reorg): it is not credited.
+    pub async fn fail_payin(&self, tx_id: &str, reason: &str) -> Result<(), StoreError> {
+        let (tx_id, reason) = (tx_id.to_owned(), reason.to_owned());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE payment_transactions SET status = 'Failed', failed_reason = $1, updated_at_ms = $2 \
+                     WHERE tx_id = $3 AND status = 'Confirming'",
+                )
+                .bind(reason)
+                .bind(now_ms())
+                .bind(tx_id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
