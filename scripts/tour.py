@@ -8,7 +8,9 @@ on the first surprise.
 """
 import json
 import sys
+import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import cobo_waas2
@@ -45,11 +47,12 @@ def main() -> None:
         step("created order", f"{order.order_id}: pay {order.payable_amount} {order.payable_currency} to {order.receive_address}")
         assert order.status == "Pending", order.status
 
-        # The sandbox stands in for the chain: a customer pays the order in full.
+        # A customer pays the order in full on the sandbox chain; ebb's pay-in watcher sees the transfer
+        # (order Processing) and credits it once it has its confirmations (order Completed).
         paid = sandbox_pay(client, dev["base_url"], order.order_id)
-        step("customer paid", f"{paid['amount']} from {paid['from_address']}")
-        order = api.get_payment_order_detail_by_id(order.order_id)
-        assert order.status == "Completed", order.status
+        step("customer paid", f"{paid['amount']} from {paid['from_address']} (tx {paid['tx_hash']})")
+        order = wait_for(lambda: api.get_payment_order_detail_by_id(order.order_id), lambda o: o.status == "Completed")
+        step("order confirmed on the sandbox chain", order.status)
         assert order.received_token_amount == "100", order.received_token_amount
         assert order.transactions and order.transactions[0].from_address == paid["from_address"]
 
@@ -78,13 +81,6 @@ def main() -> None:
         again = api.create_refund(create_refund_request=create)
         assert again.refund_id == refund.refund_id, "the same request_id must return the same refund"
         step("same request again", "returned the same refund (idempotent)")
-
-        refund = api.update_refund_by_id(
-            refund.refund_id, cobo_waas2.UpdateRefundByIdRequest(to_address=paid["from_address"])
-        )
-        assert refund.status == "Pending", refund.status
-        assert refund.to_address == paid["from_address"]
-        step("set the address", f"{refund.to_address} -> {refund.status}")
 
         fetched = api.get_refund_detail_by_id(refund.refund_id)
         assert fetched.amount == "25.5" and fetched.merchant_fee_amount == "0.5"
@@ -118,6 +114,36 @@ def main() -> None:
         assert balances.data[0].total_balance == "98.5", balances.data[0]
         assert api.get_psp_balance(token_id="ETH_USDT").total_balance == psp_before
 
+        # A second refund, to the customer who paid: ebb pays it out on the sandbox chain by itself.
+        payout = api.create_refund(
+            create_refund_request=cobo_waas2.CreateRefundRequest(
+                request_id=f"tour-payout-{uuid.uuid4()}",
+                merchant_id=merchant.merchant_id,
+                order_id=order.order_id,
+                payable_amount="25.5",
+                token_id="ETH_USDT",
+                refund_type="Merchant",
+                charge_merchant_fee=True,
+                merchant_fee_amount="0.5",
+                merchant_fee_token_id="ETH_USDT",
+            )
+        )
+        payout = api.update_refund_by_id(
+            payout.refund_id, cobo_waas2.UpdateRefundByIdRequest(to_address=paid["from_address"])
+        )
+        assert payout.status in ("Pending", "Processing"), payout.status
+        assert payout.to_address == paid["from_address"]
+        step("refund to the payer", f"{payout.refund_id} to {payout.to_address}: {payout.status}")
+        payout = wait_for(lambda: api.get_refund_detail_by_id(payout.refund_id), lambda r: r.status == "Completed")
+        tx = payout.transactions[0]
+        assert tx.status == "Completed" and tx.tx_hash and tx.amount == "25.5", tx
+        step("refund paid out", f"{payout.status}, tx {tx.tx_hash} from {tx.from_address}")
+        balances = api.list_merchant_balances(merchant_ids=merchant.merchant_id, token_id="ETH_USDT")
+        assert balances.data[0].total_balance == "72.5", balances.data[0]
+        psp_after = api.get_psp_balance(token_id="ETH_USDT").total_balance
+        assert Decimal(psp_after) - Decimal(psp_before) == Decimal("0.5"), (psp_before, psp_after)
+        step("PSP balance", f"{psp_before} -> {psp_after} (the developer fee, at payout)")
+
         changes = api.list_balance_changes(source_account=merchant.merchant_id, token_id="ETH_USDT", limit=10)
         kinds = [(c.source_type, c.flow_direction, c.amount) for c in changes.data]
         step("balance changes", kinds)
@@ -135,6 +161,18 @@ def sandbox_pay(client: "cobo_waas2.ApiClient", base_url: str, order_id: str) ->
     if response.status != 201:
         raise AssertionError(f"sandbox payment: HTTP {response.status} {response.data!r}")
     return json.loads(response.data)
+
+
+def wait_for(fetch, done, seconds: float = 30.0):
+    """Polls `fetch()` until `done(result)`; the sandbox chain mines a block a second."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = fetch()
+        if done(got):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting after {seconds} s: {got}")
+        time.sleep(0.2)
 
 
 def step(what: str, detail: object) -> None:

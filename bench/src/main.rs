@@ -191,6 +191,9 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
         .env("EBB_SERVER_KEY", &server_key)
         .env("EBB_LISTEN", format!("127.0.0.1:{port}"))
         .env("EBB_SANDBOX", "true")
+        .env("EBB_SANDBOX_BLOCK_MS", "100")
+        // Only the API is measured here: refunds stay where the API puts them.
+        .env("EBB_PAYOUTS", "false")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
@@ -263,7 +266,15 @@ async fn funded_merchant(client: &Client, i: usize) -> anyhow::Result<String> {
     if s != 201 {
         bail!("sandbox payment failed: {s}");
     }
-    Ok(merchant)
+    // The pay-in watcher credits the order once the sandbox chain has confirmed the transfer.
+    for _ in 0..600 {
+        let (_, o) = client.call(reqwest::Method::GET, &format!("/v2/payments/orders/{order_id}"), None).await?;
+        if o["status"] == "Completed" {
+            return Ok(merchant);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("order {order_id} was never credited")
 }
 
 /// The Ed25519 work of one signed request on one core: the client signs it, ebb verifies it and signs
