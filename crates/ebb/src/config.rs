@@ -296,3 +296,61 @@ pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     f.sync_all()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> FileConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn the_example_configurations_parse_and_resolve() {
+        let anvil = example("ebb.anvil.toml");
+        assert_eq!(anvil.chains.len(), 1);
+        assert!(anvil.registry().unwrap().get("ETH_USDT").is_some());
+        let mainnet = example("ebb.mainnet.toml");
+        let ids: Vec<&str> = mainnet.chains.iter().map(|c| c.chain_id.as_str()).collect();
+        assert_eq!(ids, ["ETH", "ARBITRUM_ETH", "BASE_ETH", "MATIC", "BSC_BNB"]);
+        // Every configured chain has tokens in the built-in registry.
+        let registry = mainnet.registry().unwrap();
+        for id in ids {
+            assert!(registry.iter().any(|t| t.chain_id == id), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_chain_needs_exactly_one_key_source_and_resolves_caps_in_wei() {
+        let mut c = ChainConfig {
+            chain_id: "ETH".into(),
+            kind: None,
+            rpc_url: Some("http://127.0.0.1:8545".into()),
+            evm_chain_id: Some(1),
+            confirmations: None,
+            hot_wallet_key_file: None,
+            hot_wallet_key_env: None,
+            max_fee_per_gas_gwei: Some(7),
+            rpc_timeout_ms: None,
+        };
+        assert!(c.resolve().is_err(), "no key source");
+        c.hot_wallet_key_env = Some("EBB_TEST_CONFIG_KEY_THAT_IS_NOT_SET".into());
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("EBB_TEST_CONFIG_KEY_THAT_IS_NOT_SET"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("hot.key");
+        std::fs::write(&key, "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d\n").unwrap();
+        c.hot_wallet_key_env = None;
+        c.hot_wallet_key_file = Some(key);
+        match c.resolve().unwrap() {
+            ChainSetting::Evm(e) => {
+                assert_eq!(e.max_fee_per_gas_cap, 7_000_000_000);
+                assert_eq!(e.confirmations, 12);
+                assert!(!format!("{e:?}").contains("59c6"), "the key never appears in Debug output");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
