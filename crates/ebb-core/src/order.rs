@@ -22,6 +22,8 @@ const MOVES: &[(OrderStatus, OrderStatus)] = &[
     (S::Pending, S::Expired),
     (S::Processing, S::Completed),
     (S::Processing, S::Underpaid),
+    // The only payment seen left the chain (a reorg) before its confirmations.
+    (S::Processing, S::Pending),
     (S::Underpaid, S::Completed),
     (S::Underpaid, S::Underpaid),
 ];

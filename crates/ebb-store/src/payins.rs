@@ -183,20 +183,44 @@ impl Store {
         .await
     }
 
-    /// A pay-in left the chain before its confirmations (a reorg): it is not credited.
+    /// A pay-in left the chain before its confirmations (a reorg): it is not credited, and an order
+    /// that was `Processing` only because of it is `Pending` again.
     pub async fn fail_payin(&self, tx_id: &str, reason: &str) -> Result<(), StoreError> {
         let (tx_id, reason) = (tx_id.to_owned(), reason.to_owned());
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query(
+                let order_id: Option<String> =
+                    sqlx::query_scalar("SELECT order_id FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'")
+                        .bind(&tx_id)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .flatten();
+                let Some(order_id) = order_id else { return Ok(()) };
+                let order = lock_order(conn, &order_id).await?;
+                let failed = sqlx::query(
                     "UPDATE payment_transactions SET status = 'Failed', failed_reason = $1, updated_at_ms = $2 \
                      WHERE tx_id = $3 AND status = 'Confirming'",
                 )
-                .bind(reason)
+                .bind(&reason)
                 .bind(now_ms())
-                .bind(tx_id)
+                .bind(&tx_id)
                 .execute(&mut *conn)
                 .await?;
+                if failed.rows_affected() == 1 && order.status == OrderStatus::Processing {
+                    let others: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM payment_transactions WHERE order_id = $1 AND direction = 'in' AND status = 'Confirming'",
+                    )
+                    .bind(&order_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if others.is_none() && order.status.can_move_to(OrderStatus::Pending) {
+                        sqlx::query("UPDATE orders SET status = 'Pending', updated_at = $1 WHERE order_id = $2 AND status = 'Processing'")
+                            .bind(now_s())
+                            .bind(&order_id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
                 Ok(())
             })
         })

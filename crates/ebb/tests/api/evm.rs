@@ -50,7 +50,22 @@ on_anvil!(
     ten_refunds_use_ten_consecutive_nonces,
     a_transfer_the_contract_refuses_fails_before_anything_is_sent,
     a_transfer_reverted_on_chain_fails_the_refund_and_releases_the_funds,
+    a_customer_payment_is_refunded_to_the_payer,
+    a_rescanned_payin_is_counted_once,
+    a_payin_reorged_out_is_never_credited,
 );
+
+async fn a_customer_payment_is_refunded_to_the_payer(app: &TestApp, anvil: &Anvil) {
+    crate::payins::refunds_the_payer_exactly(app, anvil).await;
+}
+
+async fn a_rescanned_payin_is_counted_once(app: &TestApp, anvil: &Anvil) {
+    crate::payins::never_counts_a_rescanned_payin_twice(app, anvil).await;
+}
+
+async fn a_payin_reorged_out_is_never_credited(app: &TestApp, anvil: &Anvil) {
+    crate::payins::never_credits_a_payin_reorged_out(app, anvil).await;
+}
 
 fn user() -> Address {
     Address::from_str(USER_ADDRESS).unwrap()

@@ -13,5 +13,6 @@ mod crash;
 mod evm;
 mod merchants_orders;
 mod ops;
+mod payins;
 mod payouts;
 mod refunds;
