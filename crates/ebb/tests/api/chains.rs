@@ -265,3 +265,42 @@ impl TestChain for Anvil {
         self.pay(order["receive_address"].as_str().unwrap(), amount).await
     }
 }
+
+/// A TCP proxy in front of the RPC node that a test can take down (refusing and cutting connections)
+/// and bring back: "RPC down for a while".
+pub struct FlakyProxy {
+    pub url: String,
+    down: tokio::sync::watch::Sender<bool>,
+}
+
+impl FlakyProxy {
+    pub async fn start(upstream: &str) -> FlakyProxy {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (down, down_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if *down_rx.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut down_rx = down_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down_rx.wait_for(|d| *d) => {}
+                    }
+                });
+            }
+        });
+        FlakyProxy { url, down }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+}

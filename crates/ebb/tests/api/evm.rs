@@ -55,6 +55,47 @@ on_anvil!(
     a_payin_reorged_out_is_never_credited,
 );
 
+/// The RPC node goes away for a while (connections refused and cut), before a payout starts and while
+/// one is in flight; ebb retries and finishes both, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_survive_the_rpc_node_being_down_for_a_while() {
+    let Some(anvil) = Anvil::start().await else { return };
+    let proxy = crate::chains::FlakyProxy::start(&anvil.url).await;
+    let mut setting = anvil.chain_setting(2);
+    if let ebb::config::ChainSetting::Evm(c) = &mut setting {
+        c.rpc_url = proxy.url.clone();
+        c.rpc_timeout = std::time::Duration::from_millis(500);
+    }
+    let options = Options { payouts: true, chains: vec![setting], tokens: vec![anvil.token_as_eth_usdt()] };
+    let app = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, options).await;
+    let m = app.create_merchant("Shop").await;
+    app.paid_order_on(&anvil, &m, "10", "0").await;
+
+    // Down before the payout starts: the refund waits (no hold reason: nothing is wrong with the wallet).
+    proxy.set_down(true);
+    let first = create_refund(&app, &m, "down-1", "2", USER_ADDRESS, None).await;
+    let first_id = first["refund_id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let r = app.get(&format!("/v2/payments/refunds/{first_id}")).await.ok();
+    assert_eq!(r["status"], "Pending", "{r}");
+    assert!(r.get("hold_reason").is_none(), "{r}");
+    proxy.set_down(false);
+    let processing = app.wait_refund(first_id, "Processing", |r| r["status"] == "Processing").await;
+    let hash = processing["transactions"][0]["tx_hash"].as_str().unwrap().to_owned();
+
+    // Down while it is in flight: the chain mines it meanwhile; ebb learns the outcome once back.
+    proxy.set_down(true);
+    anvil.mine().await;
+    anvil.mine().await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(app.get(&format!("/v2/payments/refunds/{first_id}")).await.ok()["status"], "Processing");
+    proxy.set_down(false);
+    let done = app.mine_until(&anvil, first_id, "Completed").await;
+    assert_eq!(done["transactions"][0]["tx_hash"], hash.as_str());
+    assert_eq!(anvil.payouts_on_chain().await, vec![(user(), U256::from(base_units("2")))]);
+    app.finish().await;
+}
+
 async fn a_customer_payment_is_refunded_to_the_payer(app: &TestApp, anvil: &Anvil) {
     crate::payins::refunds_the_payer_exactly(app, anvil).await;
 }
