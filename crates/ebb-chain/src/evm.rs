@@ -7,9 +7,11 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip1559::Eip1559Estimation;
 use alloy::eips::{BlockId, Encodable2718};
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
@@ -66,7 +68,16 @@ pub struct EvmChain {
     provider: DynProvider,
     signer: PrivateKeySigner,
     hot_wallet: String,
+    /// The last fee estimate and when it was made: one estimate serves every payout of a second.
+    fees: Mutex<Option<(Instant, Eip1559Estimation)>>,
+    /// The last head seen, for confirmation counts of many transactions in one pass.
+    head: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How long a fee estimate is reused.
+const FEE_TTL: Duration = Duration::from_secs(1);
+/// How long a head block number is reused.
+const HEAD_TTL: Duration = Duration::from_millis(100);
 
 fn parse_address(s: &str) -> Result<Address, ChainError> {
     Address::from_str(s).map_err(|e| ChainError::Config(format!("bad EVM address {s:?}: {e}")))
@@ -105,7 +116,7 @@ impl EvmChain {
             ChainError::Config(format!("chain {}: the hot wallet key is not a 32-byte hex key", config.chain_id))
         })?;
         let hot_wallet = signer.address().to_checksum(None);
-        let chain = Self { config, provider, signer, hot_wallet };
+        let chain = Self { config, provider, signer, hot_wallet, fees: Mutex::new(None), head: Mutex::new(None) };
         let reported = chain.rpc(chain.provider.get_chain_id()).await?;
         if reported != chain.config.evm_chain_id {
             return Err(ChainError::Config(format!(
@@ -197,7 +208,15 @@ impl Chain for EvmChain {
             .input(Self::transfer_input(recipient, amount).into());
         // The dry run: a transfer the contract would refuse fails here, before any gas is spent.
         let gas = self.rpc(self.provider.estimate_gas(request)).await?;
-        let fees = self.rpc(self.provider.estimate_eip1559_fees()).await?;
+        let cached = *self.fees.lock().expect("fee cache");
+        let fees = match cached {
+            Some((at, fees)) if at.elapsed() < FEE_TTL => fees,
+            _ => {
+                let fees = self.rpc(self.provider.estimate_eip1559_fees()).await?;
+                *self.fees.lock().expect("fee cache") = Some((Instant::now(), fees));
+                fees
+            }
+        };
         let cap = self.config.max_fee_per_gas_cap;
         // The estimate is twice the base fee plus the tip; anything at or above base fee + tip gets
         // mined, so cap the headroom, and wait only when the cap is below what inclusion needs now.
@@ -274,7 +293,14 @@ impl Chain for EvmChain {
     }
 
     async fn head(&self) -> Result<u64, ChainError> {
-        self.rpc(self.provider.get_block_number()).await
+        if let Some((at, head)) = *self.head.lock().expect("head cache") {
+            if at.elapsed() < HEAD_TTL {
+                return Ok(head);
+            }
+        }
+        let head = self.rpc(self.provider.get_block_number()).await?;
+        *self.head.lock().expect("head cache") = Some((Instant::now(), head));
+        Ok(head)
     }
 
     async fn scan(

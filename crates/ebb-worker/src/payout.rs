@@ -19,16 +19,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, TokenRef};
+use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, TokenRef};
 use ebb_core::TokenRegistry;
-use ebb_store::payouts::{OpenLeg, SignedBytes, TX_CONFIRMING};
+use ebb_store::payouts::{OpenLeg, PayableRefund, SignedBytes, TX_CONFIRMING};
 use ebb_store::{Store, StoreError};
+use futures::stream::{self, StreamExt};
 use tokio::sync::watch;
 
 use crate::failpoint;
 
 /// How many payable refunds one tick looks at.
 const BATCH: i64 = 256;
+/// How many RPC calls (and store writes) one executor has in flight at once.
+const CONCURRENCY: usize = 16;
 
 pub struct PayoutExecutor {
     store: Store,
@@ -53,6 +56,16 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Chain(#[from] ChainError),
+}
+
+impl TickReport {
+    fn add(&mut self, other: &TickReport) {
+        self.started += other.started;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.held += other.held;
+        self.rebroadcast += other.rebroadcast;
+    }
 }
 
 impl PayoutExecutor {
@@ -98,14 +111,54 @@ impl PayoutExecutor {
     pub async fn tick(&self) -> Result<TickReport, WorkerError> {
         let mut report = TickReport::default();
         let open = self.store.open_legs(self.chain.chain_id()).await?;
+        // Open payouts are independent: ask the node about several at once. Their outcomes are separate
+        // store writes, which the SQLite writer commits together.
+        let tracking: Vec<_> = open.iter().map(|leg| self.track_one(leg)).collect();
+        let tracked: Vec<Result<(&OpenLeg, bool, TickReport), WorkerError>> =
+            stream::iter(tracking).buffer_unordered(CONCURRENCY).collect().await;
         let mut in_flight: HashMap<String, u128> = HashMap::new();
-        for leg in &open {
-            if self.track(leg, &mut report).await? {
+        for t in tracked {
+            let (leg, still_open, r) = t?;
+            report.add(&r);
+            if still_open {
                 *in_flight.entry(leg.token_id.clone()).or_default() += leg.amount.base_units();
             }
         }
         self.start_new(&in_flight, &mut report).await?;
         Ok(report)
+    }
+
+    async fn track_one<'a>(&self, leg: &'a OpenLeg) -> Result<(&'a OpenLeg, bool, TickReport), WorkerError> {
+        let mut r = TickReport::default();
+        let still_open = self.track(leg, &mut r).await?;
+        Ok((leg, still_open, r))
+    }
+
+    async fn prepare_one(&self, r: PayableRefund, token: TokenRef) -> (PayableRefund, Result<Prepared, ChainError>) {
+        let p = self.chain.prepare(&token, &r.to_address, r.amount.base_units()).await;
+        (r, p)
+    }
+
+    /// Signs and stores one payout, then broadcasts it; `false` if another process took the refund.
+    async fn start_one(&self, r: PayableRefund, prepared: Prepared, chain_nonce: u64) -> Result<bool, WorkerError> {
+        let chain = self.chain.clone();
+        let signer = move |n: u64| {
+            chain.sign(&prepared, n).map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw }).map_err(|e| e.to_string())
+        };
+        let Some(leg) = self
+            .store
+            .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, signer)
+            .await?
+        else {
+            return Ok(false);
+        };
+        failpoint::hit("payout.after_store");
+        if let Err(e) = self.chain.broadcast(&leg.raw).await {
+            // Stored already: the next tick tracks it and broadcasts again.
+            tracing::warn!(refund = %r.refund_id, tx = %leg.tx_hash, error = %e, "broadcast failed; will retry");
+        }
+        failpoint::hit("payout.after_broadcast");
+        Ok(true)
     }
 
     /// Moves one open payout along; `true` if it is still in flight afterwards.
@@ -193,9 +246,10 @@ impl PayoutExecutor {
         if payable.is_empty() {
             return Ok(());
         }
-        // What the wallet can still spend per token: its balance less what is in flight or started this tick.
+        // 1. What the wallet can still spend per token: its balance less what is in flight or taken by
+        //    an earlier refund of this tick. Refunds it cannot cover wait, with the reason.
         let mut available: HashMap<String, Funds> = HashMap::new();
-        let mut chain_nonce = None;
+        let mut covered = Vec::new();
         for r in payable {
             let Some(token) = self.registry.get(&r.token_id) else {
                 let reason = format!("token {} is not configured", r.token_id);
@@ -203,15 +257,12 @@ impl PayoutExecutor {
                 continue;
             };
             let token = TokenRef::from(token);
-            let funds = match available.get(&r.token_id) {
-                Some(f) => *f,
-                None => {
-                    let mut f = self.chain.funds(&token).await?;
-                    f.token = f.token.saturating_sub(in_flight.get(&r.token_id).copied().unwrap_or(0));
-                    available.insert(r.token_id.clone(), f);
-                    f
-                }
-            };
+            if !available.contains_key(&r.token_id) {
+                let mut f = self.chain.funds(&token).await?;
+                f.token = f.token.saturating_sub(in_flight.get(&r.token_id).copied().unwrap_or(0));
+                available.insert(r.token_id.clone(), f);
+            }
+            let funds = available.get_mut(&r.token_id).expect("inserted above");
             let amount = r.amount.base_units();
             if funds.token < amount {
                 let reason = format!(
@@ -223,15 +274,21 @@ impl PayoutExecutor {
                 self.hold(&r.refund_id, r.hold_reason.as_deref(), reason, report).await?;
                 continue;
             }
-            let prepared = match self.chain.prepare(&token, &r.to_address, amount).await {
+            funds.token -= amount;
+            covered.push((r, token));
+        }
+        // 2. Dry runs and fee estimates, several at once (RPC round trips, nothing stored).
+        let preparing: Vec<_> = covered.into_iter().map(|(r, token)| self.prepare_one(r, token)).collect();
+        let prepared: Vec<_> = stream::iter(preparing).buffered(CONCURRENCY).collect().await;
+        // 3. Sort out what cannot go; check gas for the rest.
+        let mut ready = Vec::new();
+        for (r, p) in prepared {
+            let prepared = match p {
                 Ok(p) => p,
                 Err(ChainError::WouldRevert(reason)) => {
                     tracing::warn!(refund = %r.refund_id, %reason, "payout would revert; failing the refund");
-                    if self
-                        .store
-                        .fail_unsent_payout(&r.refund_id, &format!("the transfer would revert: {reason}"))
-                        .await?
-                    {
+                    let reason = format!("the transfer would revert: {reason}");
+                    if self.store.fail_unsent_payout(&r.refund_id, &reason).await? {
                         report.failed += 1;
                     }
                     continue;
@@ -242,6 +299,7 @@ impl PayoutExecutor {
                 }
                 Err(e @ ChainError::Rpc(_)) => return Err(e.into()),
             };
+            let funds = available.get_mut(&r.token_id).expect("inserted in step 1");
             if funds.native < prepared.max_gas_cost() {
                 let reason = format!(
                     "hot wallet {} has {} native base units for gas, needs up to {}: fund it",
@@ -252,39 +310,23 @@ impl PayoutExecutor {
                 self.hold(&r.refund_id, r.hold_reason.as_deref(), reason, report).await?;
                 continue;
             }
-            let nonce = match chain_nonce {
-                Some(n) => n,
-                None => {
-                    let n = self.chain.pending_nonce().await?;
-                    chain_nonce = Some(n);
-                    n
-                }
-            };
-            let gas_cost = prepared.max_gas_cost();
-            let chain = self.chain.clone();
-            let signer = move |n: u64| {
-                chain
-                    .sign(&prepared, n)
-                    .map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw })
-                    .map_err(|e| e.to_string())
-            };
-            let Some(leg) = self
-                .store
-                .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), nonce, signer)
-                .await?
-            else {
-                continue;
-            };
-            failpoint::hit("payout.after_store");
-            report.started += 1;
-            let f = available.get_mut(&r.token_id).expect("inserted above");
-            f.token -= amount;
-            f.native = f.native.saturating_sub(gas_cost);
-            if let Err(e) = self.chain.broadcast(&leg.raw).await {
-                // Stored already: the next tick tracks it and broadcasts again.
-                tracing::warn!(refund = %r.refund_id, tx = %leg.tx_hash, error = %e, "broadcast failed; will retry");
+            funds.native -= prepared.max_gas_cost();
+            ready.push((r, prepared));
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        // 4. Sign and store (the store allocates the nonces), then broadcast what was stored. Several
+        //    at once: on SQLite their stores share one commit. Each is broadcast only after its own
+        //    store has committed.
+        let chain_nonce = self.chain.pending_nonce().await?;
+        let starting: Vec<_> = ready.into_iter().map(|(r, p)| self.start_one(r, p, chain_nonce)).collect();
+        let started: Vec<Result<bool, WorkerError>> =
+            stream::iter(starting).buffer_unordered(CONCURRENCY).collect().await;
+        for s in started {
+            if s? {
+                report.started += 1;
             }
-            failpoint::hit("payout.after_broadcast");
         }
         Ok(())
     }

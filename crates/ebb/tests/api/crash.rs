@@ -19,6 +19,14 @@ struct Server {
     base: String,
 }
 
+/// A failing test must not leave `ebb serve` running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(db_url: &str, server_key: &str) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ebb"))
@@ -263,8 +271,9 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
         ),
     )
     .unwrap();
-    let start = |failpoints: &str| {
-        Command::new(env!("CARGO_BIN_EXE_ebb"))
+    let start = |failpoints: &str| Server {
+        base: String::new(),
+        child: Command::new(env!("CARGO_BIN_EXE_ebb"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("EBB_SERVER_KEY", &server_key)
             .env("EBB_TEST_HOT_WALLET_KEY", HOT_WALLET_KEY)
@@ -273,7 +282,7 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("ebb serve starts")
+            .expect("ebb serve starts"),
     };
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -332,11 +341,11 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
                 assert!(std::time::Instant::now() < deadline, "refunds did not all complete: {page}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            server.child_kill();
+            drop(server);
         } else {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
-                if let Some(status) = server.try_wait().unwrap() {
+                if let Some(status) = server.child.try_wait().unwrap() {
                     assert!(!status.success(), "{failpoints}: ebb should have aborted");
                     break;
                 }
@@ -364,17 +373,6 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
     let balance = store.balances(&[ebb_core::ledger::Account::Merchant(merchant)], Some("ETH_USDT")).await.unwrap();
     assert_eq!(balance[0].balance, 850_000_000, "1000 paid in, 100 × 1.5 paid out");
     store.close().await;
-}
-
-trait KillChild {
-    fn child_kill(&mut self);
-}
-
-impl KillChild for Child {
-    fn child_kill(&mut self) {
-        let _ = self.kill();
-        let _ = self.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,127 @@
+//! What ebb's benchmarks share: a load driver with latency percentiles and a client that signs
+//! requests as Cobo's SDK does.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ebb_api::auth::{double_sha256, request_message};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::Value;
+
+pub struct Stats {
+    pub ops: u64,
+    pub seconds: f64,
+    pub latencies_us: Vec<u64>,
+    pub errors: u64,
+}
+
+impl Stats {
+    pub fn per_second(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+    pub fn pct_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i] as f64 / 1000.0
+    }
+}
+
+/// Runs `op` from `concurrency` tasks for `seconds`, timing each call.
+pub async fn drive<F, Fut>(concurrency: usize, seconds: u64, op: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, counter) = (op.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    if op(n).await {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.expect("bench task");
+        all.extend(lat);
+        errors += e;
+    }
+    Stats { ops: all.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: all, errors }
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: SigningKey,
+    pub nonce: AtomicU64,
+}
+
+impl Client {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (p, q) = path.split_once('?').unwrap_or((path, ""));
+        // Distinct nonces: identical concurrent requests would otherwise repeat a signature.
+        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed).to_string();
+        let sig = hex::encode(
+            self.key.sign(&double_sha256(&request_message(method.as_str(), p, &nonce, q, body.as_bytes()))).to_bytes(),
+        );
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("Biz-Api-Key", hex::encode(self.key.verifying_key().to_bytes()))
+            .header("Biz-Api-Nonce", nonce)
+            .header("Biz-Api-Signature", sig);
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json").body(body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
