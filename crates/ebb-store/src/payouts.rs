@@ -241,6 +241,17 @@ impl Store {
                 if r.status != RefundStatus::Pending || r.to_address.is_empty() {
                     return Ok(None);
                 }
+                // The row must exist before it can be locked: without it, concurrent first payouts of a
+                // wallet would all read "no nonce yet" and pick the same one (the unique index on
+                // (chain, wallet, nonce) would then refuse all but one, but nobody should get that far).
+                sqlx::query(
+                    "INSERT INTO chain_nonces (chain_id, address, next_nonce) VALUES ($1, $2, 0) \
+                     ON CONFLICT (chain_id, address) DO NOTHING",
+                )
+                .bind(&chain_id)
+                .bind(&hot_wallet)
+                .execute(&mut *conn)
+                .await?;
                 let lock = crate::for_update(conn);
                 let stored: Option<i64> = sqlx::query_scalar(&format!(
                     "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2{lock}"

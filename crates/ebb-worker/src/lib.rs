@@ -7,3 +7,50 @@ pub mod payout;
 
 pub use payin::PayinWatcher;
 pub use payout::{PayoutExecutor, TickReport};
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Runs `tick` every `interval` until `shutdown` turns true. A failing tick (RPC down, database busy)
+/// is logged once when the failures start and once when they stop, and retried on the next one;
+/// nothing is lost, since the work lives in the database.
+pub(crate) fn run_every<T, E, F, Fut>(
+    what: &'static str,
+    chain_id: String,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut tick: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            match tick().await {
+                Ok(_) if failing => {
+                    tracing::info!(chain = %chain_id, "{what} recovered");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(chain = %chain_id, error = %e, "{what} tick failed; retrying");
+                    }
+                    failing = true;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    })
+}

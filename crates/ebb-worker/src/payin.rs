@@ -35,31 +35,12 @@ impl PayinWatcher {
         Self { store, chain, tokens, interval }
     }
 
-    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut failing = false;
-            loop {
-                match self.tick().await {
-                    Ok(_) if failing => {
-                        tracing::info!(chain = %self.chain.chain_id(), "pay-in watcher recovered");
-                        failing = false;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(chain = %self.chain.chain_id(), error = %e, "pay-in tick failed; retrying");
-                        }
-                        failing = true;
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(self.interval) => {}
-                    _ = shutdown.changed() => return,
-                }
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
+    pub fn spawn(self, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let watcher = std::sync::Arc::new(self);
+        let (chain_id, interval) = (watcher.chain.chain_id().to_owned(), watcher.interval);
+        crate::run_every("pay-in watcher", chain_id, interval, shutdown, move || {
+            let watcher = watcher.clone();
+            async move { watcher.tick().await }
         })
     }
 

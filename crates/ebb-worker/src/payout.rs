@@ -73,38 +73,13 @@ impl PayoutExecutor {
         Self { store, chain, registry, interval }
     }
 
-    /// Runs ticks until `shutdown` turns true. A tick that fails (RPC down, database busy) is logged and
-    /// retried on the next one; nothing is lost, since all state is in the database.
-    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let chain_id = self.chain.chain_id().to_owned();
-            let mut failing = false;
-            loop {
-                match self.tick().await {
-                    Ok(report) => {
-                        if failing {
-                            tracing::info!(chain = %chain_id, "payout executor recovered");
-                            failing = false;
-                        }
-                        if report != TickReport::default() {
-                            tracing::debug!(chain = %chain_id, ?report, "payout tick");
-                        }
-                    }
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(chain = %chain_id, error = %e, "payout tick failed; retrying");
-                        }
-                        failing = true;
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(self.interval) => {}
-                    _ = shutdown.changed() => return,
-                }
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
+    /// Runs ticks until `shutdown` turns true (see [`crate::run_every`]).
+    pub fn spawn(self, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let executor = Arc::new(self);
+        let (chain_id, interval) = (executor.chain.chain_id().to_owned(), executor.interval);
+        crate::run_every("payout executor", chain_id, interval, shutdown, move || {
+            let executor = executor.clone();
+            async move { executor.tick().await }
         })
     }
 

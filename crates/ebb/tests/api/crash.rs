@@ -79,6 +79,111 @@ async fn call(
     Some((status, resp.json().await.ok()?))
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An `ebb.toml` for `ebb serve` on `db_url`, paying out on `anvil` (its token as `ETH_USDT`).
+fn anvil_config(
+    dir: &std::path::Path,
+    file: &str,
+    db_url: &str,
+    port: u16,
+    anvil: &crate::chains::Anvil,
+) -> std::path::PathBuf {
+    let config = dir.join(file);
+    std::fs::write(
+        &config,
+        format!(
+            r#"database_url = "{db_url}"
+listen = "127.0.0.1:{port}"
+sandbox = true
+payout_interval_ms = 20
+
+[[tokens]]
+id = "ETH_USDT"
+chain_id = "ETH"
+family = "evm"
+symbol = "USDT"
+decimals = 6
+contract = "{contract}"
+
+[[chains]]
+chain_id = "ETH"
+kind = "evm"
+rpc_url = "{rpc}"
+evm_chain_id = 31337
+confirmations = 1
+hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
+"#,
+            contract = anvil.token.to_checksum(None),
+            rpc = anvil.url
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `ebb serve --config CONFIG` with the anvil hot wallet's key and the given failpoints.
+fn serve_on_anvil(config: &std::path::Path, server_key: &str, failpoints: &str, port: u16) -> Server {
+    Server {
+        base: format!("http://127.0.0.1:{port}"),
+        child: Command::new(env!("CARGO_BIN_EXE_ebb"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("EBB_SERVER_KEY", server_key)
+            .env("EBB_TEST_HOT_WALLET_KEY", crate::chains::HOT_WALLET_KEY)
+            .env("EBB_FAILPOINTS", failpoints)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ebb serve starts"),
+    }
+}
+
+/// Registers a new client key on `db_url` with `ebb keys add`.
+fn add_client_key(db_url: &str) -> SigningKey {
+    let client = SigningKey::from_bytes(&rand_bytes());
+    let status = Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args([
+            "keys",
+            "add",
+            "--public-key",
+            &hex::encode(client.verifying_key().to_bytes()),
+            "--database-url",
+            db_url,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ebb keys add");
+    client
+}
+
+/// A new PostgreSQL database for a test that runs `ebb serve` itself.
+struct FreshPostgres {
+    name: String,
+    url: String,
+}
+
+impl FreshPostgres {
+    async fn create() -> Self {
+        let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
+        admin.close().await;
+        let base = postgres_admin_url();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        FreshPostgres { name, url }
+    }
+
+    async fn drop(self) {
+        let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(admin.pool()).await;
+        admin.close().await;
+    }
+}
+
 /// Polls an order until the pay-in watcher has credited it.
 async fn wait_order_completed(http: &reqwest::Client, base: &str, key: &SigningKey, order_id: &str) {
     for _ in 0..300 {
@@ -95,20 +200,7 @@ async fn wait_order_completed(http: &reqwest::Client, base: &str, key: &SigningK
 
 async fn acknowledged_refunds_survive_kill_9(db_url: &str) {
     let server_key = hex::encode(rand_bytes());
-    let client = SigningKey::from_bytes(&rand_bytes());
-    let status = Command::new(env!("CARGO_BIN_EXE_ebb"))
-        .args([
-            "keys",
-            "add",
-            "--public-key",
-            &hex::encode(client.verifying_key().to_bytes()),
-            "--database-url",
-            db_url,
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "ebb keys add");
+    let client = add_client_key(db_url);
     let http = reqwest::Client::new();
     let mut server = start(db_url, &server_key);
     wait_ready(&http, &server.base).await;
@@ -203,14 +295,9 @@ async fn acknowledged_refunds_survive_kill_9_postgres() {
     if !crate::helpers::postgres_wanted().await {
         return;
     }
-    let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
-    let base = postgres_admin_url();
-    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-    acknowledged_refunds_survive_kill_9(&url).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
-    admin.close().await;
+    let db = FreshPostgres::create().await;
+    acknowledged_refunds_survive_kill_9(&db.url).await;
+    db.drop().await;
 }
 
 /// Payouts are exactly-once across crashes: 100 refunds on anvil while `ebb serve` aborts at chosen
@@ -220,70 +307,16 @@ async fn acknowledged_refunds_survive_kill_9_postgres() {
 async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
     use alloy::primitives::U256;
 
-    use crate::chains::{Anvil, TestChain, HOT_WALLET_KEY};
+    use crate::chains::{Anvil, TestChain};
     use crate::payouts::base_units;
 
     let Some(anvil) = Anvil::start_with(true).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let server_key = hex::encode(rand_bytes());
-    let client = SigningKey::from_bytes(&rand_bytes());
-    let status = Command::new(env!("CARGO_BIN_EXE_ebb"))
-        .args([
-            "keys",
-            "add",
-            "--public-key",
-            &hex::encode(client.verifying_key().to_bytes()),
-            "--database-url",
-            db_url,
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "ebb keys add");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("ebb.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"database_url = "{db_url}"
-listen = "127.0.0.1:{port}"
-sandbox = true
-payout_interval_ms = 20
-
-[[tokens]]
-id = "ETH_USDT"
-chain_id = "ETH"
-family = "evm"
-symbol = "USDT"
-decimals = 6
-contract = "{contract}"
-
-[[chains]]
-chain_id = "ETH"
-kind = "evm"
-rpc_url = "{rpc}"
-evm_chain_id = 31337
-confirmations = 1
-hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
-"#,
-            contract = anvil.token.to_checksum(None),
-            rpc = anvil.url
-        ),
-    )
-    .unwrap();
-    let start = |failpoints: &str| Server {
-        base: String::new(),
-        child: Command::new(env!("CARGO_BIN_EXE_ebb"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("EBB_SERVER_KEY", &server_key)
-            .env("EBB_TEST_HOT_WALLET_KEY", HOT_WALLET_KEY)
-            .env("EBB_FAILPOINTS", failpoints)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ebb serve starts"),
-    };
+    let client = add_client_key(db_url);
+    let port = free_port();
+    let config = anvil_config(dir.path(), "ebb.toml", db_url, port, &anvil);
+    let start = |failpoints: &str| serve_on_anvil(&config, &server_key, failpoints, port);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let hot_before = anvil.token_balance(&anvil.hot_wallet()).await;
@@ -386,12 +419,82 @@ async fn payouts_are_exactly_once_across_crashes_postgres() {
     if !crate::helpers::postgres_wanted().await {
         return;
     }
-    let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
-    let base = postgres_admin_url();
-    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-    payouts_are_exactly_once_across_crashes(&url).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin.pool()).await;
-    admin.close().await;
+    let db = FreshPostgres::create().await;
+    payouts_are_exactly_once_across_crashes(&db.url).await;
+    db.drop().await;
+}
+
+/// Two `ebb serve` processes on one PostgreSQL database pay out the same queue on anvil: every refund is
+/// paid exactly once, the nonces are consecutive with none used twice, and the ledger is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_pay_each_refund_once() {
+    use crate::chains::{Anvil, TestChain};
+    use crate::payouts::base_units;
+
+    if !crate::helpers::postgres_wanted().await {
+        return;
+    }
+    let Some(anvil) = Anvil::start_with(true).await else { return };
+    let db = FreshPostgres::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server_key = hex::encode(rand_bytes());
+    let client = add_client_key(&db.url);
+    let (port_a, port_b) = (free_port(), free_port());
+    let config_a = anvil_config(dir.path(), "a.toml", &db.url, port_a, &anvil);
+    let config_b = anvil_config(dir.path(), "b.toml", &db.url, port_b, &anvil);
+    let a = serve_on_anvil(&config_a, &server_key, "", port_a);
+    let b = serve_on_anvil(&config_b, &server_key, "", port_b);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &a.base).await;
+    wait_ready(&http, &b.base).await;
+    let post = |base: &str, path: &str, body: Value| {
+        let (base, path) = (base.to_owned(), path.to_owned());
+        let (h, c) = (&http, &client);
+        async move { call(h, &base, c, reqwest::Method::POST, &path, Some(body)).await.unwrap() }
+    };
+    let (_, m) = post(&a.base, "/v2/payments/merchants", json!({"name": "two"})).await;
+    let merchant = m["merchant_id"].as_str().unwrap().to_owned();
+    let (_, o) = post(
+        &a.base,
+        "/v2/payments/orders",
+        json!({"merchant_id": merchant, "psp_order_code": "two", "payable_currency": "ETH_USDT",
+               "payable_amount": "100", "fee_amount": "0"}),
+    )
+    .await;
+    anvil.pay(o["receive_address"].as_str().unwrap(), base_units("100")).await;
+    wait_order_completed(&http, &b.base, &client, o["order_id"].as_str().unwrap()).await;
+    let hot_before = anvil.token_balance(&anvil.hot_wallet()).await;
+    // 60 refunds, created through both processes, paid by whichever leases them.
+    for i in 0..60 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let body = json!({"request_id": format!("two-{i}"), "merchant_id": merchant, "payable_amount": "1",
+                          "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": USER_ADDRESS});
+        assert_eq!(post(base, "/v2/payments/refunds", body).await.0, 201);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let path = "/v2/payments/refunds?statuses=Completed&limit=1";
+        let (_, page) = call(&http, &a.base, &client, reqwest::Method::GET, path, None).await.unwrap();
+        if page["pagination"]["total_count"] == 60 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not all refunds completed: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((a, b));
+    assert_eq!(anvil.payouts_on_chain().await.len(), 60, "each refund paid once on chain");
+    assert_eq!(hot_before - anvil.token_balance(&anvil.hot_wallet()).await, 60 * base_units("1"));
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    assert_eq!(store.verify_ledger().await.unwrap(), Vec::<String>::new());
+    let nonces: Vec<i64> =
+        sqlx::query_scalar("SELECT nonce FROM payment_transactions WHERE direction = 'out' ORDER BY nonce")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(nonces.len(), 60);
+    assert_eq!(nonces, (nonces[0]..nonces[0] + 60).collect::<Vec<i64>>(), "consecutive, none twice");
+    let balance = store.balances(&[ebb_core::ledger::Account::Merchant(merchant)], Some("ETH_USDT")).await.unwrap();
+    assert_eq!(balance[0].balance, 40_000_000);
+    store.close().await;
+    db.drop().await;
 }
