@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ebb_api::auth::double_sha256;
-use ebb_bench::{drive, free_port, now_ms, peak_rss_mb, Client, Stats};
+use ebb_bench::{drive, free_port, now_ms, peak_rss_mb, wait_ready, Client, Stats};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 use sqlx::{Connection, Executor};
@@ -94,12 +94,7 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
         key: client_key,
         nonce: AtomicU64::new(now_ms()),
     });
-    for _ in 0..100 {
-        if client.http.get(format!("{}/readyz", client.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&client.http, &client.base).await?;
     let mut merchants = Vec::new();
     for i in 0..args.concurrency {
         merchants.push(funded_merchant(&client, i).await?);

@@ -28,7 +28,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{bail, Context};
 use clap::Parser;
-use ebb_bench::{free_port, now_ms, peak_rss_mb, Client};
+use ebb_bench::{free_port, now_ms, peak_rss_mb, wait_ready, Client};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 
@@ -141,16 +141,6 @@ struct EbbRun {
     latency_p50_ms: f64,
     latency_max_ms: f64,
     rss_mb: f64,
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("ebb did not become ready at {base}")
 }
 
 async fn completed(client: &Client) -> anyhow::Result<u64> {
