@@ -135,7 +135,7 @@ impl Drop for Guard {
 }
 
 struct EbbRun {
-    rate: f64,
+    payouts_per_second: f64,
     seconds: f64,
     gas_per_payout: u64,
     latency_p50_ms: f64,
@@ -296,7 +296,7 @@ async fn run_ebb(
     let rss_mb = peak_rss_mb(server.0.id());
     drop(server);
     Ok(EbbRun {
-        rate: count as f64 / seconds,
+        payouts_per_second: count as f64 / seconds,
         seconds,
         gas_per_payout: gas.iter().sum::<u64>() / gas.len().max(1) as u64,
         latency_p50_ms: latencies[latencies.len() / 2],
@@ -323,11 +323,11 @@ async fn main() -> anyhow::Result<()> {
         TestToken::new(token, owner.clone()).mint(address_of(key), supply).send().await?.get_receipt().await?;
     }
 
-    let (baseline_rate, baseline_gas) = baseline(&anvil.url, token, args.baseline).await?;
+    let (baseline_per_second, baseline_gas) = baseline(&anvil.url, token, args.baseline).await?;
     let mut report = format!(
         "Run: `target/release/ebb-bench-payouts` on {} cores; anvil 1.7.1 with automine, ebb on SQLite, confirmations 1.\n\n\
          | measurement | payouts/s | total | gas per transfer | ratio to baseline |\n|---|---|---|---|---|\n\
-         | baseline: alloy loop, {} sequential `transfer`s (send + receipt) | {baseline_rate:.0}/s | | {baseline_gas} | 100% |\n",
+         | baseline: alloy loop, {} sequential `transfer`s (send + receipt) | {baseline_per_second:.0}/s | | {baseline_gas} | 100% |\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         args.baseline,
     );
@@ -336,10 +336,10 @@ async fn main() -> anyhow::Result<()> {
         let run = run_ebb(&args, &anvil, &owner, token, count).await?;
         report.push_str(&format!(
             "| ebb: {count} queued refunds → Completed | {:.0}/s | {:.2} s | {} | {:.0}% |\n",
-            run.rate,
+            run.payouts_per_second,
             run.seconds,
             run.gas_per_payout,
-            100.0 * run.rate / baseline_rate
+            100.0 * run.payouts_per_second / baseline_per_second
         ));
         runs.push((count, run));
     }
@@ -355,7 +355,7 @@ async fn main() -> anyhow::Result<()> {
     if let [(a, first), .., (b, last)] = runs.as_slice() {
         report.push_str(&format!(
             "\nRate at {b} queued ÷ rate at {a}: {:.0}% (a per-refund cost growing with the refunds already done would push this well below 100%).\n",
-            100.0 * last.rate / first.rate
+            100.0 * last.payouts_per_second / first.payouts_per_second
         ));
     }
     println!("{report}");

@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::ledger::{self, SourceType};
 use crate::orders::{insert_transaction, TransactionRow};
-use crate::refunds::{adjust_order_refunded, lock_refund, post_reservation, RefundRow};
+use crate::refunds::{adjust_order_refunded, compare_and_set, lock_refund, post_reservation, RefundRow};
 use crate::util::now_s;
 use crate::{ids, Backend, Store, StoreError};
 
@@ -97,7 +97,8 @@ async fn lock_for_payout(
     Ok(Some(lock_refund(conn, refund_id, None).await?))
 }
 
-/// Moves a refund between payout statuses, only from the status it was read in.
+/// Moves a refund between payout statuses through the state machine, only from the status it was
+/// read in (the refunds module's compare-and-set, which also clears `hold_reason`).
 async fn move_refund(
     conn: &mut AnyConnection,
     r: &RefundRow,
@@ -106,21 +107,23 @@ async fn move_refund(
     now: i64,
 ) -> Result<RefundStatus, StoreError> {
     let next = r.status.apply(event).map_err(|e| StoreError::InvalidState(e.to_string()))?;
-    let done = sqlx::query(
-        "UPDATE refunds SET status = $1, failed_reason = COALESCE($2, failed_reason), hold_reason = NULL, updated_at = $3 \
-         WHERE refund_id = $4 AND status = $5",
-    )
-    .bind(next.as_str())
-    .bind(failed_reason)
-    .bind(now)
-    .bind(&r.refund_id)
-    .bind(r.status.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::InvalidState(format!("refund {} changed concurrently", r.refund_id)));
-    }
+    compare_and_set(conn, r, next, failed_reason, None, now).await?;
     Ok(next)
+}
+
+/// Locks a payout transaction and its refund for the chain's verdict; `None` if the leg was decided
+/// already (by another process, or before a restart) or another process holds the refund.
+async fn lock_undecided_leg(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tx_id: &str,
+) -> Result<Option<RefundRow>, StoreError> {
+    let leg = lock_leg(conn, tx_id).await?;
+    let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(None) };
+    if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
+        return Ok(None);
+    }
+    Ok(Some(r))
 }
 
 /// Gives a failed payout's funds back: the reservation returns to its source, the order may be refunded again.
@@ -353,11 +356,7 @@ impl Store {
         let (tx_id, backend) = (tx_id.to_owned(), self.backend());
         self.write(move |conn| {
             Box::pin(async move {
-                let leg = lock_leg(conn, &tx_id).await?;
-                let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(false) };
-                if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
-                    return Ok(false);
-                }
+                let Some(r) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
                 sqlx::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 WHERE tx_id = $4",
@@ -382,11 +381,7 @@ impl Store {
         let (tx_id, reason, backend) = (tx_id.to_owned(), reason.to_owned(), self.backend());
         self.write(move |conn| {
             Box::pin(async move {
-                let leg = lock_leg(conn, &tx_id).await?;
-                let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(false) };
-                if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
-                    return Ok(false);
-                }
+                let Some(r) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
                 sqlx::query(
                     "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",

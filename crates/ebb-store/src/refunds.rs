@@ -461,7 +461,8 @@ impl Store {
     }
 }
 
-/// Moves a refund from its current status to `next`, only if nobody moved it meanwhile.
+/// Moves a refund from its current status to `next`, only if nobody moved it meanwhile. Any change of
+/// status or address ends a payout hold: the executor judges the refund afresh.
 pub(crate) async fn compare_and_set(
     conn: &mut AnyConnection,
     r: &RefundRow,
@@ -472,7 +473,7 @@ pub(crate) async fn compare_and_set(
 ) -> Result<(), StoreError> {
     let done = sqlx::query(
         "UPDATE refunds SET status = $1, failed_reason = COALESCE($2, failed_reason), to_address = COALESCE($3, to_address), \
-         updated_at = $4 WHERE refund_id = $5 AND status = $6",
+         hold_reason = NULL, updated_at = $4 WHERE refund_id = $5 AND status = $6",
     )
     .bind(next.as_str())
     .bind(failed_reason)
