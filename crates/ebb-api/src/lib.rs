@@ -50,6 +50,9 @@ pub struct AppState {
     /// The chains running on the sandbox, by chain id: the sandbox payment endpoint sends real sandbox
     /// transfers on them.
     pub sandbox_chains: Arc<HashMap<String, Arc<SandboxChain>>>,
+    /// How many retries the webhook dispatcher's schedule has (the `retries_left` of an event not yet
+    /// tried).
+    pub webhook_retries: i64,
 }
 
 pub fn now_ms() -> i64 {
@@ -77,7 +80,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/payments/balance/merchants", get(balances::merchants))
         .route("/v2/payments/balance/psp", get(balances::psp))
         .route("/v2/payments/balance_changes", get(balances::changes))
-        .route("/v2/payments/supported_tokens", get(tokens::list));
+        .route("/v2/payments/supported_tokens", get(tokens::list))
+        .route("/v2/webhooks/endpoints", post(webhooks::create).get(webhooks::list))
+        .route("/v2/webhooks/endpoints/{endpoint_id}", get(webhooks::get).put(webhooks::update))
+        .route("/v2/webhooks/endpoints/{endpoint_id}/events", get(webhooks::list_events))
+        .route("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}", get(webhooks::get_event))
+        .route("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}/logs", get(webhooks::logs))
+        .route("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}/retry", post(webhooks::retry))
+        .route("/v2/webhooks/events/trigger", post(webhooks::trigger))
+        .route("/v2/webhooks/events/definitions", get(webhooks::definitions));
     if state.sandbox {
         signed = signed.route("/v2/sandbox/orders/{order_id}/payments", post(sandbox::pay_order));
     }

@@ -8,13 +8,16 @@ use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ebb", description = "Self-hosted crypto refunds with Cobo's Payments API (WaaS 2.0). Every /v2/payments and /v2/sandbox request is signed (Biz-Api-Key, Biz-Api-Nonce, Biz-Api-Signature); every response carries Biz-Timestamp and Biz-Resp-Signature."),
+    info(title = "ebb", description = "Self-hosted crypto refunds with Cobo's Payments API (WaaS 2.0). Every /v2/payments, /v2/webhooks and /v2/sandbox request is signed (Biz-Api-Key, Biz-Api-Nonce, Biz-Api-Signature); every response carries Biz-Timestamp and Biz-Resp-Signature."),
     paths(
         routes::refunds::create, routes::refunds::list, routes::refunds::get, routes::refunds::update, routes::refunds::cancel,
         routes::merchants::create, routes::merchants::list, routes::merchants::get, routes::merchants::update,
         routes::orders::create, routes::orders::list, routes::orders::get, routes::orders::update,
         routes::balances::merchants, routes::balances::psp, routes::balances::changes,
         routes::tokens::list, routes::sandbox::pay_order,
+        routes::webhooks::create, routes::webhooks::list, routes::webhooks::get, routes::webhooks::update,
+        routes::webhooks::list_events, routes::webhooks::get_event, routes::webhooks::logs, routes::webhooks::retry,
+        routes::webhooks::trigger, routes::webhooks::definitions,
     ),
     modifiers(&Security),
     security(("cobo_signature" = [])),

@@ -12,6 +12,8 @@ use ebb_store::refunds::RefundRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod webhooks;
+
 /// Formats base units of a token as a decimal string; an unknown token (removed from configuration
 /// after use) falls back to base units rather than failing the read.
 pub fn decimal(registry: &TokenRegistry, token_id: &str, a: Amount) -> String {

@@ -10,6 +10,7 @@
 
 pub mod balances;
 mod error;
+pub mod events;
 pub mod ids;
 pub mod keys;
 mod ledger;
@@ -20,7 +21,9 @@ pub mod payins;
 pub mod payouts;
 pub mod refunds;
 pub mod replay;
+mod snapshot;
 mod util;
+pub mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -33,7 +36,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
 pub use error::StoreError;
 pub use ledger::{BalanceRow, SourceType};
-pub use util::now_s;
+pub use util::{now_ms, now_s};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -5,12 +5,13 @@ use ebb_core::ledger::{Account, Entry};
 use ebb_core::{Amount, OrderStatus, Token};
 use sqlx::{AnyConnection, Row};
 
+use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::util::now_s;
 use crate::{for_update, ids, Store, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrderRow {
     pub order_id: String,
     pub merchant_id: String,
@@ -20,16 +21,23 @@ pub struct OrderRow {
     pub pricing_amount: Option<String>,
     pub token_id: String,
     pub chain_id: String,
+    #[serde(with = "crate::snapshot::amount")]
     pub payable_amount: Amount,
+    #[serde(with = "crate::snapshot::amount")]
     pub fee_amount: Amount,
     /// How much of `fee_amount` payments have credited to the PSP so far.
+    #[serde(with = "crate::snapshot::amount")]
     pub fee_credited: Amount,
     pub exchange_rate: String,
+    #[serde(with = "crate::snapshot::amount")]
     pub amount_tolerance: Amount,
     pub receive_address: String,
     /// The stored status; see [`OrderRow::effective_status`].
+    #[serde(with = "crate::snapshot::order_status")]
     pub status: OrderStatus,
+    #[serde(with = "crate::snapshot::amount")]
     pub received_amount: Amount,
+    #[serde(with = "crate::snapshot::amount")]
     pub refunded_amount: Amount,
     pub expired_at: i64,
     pub created_at: i64,
@@ -50,7 +58,7 @@ impl OrderRow {
 }
 
 /// A transfer on a chain: a pay-in to an order or a payout leg of a refund.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransactionRow {
     pub tx_id: String,
     pub direction: String,
@@ -61,6 +69,7 @@ pub struct TransactionRow {
     pub chain_id: String,
     pub from_address: String,
     pub to_address: String,
+    #[serde(with = "crate::snapshot::amount")]
     pub amount: Amount,
     pub status: String,
     pub failed_reason: Option<String>,
@@ -210,6 +219,7 @@ impl Store {
                 if inserted.rows_affected() == 0 {
                     return Err(StoreError::AlreadyExists(format!("an order with psp_order_code {:?}", o.psp_order_code)));
                 }
+                events::order_changed(conn, &order_id).await?;
                 lock_order(conn, &order_id).await
             })
         })
@@ -298,6 +308,7 @@ impl Store {
                         .bind(order.status.as_str())
                         .execute(&mut *conn)
                         .await?;
+                    events::order_changed(conn, &order_id).await?;
                     Ok(order_id)
                 })
             })
@@ -306,7 +317,7 @@ impl Store {
     }
 }
 
-/// Credits a confirmed payment of `amount` to an order, under the order's lock: the merchant gets the
+/// Credits a confirmed payment of `amount` to an order (and raises the order's event), under the order's lock: the merchant gets the
 /// amount less the order's remaining developer fee, the PSP that fee, and the order becomes `Completed`
 /// (or `Underpaid` while short of the payable amount less the tolerance). Returns the new status.
 pub(crate) async fn credit_payment(
@@ -361,6 +372,7 @@ pub(crate) async fn credit_payment(
         .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())?
         .build()?;
     ledger::post(conn, &entry, SourceType::OrderIn, order_id, now).await?;
+    events::order_changed(conn, order_id).await?;
     Ok(new_status)
 }
 

@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use crate::orders::{credit_payment, insert_transaction, lock_order, TransactionRow};
 use crate::util::{now_ms, now_s};
-use crate::{ids, Store, StoreError};
+use crate::{events, ids, Store, StoreError};
 
 /// A token transfer into a watched address, as the chain reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,12 +119,14 @@ impl Store {
                     .bind(&tx.tx_id)
                     .execute(&mut *conn)
                     .await?;
+                events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
                 if order.status == OrderStatus::Pending {
                     sqlx::query("UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'")
                         .bind(now_s())
                         .bind(&order_id)
                         .execute(&mut *conn)
                         .await?;
+                    events::order_changed(conn, &order_id).await?;
                 }
                 Ok(true)
             })
@@ -171,12 +173,14 @@ impl Store {
                 }
                 let order_id: String = row.try_get::<Option<String>, _>("order_id")?.unwrap_or_default();
                 let amount = Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?;
-                credit_payment(conn, &order_id, amount).await?;
+                // The transaction first, so the order's event shows it completed.
                 sqlx::query("UPDATE payment_transactions SET status = 'Completed', updated_at_ms = $1 WHERE tx_id = $2")
                     .bind(now_ms())
                     .bind(&tx_id)
                     .execute(&mut *conn)
                     .await?;
+                events::transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
+                credit_payment(conn, &order_id, amount).await?;
                 Ok(true)
             })
         })
@@ -206,6 +210,9 @@ impl Store {
                 .bind(&tx_id)
                 .execute(&mut *conn)
                 .await?;
+                if failed.rows_affected() == 1 {
+                    events::transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
+                }
                 if failed.rows_affected() == 1 && order.status == OrderStatus::Processing {
                     let others: Option<i64> = sqlx::query_scalar(
                         "SELECT 1 FROM payment_transactions WHERE order_id = $1 AND direction = 'in' AND status = 'Confirming'",
@@ -219,6 +226,7 @@ impl Store {
                             .bind(&order_id)
                             .execute(&mut *conn)
                             .await?;
+                        events::order_changed(conn, &order_id).await?;
                     }
                 }
                 Ok(())

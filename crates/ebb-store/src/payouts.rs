@@ -17,7 +17,7 @@ use crate::ledger::{self, SourceType};
 use crate::orders::{insert_transaction, TransactionRow};
 use crate::refunds::{adjust_order_refunded, compare_and_set, lock_refund, post_reservation, RefundRow};
 use crate::util::now_s;
-use crate::{ids, Backend, Store, StoreError};
+use crate::{events, ids, Backend, Store, StoreError};
 
 /// PaymentTransaction statuses a payout moves through (Cobo's names).
 pub const TX_BROADCASTING: &str = "Broadcasting";
@@ -298,6 +298,7 @@ impl Store {
                     .bind(&tx.tx_id)
                     .execute(&mut *conn)
                     .await?;
+                events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
                 move_refund(conn, &r, RefundEvent::PayoutStarted, None, now_s()).await?;
                 Ok(Some(OpenLeg {
                     tx_id: tx.tx_id,
@@ -367,6 +368,7 @@ impl Store {
                 .bind(&tx_id)
                 .execute(&mut *conn)
                 .await?;
+                events::transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
                 move_refund(conn, &r, RefundEvent::PayoutCompleted, None, now).await?;
                 settle(conn, &r, now).await?;
                 Ok(true)
@@ -392,6 +394,7 @@ impl Store {
                 .bind(&tx_id)
                 .execute(&mut *conn)
                 .await?;
+                events::transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
                 move_refund(conn, &r, RefundEvent::PayoutFailed, Some(&reason), now).await?;
                 release(conn, &r, now).await?;
                 Ok(true)

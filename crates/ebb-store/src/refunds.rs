@@ -10,12 +10,13 @@ use ebb_core::refund::{RefundEvent, CANCELLED_REASON};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use sqlx::{AnyConnection, Row};
 
+use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::orders::{lock_order, tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::{for_update, ids, util::now_s, Store, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefundRow {
     pub refund_id: String,
     pub request_id: String,
@@ -23,15 +24,19 @@ pub struct RefundRow {
     pub merchant_id: Option<String>,
     pub token_id: String,
     pub chain_id: String,
+    #[serde(with = "crate::snapshot::amount")]
     pub amount: Amount,
     /// `""` until an address is set.
     pub to_address: String,
+    #[serde(with = "crate::snapshot::refund_status")]
     pub status: RefundStatus,
     pub failed_reason: Option<String>,
     /// Why a `Pending` refund is not being paid out yet (hot wallet short of funds, gas above the cap...).
     pub hold_reason: Option<String>,
+    #[serde(with = "crate::snapshot::refund_source")]
     pub refund_type: RefundSource,
     pub charge_merchant_fee: bool,
+    #[serde(with = "crate::snapshot::amount_opt")]
     pub merchant_fee_amount: Option<Amount>,
     pub initiator: String,
     pub created_at: i64,
@@ -325,6 +330,7 @@ impl Store {
                     }
                     adjust_order_refunded(conn, &refund, true).await?;
                     post_reservation(conn, &refund, false, now).await?;
+                    events::refund_created(conn, &refund).await?;
                     Ok(Created::New(refund))
                 })
             })
@@ -345,29 +351,9 @@ impl Store {
     /// A refund by id with its transactions, in one query (this is the hottest read); `scope` is the
     /// merchant a restricted key may see.
     pub async fn refund(&self, refund_id: &str, scope: Option<&str>) -> Result<Option<RefundRow>, StoreError> {
-        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let sql = SQL.get_or_init(|| {
-            let r: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{}", c.trim())).collect();
-            let t: Vec<String> = TX_COLUMNS.split(", ").map(|c| format!("t.{0} AS t_{0}", c.trim())).collect();
-            format!(
-                "SELECT {}, {} FROM refunds r LEFT JOIN payment_transactions t ON t.refund_id = r.refund_id \
-                 WHERE r.refund_id = $1 ORDER BY t.seq",
-                r.join(", "),
-                t.join(", ")
-            )
-        });
-        let rows = sqlx::query(sql).bind(refund_id).fetch_all(self.pool()).await?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let mut r = from_row(first)?;
-        if scope.is_some_and(|m| r.merchant_id.as_deref() != Some(m)) {
-            return Ok(None);
-        }
-        for row in &rows {
-            if row.try_get::<Option<String>, _>("t_tx_id")?.is_some() {
-                r.transactions.push(tx_from_prefixed_row(row, "t_")?);
-            }
-        }
-        Ok(Some(r))
+        let rows = sqlx::query(refund_join_sql()).bind(refund_id).fetch_all(self.pool()).await?;
+        let r = refund_from_join_rows(&rows)?;
+        Ok(r.filter(|r| scope.is_none_or(|m| r.merchant_id.as_deref() == Some(m))))
     }
 
     pub async fn list_refunds(
@@ -461,6 +447,32 @@ impl Store {
     }
 }
 
+/// The refund-with-transactions join: one row per transaction (or one with NULL `t_` columns).
+pub(crate) fn refund_join_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let r: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{}", c.trim())).collect();
+        let t: Vec<String> = TX_COLUMNS.split(", ").map(|c| format!("t.{0} AS t_{0}", c.trim())).collect();
+        format!(
+            "SELECT {}, {} FROM refunds r LEFT JOIN payment_transactions t ON t.refund_id = r.refund_id \
+             WHERE r.refund_id = $1 ORDER BY t.seq",
+            r.join(", "),
+            t.join(", ")
+        )
+    })
+}
+
+pub(crate) fn refund_from_join_rows(rows: &[sqlx::any::AnyRow]) -> Result<Option<RefundRow>, StoreError> {
+    let Some(first) = rows.first() else { return Ok(None) };
+    let mut r = from_row(first)?;
+    for row in rows {
+        if row.try_get::<Option<String>, _>("t_tx_id")?.is_some() {
+            r.transactions.push(tx_from_prefixed_row(row, "t_")?);
+        }
+    }
+    Ok(Some(r))
+}
+
 /// Moves a refund from its current status to `next`, only if nobody moved it meanwhile. Any change of
 /// status or address ends a payout hold: the executor judges the refund afresh.
 pub(crate) async fn compare_and_set(
@@ -486,5 +498,6 @@ pub(crate) async fn compare_and_set(
     if done.rows_affected() != 1 {
         return Err(StoreError::InvalidState(format!("refund {} changed concurrently; retry", r.refund_id)));
     }
-    Ok(())
+    // Every status change of a refund passes here, after the changes to its transactions.
+    events::refund_changed(conn, &r.refund_id).await
 }

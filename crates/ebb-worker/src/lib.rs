@@ -4,9 +4,11 @@
 pub mod failpoint;
 pub mod payin;
 pub mod payout;
+pub mod webhook;
 
 pub use payin::PayinWatcher;
 pub use payout::{PayoutExecutor, TickReport};
+pub use webhook::{WebhookDispatcher, WebhookSettings};
 
 use std::future::Future;
 use std::time::Duration;

@@ -15,7 +15,7 @@ use ebb_chain::Chain;
 use ebb_core::{ChainFamily, TokenRegistry};
 use ebb_store::replay::ReplayGuard;
 use ebb_store::Store;
-use ebb_worker::{PayinWatcher, PayoutExecutor};
+use ebb_worker::{PayinWatcher, PayoutExecutor, WebhookDispatcher, WebhookSettings};
 use ed25519_dalek::{Signer, SigningKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,6 +30,7 @@ pub struct Application {
     /// The sandbox chains among them, by chain id (tests and the sandbox endpoints reach into these).
     sandboxes: HashMap<String, Arc<SandboxChain>>,
     workers: WorkerSettings,
+    webhooks: WebhookSettings,
     /// Held while serving a SQLite database: see [`lock_sqlite`].
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -61,12 +62,21 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             sandbox: settings.sandbox,
             sandbox_chains: Arc::new(HashMap::new()),
+            webhook_retries: settings.webhooks.retry_schedule.len() as i64,
         };
         let (chains, sandboxes) =
             build_chains(&settings.chains, settings.sandbox, &state.registry, settings.workers).await?;
         let mut state = state;
         state.sandbox_chains = Arc::new(sandboxes.clone());
-        Ok(Application { listener, state, chains, sandboxes, workers: settings.workers, _sqlite_lock: None })
+        Ok(Application {
+            listener,
+            state,
+            chains,
+            sandboxes,
+            workers: settings.workers,
+            webhooks: settings.webhooks,
+            _sqlite_lock: None,
+        })
     }
 
     /// The chains running on the sandbox, by chain id.
@@ -102,6 +112,15 @@ impl Application {
                     PayinWatcher::new(store.clone(), chain.clone(), &self.state.registry, self.workers.payout_interval);
                 workers.push(watcher.spawn(workers_stop.clone()));
             }
+        }
+        if self.workers.run_webhooks {
+            let registry = self.state.registry.clone();
+            let render: ebb_worker::webhook::Renderer =
+                Arc::new(move |d| ebb_api::wire::webhooks::delivery_body(&registry, d));
+            let dispatcher =
+                WebhookDispatcher::new(store.clone(), render, (*self.state.server_key).clone(), self.webhooks.clone())
+                    .map_err(anyhow::Error::msg)?;
+            workers.push(dispatcher.spawn(workers_stop.clone()));
         }
         let app = ebb_api::router(self.state);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use ebb_store::Store;
+use ebb_worker::WebhookSettings;
 
 use crate::config::{FileConfig, Settings};
 use crate::{dev, Application};
@@ -59,8 +60,52 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Manage webhook endpoints and their events.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Register an endpoint (it receives the events raised from now on).
+    Add {
+        #[arg(long)]
+        url: String,
+        /// Comma-separated event types (default: all).
+        #[arg(long)]
+        events: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Also sign deliveries the Standard Webhooks way; prints the secret once.
+        #[arg(long)]
+        standard_webhooks: bool,
+    },
+    List,
+    /// The events of an endpoint, newest first.
+    Events {
+        endpoint_id: String,
+        /// Success, Retrying or Failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Send an event again now, or with --failed every failed event of the endpoint (a replay).
+    Retry {
+        endpoint_id: String,
+        event_id: Option<String>,
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only events raised at or after this time (ms since the epoch).
+        #[arg(long)]
+        since_ms: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +176,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command, db } => keys(command, &db).await,
+        Command::Webhooks { command, db } => webhooks(command, &db).await,
         Command::Openapi => {
             println!("{}", ebb_api::openapi::document_json());
             Ok(())
@@ -149,6 +195,8 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         registry: FileConfig::load(None)?.registry()?,
         chains: Vec::new(),
         workers: Default::default(),
+        // A newcomer's first endpoint is on localhost: the SSRF guard is for production.
+        webhooks: WebhookSettings { allow_private_addresses: true, ..Default::default() },
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());
@@ -186,6 +234,68 @@ async fn open_store(db: &DbArgs) -> anyhow::Result<Store> {
     let store = Store::connect(&url, 2).await.with_context(|| format!("connecting to {}", crate::app::redact(&url)))?;
     store.migrate().await?;
     Ok(store)
+}
+
+async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
+    use ebb_api::routes::webhooks::{check_events, check_url};
+    use ebb_store::page::PageRequest;
+    let invalid = |e: ebb_api::error::ApiError| anyhow::anyhow!(e.message);
+    let store = open_store(db).await?;
+    match command {
+        WebhooksCommand::Add { url, events, description, standard_webhooks } => {
+            let events: Vec<String> = match events {
+                Some(list) => list.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect(),
+                None => ebb_store::events::EVENT_TYPES.iter().map(|(t, _)| (*t).to_owned()).collect(),
+            };
+            let new = ebb_store::webhooks::NewEndpoint {
+                url: check_url(&url).map_err(invalid)?,
+                description,
+                subscribed_events: check_events(&events).map_err(invalid)?,
+                signing_secret: standard_webhooks.then(ebb_core::signing::new_standard_secret),
+            };
+            let e = store.create_endpoint(new).await?;
+            println!("added {}  {}  {}", e.endpoint_id, e.url, e.subscribed_events.join(","));
+            if let Some(secret) = e.signing_secret {
+                println!("standard webhooks secret (shown once): {secret}");
+            }
+        }
+        WebhooksCommand::List => {
+            let page = store.list_endpoints(None, None, &PageRequest { limit: 50, ..Default::default() }).await?;
+            for e in page.items {
+                println!(
+                    "{}  {}  {}  {}{}",
+                    e.endpoint_id,
+                    e.status,
+                    e.url,
+                    e.subscribed_events.join(","),
+                    e.disabled_reason.map(|r| format!("  ({r})")).unwrap_or_default()
+                );
+            }
+        }
+        WebhooksCommand::Events { endpoint_id, status, limit } => {
+            let filter = ebb_store::webhooks::DeliveryFilter { status, event_type: None };
+            let page =
+                store.list_deliveries(&endpoint_id, &filter, &PageRequest { limit, ..Default::default() }).await?;
+            for d in page.items {
+                println!(
+                    "{}  {}  {}  attempts {}  seq {}",
+                    d.event_id, d.event_type, d.status, d.attempts, d.event_seq
+                );
+            }
+        }
+        WebhooksCommand::Retry { endpoint_id, event_id, failed, since_ms } => match (event_id, failed) {
+            (Some(event_id), false) => {
+                let retried = store.retry_delivery(&endpoint_id, &event_id).await?;
+                println!("{}", if retried { "queued" } else { "an attempt is in flight already" });
+            }
+            (None, true) => {
+                let n = store.retry_failed_deliveries(&endpoint_id, since_ms).await?;
+                println!("queued {n} failed events again");
+            }
+            _ => bail!("give an EVENT_ID or --failed"),
+        },
+    }
+    Ok(())
 }
 
 async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ebb_chain::evm::EvmConfig;
 use ebb_core::{ChainFamily, Token, TokenRegistry};
+use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 
@@ -36,6 +37,15 @@ pub struct FileConfig {
     pub payouts: Option<bool>,
     /// Whether this process watches the chains for pay-ins (default true).
     pub watch_payins: Option<bool>,
+    /// Whether this process delivers webhooks (default true).
+    pub webhooks: Option<bool>,
+    /// How long one webhook POST may take (default 10000 ms).
+    pub webhook_timeout_ms: Option<u64>,
+    /// The waits before each webhook retry, in ms (default: docs/WEBHOOKS.md, 14 retries over 3 days).
+    pub webhook_retry_schedule_ms: Option<Vec<u64>>,
+    /// Let webhook endpoints resolve to loopback, private and link-local addresses (default false: the
+    /// SSRF guard refuses them). `ebb dev` allows them.
+    pub webhook_allow_private_addresses: Option<bool>,
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -116,6 +126,9 @@ pub struct WorkerSettings {
     pub run_payouts: bool,
     /// Whether this process watches the chains for pay-ins (`watch_payins = false`, `EBB_WATCH_PAYINS=false`).
     pub run_watcher: bool,
+    /// Whether this process delivers webhooks (`webhooks = false`, `EBB_WEBHOOKS=false`); several
+    /// processes may deliver from one PostgreSQL.
+    pub run_webhooks: bool,
     pub sandbox_block: Duration,
     pub payout_interval: Duration,
 }
@@ -125,6 +138,7 @@ impl Default for WorkerSettings {
         Self {
             run_payouts: true,
             run_watcher: true,
+            run_webhooks: true,
             sandbox_block: Duration::from_millis(1000),
             payout_interval: Duration::from_millis(1000),
         }
@@ -154,6 +168,7 @@ pub struct Settings {
     pub registry: TokenRegistry,
     pub chains: Vec<ChainSetting>,
     pub workers: WorkerSettings,
+    pub webhooks: WebhookSettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -186,6 +201,20 @@ impl FileConfig {
         }
         if let Some(v) = env("EBB_WATCH_PAYINS") {
             cfg.watch_payins = Some(matches!(v.as_str(), "1" | "true" | "yes"));
+        }
+        if let Some(v) = env("EBB_WEBHOOKS") {
+            cfg.webhooks = Some(matches!(v.as_str(), "1" | "true" | "yes"));
+        }
+        if let Some(v) = env("EBB_WEBHOOK_ALLOW_PRIVATE_ADDRESSES") {
+            cfg.webhook_allow_private_addresses = Some(matches!(v.as_str(), "1" | "true" | "yes"));
+        }
+        if let Some(v) = env("EBB_WEBHOOK_TIMEOUT_MS") {
+            cfg.webhook_timeout_ms = Some(v.parse().context("EBB_WEBHOOK_TIMEOUT_MS must be a number")?);
+        }
+        if let Some(v) = env("EBB_WEBHOOK_RETRY_SCHEDULE_MS") {
+            let waits: Result<Vec<u64>, _> = v.split(',').map(|w| w.trim().parse::<u64>()).collect();
+            cfg.webhook_retry_schedule_ms =
+                Some(waits.context("EBB_WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated milliseconds")?);
         }
         if let Some(v) = env("EBB_SANDBOX_BLOCK_MS") {
             cfg.sandbox_block_ms = Some(v.parse().context("EBB_SANDBOX_BLOCK_MS must be a number")?);
@@ -227,8 +256,22 @@ impl FileConfig {
         WorkerSettings {
             run_payouts: self.payouts.unwrap_or(d.run_payouts),
             run_watcher: self.watch_payins.unwrap_or(d.run_watcher),
+            run_webhooks: self.webhooks.unwrap_or(d.run_webhooks),
             sandbox_block: self.sandbox_block_ms.map(Duration::from_millis).unwrap_or(d.sandbox_block),
             payout_interval: self.payout_interval_ms.map(Duration::from_millis).unwrap_or(d.payout_interval),
+        }
+    }
+
+    pub fn webhook_settings(&self) -> WebhookSettings {
+        let d = WebhookSettings::default();
+        WebhookSettings {
+            timeout: self.webhook_timeout_ms.map(Duration::from_millis).unwrap_or(d.timeout),
+            retry_schedule: match &self.webhook_retry_schedule_ms {
+                Some(waits) => waits.iter().copied().map(Duration::from_millis).collect(),
+                None => d.retry_schedule,
+            },
+            allow_private_addresses: self.webhook_allow_private_addresses.unwrap_or(false),
+            ..d
         }
     }
 
@@ -256,6 +299,7 @@ impl FileConfig {
             registry: self.registry()?,
             chains: self.chains.iter().map(ChainConfig::resolve).collect::<anyhow::Result<_>>()?,
             workers: self.workers(),
+            webhooks: self.webhook_settings(),
         })
     }
 }

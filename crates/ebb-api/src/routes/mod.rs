@@ -7,6 +7,7 @@ pub mod orders;
 pub mod refunds;
 pub mod sandbox;
 pub mod tokens;
+pub mod webhooks;
 
 use crate::error::ApiResult;
 use ebb_store::page::PageRequest;

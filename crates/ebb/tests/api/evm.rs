@@ -11,7 +11,12 @@ use crate::helpers::{Options, TestApp, USER_ADDRESS};
 use crate::payouts::{self, base_units, create_refund};
 
 fn options(anvil: &Anvil) -> Options {
-    Options { payouts: true, chains: vec![anvil.chain_setting(2)], tokens: vec![anvil.token_as_eth_usdt()] }
+    Options {
+        payouts: true,
+        chains: vec![anvil.chain_setting(2)],
+        tokens: vec![anvil.token_as_eth_usdt()],
+        ..Options::default()
+    }
 }
 
 macro_rules! on_anvil {
@@ -66,7 +71,8 @@ async fn payouts_survive_the_rpc_node_being_down_for_a_while() {
         c.rpc_url = proxy.url.clone();
         c.rpc_timeout = std::time::Duration::from_millis(500);
     }
-    let options = Options { payouts: true, chains: vec![setting], tokens: vec![anvil.token_as_eth_usdt()] };
+    let options =
+        Options { payouts: true, chains: vec![setting], tokens: vec![anvil.token_as_eth_usdt()], ..Options::default() };
     let app = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, options).await;
     let m = app.create_merchant("Shop").await;
     app.paid_order_on(&anvil, &m, "10", "0").await;

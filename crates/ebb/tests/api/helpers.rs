@@ -10,6 +10,7 @@ use ebb_chain::sandbox::SandboxChain;
 
 use crate::chains::{Sandbox, TestChain};
 use ebb_store::Store;
+use ebb_worker::WebhookSettings;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -122,6 +123,20 @@ pub struct Options {
     pub chains: Vec<ChainSetting>,
     /// Tokens replacing the built-in ones by id (the test ERC-20 as `ETH_USDT`).
     pub tokens: Vec<ebb_core::Token>,
+    /// The webhook dispatcher's settings; default [`test_webhook_settings`].
+    pub webhooks: Option<WebhookSettings>,
+}
+
+/// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
+/// timeout, a quick poll.
+pub fn test_webhook_settings() -> WebhookSettings {
+    WebhookSettings {
+        timeout: Duration::from_secs(2),
+        retry_schedule: vec![Duration::from_millis(200), Duration::from_millis(400), Duration::from_millis(800)],
+        allow_private_addresses: true,
+        poll_interval: Duration::from_millis(20),
+        ..WebhookSettings::default()
+    }
 }
 
 impl Options {
@@ -176,9 +191,11 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         workers: WorkerSettings {
             run_payouts: options.payouts,
             run_watcher: true,
+            run_webhooks: true,
             sandbox_block: Duration::from_secs(3600),
             payout_interval: Duration::from_millis(20),
         },
+        webhooks: options.webhooks.clone().unwrap_or_else(test_webhook_settings),
     };
     let app = Application::build(settings).await.expect("ebb starts");
     let sandboxes = app.sandbox_chains();

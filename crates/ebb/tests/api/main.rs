@@ -16,3 +16,4 @@ mod ops;
 mod payins;
 mod payouts;
 mod refunds;
+mod webhooks;

@@ -1,0 +1,148 @@
+//! The outbox. Every state change of a refund, an order or a transaction raises its event inside the
+//! same database transaction: if the change commits, so does its event, and one delivery row per
+//! subscribed endpoint; if it rolls back, nobody hears of it. The webhook dispatcher only reads these
+//! rows, so a crash between the change and the notification cannot lose the notification.
+//!
+//! An event stores a snapshot of its object right after the change, so a retry three days later still
+//! says what happened then, and its `seq` orders the events of one subject (a refund with its payout
+//! legs, an order with its pay-ins): the changes of one subject are serialised by its row lock, so a
+//! later change always gets a larger `seq`.
+
+use sqlx::AnyConnection;
+
+use crate::orders::{lock_order, tx_from_row, TransactionRow, TX_COLUMNS};
+use crate::refunds::{refund_from_join_rows, refund_join_sql, RefundRow};
+use crate::util::now_ms;
+use crate::{ids, StoreError};
+
+pub const REFUND_STATUS_UPDATED: &str = "payment.refund.status.updated";
+pub const ORDER_STATUS_UPDATED: &str = "payment.order.status.updated";
+pub const TRANSACTION_CREATED: &str = "payment.transaction.created";
+pub const TRANSACTION_COMPLETED: &str = "payment.transaction.completed";
+pub const TRANSACTION_FAILED: &str = "payment.transaction.failed";
+
+/// The event types ebb raises, with what each means (`GET /webhooks/events/definitions`).
+pub const EVENT_TYPES: &[(&str, &str)] = &[
+    (REFUND_STATUS_UPDATED, "A refund was created or its status changed."),
+    (ORDER_STATUS_UPDATED, "A pay-in order was created or its status changed."),
+    (TRANSACTION_CREATED, "A payout leg was signed and stored, or a pay-in was first seen on chain."),
+    (TRANSACTION_COMPLETED, "A payout or pay-in reached its confirmation depth."),
+    (TRANSACTION_FAILED, "A payout reverted or could not be sent, or a pay-in left the chain in a reorg."),
+];
+
+pub fn is_event_type(t: &str) -> bool {
+    EVENT_TYPES.iter().any(|(name, _)| *name == t)
+}
+
+/// What an event's snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A [`RefundRow`] with its transactions.
+    Refund,
+    /// An [`crate::orders::OrderRow`] with its transactions.
+    Order,
+    /// A [`TransactionRow`].
+    Transaction,
+    /// A test event (`POST /webhooks/events/trigger`): the snapshot is the event's `data` as sent.
+    Test,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Refund => "refund",
+            EventKind::Order => "order",
+            EventKind::Transaction => "transaction",
+            EventKind::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [EventKind::Refund, EventKind::Order, EventKind::Transaction, EventKind::Test]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("event snapshot: {e}")))
+}
+
+/// Writes an event and one delivery for each active endpoint subscribed to its type.
+pub(crate) async fn raise(
+    conn: &mut AnyConnection,
+    event_type: &str,
+    kind: EventKind,
+    subject_id: &str,
+    snapshot: String,
+) -> Result<String, StoreError> {
+    let event_id = ids::new_id("E");
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event_id)
+    .bind(event_type)
+    .bind(kind.as_str())
+    .bind(subject_id)
+    .bind(snapshot)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, attempts, \
+         retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
+         SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
+         FROM events e JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $3 \
+         WHERE e.event_id = $1",
+    )
+    .bind(&event_id)
+    .bind(now)
+    .bind(format!("%,{event_type},%"))
+    .execute(&mut *conn)
+    .await?;
+    Ok(event_id)
+}
+
+/// A refund was created: its snapshot is the row just inserted (it has no transactions yet).
+pub(crate) async fn refund_created(conn: &mut AnyConnection, r: &RefundRow) -> Result<(), StoreError> {
+    raise(conn, REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, json(r)?).await?;
+    Ok(())
+}
+
+/// A refund's status changed: reads it back, with its transactions, inside the transaction.
+pub(crate) async fn refund_changed(conn: &mut AnyConnection, refund_id: &str) -> Result<(), StoreError> {
+    let rows = sqlx::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
+    let r = refund_from_join_rows(&rows)?
+        .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished inside its transaction")))?;
+    raise(conn, REFUND_STATUS_UPDATED, EventKind::Refund, refund_id, json(&r)?).await?;
+    Ok(())
+}
+
+/// An order was created or its status changed.
+pub(crate) async fn order_changed(conn: &mut AnyConnection, order_id: &str) -> Result<(), StoreError> {
+    let mut order = lock_order(conn, order_id).await?;
+    let rows = sqlx::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY seq"))
+        .bind(order_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    order.transactions = rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
+    raise(conn, ORDER_STATUS_UPDATED, EventKind::Order, order_id, json(&order)?).await?;
+    Ok(())
+}
+
+/// A transaction was created, completed or failed (`event_type` is one of the `TRANSACTION_*`).
+pub(crate) async fn transaction_changed(
+    conn: &mut AnyConnection,
+    event_type: &'static str,
+    tx_id: &str,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE tx_id = $1"))
+        .bind(tx_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let tx: TransactionRow = tx_from_row(&row)?;
+    let subject = tx.refund_id.clone().or_else(|| tx.order_id.clone()).unwrap_or_else(|| tx.tx_id.clone());
+    raise(conn, event_type, EventKind::Transaction, &subject, json(&tx)?).await?;
+    Ok(())
+}

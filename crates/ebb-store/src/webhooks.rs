@@ -1,0 +1,541 @@
+//! Webhook endpoints, the deliveries of events to them, and the log of every attempt.
+//!
+//! A delivery is `Retrying` until an attempt succeeds (`Success`) or the tries run out (`Failed`). A
+//! dispatcher leases due deliveries (`lease_owner`, `lease_until_ms`) with a conditional update, so two
+//! dispatchers — two processes on one PostgreSQL — never hold the same delivery at once; a lease that
+//! outlives its holder (a crash mid-attempt) expires and the delivery is tried again. Within one
+//! endpoint, a delivery waits while an earlier event of the same subject is still `Retrying`: a refund's
+//! events arrive in the order they happened.
+
+use sqlx::{AnyConnection, Row};
+
+use crate::events::{self, EventKind};
+use crate::page::{self, Filter, Page, PageRequest};
+use crate::util::{now_ms, now_s};
+use crate::{ids, Store, StoreError};
+
+pub const STATUS_ACTIVE: &str = "STATUS_ACTIVE";
+pub const STATUS_INACTIVE: &str = "STATUS_INACTIVE";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    pub endpoint_id: String,
+    pub url: String,
+    pub description: String,
+    pub subscribed_events: Vec<String>,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub signing_secret: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub description: String,
+    pub subscribed_events: Vec<String>,
+    /// The Standard Webhooks secret (`whsec_…`), when that signature is wanted.
+    pub signing_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EndpointUpdate {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub subscribed_events: Option<Vec<String>>,
+    pub status: Option<String>,
+}
+
+/// An event as delivered to one endpoint.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub delivery_seq: i64,
+    pub endpoint_id: String,
+    pub url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub event_seq: i64,
+    pub kind: EventKind,
+    pub snapshot: String,
+    pub created_at_ms: i64,
+    pub status: String,
+    pub attempts: i64,
+    /// `None` until the first attempt failed: the dispatcher's whole schedule is left.
+    pub retries_left: Option<i64>,
+    pub next_attempt_ms: i64,
+}
+
+/// A delivery a dispatcher holds for one attempt.
+#[derive(Debug, Clone)]
+pub struct LeasedDelivery {
+    pub delivery: DeliveryRow,
+    pub signing_secret: Option<String>,
+    pub lease_owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub attempt_id: String,
+    pub created_at_ms: i64,
+    /// JSON object of the request headers.
+    pub request_headers: String,
+    pub request_body: String,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub response_time_ms: Option<i64>,
+    pub success: bool,
+    pub failure_reason: Option<String>,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAttempt {
+    Delivered,
+    RetryAt {
+        at_ms: i64,
+        retries_left: i64,
+    },
+    Failed,
+    /// The endpoint answered 410 Gone: the delivery fails and the endpoint is disabled.
+    EndpointGone,
+}
+
+/// One finished attempt, to be recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_seq: i64,
+    pub lease_owner: String,
+    pub attempt: AttemptRow,
+    pub next: AfterAttempt,
+}
+
+const ENDPOINT_COLUMNS: &str = "seq, endpoint_id, url, description, subscribed_events, status, disabled_reason, \
+     signing_secret, created_at, updated_at";
+const DELIVERY_COLUMNS: &str =
+    "seq, endpoint_id, url, event_id, event_type, event_seq, kind, snapshot, created_at_ms, \
+     status, attempts, retries_left, next_attempt_ms";
+const ATTEMPT_COLUMNS: &str = "seq, attempt_id, created_at_ms, request_headers, request_body, response_status, \
+     response_body, response_time_ms, success, failure_reason";
+
+fn encode_events(types: &[String]) -> String {
+    format!(",{},", types.join(","))
+}
+
+fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<EndpointRow, StoreError> {
+    let subscribed: String = row.try_get("subscribed_events")?;
+    Ok(EndpointRow {
+        endpoint_id: row.try_get("endpoint_id")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        subscribed_events: subscribed.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        status: row.try_get("status")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        signing_secret: row.try_get("signing_secret")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<DeliveryRow, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let retries_left: i64 = row.try_get("retries_left")?;
+    Ok(DeliveryRow {
+        delivery_seq: row.try_get("seq")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        url: row.try_get("url")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        event_seq: row.try_get("event_seq")?,
+        kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Internal(format!("stored event kind {kind:?}")))?,
+        snapshot: row.try_get("snapshot")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        retries_left: (retries_left >= 0).then_some(retries_left),
+        next_attempt_ms: row.try_get("next_attempt_ms")?,
+    })
+}
+
+fn attempt_from_row(row: &sqlx::any::AnyRow) -> Result<AttemptRow, StoreError> {
+    Ok(AttemptRow {
+        attempt_id: row.try_get("attempt_id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        request_headers: row.try_get("request_headers")?,
+        request_body: row.try_get("request_body")?,
+        response_status: row.try_get("response_status")?,
+        response_body: row.try_get("response_body")?,
+        response_time_ms: row.try_get("response_time_ms")?,
+        success: row.try_get::<i64, _>("success")? != 0,
+        failure_reason: row.try_get("failure_reason")?,
+    })
+}
+
+async fn endpoint_on(conn: &mut AnyConnection, endpoint_id: &str) -> Result<EndpointRow, StoreError> {
+    let row = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"))
+        .bind(endpoint_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: "webhook endpoint", id: endpoint_id.to_owned() })?;
+    endpoint_from_row(&row)
+}
+
+/// Filters for listing deliveries of one endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+}
+
+impl Store {
+    pub async fn create_endpoint(&self, e: NewEndpoint) -> Result<EndpointRow, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let endpoint_id = ids::new_id("W");
+                let now = now_s();
+                sqlx::query(
+                    "INSERT INTO webhook_endpoints (endpoint_id, url, description, subscribed_events, status, \
+                     disabled_reason, signing_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $7)",
+                )
+                .bind(&endpoint_id)
+                .bind(&e.url)
+                .bind(&e.description)
+                .bind(encode_events(&e.subscribed_events))
+                .bind(STATUS_ACTIVE)
+                .bind(&e.signing_secret)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                endpoint_on(conn, &endpoint_id).await
+            })
+        })
+        .await
+    }
+
+    pub async fn endpoint(&self, endpoint_id: &str) -> Result<Option<EndpointRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"))
+            .bind(endpoint_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(endpoint_from_row).transpose()
+    }
+
+    pub async fn list_endpoints(
+        &self,
+        status: Option<&str>,
+        event_type: Option<&str>,
+        page_req: &PageRequest,
+    ) -> Result<Page<EndpointRow>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(s) = status {
+            f.eq("status", s);
+        }
+        if let Some(t) = event_type {
+            let p = f.bind_str(&format!("%,{t},%"));
+            f.clause(format!("subscribed_events LIKE {p}"));
+        }
+        page::list(self.pool(), "webhook_endpoints", ENDPOINT_COLUMNS, &f, page_req, endpoint_from_row).await
+    }
+
+    /// Changes an endpoint. Setting `STATUS_ACTIVE` clears a `disabled_reason`; the deliveries that
+    /// waited while it was inactive resume.
+    pub async fn update_endpoint(&self, endpoint_id: &str, u: EndpointUpdate) -> Result<EndpointRow, StoreError> {
+        let endpoint_id = endpoint_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                endpoint_on(conn, &endpoint_id).await?;
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET url = COALESCE($1, url), description = COALESCE($2, description), \
+                     subscribed_events = COALESCE($3, subscribed_events), status = COALESCE($4, status), \
+                     disabled_reason = CASE WHEN $4 IS NULL THEN disabled_reason ELSE NULL END, updated_at = $5 \
+                     WHERE endpoint_id = $6",
+                )
+                .bind(&u.url)
+                .bind(&u.description)
+                .bind(u.subscribed_events.as_deref().map(encode_events))
+                .bind(&u.status)
+                .bind(now_s())
+                .bind(&endpoint_id)
+                .execute(&mut *conn)
+                .await?;
+                endpoint_on(conn, &endpoint_id).await
+            })
+        })
+        .await
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        endpoint_id: &str,
+        filter: &DeliveryFilter,
+        page_req: &PageRequest,
+    ) -> Result<Page<DeliveryRow>, StoreError> {
+        let mut f = Filter::default();
+        f.eq("endpoint_id", endpoint_id);
+        if let Some(s) = &filter.status {
+            f.eq("status", s);
+        }
+        if let Some(t) = &filter.event_type {
+            f.eq("event_type", t);
+        }
+        page::list(self.pool(), "webhook_delivery_view", DELIVERY_COLUMNS, &f, page_req, delivery_from_row).await
+    }
+
+    pub async fn delivery(&self, endpoint_id: &str, event_id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_delivery_view WHERE endpoint_id = $1 AND event_id = $2"
+        ))
+        .bind(endpoint_id)
+        .bind(event_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(delivery_from_row).transpose()
+    }
+
+    /// The attempts to deliver one event to one endpoint, newest first.
+    pub async fn list_attempts(
+        &self,
+        delivery_seq: i64,
+        page_req: &PageRequest,
+    ) -> Result<Page<AttemptRow>, StoreError> {
+        let mut f = Filter::default();
+        f.cmp_int("delivery_seq", "=", delivery_seq);
+        page::list(self.pool(), "webhook_attempts", ATTEMPT_COLUMNS, &f, page_req, attempt_from_row).await
+    }
+
+    /// Schedules another attempt now. A finished delivery (`Success` or `Failed`) gets one more try; one
+    /// still retrying is moved forward, keeping its remaining tries. Returns false while an attempt is
+    /// in flight (it is already being tried).
+    pub async fn retry_delivery(&self, endpoint_id: &str, event_id: &str) -> Result<bool, StoreError> {
+        let (endpoint_id, event_id) = (endpoint_id.to_owned(), event_id.to_owned());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET retries_left = CASE WHEN status = 'Retrying' THEN retries_left ELSE 0 END, \
+                     status = 'Retrying', next_attempt_ms = $1, updated_at_ms = $1 \
+                     WHERE endpoint_id = $2 AND event_id = $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $1)",
+                )
+                .bind(now)
+                .bind(&endpoint_id)
+                .bind(&event_id)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let exists = sqlx::query("SELECT 1 AS one FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2")
+                        .bind(&endpoint_id)
+                        .bind(&event_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    if exists.is_none() {
+                        return Err(StoreError::NotFound { what: "webhook event", id: event_id });
+                    }
+                }
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    /// Replays an endpoint's failed deliveries (optionally only those created at or after `since_ms`):
+    /// each gets one more try now. Returns how many.
+    pub async fn retry_failed_deliveries(&self, endpoint_id: &str, since_ms: Option<i64>) -> Result<u64, StoreError> {
+        let endpoint_id = endpoint_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                endpoint_on(conn, &endpoint_id).await?;
+                let now = now_ms();
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'Retrying', retries_left = 0, next_attempt_ms = $1, updated_at_ms = $1 \
+                     WHERE endpoint_id = $2 AND status = 'Failed' AND created_at_ms >= $3",
+                )
+                .bind(now)
+                .bind(&endpoint_id)
+                .bind(since_ms.unwrap_or(0))
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+
+    /// Raises a test event of `event_type` whose `data` is `data` as given, delivered to every active
+    /// endpoint subscribed to that type. Returns the event id.
+    pub async fn raise_test_event(&self, event_type: &str, data: String) -> Result<String, StoreError> {
+        let event_type = event_type.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let subject = ids::new_id("T");
+                events::raise(conn, &event_type, EventKind::Test, &subject, data).await
+            })
+        })
+        .await
+    }
+
+    /// Active endpoints with at least one delivery due at `now_ms`.
+    pub async fn endpoints_with_due_deliveries(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT w.endpoint_id FROM webhook_endpoints w WHERE w.status = 'STATUS_ACTIVE' AND EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = w.endpoint_id AND d.status = 'Retrying' \
+              AND d.next_attempt_ms <= $1 AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $1))",
+        )
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("endpoint_id")?)).collect()
+    }
+
+    /// Leases up to `limit` due deliveries of one endpoint for `lease_ms`, oldest due first, skipping any
+    /// whose subject has an earlier event still undelivered to this endpoint.
+    pub async fn lease_deliveries(
+        &self,
+        endpoint_id: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        let now = now_ms();
+        // The candidates are read outside the write; the conditional update below decides who gets
+        // each one, so a stale read costs nothing but a smaller batch.
+        let rows = sqlx::query(
+            "SELECT d.seq FROM webhook_deliveries d \
+             WHERE d.endpoint_id = $1 AND d.status = 'Retrying' AND d.next_attempt_ms <= $2 \
+             AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $2) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
+                 AND p.subject_id = d.subject_id AND p.status = 'Retrying' AND p.event_seq < d.event_seq) \
+             ORDER BY d.next_attempt_ms, d.event_seq LIMIT $3",
+        )
+        .bind(endpoint_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seqs: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>("seq")).collect::<Result<_, _>>()?;
+        let owner = ids::new_id("L");
+        self.write(move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+                sqlx::query(&format!(
+                    "UPDATE webhook_deliveries SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1, \
+                     updated_at_ms = $3 WHERE seq IN ({list}) AND status = 'Retrying' \
+                     AND (lease_until_ms IS NULL OR lease_until_ms <= $3)"
+                ))
+                .bind(&owner)
+                .bind(now + lease_ms)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT v.{}, w.signing_secret FROM webhook_delivery_view v \
+                     JOIN webhook_deliveries d ON d.seq = v.seq JOIN webhook_endpoints w ON w.endpoint_id = v.endpoint_id \
+                     WHERE v.seq IN ({list}) AND d.lease_owner = $1 ORDER BY v.event_seq",
+                    DELIVERY_COLUMNS.split(", ").map(str::trim).collect::<Vec<_>>().join(", v.")
+                ))
+                .bind(&owner)
+                .fetch_all(&mut *conn)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(LeasedDelivery {
+                            delivery: delivery_from_row(r)?,
+                            signing_secret: r.try_get("signing_secret")?,
+                            lease_owner: owner.clone(),
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// Frees every lease. Only for a SQLite database at start: one server serves a SQLite file (it holds
+    /// the file's lock), so a lease still there is a crashed run's, and waiting for it to expire would
+    /// only delay its delivery.
+    pub async fn release_sqlite_leases(&self) -> Result<u64, StoreError> {
+        if self.backend() != crate::Backend::Sqlite {
+            return Ok(0);
+        }
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner IS NOT NULL",
+                )
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+
+    /// Records finished attempts in one transaction: each attempt's log row, and the delivery's next
+    /// state if the recorder still holds its lease.
+    pub async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                for r in &records {
+                    record_attempt(conn, r).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+async fn record_attempt(conn: &mut AnyConnection, r: &AttemptRecord) -> Result<(), StoreError> {
+    let a = &r.attempt;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (attempt_id, delivery_seq, created_at_ms, request_headers, request_body, \
+         response_status, response_body, response_time_ms, success, failure_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&a.attempt_id)
+    .bind(r.delivery_seq)
+    .bind(a.created_at_ms)
+    .bind(&a.request_headers)
+    .bind(&a.request_body)
+    .bind(a.response_status)
+    .bind(&a.response_body)
+    .bind(a.response_time_ms)
+    .bind(i64::from(a.success))
+    .bind(&a.failure_reason)
+    .execute(&mut *conn)
+    .await?;
+    let now = now_ms();
+    let (status, next_ms, retries_left) = match r.next {
+        AfterAttempt::Delivered => ("Success", None, None),
+        AfterAttempt::RetryAt { at_ms, retries_left } => ("Retrying", Some(at_ms), Some(retries_left)),
+        AfterAttempt::Failed | AfterAttempt::EndpointGone => ("Failed", None, Some(0)),
+    };
+    let updated = sqlx::query(
+        "UPDATE webhook_deliveries SET status = $1, next_attempt_ms = COALESCE($2, next_attempt_ms), \
+         retries_left = COALESCE($3, retries_left), lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $4 \
+         WHERE seq = $5 AND lease_owner = $6 RETURNING endpoint_id",
+    )
+    .bind(status)
+    .bind(next_ms)
+    .bind(retries_left)
+    .bind(now)
+    .bind(r.delivery_seq)
+    .bind(&r.lease_owner)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let (Some(row), AfterAttempt::EndpointGone) = (updated, r.next) {
+        let endpoint_id: String = row.try_get("endpoint_id")?;
+        sqlx::query(
+            "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, updated_at = $3 WHERE endpoint_id = $4",
+        )
+        .bind(STATUS_INACTIVE)
+        .bind("the endpoint answered 410 Gone")
+        .bind(now_s())
+        .bind(&endpoint_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

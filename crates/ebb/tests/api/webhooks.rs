@@ -1,0 +1,566 @@
+//! Webhooks against a real HTTP receiver on 127.0.0.1: signatures (Cobo's and Standard Webhooks') on
+//! every delivery, retries on the schedule, `Retry-After`, 410, timeouts that do not hold up other
+//! endpoints, the SSRF guard, delivery order per refund, and the event log API.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use serde_json::{json, Value};
+
+use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
+
+/// Runs a test body on SQLite and PostgreSQL with the given options.
+macro_rules! both_backends_with {
+    ($name:ident, $options:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, $options).await;
+                super::$name(&app).await;
+                app.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::helpers::spawn_postgres_app_with($options).await else { return };
+                super::$name(&app).await;
+                app.finish().await;
+            }
+        }
+    };
+}
+
+pub const ALL_EVENTS: [&str; 5] = [
+    "payment.refund.status.updated",
+    "payment.order.status.updated",
+    "payment.transaction.created",
+    "payment.transaction.completed",
+    "payment.transaction.failed",
+];
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+
+    pub fn event_id(&self) -> String {
+        self.json()["event_id"].as_str().unwrap().to_owned()
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap()
+    }
+
+    /// Checks Cobo's signature the way the SDK's `server_demo.py` does: Ed25519 over
+    /// `sha256(sha256(body|Biz-Timestamp))` with the sender's public key, and a timestamp within 5 minutes.
+    pub fn verify_cobo(&self, server_public: &VerifyingKey) {
+        let ts = self.header("biz-timestamp");
+        let age = (ebb_api::now_ms() - ts.parse::<i64>().unwrap()).abs();
+        assert!(age < 5 * 60 * 1000, "Biz-Timestamp {ts} is {age} ms off");
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(self.header("biz-resp-signature"), &mut sig).unwrap();
+        let message = format!("{}|{ts}", self.body);
+        server_public
+            .verify(&ebb_api::auth::double_sha256(message.as_bytes()), &Signature::from_bytes(&sig))
+            .expect("Biz-Resp-Signature verifies with the server key");
+    }
+
+    /// Checks the Standard Webhooks signature with the endpoint's secret, and that `webhook-id` is the
+    /// event id.
+    pub fn verify_standard(&self, secret: &str) {
+        let (id, ts) = (self.header("webhook-id"), self.header("webhook-timestamp"));
+        assert_eq!(id, self.event_id());
+        let ts: i64 = ts.parse().unwrap();
+        assert!((ebb_store::now_s() - ts).abs() < 300, "webhook-timestamp too far off");
+        let expected = ebb_core::signing::standard_signature(secret, id, ts, self.body.as_bytes()).unwrap();
+        let sent: Vec<&str> = self.header("webhook-signature").split(' ').collect();
+        assert!(sent.contains(&expected.as_str()), "webhook-signature {sent:?} lacks {expected}");
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Vec<Received>,
+    /// Answers for the next requests, in order; then 200.
+    script: VecDeque<(u16, Option<&'static str>)>,
+    delay: Duration,
+    /// The first request whose body contains all of these gets a 500.
+    fail_once_containing: Option<Vec<String>>,
+    /// Attempts in flight per event id, and the most ever seen at once.
+    in_flight: HashMap<String, usize>,
+    max_concurrent_per_event: usize,
+}
+
+/// A webhook receiver on 127.0.0.1 that records every request and answers as scripted.
+pub struct Receiver {
+    pub url: String,
+    state: Arc<Mutex<ReceiverState>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
+    let event_id = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["event_id"].as_str().map(str::to_owned));
+    let (answer, delay) = {
+        let mut s = state.lock().unwrap();
+        s.received.push(Received { at: Instant::now(), headers: headers.clone(), body });
+        if let Some(id) = &event_id {
+            let n = s.in_flight.entry(id.clone()).or_default();
+            *n += 1;
+            let n = *n;
+            s.max_concurrent_per_event = s.max_concurrent_per_event.max(n);
+        }
+        let last = s.received.last().unwrap().body.clone();
+        let targeted = s.fail_once_containing.as_ref().is_some_and(|needles| needles.iter().all(|n| last.contains(n)));
+        if targeted {
+            s.fail_once_containing = None;
+            ((500, None), s.delay)
+        } else {
+            (s.script.pop_front().unwrap_or((200, None)), s.delay)
+        }
+    };
+    tokio::time::sleep(delay).await;
+    if let Some(id) = &event_id {
+        *state.lock().unwrap().in_flight.get_mut(id).unwrap() -= 1;
+    }
+    let mut resp = (StatusCode::from_u16(answer.0).unwrap(), format!("answered {}", answer.0)).into_response();
+    if let Some(retry_after) = answer.1 {
+        resp.headers_mut().insert("retry-after", retry_after.parse().unwrap());
+    }
+    resp
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state: Arc<Mutex<ReceiverState>> = Arc::default();
+        let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { url: format!("http://{addr}/hook"), state, server }
+    }
+
+    /// The next requests get these statuses (with an optional `Retry-After`), in order.
+    pub fn answer_next(&self, answers: &[(u16, Option<&'static str>)]) {
+        self.state.lock().unwrap().script.extend(answers.iter().copied());
+    }
+
+    pub fn fail_once_containing(&self, needles: &[&str]) {
+        self.state.lock().unwrap().fail_once_containing = Some(needles.iter().map(|n| n.to_string()).collect());
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.state.lock().unwrap().delay = d;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    pub fn max_concurrent_per_event(&self) -> usize {
+        self.state.lock().unwrap().max_concurrent_per_event
+    }
+
+    /// Waits (at most `within`) until `done` holds for what arrived.
+    pub async fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if done(&got) {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "receiver: {what} did not happen; got {} requests", got.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Registers `url` for all event types; returns the endpoint as answered (with its secret if asked).
+pub async fn add_endpoint(app: &TestApp, url: &str, standard: bool) -> Value {
+    let resp = app
+        .post(
+            "/v2/webhooks/endpoints",
+            json!({"url": url, "subscribed_events": ALL_EVENTS, "standard_webhooks": standard}),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.body);
+    resp.body
+}
+
+async fn trigger(app: &TestApp, event_type: &str, data: Value) {
+    let resp = app.post("/v2/webhooks/events/trigger", json!({"event_type": event_type, "override_data": data})).await;
+    assert_eq!(resp.status, 201, "{}", resp.body);
+    assert_eq!(resp.body["triggered"], true);
+}
+
+async fn events_of(app: &TestApp, endpoint_id: &str) -> Vec<Value> {
+    let page = app.get(&format!("/v2/webhooks/endpoints/{endpoint_id}/events?limit=50")).await.ok();
+    page["data"].as_array().unwrap().clone()
+}
+
+async fn logs_of(app: &TestApp, endpoint_id: &str, event_id: &str) -> Vec<Value> {
+    let page = app.get(&format!("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}/logs?limit=50")).await.ok();
+    page["data"].as_array().unwrap().clone()
+}
+
+/// Polls an event of an endpoint until `done` holds (5 s at most).
+async fn wait_event(app: &TestApp, endpoint_id: &str, event_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = app.get(&format!("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}")).await.ok();
+        if done(&e) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "event never got there: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A refund's life, from the order's payment to the payout's confirmation, arrives as signed events in
+/// the order it happened; the event log shows each delivered once.
+async fn a_refund_life_arrives_signed_and_in_order(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    let endpoint = add_endpoint(app, &receiver.url, true).await;
+    let secret = endpoint["signing_secret"].as_str().expect("the secret, shown once").to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let endpoint_id = endpoint["endpoint_id"].as_str().unwrap();
+    let shown = app.get(&format!("/v2/webhooks/endpoints/{endpoint_id}")).await.ok();
+    assert!(shown.get("signing_secret").is_none(), "never shown again: {shown}");
+    assert_eq!(shown["standard_webhooks"], true);
+
+    let merchant = app.create_merchant("hooks").await;
+    let order = app.paid_order(&merchant, "50", "0").await;
+    let order_id = order["order_id"].as_str().unwrap();
+    let refund = app
+        .post(
+            "/v2/payments/refunds",
+            json!({"request_id": "hook-1", "merchant_id": merchant, "order_id": order_id, "payable_amount": "20",
+                   "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": USER_ADDRESS}),
+        )
+        .await
+        .ok();
+    let refund_id = refund["refund_id"].as_str().unwrap().to_owned();
+    app.mine_until(&app.sandbox("ETH"), &refund_id, "Completed").await;
+
+    let of_refund = |got: &[Received]| -> Vec<Value> {
+        got.iter()
+            .map(Received::json)
+            .filter(|e| e["type"] == "payment.refund.status.updated" && e["data"]["refund_id"] == refund_id.as_str())
+            .collect()
+    };
+    let got = receiver
+        .wait_until(Duration::from_secs(10), "the refund's Completed event", |got| {
+            of_refund(got).iter().any(|e| e["data"]["status"] == "Completed")
+        })
+        .await;
+    for r in &got {
+        r.verify_cobo(&app.server_public);
+        r.verify_standard(&secret);
+    }
+    let statuses: Vec<String> =
+        of_refund(&got).iter().map(|e| e["data"]["status"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(statuses, ["Pending", "Processing", "Completed"]);
+    let completed = of_refund(&got).pop().unwrap();
+    assert_eq!(completed["data"]["data_type"], "PaymentRefund");
+    assert_eq!(completed["data"]["amount"], "20");
+    assert_eq!(completed["data"]["transactions"][0]["status"], "Completed", "the snapshot after the change");
+    assert_eq!(completed["url"], receiver.url.as_str());
+    assert!(completed["created_timestamp"].as_i64().unwrap() > 1_600_000_000_000, "milliseconds");
+    // Every event of the refund's subject (its payout legs too) arrives in sequence order.
+    let subject: Vec<i64> = got
+        .iter()
+        .map(Received::json)
+        .filter(|e| e["data"]["refund_id"] == refund_id.as_str())
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    assert!(subject.len() >= 5 && subject.windows(2).all(|w| w[0] < w[1]), "{subject:?}");
+    let types: Vec<String> = got
+        .iter()
+        .map(Received::json)
+        .filter(|e| e["data"]["refund_id"] == refund_id.as_str() && e["data"]["data_type"] == "PaymentTransaction")
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["payment.transaction.created", "payment.transaction.completed"]);
+    let order_statuses: Vec<String> = got
+        .iter()
+        .map(Received::json)
+        .filter(|e| e["type"] == "payment.order.status.updated" && e["data"]["order_id"] == order_id)
+        .map(|e| e["data"]["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order_statuses.last().map(String::as_str), Some("Completed"), "{order_statuses:?}");
+
+    // The log: each event delivered once, by one successful attempt with the request as sent.
+    let listed = events_of(app, endpoint_id).await;
+    assert_eq!(listed.len(), got.len(), "one delivery per event");
+    for e in &listed {
+        assert_eq!(e["status"], "Success", "{e}");
+        assert!(e.get("next_retry_timestamp").is_none());
+    }
+    let event_id = completed["event_id"].as_str().unwrap();
+    let logs = logs_of(app, endpoint_id, event_id).await;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["success"], true);
+    assert_eq!(logs[0]["response_status_code"], 200);
+    assert_eq!(logs[0]["request_body"], got.iter().find(|r| r.event_id() == event_id).unwrap().body.as_str());
+    assert!(logs[0]["request_headers"]["biz-resp-signature"].is_string());
+}
+crate::both_backends_paying!(a_refund_life_arrives_signed_and_in_order);
+
+/// A 500 is retried after the schedule's first wait; the receiver gets the same bytes twice, and the
+/// log shows both attempts.
+async fn a_failed_attempt_is_retried_and_logged(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    receiver.answer_next(&[(500, None)]);
+    let endpoint_id = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    trigger(app, "payment.refund.status.updated", json!({"refund_id": "R_retry"})).await;
+    let got = receiver.wait_until(Duration::from_secs(5), "two attempts", |g| g.len() == 2).await;
+    assert_eq!(got[0].body, got[1].body, "every attempt sends the same bytes");
+    assert!(got[1].at - got[0].at >= Duration::from_millis(200), "the schedule's first wait");
+    let event_id = got[0].event_id();
+    let e = wait_event(app, &endpoint_id, &event_id, |e| e["status"] == "Success").await;
+    assert_eq!(e["data"]["refund_id"], "R_retry");
+    let logs = logs_of(app, &endpoint_id, &event_id).await;
+    assert_eq!(logs.len(), 2);
+    assert_eq!((logs[0]["success"].clone(), logs[1]["success"].clone()), (json!(true), json!(false)), "newest first");
+    assert_eq!(logs[1]["response_status_code"], 500);
+    assert_eq!(logs[1]["response_body"], "answered 500");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 2, "nothing after the success");
+}
+crate::both_backends!(a_failed_attempt_is_retried_and_logged);
+
+/// An endpoint that is down is tried on the schedule until the tries run out (`Failed`); a retry
+/// through the API delivers it once the receiver is back.
+async fn a_down_receiver_is_retried_on_schedule_then_fails(app: &TestApp) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let endpoint_id = add_endpoint(app, &url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    trigger(app, "payment.order.status.updated", json!({"order_id": "O_down"})).await;
+    let event_id = events_of(app, &endpoint_id).await[0]["event_id"].as_str().unwrap().to_owned();
+    let failed = wait_event(app, &endpoint_id, &event_id, |e| e["status"] == "Failed").await;
+    assert!(failed.get("retries_left").is_none());
+    let logs = logs_of(app, &endpoint_id, &event_id).await;
+    assert_eq!(logs.len(), 4, "the first attempt and three retries");
+    let times: Vec<i64> = logs.iter().rev().map(|l| l["created_timestamp"].as_i64().unwrap()).collect();
+    for (gap, wait) in times.windows(2).map(|w| w[1] - w[0]).zip([200, 400, 800]) {
+        assert!(gap >= wait, "waited {gap} ms, the schedule says {wait}: {times:?}");
+    }
+    assert!(logs.iter().all(|l| l["success"] == false && l.get("response_status_code").is_none()));
+    assert!(logs[0]["failure_reason"].as_str().unwrap().contains("connect"), "{}", logs[0]);
+
+    let receiver = Receiver::start_on(port).await;
+    let retried = app.post(&format!("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}/retry"), json!({})).await;
+    assert_eq!(retried.status, 201);
+    assert_eq!(retried.body["retried"], true);
+    receiver.wait_until(Duration::from_secs(5), "the retried event", |g| g.len() == 1).await;
+    wait_event(app, &endpoint_id, &event_id, |e| e["status"] == "Success").await;
+}
+crate::both_backends!(a_down_receiver_is_retried_on_schedule_then_fails);
+
+/// `Retry-After` sets the next attempt at least that far out.
+async fn retry_after_is_honoured(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    receiver.answer_next(&[(503, Some("2"))]);
+    let endpoint_id = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    trigger(app, "payment.refund.status.updated", json!({})).await;
+    let got = receiver.wait_until(Duration::from_secs(5), "the first attempt", |g| g.len() == 1).await;
+    let event_id = got[0].event_id();
+    let e = wait_event(app, &endpoint_id, &event_id, |e| e["status"] == "Retrying" && e["retries_left"] == 2).await;
+    let first = logs_of(app, &endpoint_id, &event_id).await[0]["created_timestamp"].as_i64().unwrap();
+    assert!(e["next_retry_timestamp"].as_i64().unwrap() - first >= 2000, "{e}");
+    let got = receiver.wait_until(Duration::from_secs(6), "the retry", |g| g.len() == 2).await;
+    assert!(got[1].at - got[0].at >= Duration::from_secs(2));
+}
+crate::both_backends!(retry_after_is_honoured);
+
+/// 410 Gone disables the endpoint: the event fails at once and later events are not queued for it,
+/// until the endpoint is activated again.
+async fn gone_disables_the_endpoint(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    receiver.answer_next(&[(410, None)]);
+    let endpoint_id = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    trigger(app, "payment.refund.status.updated", json!({})).await;
+    let got = receiver.wait_until(Duration::from_secs(5), "the attempt", |g| g.len() == 1).await;
+    wait_event(app, &endpoint_id, &got[0].event_id(), |e| e["status"] == "Failed").await;
+    let endpoint = app.get(&format!("/v2/webhooks/endpoints/{endpoint_id}")).await.ok();
+    assert_eq!(endpoint["status"], "STATUS_INACTIVE");
+    assert!(endpoint["disabled_reason"].as_str().unwrap().contains("410"));
+    trigger(app, "payment.refund.status.updated", json!({})).await;
+    assert_eq!(events_of(app, &endpoint_id).await.len(), 1, "nothing queued for an inactive endpoint");
+
+    let endpoint =
+        app.put(&format!("/v2/webhooks/endpoints/{endpoint_id}"), Some(json!({"status": "STATUS_ACTIVE"}))).await.ok();
+    assert_eq!(endpoint["status"], "STATUS_ACTIVE");
+    assert!(endpoint.get("disabled_reason").is_none());
+    trigger(app, "payment.refund.status.updated", json!({})).await;
+    receiver.wait_until(Duration::from_secs(5), "the next event", |g| g.len() == 2).await;
+}
+crate::both_backends!(gone_disables_the_endpoint);
+
+fn one_second_timeout() -> Options {
+    Options {
+        webhooks: Some(ebb_worker::WebhookSettings { timeout: Duration::from_secs(1), ..test_webhook_settings() }),
+        ..Options::default()
+    }
+}
+
+/// A receiver that never answers in time times out, and meanwhile another endpoint gets every event
+/// at once.
+async fn a_slow_endpoint_does_not_delay_another(app: &TestApp) {
+    let slow = Receiver::start().await;
+    slow.set_delay(Duration::from_secs(5));
+    let fast = Receiver::start().await;
+    let slow_id = add_endpoint(app, &slow.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    add_endpoint(app, &fast.url, false).await;
+    let started = Instant::now();
+    for i in 0..40 {
+        trigger(app, "payment.refund.status.updated", json!({"refund_id": format!("R_{i}")})).await;
+    }
+    fast.wait_until(Duration::from_secs(3), "all 40 events at the fast endpoint", |g| g.len() == 40).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let got = slow.wait_until(Duration::from_secs(5), "attempts at the slow endpoint", |g| !g.is_empty()).await;
+    let event_id = got[0].event_id();
+    wait_event(app, &slow_id, &event_id, |e| e["status"] == "Retrying" && e["retries_left"] == 2).await;
+    let logs = logs_of(app, &slow_id, &event_id).await;
+    assert!(logs[0]["failure_reason"].as_str().unwrap().contains("timed out"), "{}", logs[0]);
+    assert!(logs[0]["response_time"].is_null() || logs[0].get("response_time").is_none());
+}
+both_backends_with!(a_slow_endpoint_does_not_delay_another, super::one_second_timeout());
+
+fn guarded() -> Options {
+    Options {
+        webhooks: Some(ebb_worker::WebhookSettings { allow_private_addresses: false, ..test_webhook_settings() }),
+        ..Options::default()
+    }
+}
+
+/// With the SSRF guard on (the default of `ebb serve`), an endpoint on a loopback address is never
+/// called; the log says why.
+async fn the_ssrf_guard_refuses_private_addresses(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    let endpoint_id = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    let localhost = receiver.url.replace("127.0.0.1", "localhost");
+    let by_name = add_endpoint(app, &localhost, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    trigger(app, "payment.refund.status.updated", json!({})).await;
+    for id in [&endpoint_id, &by_name] {
+        let event_id = events_of(app, id).await[0]["event_id"].as_str().unwrap().to_owned();
+        wait_event(app, id, &event_id, |e| e["status"] == "Retrying" && e["retries_left"] == 2).await;
+        let reason = logs_of(app, id, &event_id).await[0]["failure_reason"].as_str().unwrap().to_owned();
+        assert!(reason.contains("SSRF guard"), "{reason}");
+    }
+    assert!(receiver.received().is_empty());
+}
+both_backends_with!(the_ssrf_guard_refuses_private_addresses, super::guarded());
+
+/// A refund's later events wait while an earlier one is being retried: the receiver never sees a
+/// refund's events out of order, even when one delivery fails.
+async fn a_refunds_events_wait_for_an_earlier_failed_one(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    add_endpoint(app, &receiver.url, false).await;
+    let merchant = app.create_merchant("order").await;
+    app.paid_order(&merchant, "10", "0").await;
+    let refund = app
+        .post(
+            "/v2/payments/refunds",
+            json!({"request_id": "order-1", "merchant_id": merchant, "payable_amount": "1", "token_id": "ETH_USDT",
+                   "refund_type": "Merchant"}),
+        )
+        .await
+        .ok();
+    let id = refund["refund_id"].as_str().unwrap().to_owned();
+    let of_refund = |g: &[Received]| -> Vec<(i64, String)> {
+        g.iter()
+            .map(Received::json)
+            .filter(|e| e["data"]["refund_id"] == id.as_str())
+            .map(|e| (e["sequence"].as_i64().unwrap(), e["data"]["status"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    receiver.wait_until(Duration::from_secs(5), "the refund's first event", |g| of_refund(g).len() == 1).await;
+    // The address change's event fails once; the cancel's event must wait for its retry.
+    receiver.fail_once_containing(&[&id, "\"status\":\"Pending\""]);
+    app.put(&format!("/v2/payments/refunds/{id}"), Some(json!({"to_address": USER_ADDRESS}))).await.ok();
+    app.put(&format!("/v2/payments/refunds/{id}/cancel"), None).await.ok();
+    let got =
+        receiver.wait_until(Duration::from_secs(5), "the refund's four requests", |g| of_refund(g).len() >= 4).await;
+    let arrived = of_refund(&got);
+    let statuses: Vec<&str> = arrived.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(statuses, ["PendingConfirmation", "Pending", "Pending", "Failed"], "{arrived:?}");
+    assert!(arrived.windows(2).all(|w| w[0].0 <= w[1].0), "{arrived:?}");
+}
+crate::both_backends!(a_refunds_events_wait_for_an_earlier_failed_one);
+
+/// What the API refuses, and who may call it.
+async fn the_webhook_api_validates_and_is_psp_only(app: &TestApp) {
+    let bad = [
+        json!({"url": "ftp://example.com/hook", "subscribed_events": ["payment.refund.status.updated"]}),
+        json!({"url": "not a url", "subscribed_events": ["payment.refund.status.updated"]}),
+        json!({"url": "https://user:pw@example.com/hook", "subscribed_events": ["payment.refund.status.updated"]}),
+        json!({"url": "https://example.com/hook", "subscribed_events": ["payment.refund.created"]}),
+        json!({"url": "https://example.com/hook", "subscribed_events": []}),
+        json!({"url": format!("https://example.com/{}", "a".repeat(500)), "subscribed_events": ALL_EVENTS}),
+    ];
+    for body in bad {
+        app.post("/v2/webhooks/endpoints", body).await.error(400, 40000);
+    }
+    let e = app
+        .post("/v2/webhooks/endpoints", json!({"url": "https://example.com/hook", "subscribed_events": ALL_EVENTS}))
+        .await
+        .ok();
+    assert!(e.get("signing_secret").is_none(), "no secret unless asked");
+    let id = e["endpoint_id"].as_str().unwrap();
+    app.put(&format!("/v2/webhooks/endpoints/{id}"), Some(json!({"status": "paused"}))).await.error(400, 40000);
+    let updated = app
+        .put(
+            &format!("/v2/webhooks/endpoints/{id}"),
+            Some(json!({"subscribed_events": ["payment.order.status.updated"]})),
+        )
+        .await
+        .ok();
+    assert_eq!(updated["subscribed_events"], json!(["payment.order.status.updated"]));
+    let listed = app.get("/v2/webhooks/endpoints?event_type=payment.order.status.updated").await.ok();
+    assert_eq!(listed["pagination"]["total_count"], 1);
+    let listed = app.get("/v2/webhooks/endpoints?event_type=payment.refund.status.updated").await.ok();
+    assert_eq!(listed["pagination"]["total_count"], 0);
+    app.get("/v2/webhooks/endpoints/Wnope").await.error(404, 40400);
+    app.get(&format!("/v2/webhooks/endpoints/{id}/events/Enope")).await.error(404, 40400);
+    app.post(&format!("/v2/webhooks/endpoints/{id}/events/Enope/retry"), json!({})).await.error(404, 40400);
+    let defs = app.get("/v2/webhooks/events/definitions").await.ok();
+    let types: Vec<&str> = defs.as_array().unwrap().iter().map(|d| d["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ALL_EVENTS);
+
+    let merchant = app.create_merchant("restricted").await;
+    let mut restricted = app.signing();
+    restricted.key = app.new_key(Some(&merchant)).await;
+    let resp = app.call_signed(&restricted, reqwest::Method::GET, "/v2/webhooks/endpoints", None).await;
+    assert_eq!(resp.status, 403, "{}", resp.body);
+}
+crate::both_backends!(the_webhook_api_validates_and_is_psp_only);
