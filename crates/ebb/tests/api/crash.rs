@@ -28,9 +28,14 @@ impl Drop for Server {
 }
 
 fn start(db_url: &str, server_key: &str) -> Server {
+    start_with(db_url, server_key, &[])
+}
+
+fn start_with(db_url: &str, server_key: &str, env: &[(&str, &str)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ebb"))
         .arg("serve")
+        .envs(env.iter().copied())
         .env("EBB_DATABASE_URL", db_url)
         .env("EBB_SERVER_KEY", server_key)
         .env("EBB_LISTEN", format!("127.0.0.1:{port}"))
@@ -496,5 +501,161 @@ async fn two_processes_on_one_postgres_pay_each_refund_once() {
     let balance = store.balances(&[ebb_core::ledger::Account::Merchant(merchant)], Some("ETH_USDT")).await.unwrap();
     assert_eq!(balance[0].balance, 40_000_000);
     store.close().await;
+    db.drop().await;
+}
+
+/// `ebb serve` delivering webhooks to a loopback receiver quickly: no payouts, a short timeout and
+/// schedule.
+const WEBHOOK_ENV: [(&str, &str); 4] = [
+    ("EBB_PAYOUTS", "false"),
+    ("EBB_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true"),
+    ("EBB_WEBHOOK_TIMEOUT_MS", "1000"),
+    ("EBB_WEBHOOK_RETRY_SCHEDULE_MS", "100,200,400,800"),
+];
+
+/// Registers a webhook endpoint for order events with `ebb webhooks add`.
+fn add_webhook(db_url: &str, url: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args(["webhooks", "add", "--url", url, "--events", "payment.order.status.updated", "--database-url", db_url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ebb webhooks add: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("added W"));
+}
+
+async fn create_orders(http: &reqwest::Client, bases: &[&str], client: &SigningKey, n: usize) {
+    let (_, m) =
+        call(http, bases[0], client, reqwest::Method::POST, "/v2/payments/merchants", Some(json!({"name": "hooks"})))
+            .await
+            .unwrap();
+    let merchant = m["merchant_id"].as_str().unwrap().to_owned();
+    for i in 0..n {
+        let body = json!({"merchant_id": merchant, "psp_order_code": format!("hook-{i}"), "payable_currency": "ETH_USDT",
+                          "payable_amount": "1", "fee_amount": "0"});
+        let base = bases[i % bases.len()];
+        let (s, o) = call(http, base, client, reqwest::Method::POST, "/v2/payments/orders", Some(body)).await.unwrap();
+        assert_eq!(s, 201, "{o}");
+    }
+}
+
+/// Counts deliveries by status.
+async fn delivery_statuses(db_url: &str) -> std::collections::HashMap<String, i64> {
+    let store = Store::connect(db_url, 1).await.unwrap();
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    rows.iter().map(|r| (sqlx::Row::get::<String, _>(r, "status"), sqlx::Row::get::<i64, _>(r, "n"))).collect()
+}
+
+/// `kill -9` while events are being delivered: after a restart every event arrives; the only repeats are
+/// attempts that were in flight at the kill, and they carry the same event id.
+async fn webhooks_survive_kill_9(db_url: &str) {
+    use crate::webhooks::Receiver;
+    const EVENTS: usize = 150;
+    let receiver = Receiver::start().await;
+    // Slow enough that the kill lands mid-dispatch: at most 32 in flight, 200 ms each.
+    receiver.set_delay(Duration::from_millis(200));
+    add_webhook(db_url, &receiver.url);
+    let server_key = hex::encode(rand_bytes());
+    let client = add_client_key(db_url);
+    let http = reqwest::Client::new();
+    // Events are queued before the server that delivers them starts.
+    let api_only = start_with(db_url, &server_key, &[("EBB_WEBHOOKS", "false"), ("EBB_PAYOUTS", "false")]);
+    wait_ready(&http, &api_only.base).await;
+    create_orders(&http, &[&api_only.base], &client, EVENTS).await;
+    drop(api_only);
+
+    let mut server = start_with(db_url, &server_key, &WEBHOOK_ENV);
+    receiver.wait_until(Duration::from_secs(20), "deliveries under way", |g| g.len() >= 40).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let before_kill: std::collections::HashSet<String> = receiver.received().iter().map(|r| r.event_id()).collect();
+    assert!(before_kill.len() < EVENTS, "the kill came after everything was delivered");
+
+    let server = start_with(db_url, &server_key, &WEBHOOK_ENV);
+    wait_ready(&http, &server.base).await;
+    let got = receiver
+        .wait_until(Duration::from_secs(30), "every event after the restart", |g| {
+            g.iter().map(|r| r.event_id()).collect::<std::collections::HashSet<_>>().len() == EVENTS
+        })
+        .await;
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for r in &got {
+        *seen.entry(r.event_id()).or_default() += 1;
+    }
+    let repeated: Vec<&String> = seen.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
+    assert!(repeated.len() <= 32, "{} events repeated; at most 32 were in flight", repeated.len());
+    assert!(repeated.iter().all(|id| before_kill.contains(*id)), "only an attempt cut by the kill repeats");
+    assert!(seen.values().all(|n| *n <= 2));
+    // Every delivery ends Success once its outcome is recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let statuses = delivery_statuses(db_url).await;
+        if statuses.get("Success") == Some(&(EVENTS as i64)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_survive_kill_9_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    webhooks_survive_kill_9(&Store::sqlite_url_for_dir(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_survive_kill_9_postgres() {
+    if !crate::helpers::postgres_wanted().await {
+        return;
+    }
+    let db = FreshPostgres::create().await;
+    webhooks_survive_kill_9(&db.url).await;
+    db.drop().await;
+}
+
+/// Two `ebb serve` processes on one PostgreSQL deliver the same queue, with failures forcing retries:
+/// no event is ever attempted by both at once, every attempt is logged, and every event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_attempt_one_event_at_once() {
+    use crate::webhooks::Receiver;
+    const EVENTS: usize = 120;
+    if !crate::helpers::postgres_wanted().await {
+        return;
+    }
+    let db = FreshPostgres::create().await;
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(30));
+    // A third of the first attempts fail, so many events are attempted more than once.
+    receiver.answer_next(&[(500, None); 40]);
+    add_webhook(&db.url, &receiver.url);
+    let server_key = hex::encode(rand_bytes());
+    let client = add_client_key(&db.url);
+    let http = reqwest::Client::new();
+    let a = start_with(&db.url, &server_key, &WEBHOOK_ENV);
+    let b = start_with(&db.url, &server_key, &WEBHOOK_ENV);
+    wait_ready(&http, &a.base).await;
+    wait_ready(&http, &b.base).await;
+    create_orders(&http, &[&a.base, &b.base], &client, EVENTS).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses = delivery_statuses(&db.url).await;
+        if statuses.get("Success") == Some(&(EVENTS as i64)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((a, b));
+    assert_eq!(receiver.max_concurrent_per_event(), 1, "an event was attempted twice at once");
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts").fetch_one(store.pool()).await.unwrap();
+    store.close().await;
+    assert_eq!(receiver.received().len() as i64, attempts, "every request the receiver saw is a logged attempt");
+    assert!(attempts >= EVENTS as i64 + 40);
     db.drop().await;
 }
