@@ -6,8 +6,11 @@ used unmodified: only its `host` and its response public key (`Configuration.res
 It is also the compatibility test CI runs: every step checks what it gets and the script exits non-zero
 on the first surprise.
 """
+import hashlib
+import http.server
 import json
 import sys
+import threading
 import time
 import uuid
 from decimal import Decimal
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import cobo_waas2
 from cobo_waas2.exceptions import ApiException
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 
 def main() -> None:
@@ -27,6 +32,24 @@ def main() -> None:
 
     with cobo_waas2.ApiClient(config) as client:
         api = cobo_waas2.PaymentApi(client)
+
+        # A webhook receiver, verifying as Cobo's `server_demo.py` does, registered through the SDK.
+        receiver = Receiver(dev["server_public_key"])
+        hooks = cobo_waas2.DevelopersWebhooksApi(client)
+        endpoint = hooks.create_webhook_endpoint(
+            cobo_waas2.CreateWebhookEndpointRequest(
+                url=receiver.url,
+                subscribed_events=[
+                    cobo_waas2.WebhookEventType.PAYMENT_DOT_REFUND_DOT_STATUS_DOT_UPDATED,
+                    cobo_waas2.WebhookEventType.PAYMENT_DOT_ORDER_DOT_STATUS_DOT_UPDATED,
+                    cobo_waas2.WebhookEventType.PAYMENT_DOT_TRANSACTION_DOT_CREATED,
+                    cobo_waas2.WebhookEventType.PAYMENT_DOT_TRANSACTION_DOT_COMPLETED,
+                ],
+                description="tour",
+            )
+        )
+        step("registered webhook endpoint", f"{endpoint.endpoint_id} -> {endpoint.url}")
+        assert endpoint.status == cobo_waas2.WebhookEndpointStatus.STATUS_ACTIVE, endpoint.status
 
         merchant = api.create_merchant(cobo_waas2.CreateMerchantRequest(name="Tour Shop"))
         step("created merchant", merchant.merchant_id)
@@ -144,12 +167,72 @@ def main() -> None:
         assert Decimal(psp_after) - Decimal(psp_before) == Decimal("0.5"), (psp_before, psp_after)
         step("PSP balance", f"{psp_before} -> {psp_after} (the developer fee, at payout)")
 
+        # The refund's events arrived signed, and parse as the SDK's WebhookEvent models.
+        events = wait_for(
+            lambda: [e for e in receiver.events() if isinstance(e.data.actual_instance, cobo_waas2.PaymentRefundEventData)
+                     and e.data.actual_instance.refund_id == payout.refund_id],
+            lambda evs: any(e.data.actual_instance.status == "Completed" for e in evs),
+        )
+        statuses = [e.data.actual_instance.status.value for e in events]
+        step("webhooks for the refund", statuses)
+        assert statuses[-1] == "Completed" and "Processing" in statuses, statuses
+        kinds = {type(e.data.actual_instance).__name__ for e in receiver.events()}
+        assert {"PaymentRefundEventData", "PaymentOrderEventData", "PaymentTransactionEventData"} <= kinds, kinds
+        listed = hooks.list_webhook_events(endpoint_id=endpoint.endpoint_id, limit=50)
+        assert listed.data and all(e.status in (cobo_waas2.WebhookEventStatus.SUCCESS, cobo_waas2.WebhookEventStatus.RETRYING) for e in listed.data)
+        logs = hooks.list_webhook_event_logs(event_id=events[-1].event_id, endpoint_id=endpoint.endpoint_id)
+        assert logs.data and logs.data[0].success and logs.data[0].response_status_code == 200, logs.data
+        defs = hooks.list_webhook_event_definitions()
+        assert any(d.event_type == cobo_waas2.WebhookEventType.PAYMENT_DOT_REFUND_DOT_STATUS_DOT_UPDATED for d in defs)
+        step("webhook event log", f"{len(listed.data)} events, last delivered in {logs.data[0].response_time} ms")
+
         changes = api.list_balance_changes(source_account=merchant.merchant_id, token_id="ETH_USDT", limit=10)
         kinds = [(c.source_type, c.flow_direction, c.amount) for c in changes.data]
         step("balance changes", kinds)
         assert ("OrderIn", "in", "98.5") in kinds
 
     print("\ntour complete: every step checked")
+
+
+class Receiver:
+    """Receives webhooks on 127.0.0.1 and verifies each like Cobo's `server_demo.py`: Ed25519 over
+    sha256(sha256(f"{raw_body}|{Biz-Timestamp}")) with the sender's public key; a bad one is a failure."""
+
+    def __init__(self, public_key_hex: str) -> None:
+        self.verify_key = VerifyKey(bytes.fromhex(public_key_hex))
+        self.received: list = []
+        self.errors: list = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.accept(raw, self.headers.get("Biz-Timestamp"), self.headers.get("Biz-Resp-Signature"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def accept(self, raw: bytes, timestamp: str, signature: str) -> None:
+        message = f"{raw.decode('utf8')}|{timestamp}"
+        digest = hashlib.sha256(hashlib.sha256(message.encode()).digest()).digest()
+        try:
+            self.verify_key.verify(smessage=digest, signature=bytes.fromhex(signature))
+        except (BadSignatureError, ValueError, TypeError) as e:
+            self.errors.append(f"bad signature on {raw[:80]!r}: {e}")
+            return
+        if abs(time.time() * 1000 - int(timestamp)) > 5 * 60 * 1000:
+            self.errors.append(f"Biz-Timestamp {timestamp} is more than 5 minutes off")
+        self.received.append(cobo_waas2.WebhookEvent.from_dict(json.loads(raw)))
+
+    def events(self) -> list:
+        assert not self.errors, self.errors
+        return list(self.received)
 
 
 def sandbox_pay(client: "cobo_waas2.ApiClient", base_url: str, order_id: str) -> dict:

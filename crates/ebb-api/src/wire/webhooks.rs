@@ -231,7 +231,9 @@ pub struct WebhookEventLog {
     pub created_timestamp: i64,
     #[schema(value_type = Object)]
     pub request_headers: Value,
-    pub request_body: String,
+    /// The event as sent (Cobo's `WebhookEvent`), as a JSON object.
+    #[schema(value_type = Object)]
+    pub request_body: Value,
     /// The first 2 KiB of the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
@@ -251,7 +253,7 @@ impl From<AttemptRow> for WebhookEventLog {
             id: a.attempt_id,
             created_timestamp: a.created_at_ms,
             request_headers: serde_json::from_str(&a.request_headers).unwrap_or(Value::Object(Map::new())),
-            request_body: a.request_body,
+            request_body: serde_json::from_str(&a.request_body).unwrap_or(Value::String(a.request_body)),
             response_body: a.response_body,
             response_status_code: a.response_status,
             response_time: a.response_time_ms,

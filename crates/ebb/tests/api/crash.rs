@@ -653,7 +653,8 @@ async fn two_processes_never_attempt_one_event_at_once() {
     drop((a, b));
     assert_eq!(receiver.max_concurrent_per_event(), 1, "an event was attempted twice at once");
     let store = Store::connect(&db.url, 1).await.unwrap();
-    let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts").fetch_one(store.pool()).await.unwrap();
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts").fetch_one(store.pool()).await.unwrap();
     store.close().await;
     assert_eq!(receiver.received().len() as i64, attempts, "every request the receiver saw is a logged attempt");
     assert!(attempts >= EVENTS as i64 + 40);

@@ -330,7 +330,7 @@ async fn a_refund_life_arrives_signed_and_in_order(app: &TestApp) {
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0]["success"], true);
     assert_eq!(logs[0]["response_status_code"], 200);
-    assert_eq!(logs[0]["request_body"], got.iter().find(|r| r.event_id() == event_id).unwrap().body.as_str());
+    assert_eq!(logs[0]["request_body"], got.iter().find(|r| r.event_id() == event_id).unwrap().json());
     assert!(logs[0]["request_headers"]["biz-resp-signature"].is_string());
 }
 crate::both_backends_paying!(a_refund_life_arrives_signed_and_in_order);
