@@ -253,7 +253,8 @@ impl From<AttemptRow> for WebhookEventLog {
             id: a.attempt_id,
             created_timestamp: a.created_at_ms,
             request_headers: serde_json::from_str(&a.request_headers).unwrap_or(Value::Object(Map::new())),
-            request_body: serde_json::from_str(&a.request_body).unwrap_or(Value::String(a.request_body)),
+            // A body that is not JSON (nothing was sent: the event could not be rendered) shows as `{}`.
+            request_body: serde_json::from_str(&a.request_body).unwrap_or_else(|_| Value::Object(Map::new())),
             response_body: a.response_body,
             response_status_code: a.response_status,
             response_time: a.response_time_ms,
