@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip1559::Eip1559Estimation;
-use alloy::eips::{BlockId, Encodable2718};
+use alloy::eips::{BlockId, Decodable2718, Encodable2718};
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -105,7 +105,26 @@ fn classify(e: RpcError<TransportErrorKind>) -> ChainError {
     }
 }
 
+/// What a transaction must bid per gas to be mined now: the estimate is twice the base fee plus the
+/// tip, and anything at or above base fee + tip gets in.
+fn inclusion_fee(fees: &Eip1559Estimation) -> u128 {
+    let base_fee = fees.max_fee_per_gas.saturating_sub(fees.max_priority_fee_per_gas) / 2;
+    base_fee.saturating_add(fees.max_priority_fee_per_gas)
+}
+
 impl EvmChain {
+    /// The network's EIP-1559 fee estimate, cached for [`FEE_TTL`].
+    async fn fees(&self) -> Result<Eip1559Estimation, ChainError> {
+        if let Some((at, fees)) = *self.fees.lock().expect("fee cache") {
+            if at.elapsed() < FEE_TTL {
+                return Ok(fees);
+            }
+        }
+        let fees = self.rpc(self.provider.estimate_eip1559_fees()).await?;
+        *self.fees.lock().expect("fee cache") = Some((Instant::now(), fees));
+        Ok(fees)
+    }
+
     /// Connects and checks that the node serves the configured chain.
     pub async fn connect(config: EvmConfig) -> Result<Self, ChainError> {
         let url =
@@ -208,20 +227,9 @@ impl Chain for EvmChain {
             .input(Self::transfer_input(recipient, amount).into());
         // The dry run: a transfer the contract would refuse fails here, before any gas is spent.
         let gas = self.rpc(self.provider.estimate_gas(request)).await?;
-        let cached = *self.fees.lock().expect("fee cache");
-        let fees = match cached {
-            Some((at, fees)) if at.elapsed() < FEE_TTL => fees,
-            _ => {
-                let fees = self.rpc(self.provider.estimate_eip1559_fees()).await?;
-                *self.fees.lock().expect("fee cache") = Some((Instant::now(), fees));
-                fees
-            }
-        };
+        let fees = self.fees().await?;
         let cap = self.config.max_fee_per_gas_cap;
-        // The estimate is twice the base fee plus the tip; anything at or above base fee + tip gets
-        // mined, so cap the headroom, and wait only when the cap is below what inclusion needs now.
-        let base_fee = fees.max_fee_per_gas.saturating_sub(fees.max_priority_fee_per_gas) / 2;
-        let needed = base_fee.saturating_add(fees.max_priority_fee_per_gas);
+        let needed = inclusion_fee(&fees);
         if needed > cap {
             return Err(ChainError::FeeAboveCap { needed, cap });
         }
@@ -256,6 +264,36 @@ impl Chain for EvmChain {
             nonce,
             from: self.hot_wallet.clone(),
         })
+    }
+
+    async fn rebid(&self, raw: &[u8]) -> Result<Option<Signed>, ChainError> {
+        let envelope = TxEnvelope::decode_2718(&mut &raw[..])
+            .map_err(|e| ChainError::Config(format!("stored transaction does not decode: {e}")))?;
+        let TxEnvelope::Eip1559(sent) = envelope else { return Ok(None) };
+        let old = sent.tx();
+        let fees = self.fees().await?;
+        if old.max_fee_per_gas >= inclusion_fee(&fees) && old.max_priority_fee_per_gas >= fees.max_priority_fee_per_gas
+        {
+            return Ok(None);
+        }
+        let raised = |v: u128| v.saturating_add(v / 8).saturating_add(1);
+        let cap = self.config.max_fee_per_gas_cap;
+        let least = raised(old.max_fee_per_gas);
+        if least > cap {
+            return Err(ChainError::FeeAboveCap { needed: least, cap });
+        }
+        let max_fee_per_gas = least.max(fees.max_fee_per_gas).min(cap);
+        let max_priority_fee_per_gas =
+            raised(old.max_priority_fee_per_gas).max(fees.max_priority_fee_per_gas).min(max_fee_per_gas);
+        let mut tx = TxEip1559 { max_fee_per_gas, max_priority_fee_per_gas, ..old.clone() };
+        let signature = self.signer.sign_transaction_sync(&mut tx).map_err(|e| ChainError::Config(e.to_string()))?;
+        let envelope = TxEnvelope::from(tx.clone().into_signed(signature));
+        Ok(Some(Signed {
+            tx_hash: format!("{:#x}", envelope.tx_hash()),
+            raw: envelope.encoded_2718(),
+            nonce: tx.nonce,
+            from: self.hot_wallet.clone(),
+        }))
     }
 
     async fn broadcast(&self, raw: &[u8]) -> Result<(), ChainError> {

@@ -128,6 +128,14 @@ pub trait Chain: Send + Sync {
     async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError>;
     /// Signs locally; no I/O, so it can run inside the database transaction that stores the result.
     fn sign(&self, prepared: &Prepared, nonce: u64) -> Result<Signed, ChainError>;
+    /// A replacement for a transaction that is not being mined because its fees are now too low: the
+    /// same transfer with the same nonce and fees raised to what the network asks now, and at least
+    /// 12.5 % above the old ones (nodes replace a transaction only for 10 % more). `None` when the
+    /// transaction still bids enough (it is only waiting), or on a chain without a fee market.
+    /// `FeeAboveCap` when the replacement would have to pay more than the configured cap.
+    async fn rebid(&self, _raw: &[u8]) -> Result<Option<Signed>, ChainError> {
+        Ok(None)
+    }
     /// Sends signed bytes. Sending bytes the node already has, or that are already mined, is not an error.
     async fn broadcast(&self, raw: &[u8]) -> Result<(), ChainError>;
     async fn inclusion(&self, tx_hash: &str) -> Result<Inclusion, ChainError>;

@@ -15,6 +15,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::ledger::{self, SourceType};
 use crate::orders::{insert_transaction, TransactionRow};
+use crate::page::Filter;
 use crate::refunds::{adjust_order_refunded, compare_and_set, lock_refund, post_reservation, RefundRow};
 use crate::util::now_s;
 use crate::{events, ids, Backend, Store, StoreError};
@@ -47,6 +48,11 @@ pub struct OpenLeg {
     pub block_number: Option<u64>,
     pub token_id: String,
     pub amount: Amount,
+    /// Every signed version's hash, oldest first (more than one once fees were bumped); the last is
+    /// `tx_hash`, unless the chain mined an older one.
+    pub versions: Vec<String>,
+    /// When the latest version was signed (ms).
+    pub signed_at_ms: i64,
 }
 
 /// What the caller's signer returns: the transaction hash and the signed bytes.
@@ -74,6 +80,8 @@ fn leg_from_row(row: &sqlx::any::AnyRow) -> Result<OpenLeg, StoreError> {
         block_number: block.map(|b| b as u64),
         token_id: row.try_get("token_id")?,
         amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+        versions: Vec::new(),
+        signed_at_ms: 0,
         tx_id,
     })
 }
@@ -147,11 +155,29 @@ async fn settle(conn: &mut AnyConnection, r: &RefundRow, now: i64) -> Result<(),
     }
 }
 
+const LEG_COLUMNS: &str = "tx_id, refund_id, tx_hash, raw_tx, nonce, status, block_number, token_id, amount";
+
+async fn insert_version(
+    conn: &mut AnyConnection,
+    tx_id: &str,
+    tx_hash: &str,
+    raw: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO payout_versions (tx_hash, tx_id, raw_tx, signed_at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(tx_hash)
+        .bind(tx_id)
+        .bind(hex::encode(raw))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 async fn lock_leg(conn: &mut AnyConnection, tx_id: &str) -> Result<OpenLeg, StoreError> {
     let lock = crate::for_update(conn);
     let row = sqlx::query(&format!(
-        "SELECT tx_id, refund_id, tx_hash, raw_tx, nonce, status, block_number, token_id, amount FROM payment_transactions \
-         WHERE tx_id = $1 AND direction = 'out'{lock}"
+        "SELECT {LEG_COLUMNS} FROM payment_transactions WHERE tx_id = $1 AND direction = 'out'{lock}"
     ))
     .bind(tx_id)
     .fetch_optional(&mut *conn)
@@ -298,6 +324,7 @@ impl Store {
                     .bind(&tx.tx_id)
                     .execute(&mut *conn)
                     .await?;
+                insert_version(conn, &tx.tx_id, &signed.tx_hash, &signed.raw, now).await?;
                 events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
                 move_refund(conn, &r, RefundEvent::PayoutStarted, None, now_s()).await?;
                 Ok(Some(OpenLeg {
@@ -310,6 +337,8 @@ impl Store {
                     block_number: None,
                     token_id: r.token_id.clone(),
                     amount: r.amount,
+                    versions: vec![tx.tx_hash.clone().unwrap_or_default()],
+                    signed_at_ms: now,
                 }))
             })
         })
@@ -318,14 +347,81 @@ impl Store {
 
     /// Payout transactions on `chain_id` the chain has not decided yet, by nonce.
     pub async fn open_legs(&self, chain_id: &str) -> Result<Vec<OpenLeg>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tx_id, refund_id, tx_hash, raw_tx, nonce, status, block_number, token_id, amount FROM payment_transactions \
-             WHERE direction = 'out' AND chain_id = $1 AND status IN ('Broadcasting', 'Confirming') ORDER BY nonce",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {LEG_COLUMNS} FROM payment_transactions \
+             WHERE direction = 'out' AND chain_id = $1 AND status IN ('Broadcasting', 'Confirming') ORDER BY nonce"
+        ))
         .bind(chain_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(leg_from_row).collect()
+        let mut legs: Vec<OpenLeg> = rows.iter().map(leg_from_row).collect::<Result<_, _>>()?;
+        if legs.is_empty() {
+            return Ok(legs);
+        }
+        let mut f = Filter::default();
+        f.is_in("tx_id", &legs.iter().map(|l| l.tx_id.clone()).collect::<Vec<_>>());
+        let sql =
+            format!("SELECT tx_id, tx_hash, signed_at_ms FROM payout_versions{} ORDER BY signed_at_ms", f.where_sql());
+        for row in f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await? {
+            let tx_id: String = row.try_get("tx_id")?;
+            if let Some(leg) = legs.iter_mut().find(|l| l.tx_id == tx_id) {
+                leg.versions.push(row.try_get("tx_hash")?);
+                leg.signed_at_ms = leg.signed_at_ms.max(row.try_get("signed_at_ms")?);
+            }
+        }
+        for leg in &mut legs {
+            if !leg.versions.contains(&leg.tx_hash) {
+                leg.versions.push(leg.tx_hash.clone());
+            }
+        }
+        Ok(legs)
+    }
+
+    /// Stores a replacement of an open payout (same nonce, higher fees) before it is broadcast: a new
+    /// version, which the transaction row now shows. `false` if the payout was decided meanwhile.
+    pub async fn replace_payout(&self, tx_id: &str, signed: SignedBytes) -> Result<bool, StoreError> {
+        let tx_id = tx_id.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let leg = lock_leg(conn, &tx_id).await?;
+                if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
+                    return Ok(false);
+                }
+                let now = now_ms();
+                insert_version(conn, &tx_id, &signed.tx_hash, &signed.raw, now).await?;
+                sqlx::query(
+                    "UPDATE payment_transactions SET tx_hash = $1, raw_tx = $2, updated_at_ms = $3 WHERE tx_id = $4",
+                )
+                .bind(&signed.tx_hash)
+                .bind(hex::encode(&signed.raw))
+                .bind(now)
+                .bind(&tx_id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Makes the transaction row show the version of an open payout the chain actually has (an older one
+    /// can be mined after a newer was signed).
+    pub async fn show_payout_version(&self, tx_id: &str, tx_hash: &str) -> Result<(), StoreError> {
+        let (tx_id, tx_hash) = (tx_id.to_owned(), tx_hash.to_owned());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE payment_transactions SET tx_hash = v.tx_hash, raw_tx = v.raw_tx \
+                     FROM payout_versions v WHERE v.tx_hash = $1 AND v.tx_id = $2 AND payment_transactions.tx_id = $2",
+                )
+                .bind(&tx_hash)
+                .bind(&tx_id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Records where an open payout is: mined in `block` below the confirmation depth (`Confirming`),

@@ -5,7 +5,9 @@
 //!   completes and the ledger settles (or, if it reverted, fails and the funds are released). Unknown to
 //!   the node (never arrived, dropped from the mempool, or reorged out) → the stored signed bytes are
 //!   broadcast again; if the wallet's nonce has moved past it without it, it can never be mined, and the
-//!   refund fails with its funds released.
+//!   refund fails with its funds released. Waiting unmined for longer than `bump_after` with fees below
+//!   what the network now asks → replaced by the same transfer with the same nonce and higher fees
+//!   (stored before it is broadcast); every version is tracked, since any of them may be mined.
 //! - **start**: for each payable refund, checks the hot wallet holds the token and the gas (counting
 //!   what is already in flight), dry-runs the transfer, then lets the store allocate a nonce, sign and
 //!   store the bytes and move the refund to `Processing` in one transaction, and only then broadcasts.
@@ -38,7 +40,11 @@ pub struct PayoutExecutor {
     chain: Arc<dyn Chain>,
     registry: Arc<TokenRegistry>,
     interval: Duration,
+    bump_after: Duration,
 }
+
+/// How long a payout may wait unmined before its fees are checked against the network's (default).
+pub const DEFAULT_BUMP_AFTER: Duration = Duration::from_secs(60);
 
 /// What one tick did (tests and logs).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -48,6 +54,8 @@ pub struct TickReport {
     pub failed: usize,
     pub held: usize,
     pub rebroadcast: usize,
+    /// Payouts replaced with higher fees.
+    pub replaced: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +73,19 @@ impl TickReport {
         self.failed += other.failed;
         self.held += other.held;
         self.rebroadcast += other.rebroadcast;
+        self.replaced += other.replaced;
     }
 }
 
 impl PayoutExecutor {
     pub fn new(store: Store, chain: Arc<dyn Chain>, registry: Arc<TokenRegistry>, interval: Duration) -> Self {
-        Self { store, chain, registry, interval }
+        Self { store, chain, registry, interval, bump_after: DEFAULT_BUMP_AFTER }
+    }
+
+    /// How long a payout waits unmined before the executor checks whether its fees still suffice.
+    pub fn bump_after(mut self, d: Duration) -> Self {
+        self.bump_after = d;
+        self
     }
 
     /// Runs ticks until `shutdown` turns true (see [`crate::run_every`]).
@@ -136,9 +151,58 @@ impl PayoutExecutor {
         Ok(true)
     }
 
+    /// Where a payout is: the version the chain has mined, else one in the mempool, newest first.
+    async fn locate(&self, leg: &OpenLeg) -> Result<(String, Inclusion), ChainError> {
+        let mut pending = None;
+        for hash in leg.versions.iter().rev() {
+            match self.chain.inclusion(hash).await? {
+                included @ Inclusion::Included { .. } => return Ok((hash.clone(), included)),
+                Inclusion::Pending if pending.is_none() => pending = Some(hash.clone()),
+                _ => {}
+            }
+        }
+        Ok(match pending {
+            Some(hash) => (hash, Inclusion::Pending),
+            None => (leg.tx_hash.clone(), Inclusion::Unknown),
+        })
+    }
+
+    /// Replaces a payout that has waited longer than `bump_after` and bids less than the network asks
+    /// now: the replacement is stored first, then broadcast.
+    async fn bump_if_stuck(&self, leg: &OpenLeg, report: &mut TickReport) -> Result<(), WorkerError> {
+        let waited = ebb_store::now_ms().saturating_sub(leg.signed_at_ms);
+        if waited < self.bump_after.as_millis() as i64 {
+            return Ok(());
+        }
+        let signed = match self.chain.rebid(&leg.raw).await {
+            Ok(Some(signed)) => signed,
+            Ok(None) => return Ok(()),
+            Err(ChainError::FeeAboveCap { needed, cap }) => {
+                tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, needed, cap,
+                    "payout is underpriced and a replacement would exceed the fee cap; it waits for cheaper gas");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = SignedBytes { tx_hash: signed.tx_hash.clone(), raw: signed.raw.clone() };
+        if self.store.replace_payout(&leg.tx_id, bytes).await? {
+            tracing::info!(refund = %leg.refund_id, old = %leg.tx_hash, new = %signed.tx_hash, nonce = leg.nonce,
+                "payout underpriced; replaced with higher fees");
+            report.replaced += 1;
+            if let Err(e) = self.chain.broadcast(&signed.raw).await {
+                tracing::warn!(refund = %leg.refund_id, tx = %signed.tx_hash, error = %e, "broadcast failed; will retry");
+            }
+        }
+        Ok(())
+    }
+
     /// Moves one open payout along; `true` if it is still in flight afterwards.
     async fn track(&self, leg: &OpenLeg, report: &mut TickReport) -> Result<bool, WorkerError> {
-        match self.chain.inclusion(&leg.tx_hash).await? {
+        let (hash, inclusion) = self.locate(leg).await?;
+        if hash != leg.tx_hash && matches!(inclusion, Inclusion::Included { .. }) {
+            self.store.show_payout_version(&leg.tx_id, &hash).await?;
+        }
+        match inclusion {
             Inclusion::Included { block, confirmations, outcome } if confirmations >= self.chain.confirmations() => {
                 // `false` from the store: another process decided this leg first; nothing to count.
                 match outcome {
@@ -167,6 +231,7 @@ impl PayoutExecutor {
                 if leg.status == TX_CONFIRMING {
                     self.store.mark_leg_seen(&leg.tx_id, None).await?;
                 }
+                self.bump_if_stuck(leg, report).await?;
                 Ok(true)
             }
             Inclusion::Unknown => {
@@ -176,11 +241,14 @@ impl PayoutExecutor {
                 }
                 report.rebroadcast += 1;
                 match self.chain.broadcast(&leg.raw).await {
-                    Ok(()) => Ok(true),
+                    Ok(()) => {
+                        self.bump_if_stuck(leg, report).await?;
+                        Ok(true)
+                    }
                     Err(ChainError::Rejected(why)) => {
                         // Refused for good only if the nonce is spent and these bytes are not what spent it.
                         let mined = self.chain.mined_nonce().await?;
-                        if mined > leg.nonce && self.chain.inclusion(&leg.tx_hash).await? == Inclusion::Unknown {
+                        if mined > leg.nonce && self.locate(leg).await?.1 == Inclusion::Unknown {
                             let reason = format!(
                                 "nonce {} of the hot wallet was used by another transaction; this payout was never mined ({why})",
                                 leg.nonce
@@ -192,6 +260,8 @@ impl PayoutExecutor {
                             Ok(false)
                         } else {
                             tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, %why, "the node refused the payout; will retry");
+                            // A node may refuse bytes whose fees fell below the base fee: outbid them.
+                            self.bump_if_stuck(leg, report).await?;
                             Ok(true)
                         }
                     }

@@ -104,7 +104,8 @@ impl Application {
                     chain.clone(),
                     self.state.registry.clone(),
                     self.workers.payout_interval,
-                );
+                )
+                .bump_after(self.workers.bump_after);
                 workers.push(executor.spawn(workers_stop.clone()));
             }
             if self.workers.run_watcher {

@@ -33,6 +33,9 @@ pub struct FileConfig {
     pub sandbox_block_ms: Option<u64>,
     /// How often the payout executor looks for work (default 1000 ms).
     pub payout_interval_ms: Option<u64>,
+    /// How long a payout may wait unmined before its fees are compared with the network's and, if too
+    /// low, raised by a replacement (default 60000 ms).
+    pub payout_bump_after_ms: Option<u64>,
     /// Whether this process pays out refunds (default true).
     pub payouts: Option<bool>,
     /// Whether this process watches the chains for pay-ins (default true).
@@ -131,6 +134,7 @@ pub struct WorkerSettings {
     pub run_webhooks: bool,
     pub sandbox_block: Duration,
     pub payout_interval: Duration,
+    pub bump_after: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -141,6 +145,7 @@ impl Default for WorkerSettings {
             run_webhooks: true,
             sandbox_block: Duration::from_millis(1000),
             payout_interval: Duration::from_millis(1000),
+            bump_after: ebb_worker::payout::DEFAULT_BUMP_AFTER,
         }
     }
 }
@@ -219,6 +224,9 @@ impl FileConfig {
         if let Some(v) = env("EBB_SANDBOX_BLOCK_MS") {
             cfg.sandbox_block_ms = Some(v.parse().context("EBB_SANDBOX_BLOCK_MS must be a number")?);
         }
+        if let Some(v) = env("EBB_PAYOUT_BUMP_AFTER_MS") {
+            cfg.payout_bump_after_ms = Some(v.parse().context("EBB_PAYOUT_BUMP_AFTER_MS must be a number")?);
+        }
         if let Some(v) = env("EBB_PAYOUT_INTERVAL_MS") {
             cfg.payout_interval_ms = Some(v.parse().context("EBB_PAYOUT_INTERVAL_MS must be a number")?);
         }
@@ -259,6 +267,7 @@ impl FileConfig {
             run_webhooks: self.webhooks.unwrap_or(d.run_webhooks),
             sandbox_block: self.sandbox_block_ms.map(Duration::from_millis).unwrap_or(d.sandbox_block),
             payout_interval: self.payout_interval_ms.map(Duration::from_millis).unwrap_or(d.payout_interval),
+            bump_after: self.payout_bump_after_ms.map(Duration::from_millis).unwrap_or(d.bump_after),
         }
     }
 

@@ -214,3 +214,38 @@ async fn a_transfer_reverted_on_chain_fails_the_refund_and_releases_the_funds(ap
     assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10", "released");
     assert!(anvil.payouts_on_chain().await.is_empty());
 }
+
+/// Gas gets expensive while a payout waits: the executor replaces it with the same transfer and nonce at
+/// higher fees, stored before it is sent; exactly one of the two is mined, and the refund shows it.
+async fn an_underpriced_payout_is_replaced_with_higher_fees(app: &TestApp, anvil: &Anvil) {
+    let m = app.create_merchant("Shop").await;
+    app.paid_order_on(anvil, &m, "10", "0").await;
+    let r = create_refund(app, &m, "bump", "2", USER_ADDRESS, None).await;
+    let id = r["refund_id"].as_str().unwrap();
+    let processing = app.wait_refund(id, "Processing", |r| r["status"] == "Processing").await;
+    let first = processing["transactions"][0]["tx_hash"].as_str().unwrap().to_owned();
+    // The next block's base fee jumps to 100 gwei, far above what the payout bids; it stays unmined.
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", json!(["0x174876e800"])).await;
+    anvil.mine().await;
+    let replaced = app.wait_refund(id, "replaced", |r| r["transactions"][0]["tx_hash"] != first.as_str()).await;
+    let second = replaced["transactions"][0]["tx_hash"].as_str().unwrap().to_owned();
+    let done = app.mine_until(anvil, id, "Completed").await;
+    assert_eq!(done["transactions"].as_array().unwrap().len(), 1, "one leg, replaced in place");
+    assert_eq!(done["transactions"][0]["tx_hash"], second.as_str());
+    assert_eq!(anvil.payouts_on_chain().await, vec![(user(), U256::from(base_units("2")))], "paid once");
+    let mined = anvil
+        .owner
+        .get_transaction_by_hash(alloy::primitives::B256::from_str(&second).unwrap())
+        .await
+        .unwrap()
+        .expect("the replacement is on chain");
+    use alloy::consensus::Transaction as _;
+    assert!(mined.inner.max_fee_per_gas() >= 87_500_000_000, "bids at least the raised base fee");
+    let versions: Vec<String> = sqlx::query_scalar("SELECT tx_hash FROM payout_versions ORDER BY signed_at_ms")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(versions.first(), Some(&first));
+    assert!(versions.contains(&second) && versions.len() >= 2, "{versions:?}");
+}
+on_anvil!(an_underpriced_payout_is_replaced_with_higher_fees);

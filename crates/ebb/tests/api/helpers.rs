@@ -194,6 +194,8 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             run_webhooks: true,
             sandbox_block: Duration::from_secs(3600),
             payout_interval: Duration::from_millis(20),
+            // Only an underpriced payout is replaced, so checking early changes nothing else.
+            bump_after: Duration::from_millis(100),
         },
         webhooks: options.webhooks.clone().unwrap_or_else(test_webhook_settings),
     };
