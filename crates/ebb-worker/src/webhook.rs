@@ -72,8 +72,8 @@ impl Default for WebhookSettings {
             retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
             allow_private_addresses: false,
             poll_interval: Duration::from_millis(50),
-            max_in_flight: 256,
-            per_endpoint_in_flight: 32,
+            max_in_flight: 512,
+            per_endpoint_in_flight: 128,
         }
     }
 }
@@ -130,6 +130,7 @@ impl WebhookDispatcher {
                 tracing::warn!(error = %e, "could not free the leases of a previous run; they expire by themselves")
             }
         }
+        let refill_at = (self.settings.per_endpoint_in_flight / 2).max(1);
         let mut failing = false;
         while !*shutdown.borrow() {
             let mut leased_any = false;
@@ -143,7 +144,9 @@ impl WebhookDispatcher {
                         let busy = per_endpoint.lock().expect("poisoned").get(&endpoint).copied().unwrap_or(0);
                         let room =
                             self.settings.per_endpoint_in_flight.saturating_sub(busy).min(slots.available_permits());
-                        if room == 0 {
+                        // Lease in batches: a round costs the same few queries for one delivery as for a
+                        // hundred, so an endpoint with attempts in flight waits until half its slots are free.
+                        if room == 0 || (busy > 0 && room < refill_at) {
                             continue;
                         }
                         let leased = match self.store.lease_deliveries(&endpoint, room as i64, lease_ms).await {
@@ -167,11 +170,17 @@ impl WebhookDispatcher {
                             tokio::spawn(async move {
                                 let record = this.attempt(delivery).await;
                                 let _ = results.send(record);
-                                if let Some(n) = per_endpoint.lock().expect("poisoned").get_mut(&endpoint) {
-                                    *n = n.saturating_sub(1);
-                                }
+                                let busy = match per_endpoint.lock().expect("poisoned").get_mut(&endpoint) {
+                                    Some(n) => {
+                                        *n = n.saturating_sub(1);
+                                        *n
+                                    }
+                                    None => 0,
+                                };
                                 drop(permit);
-                                recorded.notify_one();
+                                if busy <= refill_at {
+                                    recorded.notify_one();
+                                }
                             });
                         }
                     }
