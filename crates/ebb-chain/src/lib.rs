@@ -125,6 +125,12 @@ pub trait Chain: Send + Sync {
     async fn pending_nonce(&self) -> Result<u64, ChainError>;
     /// The hot wallet's nonce counting only mined transactions.
     async fn mined_nonce(&self) -> Result<u64, ChainError>;
+    /// How much of the `remaining` amount of a payout its next transfer carries: all of it, unless the
+    /// chain splits payouts (the sandbox does for [`sandbox::PARTIAL_ADDRESS`]). A refund paid in several
+    /// transfers is `Completed` when all are mined, `PartiallyCompleted` when one fails after others.
+    fn leg_amount(&self, _token: &TokenRef, _to: &str, remaining: u128) -> u128 {
+        remaining
+    }
     async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError>;
     /// Signs locally; no I/O, so it can run inside the database transaction that stores the result.
     fn sign(&self, prepared: &Prepared, nonce: u64) -> Result<Signed, ChainError>;

@@ -7,7 +7,7 @@
 //! bytes) works against it just as against a real node.
 //!
 //! Magic destination addresses (EVM chains) let users exercise failure handling, as test card numbers
-//! do: see [`REVERT_ADDRESS`] and [`STUCK_ADDRESS`].
+//! do: see [`REVERT_ADDRESS`], [`STUCK_ADDRESS`] and [`PARTIAL_ADDRESS`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,10 @@ use crate::{Chain, ChainError, Funds, Inclusion, IncomingTransfer, Outcome, Prep
 pub const REVERT_ADDRESS: &str = "0x000000000000000000000000000000000000fa11";
 /// A payout to this address is accepted but never mined: the refund stays `Processing`.
 pub const STUCK_ADDRESS: &str = "0x0000000000000000000000000000000000005eed";
+/// A payout to this address is split in two transfers: the first (half, rounded up) is mined, the
+/// second reverts: the refund ends `PartiallyCompleted`, the unpaid half released.
+pub const PARTIAL_ADDRESS: &str = "0x000000000000000000000000000000000000ba1f";
+pub const PARTIAL_REASON: &str = "sandbox: the recipient refuses the second transfer (magic address)";
 /// What the hot wallet holds of every token until told otherwise: plenty.
 pub const DEFAULT_HOT_WALLET_BALANCE: u128 = 1_000_000_000_000_000_000_000_000_000;
 pub const REVERT_REASON: &str = "sandbox: the recipient refuses transfers (magic address)";
@@ -49,6 +53,20 @@ struct State {
     mined: HashMap<String, (u64, Outcome)>,
     /// Every executed transfer, for `scan`: (block, tx hash, log index, tx).
     logs: Vec<(u64, String, u64, SandboxTx)>,
+    /// Payouts to [`PARTIAL_ADDRESS`]: the second halves still to come, and those to revert, by amount.
+    partial_rests: HashMap<u128, usize>,
+    partial_doomed: HashMap<u128, usize>,
+}
+
+/// Takes one `amount` out of a multiset; whether there was one.
+fn take_one(set: &mut HashMap<u128, usize>, amount: u128) -> bool {
+    match set.get_mut(&amount) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
 }
 
 pub struct SandboxChain {
@@ -137,8 +155,11 @@ impl SandboxChain {
             *s.nonces.entry(key(&tx.from)).or_default() += 1;
             let amount: u128 = tx.amount.parse().unwrap_or(0);
             let from_balance = Self::balance_of(&s, &tx.from, &tx.token_id, &self.hot_wallet);
+            let doomed = key(&tx.to) == PARTIAL_ADDRESS && take_one(&mut s.partial_doomed, amount);
             let outcome = if key(&tx.to) == REVERT_ADDRESS {
                 Outcome::Reverted { reason: REVERT_REASON.into() }
+            } else if doomed {
+                Outcome::Reverted { reason: PARTIAL_REASON.into() }
             } else if from_balance < amount {
                 Outcome::Reverted { reason: "sandbox: transfer amount exceeds balance".into() }
             } else {
@@ -246,6 +267,21 @@ impl Chain for SandboxChain {
 
     async fn mined_nonce(&self) -> Result<u64, ChainError> {
         Ok(self.state().nonces.get(&key(&self.hot_wallet)).copied().unwrap_or(0))
+    }
+
+    fn leg_amount(&self, _token: &TokenRef, to: &str, remaining: u128) -> u128 {
+        if key(to) != PARTIAL_ADDRESS || remaining < 2 {
+            return remaining;
+        }
+        let mut s = self.state();
+        if take_one(&mut s.partial_rests, remaining) {
+            // The second transfer of a split payout: it will revert.
+            *s.partial_doomed.entry(remaining).or_default() += 1;
+            return remaining;
+        }
+        let first = remaining.div_ceil(2);
+        *s.partial_rests.entry(remaining - first).or_default() += 1;
+        first
     }
 
     async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError> {

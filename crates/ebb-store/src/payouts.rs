@@ -8,6 +8,8 @@
 //! stored status, so a second process, or a restarted one, cannot apply a step twice; the unique
 //! indexes of migration 0002 (one transaction per nonce, one open payout per refund) back that up.
 
+use std::collections::HashMap;
+
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::refund::RefundEvent;
 use ebb_core::{Amount, RefundStatus};
@@ -32,6 +34,8 @@ pub struct PayableRefund {
     pub refund_id: String,
     pub token_id: String,
     pub amount: Amount,
+    /// What earlier transfers of this refund have paid (a payout split in several transfers).
+    pub paid: Amount,
     pub to_address: String,
     pub hold_reason: Option<String>,
 }
@@ -125,13 +129,55 @@ async fn lock_undecided_leg(
     conn: &mut AnyConnection,
     backend: Backend,
     tx_id: &str,
-) -> Result<Option<RefundRow>, StoreError> {
+) -> Result<Option<(RefundRow, OpenLeg)>, StoreError> {
     let leg = lock_leg(conn, tx_id).await?;
     let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(None) };
     if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
         return Ok(None);
     }
-    Ok(Some(r))
+    Ok(Some((r, leg)))
+}
+
+/// What the completed transfers of a refund have paid so far.
+async fn paid_so_far(conn: &mut AnyConnection, refund_id: &str) -> Result<Amount, StoreError> {
+    let amounts: Vec<String> = sqlx::query_scalar(
+        "SELECT amount FROM payment_transactions WHERE refund_id = $1 AND direction = 'out' AND status = 'Completed'",
+    )
+    .bind(refund_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    amounts.iter().try_fold(Amount::ZERO, |sum, a| {
+        sum.checked_add(Amount::from_base_units_str(a)?)
+            .ok_or_else(|| StoreError::Internal(format!("paid total of refund {refund_id} out of range")))
+    })
+}
+
+/// Whether a refund has a transfer in flight.
+async fn has_open_leg(conn: &mut AnyConnection, refund_id: &str) -> Result<bool, StoreError> {
+    let open: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM payment_transactions WHERE refund_id = $1 AND direction = 'out' \
+         AND status IN ('Broadcasting', 'Confirming')",
+    )
+    .bind(refund_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(open.is_some())
+}
+
+/// Ends a refund whose transfer failed (or could not be sent): `Failed` with everything released if
+/// nothing was paid; `PartiallyCompleted` if earlier transfers paid part of it, releasing the rest and
+/// the developer fee (the fee is charged only for a refund paid in full).
+async fn end_unpaid(conn: &mut AnyConnection, r: &RefundRow, reason: &str, now: i64) -> Result<(), StoreError> {
+    let paid = paid_so_far(conn, &r.refund_id).await?;
+    if paid.is_zero() {
+        move_refund(conn, r, RefundEvent::PayoutFailed, Some(reason), now).await?;
+        return release(conn, r, now).await;
+    }
+    move_refund(conn, r, RefundEvent::PayoutPartiallyCompleted, Some(reason), now).await?;
+    let mut rest = r.clone();
+    rest.amount =
+        r.amount.checked_sub(paid).ok_or_else(|| StoreError::Internal(format!("refund {} overpaid", r.refund_id)))?;
+    release(conn, &rest, now).await
 }
 
 /// Gives a failed payout's funds back: the reservation returns to its source, the order may be refunded again.
@@ -140,11 +186,18 @@ async fn release(conn: &mut AnyConnection, r: &RefundRow, now: i64) -> Result<()
     post_reservation(conn, r, true, now).await
 }
 
-/// Settles a paid refund: the amount leaves for the world, the developer fee goes to the PSP.
-async fn settle(conn: &mut AnyConnection, r: &RefundRow, now: i64) -> Result<(), StoreError> {
+/// Settles a mined transfer of `amount`: it leaves for the world; when the refund is paid in full
+/// (`last`), its developer fee goes to the PSP.
+async fn settle(
+    conn: &mut AnyConnection,
+    r: &RefundRow,
+    amount: Amount,
+    last: bool,
+    now: i64,
+) -> Result<(), StoreError> {
     let paid =
-        Entry::builder().transfer(Account::Reserved, Account::World, &r.token_id, r.amount.base_units())?.build()?;
-    match r.merchant_fee_amount.filter(|f| !f.is_zero()) {
+        Entry::builder().transfer(Account::Reserved, Account::World, &r.token_id, amount.base_units())?.build()?;
+    match r.merchant_fee_amount.filter(|f| !f.is_zero() && last) {
         Some(fee) => {
             let fee =
                 Entry::builder().transfer(Account::Reserved, Account::Psp, &r.token_id, fee.base_units())?.build()?;
@@ -187,8 +240,19 @@ async fn lock_leg(conn: &mut AnyConnection, tx_id: &str) -> Result<OpenLeg, Stor
 }
 
 impl Store {
-    /// Refunds on `chain_id` ready to pay out, oldest first.
+    /// Refunds on `chain_id` ready to pay out, oldest first: `Pending` ones, then `Processing` ones paid in
+    /// several transfers whose last transfer is done and which still have an amount to pay.
     pub async fn payable_refunds(&self, chain_id: &str, limit: i64) -> Result<Vec<PayableRefund>, StoreError> {
+        let payable = |row: &sqlx::any::AnyRow| -> Result<PayableRefund, StoreError> {
+            Ok(PayableRefund {
+                refund_id: row.try_get("refund_id")?,
+                token_id: row.try_get("token_id")?,
+                amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+                paid: Amount::ZERO,
+                to_address: row.try_get("to_address")?,
+                hold_reason: row.try_get("hold_reason")?,
+            })
+        };
         let rows = sqlx::query(
             "SELECT refund_id, token_id, amount, to_address, hold_reason FROM refunds \
              WHERE status = 'Pending' AND chain_id = $1 AND to_address <> '' ORDER BY seq LIMIT $2",
@@ -197,17 +261,54 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PayableRefund {
-                    refund_id: row.try_get("refund_id")?,
-                    token_id: row.try_get("token_id")?,
-                    amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
-                    to_address: row.try_get("to_address")?,
-                    hold_reason: row.try_get("hold_reason")?,
-                })
-            })
-            .collect()
+        let mut out: Vec<PayableRefund> = rows.iter().map(payable).collect::<Result<_, _>>()?;
+        // Refunds between two transfers: `Processing` with no transfer in flight. (Two plain queries rather
+        // than a correlated NOT EXISTS: its plan depends on statistics a young table lacks.)
+        let processing = sqlx::query(
+            "SELECT refund_id, token_id, amount, to_address, hold_reason FROM refunds \
+             WHERE status = 'Processing' AND chain_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(chain_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        if processing.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<String> = processing.iter().map(|r| r.try_get("refund_id")).collect::<Result<_, _>>()?;
+        let mut f = Filter::default();
+        f.is_in("refund_id", &ids);
+        let sql = format!(
+            "SELECT refund_id, amount, status FROM payment_transactions{} AND direction = 'out'",
+            f.where_sql()
+        );
+        let mut open = std::collections::HashSet::new();
+        let mut paid: HashMap<String, Amount> = HashMap::new();
+        for row in f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await? {
+            let id: String = row.try_get("refund_id")?;
+            match row.try_get::<String, _>("status")?.as_str() {
+                TX_BROADCASTING | TX_CONFIRMING => {
+                    open.insert(id);
+                }
+                TX_COMPLETED => {
+                    let a = Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?;
+                    let sum = paid.entry(id).or_default();
+                    *sum = sum.checked_add(a).unwrap_or(*sum);
+                }
+                _ => {}
+            }
+        }
+        for row in &processing {
+            let mut r = payable(row)?;
+            if open.contains(&r.refund_id) {
+                continue;
+            }
+            r.paid = paid.get(&r.refund_id).copied().unwrap_or_default();
+            if r.paid < r.amount {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Says why a `Pending` refund waits (or, with `None`, that nothing holds it any more).
@@ -233,12 +334,11 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let Some(r) = lock_for_payout(conn, backend, &refund_id).await? else { return Ok(false) };
-                if r.status != RefundStatus::Pending {
+                let between_transfers = r.status == RefundStatus::Processing && !has_open_leg(conn, &refund_id).await?;
+                if r.status != RefundStatus::Pending && !between_transfers {
                     return Ok(false);
                 }
-                let now = now_s();
-                move_refund(conn, &r, RefundEvent::PayoutFailed, Some(&reason), now).await?;
-                release(conn, &r, now).await?;
+                end_unpaid(conn, &r, &reason, now_s()).await?;
                 Ok(true)
             })
         })
@@ -257,6 +357,7 @@ impl Store {
         chain_id: &str,
         hot_wallet: &str,
         chain_nonce: u64,
+        amount: Amount,
         sign: F,
     ) -> Result<Option<OpenLeg>, StoreError>
     where
@@ -267,8 +368,16 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let Some(r) = lock_for_payout(conn, backend, &refund_id).await? else { return Ok(None) };
-                if r.status != RefundStatus::Pending || r.to_address.is_empty() {
+                // The first transfer of a `Pending` refund, or the next of one paid in several.
+                let next_transfer = r.status == RefundStatus::Processing && !has_open_leg(conn, &refund_id).await?;
+                if (r.status != RefundStatus::Pending && !next_transfer) || r.to_address.is_empty() {
                     return Ok(None);
+                }
+                let remaining = r.amount.checked_sub(paid_so_far(conn, &refund_id).await?).unwrap_or(Amount::ZERO);
+                if amount.is_zero() || amount > remaining {
+                    return Err(StoreError::Internal(format!(
+                        "a transfer of {amount} for refund {refund_id}, which has {remaining} left to pay"
+                    )));
                 }
                 // The row must exist before it can be locked: without it, concurrent first payouts of a
                 // wallet would all read "no nonce yet" and pick the same one (the unique index on
@@ -311,7 +420,7 @@ impl Store {
                     chain_id: chain_id.clone(),
                     from_address: hot_wallet.clone(),
                     to_address: r.to_address.clone(),
-                    amount: r.amount,
+                    amount,
                     status: TX_BROADCASTING.into(),
                     failed_reason: None,
                     created_at_ms: now,
@@ -326,7 +435,9 @@ impl Store {
                     .await?;
                 insert_version(conn, &tx.tx_id, &signed.tx_hash, &signed.raw, now).await?;
                 events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
-                move_refund(conn, &r, RefundEvent::PayoutStarted, None, now_s()).await?;
+                if r.status == RefundStatus::Pending {
+                    move_refund(conn, &r, RefundEvent::PayoutStarted, None, now_s()).await?;
+                }
                 Ok(Some(OpenLeg {
                     tx_id: tx.tx_id,
                     refund_id: r.refund_id,
@@ -336,7 +447,7 @@ impl Store {
                     status: TX_BROADCASTING.into(),
                     block_number: None,
                     token_id: r.token_id.clone(),
-                    amount: r.amount,
+                    amount,
                     versions: vec![tx.tx_hash.clone().unwrap_or_default()],
                     signed_at_ms: now,
                 }))
@@ -453,7 +564,7 @@ impl Store {
         let (tx_id, backend) = (tx_id.to_owned(), self.backend());
         self.write(move |conn| {
             Box::pin(async move {
-                let Some(r) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
+                let Some((r, leg)) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
                 sqlx::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 WHERE tx_id = $4",
@@ -465,8 +576,13 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
                 events::transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
-                move_refund(conn, &r, RefundEvent::PayoutCompleted, None, now).await?;
-                settle(conn, &r, now).await?;
+                // Paid in full: the refund completes. Otherwise it stays `Processing` and the executor
+                // sends the next transfer.
+                let paid_in_full = paid_so_far(conn, &r.refund_id).await? >= r.amount;
+                if paid_in_full {
+                    move_refund(conn, &r, RefundEvent::PayoutCompleted, None, now).await?;
+                }
+                settle(conn, &r, leg.amount, paid_in_full, now).await?;
                 Ok(true)
             })
         })
@@ -479,7 +595,7 @@ impl Store {
         let (tx_id, reason, backend) = (tx_id.to_owned(), reason.to_owned(), self.backend());
         self.write(move |conn| {
             Box::pin(async move {
-                let Some(r) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
+                let Some((r, _)) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
                 sqlx::query(
                     "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
@@ -491,8 +607,7 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
                 events::transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
-                move_refund(conn, &r, RefundEvent::PayoutFailed, Some(&reason), now).await?;
-                release(conn, &r, now).await?;
+                end_unpaid(conn, &r, &reason, now).await?;
                 Ok(true)
             })
         })

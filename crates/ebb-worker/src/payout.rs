@@ -124,20 +124,26 @@ impl PayoutExecutor {
         Ok((leg, still_open, r))
     }
 
-    async fn prepare_one(&self, r: PayableRefund, token: TokenRef) -> (PayableRefund, Result<Prepared, ChainError>) {
-        let p = self.chain.prepare(&token, &r.to_address, r.amount.base_units()).await;
+    async fn prepare_one(
+        &self,
+        r: PayableRefund,
+        token: TokenRef,
+        amount: u128,
+    ) -> (PayableRefund, Result<Prepared, ChainError>) {
+        let p = self.chain.prepare(&token, &r.to_address, amount).await;
         (r, p)
     }
 
     /// Signs and stores one payout, then broadcasts it; `false` if another process took the refund.
     async fn start_one(&self, r: PayableRefund, prepared: Prepared, chain_nonce: u64) -> Result<bool, WorkerError> {
+        let amount = ebb_core::Amount::from_base_units(prepared.amount);
         let chain = self.chain.clone();
         let signer = move |n: u64| {
             chain.sign(&prepared, n).map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw }).map_err(|e| e.to_string())
         };
         let Some(leg) = self
             .store
-            .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, signer)
+            .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, amount, signer)
             .await?
         else {
             return Ok(false);
@@ -308,7 +314,9 @@ impl PayoutExecutor {
                 available.insert(r.token_id.clone(), f);
             }
             let funds = available.get_mut(&r.token_id).expect("inserted above");
-            let amount = r.amount.base_units();
+            // This transfer's share of what is left to pay (all of it unless the chain splits payouts).
+            let remaining = r.amount.base_units().saturating_sub(r.paid.base_units());
+            let amount = self.chain.leg_amount(&token, &r.to_address, remaining);
             if funds.token < amount {
                 let reason = format!(
                     "hot wallet {} has {} base units of {} available, needs {amount}: fund it",
@@ -320,10 +328,11 @@ impl PayoutExecutor {
                 continue;
             }
             funds.token -= amount;
-            covered.push((r, token));
+            covered.push((r, token, amount));
         }
         // 2. Dry runs and fee estimates, several at once (RPC round trips, nothing stored).
-        let preparing: Vec<_> = covered.into_iter().map(|(r, token)| self.prepare_one(r, token)).collect();
+        let preparing: Vec<_> =
+            covered.into_iter().map(|(r, token, amount)| self.prepare_one(r, token, amount)).collect();
         let prepared: Vec<_> = stream::iter(preparing).buffered(CONCURRENCY).collect().await;
         // 3. Sort out what cannot go; check gas for the rest.
         let mut ready = Vec::new();

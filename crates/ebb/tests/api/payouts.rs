@@ -2,7 +2,7 @@
 //! payout that cannot go says why. The bodies taking a `&dyn TestChain` run on the sandbox chain here
 //! and on anvil in `evm.rs`.
 
-use ebb_chain::sandbox::{REVERT_ADDRESS, REVERT_REASON, STUCK_ADDRESS};
+use ebb_chain::sandbox::{PARTIAL_ADDRESS, PARTIAL_REASON, REVERT_ADDRESS, REVERT_REASON, STUCK_ADDRESS};
 use ebb_core::Amount;
 use serde_json::{json, Value};
 
@@ -17,6 +17,7 @@ both_backends_paying!(
     sandbox_pays_many_refunds_with_consecutive_nonces,
     sandbox_revert_address_fails_the_refund_and_releases_the_funds,
     sandbox_stuck_address_keeps_the_refund_processing,
+    sandbox_partial_address_pays_half_and_releases_the_rest,
 );
 
 async fn sandbox_pays_a_refund_once_and_settles_the_ledger(app: &TestApp) {
@@ -209,4 +210,36 @@ async fn sandbox_stuck_address_keeps_the_refund_processing(app: &TestApp) {
     );
     app.put(&format!("/v2/payments/refunds/{id}/cancel"), None).await.error(409, 40901);
     assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "9", "still reserved");
+}
+
+/// A payout split in two transfers whose second fails: the refund is `PartiallyCompleted`, the paid half
+/// left for the world, the unpaid half and the developer fee back in the merchant's balance, and the
+/// order refundable again by exactly the unpaid half.
+async fn sandbox_partial_address_pays_half_and_releases_the_rest(app: &TestApp) {
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    let order = app.paid_order(&m, "10", "0").await;
+    let psp_before = psp_balance(app).await;
+    let body = |request_id: &str, amount: &str, to: &str| {
+        json!({"request_id": request_id, "merchant_id": m, "order_id": order["order_id"], "payable_amount": amount,
+               "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": to,
+               "charge_merchant_fee": true, "merchant_fee_amount": "0.5"})
+    };
+    let r = app.post("/v2/payments/refunds", body("half", "3", PARTIAL_ADDRESS)).await.ok();
+    let id = r["refund_id"].as_str().unwrap();
+    let done = app.mine_until(&chain, id, "PartiallyCompleted").await;
+    assert_eq!(done["failed_reason"], PARTIAL_REASON);
+    let legs = done["transactions"].as_array().unwrap();
+    assert_eq!(legs.len(), 2, "{done}");
+    assert_eq!((legs[0]["amount"].as_str(), legs[0]["status"].as_str()), (Some("1.5"), Some("Completed")));
+    assert_eq!((legs[1]["amount"].as_str(), legs[1]["status"].as_str()), (Some("1.5"), Some("Failed")));
+    assert_ne!(legs[0]["tx_hash"], legs[1]["tx_hash"]);
+    assert_eq!(chain.0.balance(PARTIAL_ADDRESS, "ETH_USDT"), base_units("1.5"), "half arrived");
+    // Paid 1.5 of 10; the fee is charged only for a refund paid in full.
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "8.5");
+    assert_eq!(psp_balance(app).await, psp_before);
+    app.post("/v2/payments/refunds", body("over", "8.51", USER_ADDRESS)).await.error(422, 42201);
+    let rest = app.post("/v2/payments/refunds", body("rest", "8", USER_ADDRESS)).await.ok();
+    app.mine_until(&chain, rest["refund_id"].as_str().unwrap(), "Completed").await;
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
 }
