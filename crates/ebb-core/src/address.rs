@@ -69,21 +69,48 @@ impl Address {
     }
 }
 
-/// A per-order receiving address derived from a wallet seed: `keccak256(seed || order_id)`.
-/// Deterministic, so an order's address never changes; distinct per order. In the sandbox nobody holds
-/// keys for these; real chains (issue 3) derive them from the hot wallet instead.
-pub fn derive_deposit_address(family: ChainFamily, seed: &[u8], order_id: &str) -> Address {
+/// The private key of an order's receiving address: `keccak256("ebb deposit key v1" || seed ||
+/// order_id)`, hashed again in the (astronomically unlikely) case it is not a valid secp256k1 scalar.
+/// Whoever holds the seed can spend what was paid to the address (`ebb orders deposit-key`).
+pub fn derive_deposit_key(seed: &[u8], order_id: &str) -> [u8; 32] {
     let mut h = Keccak256::new();
+    h.update(b"ebb deposit key v1");
     h.update(seed);
     h.update(order_id.as_bytes());
-    let digest: [u8; 32] = h.finalize().into();
-    let mut account = [0u8; 20];
-    account.copy_from_slice(&digest[12..]);
-    match family {
-        ChainFamily::Evm => Address::evm_from_bytes(&account),
-        ChainFamily::Tron => Address::tron_from_bytes(&account),
-        ChainFamily::Solana => Address::solana_from_bytes(&digest),
+    let mut key: [u8; 32] = h.finalize().into();
+    while k256::SecretKey::from_slice(&key).is_err() {
+        key = Keccak256::digest(key).into();
     }
+    key
+}
+
+/// The address of a deposit key on a chain family: the secp256k1 public key's Keccak-derived account
+/// on EVM chains and Tron, the Ed25519 public key (of the key as seed) on Solana.
+pub fn address_of_key(family: ChainFamily, key: &[u8; 32]) -> Address {
+    match family {
+        ChainFamily::Evm | ChainFamily::Tron => {
+            let secret = k256::SecretKey::from_slice(key).expect("a valid scalar (derive_deposit_key)");
+            let point = k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&secret.public_key(), false);
+            let digest: [u8; 32] = Keccak256::digest(&point.as_bytes()[1..]).into();
+            let mut account = [0u8; 20];
+            account.copy_from_slice(&digest[12..]);
+            if family == ChainFamily::Evm {
+                Address::evm_from_bytes(&account)
+            } else {
+                Address::tron_from_bytes(&account)
+            }
+        }
+        ChainFamily::Solana => {
+            Address::solana_from_bytes(&ed25519_dalek::SigningKey::from_bytes(key).verifying_key().to_bytes())
+        }
+    }
+}
+
+/// A per-order receiving address, derived from a wallet seed through a private key
+/// ([`derive_deposit_key`]): deterministic, so an order's address never changes; distinct per order;
+/// and spendable by whoever holds the seed.
+pub fn derive_deposit_address(family: ChainFamily, seed: &[u8], order_id: &str) -> Address {
+    address_of_key(family, &derive_deposit_key(seed, order_id))
 }
 
 impl fmt::Display for Address {
@@ -145,6 +172,23 @@ mod tests {
     use super::*;
     use ChainFamily::*;
 
+    /// Known keys and their Ethereum accounts: private key 1, and anvil's first development account.
+    #[test]
+    fn a_deposit_key_gives_the_account_ethereum_gives_it() {
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        assert_eq!(address_of_key(Evm, &one).as_str(), "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf");
+        let mut anvil = [0u8; 32];
+        hex::decode_to_slice("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", &mut anvil).unwrap();
+        assert_eq!(address_of_key(Evm, &anvil).as_str(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+        // Tron uses the same account bytes.
+        let tron = address_of_key(Tron, &one);
+        assert_eq!(
+            bs58::decode(tron.as_str()).with_check(None).into_vec().unwrap()[1..],
+            hex::decode("7e5f4552091a69125d5dfcb7b8c2659029395bdf").unwrap()[..]
+        );
+    }
+
     #[test]
     fn evm_checksum_is_enforced_on_mixed_case() {
         // The EIP-55 test vectors.
@@ -190,6 +234,7 @@ mod tests {
             assert_ne!(a, derive_deposit_address(family, b"seed", "O2"));
             assert_ne!(a, derive_deposit_address(family, b"other", "O1"));
             assert!(Address::parse(family, a.as_str()).is_ok(), "{a}");
+            assert_eq!(a, address_of_key(family, &derive_deposit_key(b"seed", "O1")));
         }
     }
 

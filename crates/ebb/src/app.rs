@@ -181,7 +181,7 @@ async fn build_chains(
 
 /// The per-order address seed: derived from the server key so `ebb dev` needs no second secret.
 /// (Real chains derive receiving addresses from the hot wallet instead.)
-fn deposit_seed(key: &SigningKey) -> [u8; 32] {
+pub(crate) fn deposit_seed(key: &SigningKey) -> [u8; 32] {
     // An Ed25519 signature is a keyed, deterministic function of the message; its S half is a fine
     // seed and reveals nothing of the key.
     let sig = key.sign(b"ebb deposit address seed v1").to_bytes();

@@ -60,6 +60,13 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Pay-in orders.
+    Orders {
+        #[command(subcommand)]
+        command: OrdersCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Manage webhook endpoints and their events.
     Webhooks {
         #[command(subcommand)]
@@ -69,6 +76,13 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum OrdersCommand {
+    /// Print the private key of an order's receiving address, to move what was paid to it. Keep it
+    /// secret: it spends whatever the address holds.
+    DepositKey { order_id: String },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +191,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Keys { command, db } => keys(command, &db).await,
         Command::Webhooks { command, db } => webhooks(command, &db).await,
+        Command::Orders { command: OrdersCommand::DepositKey { order_id }, db } => deposit_key(&order_id, &db).await,
         Command::Openapi => {
             println!("{}", ebb_api::openapi::document_json());
             Ok(())
@@ -298,6 +313,42 @@ async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server key of a management command: from the config, the environment, or the `ebb dev` layout.
+fn server_key(db: &DbArgs) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    if let Some(cfg) = &db.config {
+        FileConfig::load(Some(cfg))?.server_key()
+    } else if std::env::var("EBB_SERVER_KEY").is_ok() || std::env::var("EBB_SERVER_KEY_FILE").is_ok() {
+        FileConfig::load(None)?.server_key()
+    } else {
+        let dir = db.data_dir.clone().unwrap_or_else(|| PathBuf::from(".ebb"));
+        crate::config::read_key_file(&dev::server_key_path(&dir))
+    }
+}
+
+async fn deposit_key(order_id: &str, db: &DbArgs) -> anyhow::Result<()> {
+    let store = open_store(db).await?;
+    let order = store.order(order_id).await?.with_context(|| format!("no order {order_id}"))?;
+    let registry = match &db.config {
+        Some(cfg) => FileConfig::load(Some(cfg))?.registry()?,
+        None => FileConfig::load(None)?.registry()?,
+    };
+    let token = registry.get(&order.token_id).with_context(|| format!("token {} is not configured", order.token_id))?;
+    let seed = crate::app::deposit_seed(&server_key(db)?);
+    let key = ebb_core::address::derive_deposit_key(&seed, order_id);
+    let address = ebb_core::address::address_of_key(token.family, &key);
+    if !address.as_str().eq_ignore_ascii_case(&order.receive_address) {
+        bail!(
+            "order {order_id}'s address {} was not derived from this server key (a different key, or an order \
+             created before receiving addresses had keys)",
+            order.receive_address
+        );
+    }
+    println!("order        {order_id}");
+    println!("address      {}", order.receive_address);
+    println!("private key  0x{}", hex::encode(key));
+    Ok(())
+}
+
 async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
     match command {
         KeysCommand::Generate => {
@@ -307,14 +358,7 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::ServerPublic => {
-            let key = if let Some(cfg) = &db.config {
-                FileConfig::load(Some(cfg))?.server_key()?
-            } else if std::env::var("EBB_SERVER_KEY").is_ok() || std::env::var("EBB_SERVER_KEY_FILE").is_ok() {
-                FileConfig::load(None)?.server_key()?
-            } else {
-                let dir = db.data_dir.clone().unwrap_or_else(|| PathBuf::from(".ebb"));
-                crate::config::read_key_file(&dev::server_key_path(&dir))?
-            };
+            let key = server_key(db)?;
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
             Ok(())
         }

@@ -195,6 +195,20 @@ impl Anvil {
         format!("{:#x}", paid.tx_hash())
     }
 
+    /// Sends `amount` of the token from the account of `key_hex` (given gas first) to `to`, mined.
+    pub async fn transfer_as(&self, key_hex: &str, to: &str, amount: u128) {
+        let signer = PrivateKeySigner::from_str(key_hex.trim_start_matches("0x")).unwrap();
+        self.rpc("anvil_setBalance", json!([signer.address().to_checksum(None), "0x8ac7230489e80000"])).await;
+        let sender = ProviderBuilder::new().wallet(signer).connect_http(self.url.parse().unwrap()).erased();
+        let sent = TestToken::new(self.token, sender)
+            .transfer(Address::from_str(to).unwrap(), U256::from(amount))
+            .send()
+            .await;
+        let sent = sent.unwrap();
+        self.mine().await;
+        assert!(sent.get_receipt().await.unwrap().status(), "the transfer succeeds");
+    }
+
     /// The chain setting ebb uses for this node, as chain `ETH`.
     pub fn chain_setting(&self, confirmations: u64) -> ChainSetting {
         ChainSetting::Evm(EvmConfig {

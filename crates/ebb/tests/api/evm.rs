@@ -249,3 +249,33 @@ async fn an_underpriced_payout_is_replaced_with_higher_fees(app: &TestApp, anvil
     assert!(versions.contains(&second) && versions.len() >= 2, "{versions:?}");
 }
 on_anvil!(an_underpriced_payout_is_replaced_with_higher_fees);
+
+/// An order's receiving address is spendable: `ebb orders deposit-key` prints its private key, and
+/// that key moves what the customer paid to it.
+async fn an_orders_receiving_address_is_spendable_with_its_deposit_key(app: &TestApp, anvil: &Anvil) {
+    let m = app.create_merchant("Shop").await;
+    let order = app.paid_order_on(anvil, &m, "10", "0").await;
+    let (id, address) = (order["order_id"].as_str().unwrap(), order["receive_address"].as_str().unwrap());
+    assert_eq!(anvil.token_balance(address).await, base_units("10"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args(["orders", "deposit-key", id, "--database-url", &app.database_url])
+        .env("EBB_SERVER_KEY", &app.server_key_hex)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.lines().find_map(|l| l.strip_prefix("private key")).expect("a key").trim().to_owned();
+    let before = anvil.token_balance(USER_ADDRESS).await;
+    anvil.transfer_as(&key, USER_ADDRESS, base_units("10")).await;
+    assert_eq!(anvil.token_balance(address).await, 0);
+    assert_eq!(anvil.token_balance(USER_ADDRESS).await - before, base_units("10"));
+    // Another server key does not get it.
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args(["orders", "deposit-key", id, "--database-url", &app.database_url])
+        .env("EBB_SERVER_KEY", hex::encode([7u8; 32]))
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not derived from this server key"));
+}
+on_anvil!(an_orders_receiving_address_is_spendable_with_its_deposit_key);

@@ -73,6 +73,9 @@ pub struct TestApp {
     /// A PSP-wide key registered at start.
     pub key: SigningKey,
     pub server_public: VerifyingKey,
+    /// The server's signing key (hex seed) and database, for running `ebb` commands against this server.
+    pub server_key_hex: String,
+    pub database_url: String,
     pub store: Store,
     pg_database: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -199,6 +202,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         },
         webhooks: options.webhooks.clone().unwrap_or_else(test_webhook_settings),
     };
+    let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("ebb starts");
     let sandboxes = app.sandbox_chains();
     let addr = app.local_addr();
@@ -214,6 +218,8 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         client: reqwest::Client::new(),
         key,
         server_public: server_key.verifying_key(),
+        server_key_hex: hex::encode(server_key.to_bytes()),
+        database_url,
         store,
         pg_database,
         shutdown: Some(tx),
