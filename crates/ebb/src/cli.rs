@@ -229,6 +229,11 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         dev::dev_json_path(data_dir).display(),
         data_dir.display()
     );
+    println!(
+        "Webhooks: python3 scripts/webhook_receiver.py --data-dir {0}, then \
+         ebb webhooks add --url http://127.0.0.1:9000/hook --data-dir {0} (docs/WEBHOOKS.md)",
+        data_dir.display()
+    );
     println!("Ctrl-C stops.");
     app.run_until(crate::app::shutdown_signal()).await
 }
