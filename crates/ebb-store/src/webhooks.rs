@@ -488,6 +488,24 @@ impl Store {
         .await
     }
 
+    /// Deletes the logged attempts older than `before_ms` of deliveries that are finished (`Success` or
+    /// `Failed`); the events and their delivery states stay. Returns how many attempts went.
+    pub async fn prune_webhook_attempts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "DELETE FROM webhook_attempts WHERE created_at_ms < $1 AND delivery_seq IN \
+                     (SELECT seq FROM webhook_deliveries WHERE status <> 'Retrying')",
+                )
+                .bind(before_ms)
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+
     /// Frees every lease. Only for a SQLite database at start: one server serves a SQLite file (it holds
     /// the file's lock), so a lease still there is a crashed run's, and waiting for it to expire would
     /// only delay its delivery.

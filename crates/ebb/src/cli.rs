@@ -110,6 +110,12 @@ enum WebhooksCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Delete the logged attempts (request and response) of finished events older than N days; the
+    /// events and whether they were delivered stay.
+    Prune {
+        #[arg(long)]
+        older_than_days: u32,
+    },
     /// Send an event again now, or with --failed every failed event of the endpoint (a replay).
     Retry {
         endpoint_id: String,
@@ -302,6 +308,11 @@ async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
                     d.event_id, d.event_type, d.status, d.attempts, d.event_seq
                 );
             }
+        }
+        WebhooksCommand::Prune { older_than_days } => {
+            let before = ebb_store::now_ms() - i64::from(older_than_days) * 24 * 3600 * 1000;
+            let n = store.prune_webhook_attempts(before).await?;
+            println!("deleted {n} logged attempts");
         }
         WebhooksCommand::Retry { endpoint_id, event_id, failed, since_ms } => match (event_id, failed) {
             (Some(event_id), false) => {

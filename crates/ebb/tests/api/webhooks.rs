@@ -564,3 +564,37 @@ async fn the_webhook_api_validates_and_is_psp_only(app: &TestApp) {
     assert_eq!(resp.status, 403, "{}", resp.body);
 }
 crate::both_backends!(the_webhook_api_validates_and_is_psp_only);
+
+/// `ebb webhooks prune` drops the attempt logs of finished events and keeps everything else: the
+/// events, their status, and the logs of an event still being retried.
+async fn pruning_drops_only_finished_attempt_logs(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    let delivered = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = add_endpoint(app, &format!("http://127.0.0.1:{port}/hook"), false).await["endpoint_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    trigger(app, "payment.refund.status.updated", json!({})).await;
+    let event_id = receiver.wait_until(Duration::from_secs(5), "the event", |g| g.len() == 1).await[0].event_id();
+    wait_event(app, &delivered, &event_id, |e| e["status"] == "Success").await;
+    wait_event(app, &down, &event_id, |e| e["status"] == "Retrying" && e["retries_left"] == 1).await;
+    assert_eq!(logs_of(app, &delivered, &event_id).await.len(), 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args(["webhooks", "prune", "--older-than-days", "0", "--database-url", &app.database_url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deleted 1 logged attempts");
+    assert!(logs_of(app, &delivered, &event_id).await.is_empty());
+    assert_eq!(events_of(app, &delivered).await[0]["status"], "Success", "the event and its status stay");
+    assert!(!logs_of(app, &down, &event_id).await.is_empty(), "a retrying event keeps its log");
+}
+fn slow_retries() -> Options {
+    let retry_schedule = vec![Duration::from_secs(30), Duration::from_secs(30)];
+    Options {
+        webhooks: Some(ebb_worker::WebhookSettings { retry_schedule, ..test_webhook_settings() }),
+        ..Options::default()
+    }
+}
+both_backends_with!(pruning_drops_only_finished_attempt_logs, super::slow_retries());
