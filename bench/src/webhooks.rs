@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use ebb_bench::{free_port, now_ms, wait_ready, Client};
+use ebb_bench::{free_port, now_ms, wait_ready, Client, Stats};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 
@@ -134,13 +134,6 @@ struct Run {
     p99_ms: f64,
 }
 
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
-}
-
 async fn run_ebb(args: &Args, db: &str, url: &str, arrivals: &Arrivals) -> anyhow::Result<Run> {
     let server_key = hex::encode(rand::random::<[u8; 32]>());
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
@@ -195,14 +188,15 @@ async fn run_ebb(args: &Args, db: &str, url: &str, arrivals: &Arrivals) -> anyho
     while arrivals.lock().unwrap().len() < args.latency_events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut latencies: Vec<u64> =
-        arrivals.lock().unwrap().iter().map(|(at, created)| at.saturating_sub(*created)).collect();
-    latencies.sort_unstable();
+    // Stats keeps microseconds; arrivals are in milliseconds.
+    let latencies_us: Vec<u64> =
+        arrivals.lock().unwrap().iter().map(|(at, created)| at.saturating_sub(*created) * 1000).collect();
     ebb.kill().await.ok();
-    if latencies.len() < args.latency_events {
-        bail!("only {} of {} latency events arrived", latencies.len(), args.latency_events);
+    if latencies_us.len() < args.latency_events {
+        bail!("only {} of {} latency events arrived", latencies_us.len(), args.latency_events);
     }
-    Ok(Run { per_second, p50_ms: pct(&latencies, 0.5), p99_ms: pct(&latencies, 0.99) })
+    let latency = Stats { ops: latencies_us.len() as u64, seconds: 0.0, latencies_us, errors: 0 };
+    Ok(Run { per_second, p50_ms: latency.pct_ms(0.5), p99_ms: latency.pct_ms(0.99) })
 }
 
 /// A plain loop of POSTs from one client to the same receiver, with a body of the size ebb sends.
@@ -217,9 +211,10 @@ async fn baseline(url: &str, n: usize, arrivals: &Arrivals) -> anyhow::Result<f6
         let r = http.post(url).header("content-type", "application/json").body(body.clone()).send().await?;
         r.bytes().await?;
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    // A throughput (POSTs per second), not an amount of money.
+    let posts_per_second = n as f64 / started.elapsed().as_secs_f64();
     arrivals.lock().unwrap().clear();
-    Ok(rate)
+    Ok(posts_per_second)
 }
 
 #[tokio::main]
