@@ -318,10 +318,13 @@ async fn a_refund_life_arrives_signed_and_in_order(app: &TestApp) {
         .collect();
     assert_eq!(order_statuses.last().map(String::as_str), Some("Completed"), "{order_statuses:?}");
 
-    // The log: each event delivered once, by one successful attempt with the request as sent.
+    // The log: each event delivered once, by one successful attempt with the request as sent. The
+    // receiver may have answered before the dispatcher recorded the outcome, so wait for the record.
     let listed = events_of(app, endpoint_id).await;
     assert_eq!(listed.len(), got.len(), "one delivery per event");
     for e in &listed {
+        let event_id = e["event_id"].as_str().unwrap();
+        let e = wait_event(app, endpoint_id, event_id, |e| e["status"] != "Retrying").await;
         assert_eq!(e["status"], "Success", "{e}");
         assert!(e.get("next_retry_timestamp").is_none());
     }
