@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod routes;
 mod validate;
 pub mod wire;
@@ -53,6 +54,8 @@ pub struct AppState {
     /// How many retries the webhook dispatcher's schedule has (the `retries_left` of an event not yet
     /// tried).
     pub webhook_retries: i64,
+    /// The refund-link pages' settings, rate limiter and CSRF key.
+    pub links: Arc<pages::LinkPages>,
 }
 
 pub fn now_ms() -> i64 {
@@ -73,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/payments/refunds", post(refunds::create).get(refunds::list))
         .route("/v2/payments/refunds/{refund_id}", get(refunds::get).put(refunds::update))
         .route("/v2/payments/refunds/{refund_id}/cancel", put(refunds::cancel))
+        .route("/v2/payments/links/refunds", post(links::create))
         .route("/v2/payments/merchants", post(merchants::create).get(merchants::list))
         .route("/v2/payments/merchants/{merchant_id}", get(merchants::get).put(merchants::update))
         .route("/v2/payments/orders", post(orders::create).get(orders::list))
@@ -103,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/v2/openapi.json", get(ops::openapi))
+        .merge(pages::router())
         .merge(signed)
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -81,3 +81,14 @@ pub fn fee_rate(s: &str) -> Result<String, ApiError> {
     }
     Ok(a.to_decimal_string(4))
 }
+
+/// An absolute http(s) URL of at most `max_len` characters (a logo or return URL shown to customers:
+/// never `javascript:` or `data:`).
+pub fn http_url(field: &str, s: &str, max_len: usize) -> Result<String, ApiError> {
+    let s = text(field, s, max_len)?;
+    let url = url::Url::parse(&s).map_err(|e| ApiError::invalid(format!("{field} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ApiError::invalid(format!("{field} must be an http or https URL")));
+    }
+    Ok(url.to_string())
+}

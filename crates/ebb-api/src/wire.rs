@@ -369,3 +369,48 @@ pub struct SupportedToken {
     pub token_address: String,
     pub chain_id: String,
 }
+
+/// Cobo's `CreateRefundLinkRequest`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateRefundLinkRequest {
+    /// Your id for this request; it becomes the refund's `request_id`. Calling again with the same id
+    /// and business info makes a new link for the same refund (the earlier link dies). Optional: without
+    /// it each call makes a new refund.
+    pub request_id: Option<String>,
+    pub business_info: RefundLinkBusinessInfo,
+    pub display_info: Option<LinkDisplayInfo>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefundLinkBusinessInfo {
+    /// The order refunded; exactly one of `order_id` and `transaction_id`.
+    pub order_id: Option<String>,
+    /// The pay-in refunded: its sender is pre-filled as the refund address, its token is refunded.
+    pub transaction_id: Option<String>,
+    /// Positive, at most two decimal places, in the payment's token.
+    #[schema(example = "10.25")]
+    pub amount: String,
+    /// `Merchant` or `Psp`: which balance pays.
+    pub refund_source: String,
+    /// Required with `refund_source` `Merchant`.
+    pub merchant_id: Option<String>,
+    /// Developer fee charged to the merchant (only with `Merchant`); less than `amount`.
+    pub fee_amount: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LinkDisplayInfo {
+    /// The brand shown on the page (at most 128 characters).
+    pub developer_name: Option<String>,
+    /// An http(s) URL of the logo shown on the page.
+    pub logo: Option<String>,
+    /// An http(s) URL the result pages link back to.
+    pub return_url: Option<String>,
+}
+
+/// Cobo's `Link`: the page is at `url?token=token`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Link {
+    pub url: String,
+    pub token: String,
+}

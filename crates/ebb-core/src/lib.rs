@@ -9,6 +9,7 @@ pub mod amount;
 pub mod ledger;
 pub mod order;
 pub mod refund;
+pub mod screening;
 pub mod signing;
 pub mod token;
 

@@ -31,6 +31,9 @@ pub enum RefundEvent {
     LinkAddressSubmitted,
     /// An address submitted through a link was accepted for payout.
     LinkAddressConfirmed,
+    /// The merchant asked for a new link for a refund whose payout has not started: the address
+    /// submitted before no longer stands, the customer submits again.
+    Relinked,
     PayoutStarted,
     PayoutCompleted,
     PayoutPartiallyCompleted,
@@ -50,6 +53,7 @@ pub const TRANSITIONS: &[(RefundStatus, RefundEvent, RefundStatus)] = &[
     (S::AddressPending, E::LinkAddressSubmitted, S::AddressSubmitted),
     (S::PendingConfirmation, E::LinkAddressSubmitted, S::AddressSubmitted),
     (S::AddressSubmitted, E::LinkAddressConfirmed, S::Pending),
+    (S::Pending, E::Relinked, S::AddressPending),
     (S::Pending, E::PayoutStarted, S::Processing),
     (S::Processing, E::PayoutCompleted, S::Completed),
     (S::Processing, E::PayoutPartiallyCompleted, S::PartiallyCompleted),
@@ -161,6 +165,7 @@ mod tests {
             E::LinkOpened,
             E::LinkAddressSubmitted,
             E::LinkAddressConfirmed,
+            E::Relinked,
             E::PayoutStarted,
             E::PayoutCompleted,
             E::PayoutPartiallyCompleted,
@@ -190,6 +195,12 @@ mod tests {
             .and_then(|s| s.apply(E::LinkAddressConfirmed));
         assert_eq!(linked, Ok(S::Pending));
         assert!(S::Processing.apply(E::AddressSet).is_err());
+    }
+
+    #[test]
+    fn a_new_link_reopens_only_a_refund_whose_payout_has_not_started() {
+        assert_eq!(S::Pending.apply(E::Relinked), Ok(S::AddressPending));
+        assert!(S::Processing.apply(E::Relinked).is_err());
     }
 
     #[test]

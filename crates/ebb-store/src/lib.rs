@@ -14,6 +14,7 @@ pub mod events;
 pub mod ids;
 pub mod keys;
 mod ledger;
+pub mod links;
 pub mod merchants;
 pub mod orders;
 pub mod page;

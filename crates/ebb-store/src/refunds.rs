@@ -59,6 +59,9 @@ pub struct NewRefund {
     /// The developer fee charged to the merchant (only with `RefundSource::Merchant`).
     pub merchant_fee: Option<Amount>,
     pub initiator: String,
+    /// Made by `POST /links/refunds`: the address comes through the link. A link request and a refund
+    /// request never count as the same request, whatever their fields.
+    pub via_link: bool,
 }
 
 impl NewRefund {
@@ -66,7 +69,8 @@ impl NewRefund {
     /// units (so "1.5" and "1.50" are the same), not the initiator.
     fn fingerprint(&self) -> String {
         format!(
-            "v1|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}",
+            if self.via_link { "link-v1" } else { "v1" },
             self.merchant_id.as_deref().unwrap_or(""),
             self.order_id.as_deref().unwrap_or(""),
             self.token.id,
@@ -242,99 +246,7 @@ impl Store {
                 return Err(StoreError::NotFound { what: "merchant", id: m.clone() });
             }
         }
-        let created = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    let fingerprint = new.fingerprint();
-                    let mut merchant_id = new.merchant_id.clone();
-                    if let Some(order_id) = &new.order_id {
-                        // Lock the order first: concurrent refunds of one order queue here.
-                        let order = lock_order(conn, order_id).await?;
-                        if merchant_id.as_deref().is_some_and(|m| m != order.merchant_id) {
-                            return Err(StoreError::Invalid(format!("order {order_id} belongs to another merchant")));
-                        }
-                        if order.token_id != new.token.id {
-                            return Err(StoreError::Invalid(format!(
-                                "order {order_id} was paid in {}, not {}",
-                                order.token_id, new.token.id
-                            )));
-                        }
-                        merchant_id = Some(order.merchant_id);
-                    }
-                    if new.idem_scope != "*" && merchant_id.as_deref() != Some(new.idem_scope.as_str()) {
-                        return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
-                    }
-                    if merchant_id.is_none() && new.source == RefundSource::Merchant {
-                        return Err(StoreError::Invalid("merchant_id is required when refund_type is Merchant".into()));
-                    }
-                    let now = now_s();
-                    let refund = RefundRow {
-                        refund_id: ids::new_id("R"),
-                        request_id: new.request_id.clone(),
-                        order_id: new.order_id.clone(),
-                        merchant_id,
-                        token_id: new.token.id.clone(),
-                        chain_id: new.token.chain_id.clone(),
-                        amount: new.amount,
-                        to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
-                        status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
-                        failed_reason: None,
-                        hold_reason: None,
-                        refund_type: new.source,
-                        charge_merchant_fee: new.merchant_fee.is_some(),
-                        merchant_fee_amount: new.merchant_fee,
-                        initiator: new.initiator.clone(),
-                        created_at: now,
-                        updated_at: now,
-                        transactions: Vec::new(),
-                    };
-                    // On PostgreSQL a concurrent identical request waits here on the unique index
-                    // until this transaction ends, then finds the row.
-                    let inserted = sqlx::query(
-                        "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
-                         token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
-                         merchant_fee_amount, initiator, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17) \
-                         ON CONFLICT (idem_scope, request_id) DO NOTHING",
-                    )
-                    .bind(&refund.refund_id)
-                    .bind(&refund.request_id)
-                    .bind(&new.idem_scope)
-                    .bind(&fingerprint)
-                    .bind(&refund.order_id)
-                    .bind(&refund.merchant_id)
-                    .bind(&refund.token_id)
-                    .bind(&refund.chain_id)
-                    .bind(refund.amount.to_string())
-                    .bind(&refund.to_address)
-                    .bind(refund.status.as_str())
-                    .bind(refund.refund_type.as_str())
-                    .bind(i64::from(refund.charge_merchant_fee))
-                    .bind(refund.merchant_fee_amount.map(|f| f.to_string()))
-                    .bind(&refund.initiator)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-                    if inserted.rows_affected() == 0 {
-                        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
-                            .bind(&new.idem_scope)
-                            .bind(&new.request_id)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                        let stored_fingerprint: String = row.try_get("request_fingerprint")?;
-                        if stored_fingerprint != fingerprint {
-                            return Err(StoreError::IdempotencyConflict { request_id: new.request_id });
-                        }
-                        return Ok(Created::Existing(from_row(&row)?));
-                    }
-                    adjust_order_refunded(conn, &refund, true).await?;
-                    post_reservation(conn, &refund, false, now).await?;
-                    events::refund_created(conn, &refund).await?;
-                    Ok(Created::New(refund))
-                })
-            })
-            .await;
+        let created = self.write(move |conn| Box::pin(async move { insert_refund(conn, &new).await })).await;
         match created {
             // A refund found by its request_id may have payout legs by now; the transaction above read only
             // the refund row.
@@ -445,6 +357,98 @@ impl Store {
             .await?;
         self.with_transactions(r).await
     }
+}
+
+/// Inserts a refund and reserves its funds, or finds the one an identical earlier request made; inside
+/// the caller's transaction.
+pub(crate) async fn insert_refund(conn: &mut AnyConnection, new: &NewRefund) -> Result<Created, StoreError> {
+    let fingerprint = new.fingerprint();
+    let mut merchant_id = new.merchant_id.clone();
+    if let Some(order_id) = &new.order_id {
+        // Lock the order first: concurrent refunds of one order queue here.
+        let order = lock_order(conn, order_id).await?;
+        if merchant_id.as_deref().is_some_and(|m| m != order.merchant_id) {
+            return Err(StoreError::Invalid(format!("order {order_id} belongs to another merchant")));
+        }
+        if order.token_id != new.token.id {
+            return Err(StoreError::Invalid(format!(
+                "order {order_id} was paid in {}, not {}",
+                order.token_id, new.token.id
+            )));
+        }
+        merchant_id = Some(order.merchant_id);
+    }
+    if new.idem_scope != "*" && merchant_id.as_deref() != Some(new.idem_scope.as_str()) {
+        return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
+    }
+    if merchant_id.is_none() && new.source == RefundSource::Merchant {
+        return Err(StoreError::Invalid("merchant_id is required when refund_type is Merchant".into()));
+    }
+    let now = now_s();
+    let refund = RefundRow {
+        refund_id: ids::new_id("R"),
+        request_id: new.request_id.clone(),
+        order_id: new.order_id.clone(),
+        merchant_id,
+        token_id: new.token.id.clone(),
+        chain_id: new.token.chain_id.clone(),
+        amount: new.amount,
+        to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
+        failed_reason: None,
+        hold_reason: None,
+        refund_type: new.source,
+        charge_merchant_fee: new.merchant_fee.is_some(),
+        merchant_fee_amount: new.merchant_fee,
+        initiator: new.initiator.clone(),
+        created_at: now,
+        updated_at: now,
+        transactions: Vec::new(),
+    };
+    // On PostgreSQL a concurrent identical request waits here on the unique index
+    // until this transaction ends, then finds the row.
+    let inserted = sqlx::query(
+        "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
+             token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
+             merchant_fee_amount, initiator, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT (idem_scope, request_id) DO NOTHING",
+    )
+    .bind(&refund.refund_id)
+    .bind(&refund.request_id)
+    .bind(&new.idem_scope)
+    .bind(&fingerprint)
+    .bind(&refund.order_id)
+    .bind(&refund.merchant_id)
+    .bind(&refund.token_id)
+    .bind(&refund.chain_id)
+    .bind(refund.amount.to_string())
+    .bind(&refund.to_address)
+    .bind(refund.status.as_str())
+    .bind(refund.refund_type.as_str())
+    .bind(i64::from(refund.charge_merchant_fee))
+    .bind(refund.merchant_fee_amount.map(|f| f.to_string()))
+    .bind(&refund.initiator)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
+            .bind(&new.idem_scope)
+            .bind(&new.request_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let stored_fingerprint: String = row.try_get("request_fingerprint")?;
+        if stored_fingerprint != fingerprint {
+            return Err(StoreError::IdempotencyConflict { request_id: new.request_id.clone() });
+        }
+        return Ok(Created::Existing(from_row(&row)?));
+    }
+    adjust_order_refunded(conn, &refund, true).await?;
+    post_reservation(conn, &refund, false, now).await?;
+    events::refund_created(conn, &refund).await?;
+    Ok(Created::New(refund))
 }
 
 /// The refund-with-transactions join: one row per transaction (or one with NULL `t_` columns).

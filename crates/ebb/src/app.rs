@@ -52,7 +52,17 @@ impl Application {
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let replay = ReplayGuard::new(store.clone(), ebb_api::now_ms()).await?;
+        let mut links = settings.links.clone();
+        if links.public_url.is_empty() {
+            links.public_url = format!("http://{}", listener.local_addr().context("the bound address")?);
+        }
+        // The sandbox has no block explorer.
+        if settings.sandbox {
+            let configured: Vec<&str> = settings.chains.iter().map(|c| c.chain_id()).collect();
+            links.explorers.retain(|chain, _| configured.contains(&chain.as_str()));
+        }
         let state = AppState {
+            links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             deposit_seed: Arc::new(deposit_seed(&settings.server_key)),
             store,
             registry: Arc::new(settings.registry),
@@ -92,6 +102,20 @@ impl Application {
         &self.state.store
     }
 
+    /// The refund-link pages' settings (their public URL, TTL...).
+    pub fn link_pages(&self) -> Arc<ebb_api::pages::LinkPages> {
+        self.state.links.clone()
+    }
+
+    pub fn registry(&self) -> Arc<TokenRegistry> {
+        self.state.registry.clone()
+    }
+
+    /// Seed of the per-order receiving addresses.
+    pub fn deposit_seed(&self) -> [u8; 32] {
+        *self.state.deposit_seed
+    }
+
     /// Serves until `shutdown` completes, then finishes the requests in flight and flushes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
@@ -124,7 +148,11 @@ impl Application {
             workers.push(dispatcher.spawn(workers_stop.clone()));
         }
         let app = ebb_api::router(self.state);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        // Connection info gives the refund pages the client's address for their rate limits.
+        let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP");
         // Workers finish the step they are in (each is one database transaction or one RPC call).
         let _ = stop_workers.send(true);
         for w in workers {

@@ -218,6 +218,7 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         workers: Default::default(),
         // A newcomer's first endpoint is on localhost: the SSRF guard is for production.
         webhooks: WebhookSettings { allow_private_addresses: true, ..Default::default() },
+        links: FileConfig::load(None)?.link_settings()?,
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());
@@ -241,6 +242,14 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!("Ctrl-C stops.");
+    dev::spawn_demo_link(
+        app.store().clone(),
+        app.registry(),
+        app.sandbox_chains().get("ETH").cloned(),
+        app.link_pages(),
+        info.merchant_id.clone(),
+        app.deposit_seed(),
+    );
     app.run_until(crate::app::shutdown_signal()).await
 }
 

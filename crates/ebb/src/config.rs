@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ebb_api::pages::LinkSettings;
 use ebb_chain::evm::EvmConfig;
+use ebb_core::screening::Denylist;
 use ebb_core::{ChainFamily, Token, TokenRegistry};
 use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
@@ -49,6 +51,22 @@ pub struct FileConfig {
     /// Let webhook endpoints resolve to loopback, private and link-local addresses (default false: the
     /// SSRF guard refuses them). `ebb dev` allows them.
     pub webhook_allow_private_addresses: Option<bool>,
+    /// The base URL customers reach ebb at; refund links are `{public_url}/refund-link?token=…`
+    /// (default: `http://` + the listening address).
+    pub public_url: Option<String>,
+    /// How long a refund link stays usable, in seconds (default 604800: 7 days).
+    pub refund_link_ttl_s: Option<u64>,
+    /// A file of addresses refused on the refund page: one per line, `#` comments.
+    pub screening_denylist_file: Option<PathBuf>,
+    /// Form posts per refund link per window (default 20).
+    pub refund_link_posts_per_link: Option<u32>,
+    /// Form posts per client address per window (default 60).
+    pub refund_link_posts_per_client: Option<u32>,
+    /// The rate-limit window, in seconds (default 600).
+    pub refund_link_limit_window_s: Option<u64>,
+    /// A header a reverse proxy sets to the client's address (`X-Forwarded-For`: its last entry); unset,
+    /// the TCP peer's address is the client's.
+    pub client_ip_header: Option<String>,
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -72,6 +90,9 @@ pub struct ChainConfig {
     pub max_fee_per_gas_gwei: Option<u64>,
     /// How long one RPC call may take (default 10000 ms).
     pub rpc_timeout_ms: Option<u64>,
+    /// The block explorer's transaction URL prefix shown on refund pages (`https://etherscan.io/tx/`);
+    /// `""` shows hashes only. Default: the known explorer of the chain id, none for a sandbox.
+    pub explorer_tx_url: Option<String>,
 }
 
 /// A chain to pay out on, resolved (secrets read).
@@ -174,6 +195,8 @@ pub struct Settings {
     pub chains: Vec<ChainSetting>,
     pub workers: WorkerSettings,
     pub webhooks: WebhookSettings,
+    /// Refund links; an empty `public_url` means `http://` + the bound address.
+    pub links: LinkSettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -230,6 +253,18 @@ impl FileConfig {
         if let Some(v) = env("EBB_PAYOUT_INTERVAL_MS") {
             cfg.payout_interval_ms = Some(v.parse().context("EBB_PAYOUT_INTERVAL_MS must be a number")?);
         }
+        if let Some(v) = env("EBB_PUBLIC_URL") {
+            cfg.public_url = Some(v);
+        }
+        if let Some(v) = env("EBB_REFUND_LINK_TTL_S") {
+            cfg.refund_link_ttl_s = Some(v.parse().context("EBB_REFUND_LINK_TTL_S must be a number")?);
+        }
+        if let Some(v) = env("EBB_SCREENING_DENYLIST_FILE") {
+            cfg.screening_denylist_file = Some(v.into());
+        }
+        if let Some(v) = env("EBB_CLIENT_IP_HEADER") {
+            cfg.client_ip_header = Some(v);
+        }
         if let Some(v) = env("EBB_LOG_FORMAT") {
             cfg.log_format = Some(v);
         }
@@ -284,6 +319,49 @@ impl FileConfig {
         }
     }
 
+    pub fn link_settings(&self) -> anyhow::Result<LinkSettings> {
+        let d = LinkSettings::default();
+        let denylist = match &self.screening_denylist_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading screening_denylist_file {}", path.display()))?;
+                Denylist::parse(&text)
+            }
+            None => Denylist::default(),
+        };
+        let mut explorers = d.explorers.clone();
+        for c in &self.chains {
+            if c.kind.as_deref() == Some("sandbox") {
+                explorers.remove(&c.chain_id);
+            }
+            match c.explorer_tx_url.as_deref() {
+                Some("") => {
+                    explorers.remove(&c.chain_id);
+                }
+                Some(url) => {
+                    explorers.insert(c.chain_id.clone(), url.to_owned());
+                }
+                None => {}
+            }
+        }
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url).with_context(|| format!("public_url {url:?} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("public_url must be an http or https URL, not {url:?}");
+            }
+        }
+        Ok(LinkSettings {
+            public_url: self.public_url.clone().unwrap_or_default(),
+            ttl: self.refund_link_ttl_s.map(Duration::from_secs).unwrap_or(d.ttl),
+            denylist: std::sync::Arc::new(denylist),
+            posts_per_link: self.refund_link_posts_per_link.unwrap_or(d.posts_per_link),
+            posts_per_client: self.refund_link_posts_per_client.unwrap_or(d.posts_per_client),
+            limit_window: self.refund_link_limit_window_s.map(Duration::from_secs).unwrap_or(d.limit_window),
+            client_ip_header: self.client_ip_header.clone().filter(|h| !h.is_empty()),
+            explorers,
+        })
+    }
+
     /// The server key: `EBB_SERVER_KEY` (hex), else the configured file.
     pub fn server_key(&self) -> anyhow::Result<SigningKey> {
         if let Ok(hex_seed) = std::env::var("EBB_SERVER_KEY") {
@@ -309,6 +387,7 @@ impl FileConfig {
             chains: self.chains.iter().map(ChainConfig::resolve).collect::<anyhow::Result<_>>()?,
             workers: self.workers(),
             webhooks: self.webhook_settings(),
+            links: self.link_settings()?,
         })
     }
 }
@@ -387,6 +466,7 @@ mod tests {
             hot_wallet_key_env: None,
             max_fee_per_gas_gwei: Some(7),
             rpc_timeout_ms: None,
+            explorer_tx_url: None,
         };
         assert!(c.resolve().is_err(), "no key source");
         c.hot_wallet_key_env = Some("EBB_TEST_CONFIG_KEY_THAT_IS_NOT_SET".into());

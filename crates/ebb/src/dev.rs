@@ -4,7 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ebb_api::pages::{hash_link_token, new_link_token, LinkPages};
+use ebb_chain::sandbox::SandboxChain;
+use ebb_core::{Amount, OrderStatus, RefundSource, TokenRegistry};
+use ebb_store::links::{LinkDisplay, NewRefundLink};
 use ebb_store::merchants::NewMerchant;
+use ebb_store::orders::NewOrder;
+use ebb_store::refunds::NewRefund;
 use ebb_store::Store;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -75,4 +84,95 @@ pub async fn ensure_demo(
     info.server_public_key = hex::encode(server_key.verifying_key().to_bytes());
     write_secret(&path, &serde_json::to_string_pretty(&info)?)?;
     Ok(info)
+}
+
+/// The sender of the demo payment: the refund page pre-fills it.
+pub const DEMO_PAYER: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+
+/// A ready-made refund link for a newcomer to open: pays a 10 USDT demo order on the sandbox chain,
+/// waits until it is credited, and makes a link refunding 5 of it. Each `ebb dev` start makes a new
+/// one (only the token's hash is stored, so an old link cannot be shown again).
+pub async fn demo_link(
+    store: &Store,
+    registry: &TokenRegistry,
+    sandbox: &SandboxChain,
+    pages: &LinkPages,
+    merchant_id: &str,
+    deposit_seed: [u8; 32],
+) -> anyhow::Result<String> {
+    let token = registry.get("ETH_USDT").context("the demo needs the ETH_USDT token")?.clone();
+    let decimals = token.decimals;
+    let amount = |s: &str| Amount::parse_decimal(s, decimals, decimals);
+    let order = store
+        .create_order(NewOrder {
+            merchant_id: merchant_id.to_owned(),
+            merchant_order_code: None,
+            psp_order_code: ebb_store::ids::new_id("demo-order-"),
+            pricing_currency: None,
+            pricing_amount: None,
+            token: token.clone(),
+            payable_amount: amount("10")?,
+            fee_amount: Amount::ZERO,
+            exchange_rate: "1".into(),
+            amount_tolerance: Amount::ZERO,
+            expires_in_s: 1800,
+            deposit_seed: deposit_seed.to_vec(),
+        })
+        .await?;
+    sandbox.pay_from_outside(DEMO_PAYER, &order.receive_address, &token.id, amount("10")?.base_units());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = store.order(&order.order_id).await?.context("the demo order vanished")?;
+        if now.status == OrderStatus::Completed {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the demo payment was not credited in time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let token_secret = new_link_token();
+    store
+        .create_refund_link(NewRefundLink {
+            refund: NewRefund {
+                request_id: ebb_store::ids::new_id("demo-link-"),
+                idem_scope: "*".into(),
+                merchant_id: Some(merchant_id.to_owned()),
+                order_id: Some(order.order_id.clone()),
+                token,
+                amount: amount("5")?,
+                to_address: None,
+                source: RefundSource::Merchant,
+                merchant_fee: None,
+                initiator: "ebb_dev".into(),
+                via_link: true,
+            },
+            token_hash: hash_link_token(&token_secret),
+            default_address: DEMO_PAYER.into(),
+            source_tx_id: None,
+            display: LinkDisplay { developer_name: Some("Demo Merchant".into()), logo_url: None, return_url: None },
+            expires_at_ms: ebb_store::now_ms() + pages.settings.ttl.as_millis() as i64,
+        })
+        .await?;
+    Ok(format!("{}?token={token_secret}", pages.page_url()))
+}
+
+/// Starts [`demo_link`] in the background and prints the link when it is ready.
+pub fn spawn_demo_link(
+    store: Store,
+    registry: Arc<TokenRegistry>,
+    sandbox: Option<Arc<SandboxChain>>,
+    pages: Arc<LinkPages>,
+    merchant_id: String,
+    deposit_seed: [u8; 32],
+) {
+    let Some(sandbox) = sandbox else { return };
+    tokio::spawn(async move {
+        match demo_link(&store, &registry, &sandbox, &pages, &merchant_id, deposit_seed).await {
+            Ok(url) => {
+                println!();
+                println!("A demo refund link (5 USDT back to the demo payer; open it in a browser):");
+                println!("  {url}");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not make the demo refund link"),
+        }
+    });
 }

@@ -1,6 +1,7 @@
 //! One module per resource, each exposing its handlers; `crate::router` mounts them.
 
 pub mod balances;
+pub mod links;
 pub mod merchants;
 pub mod ops;
 pub mod orders;

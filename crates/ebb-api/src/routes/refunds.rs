@@ -72,6 +72,7 @@ pub async fn create(
         source,
         merchant_fee,
         initiator: caller.initiator(),
+        via_link: false,
     };
     let created = state.store.create_refund(new).await?;
     if matches!(created, Created::New(_)) {

@@ -128,6 +128,8 @@ pub struct Options {
     pub tokens: Vec<ebb_core::Token>,
     /// The webhook dispatcher's settings; default [`test_webhook_settings`].
     pub webhooks: Option<WebhookSettings>,
+    /// Refund-link settings (denylist, rate limits, TTL); default [`ebb_api::pages::LinkSettings`].
+    pub links: Option<ebb_api::pages::LinkSettings>,
 }
 
 /// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
@@ -201,6 +203,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             bump_after: Duration::from_millis(100),
         },
         webhooks: options.webhooks.clone().unwrap_or_else(test_webhook_settings),
+        links: options.links.clone().unwrap_or_default(),
     };
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("ebb starts");
