@@ -38,6 +38,30 @@ macro_rules! both_backends_paying {
     )*};
 }
 
+/// Runs a test body on SQLite and PostgreSQL with the given options.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($name:ident, $options:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, $options).await;
+                super::$name(&app).await;
+                app.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::helpers::spawn_postgres_app_with($options).await else { return };
+                super::$name(&app).await;
+                app.finish().await;
+            }
+        }
+    };
+}
+
 /// Runs the named async test body once against each backend: `both_backends!(my_test);` makes
 /// `my_test::sqlite` and `my_test::postgres`.
 #[macro_export]

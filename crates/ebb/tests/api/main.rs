@@ -11,6 +11,7 @@ mod auth;
 mod balances;
 mod crash;
 mod evm;
+mod links;
 mod merchants_orders;
 mod ops;
 mod payins;

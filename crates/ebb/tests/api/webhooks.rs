@@ -14,29 +14,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
 
-/// Runs a test body on SQLite and PostgreSQL with the given options.
-macro_rules! both_backends_with {
-    ($name:ident, $options:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = $crate::helpers::spawn_app_with($crate::helpers::Db::Sqlite, $options).await;
-                super::$name(&app).await;
-                app.finish().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) = $crate::helpers::spawn_postgres_app_with($options).await else { return };
-                super::$name(&app).await;
-                app.finish().await;
-            }
-        }
-    };
-}
-
 pub const ALL_EVENTS: [&str; 5] = [
     "payment.refund.status.updated",
     "payment.order.status.updated",
@@ -457,7 +434,7 @@ async fn a_slow_endpoint_does_not_delay_another(app: &TestApp) {
     assert!(logs[0]["failure_reason"].as_str().unwrap().contains("timed out"), "{}", logs[0]);
     assert!(logs[0]["response_time"].is_null() || logs[0].get("response_time").is_none());
 }
-both_backends_with!(a_slow_endpoint_does_not_delay_another, super::one_second_timeout());
+crate::both_backends_with!(a_slow_endpoint_does_not_delay_another, super::one_second_timeout());
 
 fn guarded() -> Options {
     Options {
@@ -482,7 +459,7 @@ async fn the_ssrf_guard_refuses_private_addresses(app: &TestApp) {
     }
     assert!(receiver.received().is_empty());
 }
-both_backends_with!(the_ssrf_guard_refuses_private_addresses, super::guarded());
+crate::both_backends_with!(the_ssrf_guard_refuses_private_addresses, super::guarded());
 
 /// A refund's later events wait while an earlier one is being retried: the receiver never sees a
 /// refund's events out of order, even when one delivery fails.
@@ -600,4 +577,4 @@ fn slow_retries() -> Options {
         ..Options::default()
     }
 }
-both_backends_with!(pruning_drops_only_finished_attempt_logs, super::slow_retries());
+crate::both_backends_with!(pruning_drops_only_finished_attempt_logs, super::slow_retries());
