@@ -21,6 +21,20 @@ for _ in $(seq 100); do [ -f "$data/dev.json" ] && break; sleep 0.1; done
 echo "== Cobo SDK compatibility (cobo-waas2, unmodified)"
 "$PY/python" scripts/tour.py "$data"
 
+echo "== the demo refund link ebb dev printed opens"
+demo=""
+for _ in $(seq 150); do
+  demo=$(grep -o 'http://[^ ]*/refund-link?token=[A-Za-z0-9_-]*' "$data/ebb.log" | head -1 || true)
+  [ -n "$demo" ] && break; sleep 0.2
+done
+[ -n "$demo" ] || { cat "$data/ebb.log"; echo "ebb dev printed no demo refund link"; exit 1; }
+curl -fsS "$demo" | grep -q 'Refund from Demo Merchant' || { echo "the demo link did not open: $demo"; exit 1; }
+echo "ok: $demo"
+
+echo "== the refund page in headless Chromium (screenshots in target/screenshots/refund-link)"
+"$PY/python" scripts/make_refund_links.py "$data" 2 > "$data/links.json"
+node scripts/browser/refund_link.mjs "$data/links.json" target/screenshots/refund-link
+
 echo "== schemathesis against /v2/openapi.json (${SCHEMATHESIS_SECONDS}s)"
 secret=$("$PY/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_secret"])' "$data/dev.json")
 pport=$(free_port)

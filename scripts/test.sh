@@ -38,6 +38,14 @@ scripts/node/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --version
 # The committed test-token bytecode must be what its Solidity source compiles to.
 node scripts/build-test-token.js --check
 
+step "Chromium and a CJK font (the refund page's browser test, its Chinese screenshots)"
+if ! command -v chromium >/dev/null || [ ! -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-wqy-zenhei >/dev/null
+fi
+chromium --version 2>/dev/null
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

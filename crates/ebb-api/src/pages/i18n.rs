@@ -76,7 +76,6 @@ pub struct Texts {
     pub name: &'static str,
     pub switch_label: &'static str,
     pub title: &'static str,
-    pub refund_of: &'static str,
     pub amount: &'static str,
     pub network: &'static str,
     pub token: &'static str,
@@ -164,6 +163,16 @@ impl Texts {
         }
     }
 
+    /// The form's heading: who refunds.
+    pub fn heading(&self, brand: &str) -> String {
+        match (self.name == ZH.name, brand.is_empty()) {
+            (true, true) => "退款".to_owned(),
+            (true, false) => format!("来自 {brand} 的退款"),
+            (false, true) => "Your refund".to_owned(),
+            (false, false) => format!("Refund from {brand}"),
+        }
+    }
+
     pub fn address_for(&self, symbol: &str, network: &str) -> String {
         if self.name == ZH.name {
             format!("您在 {network} 网络上接收 {symbol} 的地址")
@@ -177,7 +186,6 @@ pub static EN: Texts = Texts {
     name: "English",
     switch_label: "Language",
     title: "Refund",
-    refund_of: "Refund from",
     amount: "Amount",
     network: "Network",
     token: "Token",
@@ -247,7 +255,6 @@ pub static ZH: Texts = Texts {
     name: "简体中文",
     switch_label: "语言",
     title: "退款",
-    refund_of: "退款方",
     amount: "金额",
     network: "网络",
     token: "币种",

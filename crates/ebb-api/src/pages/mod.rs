@@ -853,6 +853,7 @@ async fn asset(Path(name): Path<String>) -> Response {
     let (body, kind) = match name.as_str() {
         "refund.css" => (include_str!("assets/refund.css"), "text/css; charset=utf-8"),
         "refund.js" => (include_str!("assets/refund.js"), "text/javascript; charset=utf-8"),
+        "icon.svg" => (include_str!("assets/icon.svg"), "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
@@ -882,7 +883,7 @@ mod tests {
     #[test]
     fn dates_are_utc_iso() {
         assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso_utc(1_795_478_542_242), "2026-11-24T21:22:22Z");
+        assert_eq!(iso_utc(1_795_478_542_242), "2026-11-24T00:02:22Z");
         assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 

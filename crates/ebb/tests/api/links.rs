@@ -250,7 +250,10 @@ async fn a_link_is_opened_submitted_and_paid_without_javascript(app: &TestApp) {
     let got = receiver
         .wait_until(Duration::from_secs(10), "the refund's Completed event", |got| {
             got.iter().any(|r| {
-                r.json()["data"]["refund_id"] == refund_id.as_str() && r.json()["data"]["status"] == "Completed"
+                let e = r.json();
+                e["type"] == "payment.refund.status.updated"
+                    && e["data"]["refund_id"] == refund_id.as_str()
+                    && e["data"]["status"] == "Completed"
             })
         })
         .await;
