@@ -77,10 +77,11 @@ async fn orders_get_an_address_and_complete_when_paid(app: &TestApp) {
     assert_eq!(tx["amount"], "12.345678");
     assert_eq!(tx["status"], "Pending", "submitted to the sandbox chain, not yet seen");
     let chain = app.sandbox("TRON");
-    // First sight (one block): the order is Processing, nothing credited yet.
+    // First sight (one block): the order is Processing, nothing credited yet. Exactly one block is
+    // mined, so the payment cannot reach its two confirmations while we look.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    chain.0.mine();
     loop {
-        chain.0.mine();
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         let o = app.get(&format!("/v2/payments/orders/{id}")).await.ok();
         if o["status"] == "Processing" {
