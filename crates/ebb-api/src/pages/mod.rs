@@ -589,6 +589,8 @@ struct Posted {
     token: String,
     session: String,
     hash: String,
+    /// The refund's token (its chain decides what an address is).
+    refund_token: Token,
 }
 
 async fn admit(
@@ -646,8 +648,11 @@ async fn admit(
         }
         LinkStatus::Active => {}
     }
+    let Some(refund_token) = state.registry.get(&view.refund.token_id).cloned() else {
+        return Err(store_error(lang, ebb_store::StoreError::Internal("refund of an unknown token".into())));
+    };
     let session = session.unwrap_or_default();
-    Ok((Posted { view, lang, token, session, hash }, form))
+    Ok((Posted { view, lang, token, session, hash, refund_token }, form))
 }
 
 /// "Already submitted": the status page, answered 409.
@@ -696,41 +701,27 @@ async fn confirm(
         Ok(x) => x,
         Err(page) => return page,
     };
-    let t = p.lang.texts();
     let raw = form.address.unwrap_or_default();
-    let Some(token) = state.registry.get(&p.view.refund.token_id).cloned() else {
-        return store_error(p.lang, ebb_store::StoreError::Internal("refund of an unknown token".into()));
-    };
     if form.action.as_deref() == Some("edit") {
-        let shown: String = raw.chars().take(MAX_ADDRESS_LEN).collect();
-        return form_page(&state, &p.view, p.lang, &p.token, &p.session, &shown, None, StatusCode::OK);
+        return form_page(&state, &p.view, p.lang, &p.token, &p.session, &shown(&raw), None, StatusCode::OK);
     }
-    match check_address(&state, t, &token, &raw) {
-        Err(msg) => {
-            let shown: String = raw.trim().chars().take(MAX_ADDRESS_LEN).collect();
-            form_page(
-                &state,
-                &p.view,
-                p.lang,
-                &p.token,
-                &p.session,
-                &shown,
-                Some(msg),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-        }
-        Ok(address) => confirm_page(&state, &p, &token, address.as_str(), None, StatusCode::OK),
+    match check_address(&state, p.lang.texts(), &p.refund_token, &raw) {
+        Err(msg) => refused_address(&state, &p, &raw, msg),
+        Ok(address) => confirm_page(&state, &p, address.as_str(), None, StatusCode::OK),
     }
 }
 
-fn confirm_page(
-    state: &AppState,
-    p: &Posted,
-    token: &Token,
-    address: &str,
-    error: Option<&str>,
-    status: StatusCode,
-) -> Response {
+/// What the form shows back of what was typed.
+fn shown(raw: &str) -> String {
+    raw.trim().chars().take(MAX_ADDRESS_LEN).collect()
+}
+
+/// The form again, with what was typed and why it was refused (422).
+fn refused_address(state: &AppState, p: &Posted, raw: &str, msg: &str) -> Response {
+    form_page(state, &p.view, p.lang, &p.token, &p.session, &shown(raw), Some(msg), StatusCode::UNPROCESSABLE_ENTITY)
+}
+
+fn confirm_page(state: &AppState, p: &Posted, address: &str, error: Option<&str>, status: StatusCode) -> Response {
     let csrf = state.links.csrf_token(&p.view.link.link_id, &p.session);
     let page = ConfirmPage {
         frame: frame_for(&p.view, p.lang, &p.token),
@@ -738,8 +729,8 @@ fn confirm_page(
         token: &p.token,
         csrf: &csrf,
         address,
-        chunks: chunks(token.family, address),
-        poisoning: looks_like_poisoning(token.family, &p.view.link.default_address, address),
+        chunks: chunks(p.refund_token.family, address),
+        poisoning: looks_like_poisoning(p.refund_token.family, &p.view.link.default_address, address),
         error,
     };
     let csp = csp_with_logo(p.view.link.display.logo_url.as_deref());
@@ -758,32 +749,16 @@ async fn submit(
     };
     let t = p.lang.texts();
     let raw = form.address.unwrap_or_default();
-    let Some(token) = state.registry.get(&p.view.refund.token_id).cloned() else {
-        return store_error(p.lang, ebb_store::StoreError::Internal("refund of an unknown token".into()));
-    };
-    let address = match check_address(&state, t, &token, &raw) {
+    let address = match check_address(&state, t, &p.refund_token, &raw) {
         Ok(a) => a,
-        Err(msg) => {
-            let shown: String = raw.trim().chars().take(MAX_ADDRESS_LEN).collect();
-            return form_page(
-                &state,
-                &p.view,
-                p.lang,
-                &p.token,
-                &p.session,
-                &shown,
-                Some(msg),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-        }
+        Err(msg) => return refused_address(&state, &p, &raw, msg),
     };
-    if looks_like_poisoning(token.family, &p.view.link.default_address, address.as_str())
-        && form.ack.as_deref() != Some("1")
+    let family = p.refund_token.family;
+    if looks_like_poisoning(family, &p.view.link.default_address, address.as_str()) && form.ack.as_deref() != Some("1")
     {
         return confirm_page(
             &state,
             &p,
-            &token,
             address.as_str(),
             Some(t.poison_ack_missing),
             StatusCode::UNPROCESSABLE_ENTITY,
