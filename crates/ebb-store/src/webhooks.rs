@@ -531,8 +531,20 @@ impl Store {
     pub async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
         self.write(move |conn| {
             Box::pin(async move {
-                for r in &records {
-                    record_attempt(conn, r).await?;
+                // Statements, not rows, are what a batch costs (each is a round trip to the database,
+                // or on SQLite a hand-off to the connection's thread): the attempts go in as multi-row
+                // inserts and the successful deliveries are closed by one update per chunk. Failures
+                // (each with its own next step) are rare and go one by one.
+                for chunk in records.chunks(ATTEMPT_INSERT_CHUNK) {
+                    insert_attempts(conn, chunk).await?;
+                }
+                let (delivered, others): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+                    records.iter().partition(|r| matches!(r.next, AfterAttempt::Delivered));
+                for chunk in delivered.chunks(DELIVERED_UPDATE_CHUNK) {
+                    close_delivered(conn, chunk).await?;
+                }
+                for r in others {
+                    update_after_attempt(conn, r).await?;
                 }
                 Ok(())
             })
@@ -541,25 +553,61 @@ impl Store {
     }
 }
 
-async fn record_attempt(conn: &mut AnyConnection, r: &AttemptRecord) -> Result<(), StoreError> {
-    let a = &r.attempt;
-    sqlx::query(
+/// Rows per attempt insert: 10 parameters each, well under SQLite's and PostgreSQL's limits.
+const ATTEMPT_INSERT_CHUNK: usize = 64;
+/// Deliveries per closing update: 2 parameters each.
+const DELIVERED_UPDATE_CHUNK: usize = 256;
+
+async fn insert_attempts(conn: &mut AnyConnection, records: &[AttemptRecord]) -> Result<(), StoreError> {
+    let rows: Vec<String> = (0..records.len())
+        .map(|i| {
+            let p: Vec<String> = (1..=10).map(|c| format!("${}", i * 10 + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO webhook_attempts (attempt_id, delivery_seq, created_at_ms, request_headers, request_body, \
-         response_status, response_body, response_time_ms, success, failure_reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&a.attempt_id)
-    .bind(r.delivery_seq)
-    .bind(a.created_at_ms)
-    .bind(&a.request_headers)
-    .bind(&a.request_body)
-    .bind(a.response_status)
-    .bind(&a.response_body)
-    .bind(a.response_time_ms)
-    .bind(i64::from(a.success))
-    .bind(&a.failure_reason)
-    .execute(&mut *conn)
-    .await?;
+         response_status, response_body, response_time_ms, success, failure_reason) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for r in records {
+        let a = &r.attempt;
+        q = q
+            .bind(&a.attempt_id)
+            .bind(r.delivery_seq)
+            .bind(a.created_at_ms)
+            .bind(&a.request_headers)
+            .bind(&a.request_body)
+            .bind(a.response_status)
+            .bind(&a.response_body)
+            .bind(a.response_time_ms)
+            .bind(i64::from(a.success))
+            .bind(&a.failure_reason);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Marks delivered the deliveries still leased by the attempts' leases (a lease that expired and was
+/// taken by another dispatcher is not theirs to close).
+async fn close_delivered(conn: &mut AnyConnection, records: &[&AttemptRecord]) -> Result<(), StoreError> {
+    let pairs: Vec<String> = (0..records.len()).map(|i| format!("(${}, ${})", i * 2 + 2, i * 2 + 3)).collect();
+    let sql = format!(
+        "UPDATE webhook_deliveries SET status = 'Success', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $1 \
+         WHERE (seq, lease_owner) IN (VALUES {})",
+        pairs.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(now_ms());
+    for r in records {
+        q = q.bind(r.delivery_seq).bind(&r.lease_owner);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// A failed attempt's next step: a retry at its time, or `Failed` (and a 410 disables the endpoint).
+async fn update_after_attempt(conn: &mut AnyConnection, r: &AttemptRecord) -> Result<(), StoreError> {
     let now = now_ms();
     let (status, next_ms, retries_left) = match r.next {
         AfterAttempt::Delivered => ("Success", None, None),
