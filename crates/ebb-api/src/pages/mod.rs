@@ -664,14 +664,16 @@ fn conflict_used(state: &AppState, view: &LinkView, lang: Lang, token: &str) -> 
 
 /// The address as typed, checked for the refund's chain and against the denylist; `Err` is the
 /// message for the customer.
-fn check_address(state: &AppState, t: &'static Texts, token: &Token, raw: &str) -> Result<Address, &'static str> {
+fn check_address(state: &AppState, p: &Posted, raw: &str) -> Result<Address, &'static str> {
+    let (t, token) = (p.lang.texts(), &p.refund_token);
     let raw = raw.trim();
     if raw.len() > MAX_ADDRESS_LEN {
         return Err(t.too_long);
     }
     let address = Address::parse(token.family, raw).map_err(|e| t.address_error(&e))?;
     if state.links.settings.denylist.contains(address.as_str()) {
-        tracing::warn!("refund page: an address on the screening denylist was refused");
+        tracing::warn!(link = %p.view.link.link_id, refund = %p.view.refund.refund_id,
+            "refund page: an address on the screening denylist was refused");
         return Err(t.denied);
     }
     Ok(address)
@@ -705,7 +707,7 @@ async fn confirm(
     if form.action.as_deref() == Some("edit") {
         return form_page(&state, &p.view, p.lang, &p.token, &p.session, &shown(&raw), None, StatusCode::OK);
     }
-    match check_address(&state, p.lang.texts(), &p.refund_token, &raw) {
+    match check_address(&state, &p, &raw) {
         Err(msg) => refused_address(&state, &p, &raw, msg),
         Ok(address) => confirm_page(&state, &p, address.as_str(), None, StatusCode::OK),
     }
@@ -749,7 +751,7 @@ async fn submit(
     };
     let t = p.lang.texts();
     let raw = form.address.unwrap_or_default();
-    let address = match check_address(&state, t, &p.refund_token, &raw) {
+    let address = match check_address(&state, &p, &raw) {
         Ok(a) => a,
         Err(msg) => return refused_address(&state, &p, &raw, msg),
     };
