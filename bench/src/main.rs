@@ -114,10 +114,14 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
             }
         })
     };
+    // Progress on stderr, with ebb's pid, so a profiler can be attached to one phase.
+    eprintln!("ebb pid {pid}: create refund (spread)");
     let create = create_refunds(true, "spread").await;
+    eprintln!("ebb pid {pid}: create refund (hot)");
     let create_hot = create_refunds(false, "hot").await;
     let (_, listed) = client.call(reqwest::Method::GET, "/v2/payments/refunds?limit=1", None).await?;
     let refund_id = listed["data"][0]["refund_id"].as_str().context("a refund to get")?.to_owned();
+    eprintln!("ebb pid {pid}: get refund");
     let get = {
         let client = client.clone();
         drive(args.concurrency, args.seconds, move |_| {

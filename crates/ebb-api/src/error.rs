@@ -90,8 +90,12 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(_) => C::InvalidRequest,
             StoreError::AlreadyExists(_) => C::AlreadyExists,
             StoreError::Closed => C::Unavailable,
-            StoreError::Database(_) if e.is_unavailable() => C::Unavailable,
-            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Config(_) | StoreError::Internal(_) => {
+            StoreError::Database(_) | StoreError::SqliteRead(_) if e.is_unavailable() => C::Unavailable,
+            StoreError::Database(_)
+            | StoreError::SqliteRead(_)
+            | StoreError::Migrate(_)
+            | StoreError::Config(_)
+            | StoreError::Internal(_) => {
                 return ApiError::internal(e);
             }
         };

@@ -24,6 +24,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A point read on SQLite's synchronous read path (`sqlite_read`).
+    #[error("database error: {0}")]
+    SqliteRead(#[from] rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -41,6 +44,15 @@ impl StoreError {
             self,
             StoreError::Closed
                 | StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+                | StoreError::SqliteRead(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error {
+                        code: rusqlite::ErrorCode::DatabaseBusy
+                            | rusqlite::ErrorCode::DatabaseLocked
+                            | rusqlite::ErrorCode::CannotOpen,
+                        ..
+                    },
+                    _
+                ))
         )
     }
 }

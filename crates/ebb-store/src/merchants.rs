@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use crate::page::{self, Filter, Page, PageRequest};
+use crate::sqlite_read::Columns;
 use crate::{ids, util::now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,15 +27,15 @@ pub struct NewMerchant {
 
 const COLUMNS: &str = "seq, merchant_id, name, wallet_id, developer_fee_rate, wallet_setup, created_at, updated_at";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<MerchantRow, StoreError> {
+fn from_row(row: &impl Columns) -> Result<MerchantRow, StoreError> {
     Ok(MerchantRow {
-        merchant_id: row.try_get("merchant_id")?,
-        name: row.try_get("name")?,
-        wallet_id: row.try_get("wallet_id")?,
-        developer_fee_rate: row.try_get("developer_fee_rate")?,
-        wallet_setup: row.try_get("wallet_setup")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        merchant_id: row.col("merchant_id")?,
+        name: row.col("name")?,
+        wallet_id: row.col("wallet_id")?,
+        developer_fee_rate: row.col("developer_fee_rate")?,
+        wallet_setup: row.col("wallet_setup")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
     })
 }
 
@@ -72,10 +73,11 @@ impl Store {
     }
 
     pub async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1"))
-            .bind(merchant_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let sql = format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1");
+        if let Some(reader) = self.point_reader() {
+            return reader.by_id(&sql, merchant_id, |row| from_row(row));
+        }
+        let row = sqlx::query(&sql).bind(merchant_id).fetch_optional(self.pool()).await?;
         row.as_ref().map(from_row).transpose()
     }
 

@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
+use crate::sqlite_read::Columns;
 use crate::util::now_s;
 use crate::{for_update, ids, Store, StoreError};
 
@@ -101,60 +102,60 @@ pub(crate) const TX_COLUMNS: &str =
     "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
      to_address, amount, status, failed_reason, created_at_ms, updated_at_ms";
 
-fn amount(row: &sqlx::any::AnyRow, col: &str) -> Result<Amount, StoreError> {
-    Ok(Amount::from_base_units_str(&row.try_get::<String, _>(col)?)?)
+fn amount(row: &impl Columns, col: &str) -> Result<Amount, StoreError> {
+    Ok(Amount::from_base_units_str(&row.col::<String>(col)?)?)
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
-    let status: String = row.try_get("status")?;
+fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
+    let status: String = row.col("status")?;
     Ok(OrderRow {
-        order_id: row.try_get("order_id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        merchant_order_code: row.try_get("merchant_order_code")?,
-        psp_order_code: row.try_get("psp_order_code")?,
-        pricing_currency: row.try_get("pricing_currency")?,
-        pricing_amount: row.try_get("pricing_amount")?,
-        token_id: row.try_get("token_id")?,
-        chain_id: row.try_get("chain_id")?,
+        order_id: row.col("order_id")?,
+        merchant_id: row.col("merchant_id")?,
+        merchant_order_code: row.col("merchant_order_code")?,
+        psp_order_code: row.col("psp_order_code")?,
+        pricing_currency: row.col("pricing_currency")?,
+        pricing_amount: row.col("pricing_amount")?,
+        token_id: row.col("token_id")?,
+        chain_id: row.col("chain_id")?,
         payable_amount: amount(row, "payable_amount")?,
         fee_amount: amount(row, "fee_amount")?,
         fee_credited: amount(row, "fee_credited")?,
-        exchange_rate: row.try_get("exchange_rate")?,
+        exchange_rate: row.col("exchange_rate")?,
         amount_tolerance: amount(row, "amount_tolerance")?,
-        receive_address: row.try_get("receive_address")?,
+        receive_address: row.col("receive_address")?,
         status: OrderStatus::parse(&status)
             .ok_or_else(|| StoreError::Internal(format!("stored order status {status:?}")))?,
         received_amount: amount(row, "received_amount")?,
         refunded_amount: amount(row, "refunded_amount")?,
-        expired_at: row.try_get("expired_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        expired_at: row.col("expired_at")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
         transactions: Vec::new(),
     })
 }
 
-pub(crate) fn tx_from_row(row: &sqlx::any::AnyRow) -> Result<TransactionRow, StoreError> {
+pub(crate) fn tx_from_row(row: &impl Columns) -> Result<TransactionRow, StoreError> {
     tx_from_prefixed_row(row, "")
 }
 
 /// A transaction whose columns carry a prefix (`t_tx_id`, …), as in a join.
-pub(crate) fn tx_from_prefixed_row(row: &sqlx::any::AnyRow, prefix: &str) -> Result<TransactionRow, StoreError> {
+pub(crate) fn tx_from_prefixed_row(row: &impl Columns, prefix: &str) -> Result<TransactionRow, StoreError> {
     let c = |name: &str| format!("{prefix}{name}");
     Ok(TransactionRow {
-        tx_id: row.try_get(c("tx_id").as_str())?,
-        direction: row.try_get(c("direction").as_str())?,
-        order_id: row.try_get(c("order_id").as_str())?,
-        refund_id: row.try_get(c("refund_id").as_str())?,
-        tx_hash: row.try_get(c("tx_hash").as_str())?,
-        token_id: row.try_get(c("token_id").as_str())?,
-        chain_id: row.try_get(c("chain_id").as_str())?,
-        from_address: row.try_get(c("from_address").as_str())?,
-        to_address: row.try_get(c("to_address").as_str())?,
+        tx_id: row.col(c("tx_id").as_str())?,
+        direction: row.col(c("direction").as_str())?,
+        order_id: row.col(c("order_id").as_str())?,
+        refund_id: row.col(c("refund_id").as_str())?,
+        tx_hash: row.col(c("tx_hash").as_str())?,
+        token_id: row.col(c("token_id").as_str())?,
+        chain_id: row.col(c("chain_id").as_str())?,
+        from_address: row.col(c("from_address").as_str())?,
+        to_address: row.col(c("to_address").as_str())?,
         amount: amount(row, &c("amount"))?,
-        status: row.try_get(c("status").as_str())?,
-        failed_reason: row.try_get(c("failed_reason").as_str())?,
-        created_at_ms: row.try_get(c("created_at_ms").as_str())?,
-        updated_at_ms: row.try_get(c("updated_at_ms").as_str())?,
+        status: row.col(c("status").as_str())?,
+        failed_reason: row.col(c("failed_reason").as_str())?,
+        created_at_ms: row.col(c("created_at_ms").as_str())?,
+        updated_at_ms: row.col(c("updated_at_ms").as_str())?,
     })
 }
 
@@ -227,6 +228,21 @@ impl Store {
     }
 
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {
+        if let Some(reader) = self.point_reader() {
+            let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1");
+            let Some(mut order) = reader.by_id(&sql, order_id, |row| from_row(row))? else { return Ok(None) };
+            order.transactions = reader.read(|conn| {
+                let sql = format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY seq");
+                let mut statement = conn.prepare_cached(&sql)?;
+                let mut rows = statement.query([order_id])?;
+                let mut transactions = Vec::new();
+                while let Some(row) = rows.next()? {
+                    transactions.push(tx_from_row(row)?);
+                }
+                Ok(transactions)
+            })?;
+            return Ok(Some(order));
+        }
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1"))
             .bind(order_id)
             .fetch_optional(self.pool())

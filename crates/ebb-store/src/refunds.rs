@@ -14,6 +14,7 @@ use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::orders::{lock_order, tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
 use crate::page::{self, Filter, Page, PageRequest};
+use crate::sqlite_read::Columns;
 use crate::{for_update, ids, util::now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -113,30 +114,30 @@ const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_
      status, failed_reason, refund_type, charge_merchant_fee, merchant_fee_amount, initiator, created_at, updated_at, \
      idem_scope, request_fingerprint, hold_reason";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<RefundRow, StoreError> {
-    let status: String = row.try_get("status")?;
-    let refund_type: String = row.try_get("refund_type")?;
-    let fee: Option<String> = row.try_get("merchant_fee_amount")?;
+fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
+    let status: String = row.col("status")?;
+    let refund_type: String = row.col("refund_type")?;
+    let fee: Option<String> = row.col("merchant_fee_amount")?;
     Ok(RefundRow {
-        refund_id: row.try_get("refund_id")?,
-        request_id: row.try_get("request_id")?,
-        order_id: row.try_get("order_id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        token_id: row.try_get("token_id")?,
-        chain_id: row.try_get("chain_id")?,
-        amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
-        to_address: row.try_get("to_address")?,
+        refund_id: row.col("refund_id")?,
+        request_id: row.col("request_id")?,
+        order_id: row.col("order_id")?,
+        merchant_id: row.col("merchant_id")?,
+        token_id: row.col("token_id")?,
+        chain_id: row.col("chain_id")?,
+        amount: Amount::from_base_units_str(&row.col::<String>("amount")?)?,
+        to_address: row.col("to_address")?,
         status: RefundStatus::parse(&status)
             .ok_or_else(|| StoreError::Internal(format!("stored refund status {status:?}")))?,
-        failed_reason: row.try_get("failed_reason")?,
-        hold_reason: row.try_get("hold_reason")?,
+        failed_reason: row.col("failed_reason")?,
+        hold_reason: row.col("hold_reason")?,
         refund_type: RefundSource::parse(&refund_type)
             .ok_or_else(|| StoreError::Internal(format!("stored refund type {refund_type:?}")))?,
-        charge_merchant_fee: row.try_get::<i64, _>("charge_merchant_fee")? != 0,
+        charge_merchant_fee: row.col::<i64>("charge_merchant_fee")? != 0,
         merchant_fee_amount: fee.as_deref().map(Amount::from_base_units_str).transpose()?,
-        initiator: row.try_get("initiator")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        initiator: row.col("initiator")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
         transactions: Vec::new(),
     })
 }
@@ -263,8 +264,21 @@ impl Store {
     /// A refund by id with its transactions, in one query (this is the hottest read); `scope` is the
     /// merchant a restricted key may see.
     pub async fn refund(&self, refund_id: &str, scope: Option<&str>) -> Result<Option<RefundRow>, StoreError> {
-        let rows = sqlx::query(refund_join_sql()).bind(refund_id).fetch_all(self.pool()).await?;
-        let r = refund_from_join_rows(&rows)?;
+        let r = match self.point_reader() {
+            Some(reader) => reader.read(|conn| {
+                let mut statement = conn.prepare_cached(refund_join_sql())?;
+                let mut rows = statement.query([refund_id])?;
+                let mut refund: Option<RefundRow> = None;
+                while let Some(row) = rows.next()? {
+                    add_join_row(&mut refund, row)?;
+                }
+                Ok(refund)
+            })?,
+            None => {
+                let rows = sqlx::query(refund_join_sql()).bind(refund_id).fetch_all(self.pool()).await?;
+                refund_from_join_rows(&rows)?
+            }
+        };
         Ok(r.filter(|r| scope.is_none_or(|m| r.merchant_id.as_deref() == Some(m))))
     }
 
@@ -467,14 +481,24 @@ pub(crate) fn refund_join_sql() -> &'static str {
 }
 
 pub(crate) fn refund_from_join_rows(rows: &[sqlx::any::AnyRow]) -> Result<Option<RefundRow>, StoreError> {
-    let Some(first) = rows.first() else { return Ok(None) };
-    let mut r = from_row(first)?;
+    let mut refund = None;
     for row in rows {
-        if row.try_get::<Option<String>, _>("t_tx_id")?.is_some() {
-            r.transactions.push(tx_from_prefixed_row(row, "t_")?);
-        }
+        add_join_row(&mut refund, row)?;
     }
-    Ok(Some(r))
+    Ok(refund)
+}
+
+/// Folds one row of [`refund_join_sql`] into the refund: the first row gives the refund, every row with
+/// a transaction adds it.
+fn add_join_row(refund: &mut Option<RefundRow>, row: &impl Columns) -> Result<(), StoreError> {
+    let r = match refund {
+        Some(r) => r,
+        None => refund.insert(from_row(row)?),
+    };
+    if row.col::<Option<String>>("t_tx_id")?.is_some() {
+        r.transactions.push(tx_from_prefixed_row(row, "t_")?);
+    }
+    Ok(())
 }
 
 /// Moves a refund from its current status to `next`, only if nobody moved it meanwhile. Any change of

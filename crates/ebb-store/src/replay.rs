@@ -2,14 +2,16 @@
 //!
 //! PostgreSQL: the `seen_signatures` table is the one authority for every ebb process sharing the
 //! database (an UNLOGGED table: no WAL flush per request). SQLite: one ebb process serves a database
-//! file, so the authority is an in-memory set; it is written to the table in the background every
-//! [`FLUSH_INTERVAL`] and loaded back at start, so a restart does not re-open the replay window
-//! (except for signatures seen in the last flush interval before a crash).
+//! file, so the authority is an in-memory set of 16-byte digests of key and signature; it is appended
+//! to `seen_request_log` in the background every [`FLUSH_INTERVAL`] and loaded back at start, so a
+//! restart does not re-open the replay window (except for signatures seen in the last flush interval
+//! before a crash).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
 use crate::{Backend, Store, StoreError};
@@ -18,8 +20,19 @@ use crate::{Backend, Store, StoreError};
 pub const RETAIN_MS: i64 = 11 * 60 * 1000;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: u32 = 120;
-/// Signatures saved per INSERT statement.
-const SAVE_CHUNK: usize = 300;
+/// Digests saved per INSERT statement.
+const SAVE_CHUNK: usize = 500;
+
+/// What the SQLite guard remembers of a request: 128 bits of SHA-256 over its key and signature. Two
+/// different requests share one with a chance of about n²/2¹²⁹ among n remembered, nil in practice.
+type RequestDigest = [u8; 16];
+
+fn request_digest(api_key: &str, signature: &str) -> RequestDigest {
+    let hash = Sha256::new().chain_update(api_key).chain_update(b"|").chain_update(signature).finalize();
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&hash[..16]);
+    digest
+}
 
 #[derive(Clone)]
 pub struct ReplayGuard {
@@ -33,27 +46,29 @@ struct Inner {
 
 #[derive(Default)]
 struct Memory {
-    seen: HashSet<(String, String)>,
-    /// Insertion order, for pruning: (seen_at_ms, key, signature).
-    order: VecDeque<(i64, String, String)>,
-    /// Not yet written to the table.
-    unsaved: Vec<(i64, String, String)>,
+    seen: HashSet<RequestDigest>,
+    /// Insertion order, for pruning: (seen_at_ms, digest).
+    order: VecDeque<(i64, RequestDigest)>,
+    /// Not yet written to the log.
+    unsaved: Vec<(i64, RequestDigest)>,
 }
 
 impl ReplayGuard {
     pub async fn new(store: Store, now_ms: i64) -> Result<Self, StoreError> {
         let mut memory = Memory::default();
         if store.backend() == Backend::Sqlite {
-            let rows = sqlx::query(
-                "SELECT api_key, signature, seen_at FROM seen_signatures WHERE seen_at > $1 ORDER BY seen_at",
-            )
-            .bind(now_ms - RETAIN_MS)
-            .fetch_all(store.pool())
-            .await?;
+            let rows = sqlx::query("SELECT seen_at, digest FROM seen_request_log WHERE seen_at > $1 ORDER BY seen_at")
+                .bind(now_ms - RETAIN_MS)
+                .fetch_all(store.pool())
+                .await?;
             for r in rows {
-                let (k, s, at): (String, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                memory.seen.insert((k.clone(), s.clone()));
-                memory.order.push_back((at, k, s));
+                let (at, bytes): (i64, Vec<u8>) = (r.try_get(0)?, r.try_get(1)?);
+                let digest: RequestDigest = bytes
+                    .try_into()
+                    .map_err(|_| StoreError::Internal("seen_request_log holds a digest that is not 16 bytes".into()))?;
+                if memory.seen.insert(digest) {
+                    memory.order.push_back((at, digest));
+                }
             }
         }
         let inner = Arc::new(Inner { store, memory: Mutex::new(memory) });
@@ -77,15 +92,21 @@ impl ReplayGuard {
                 Ok(done.rows_affected() == 1)
             }
             Backend::Sqlite => {
+                let digest = request_digest(api_key, signature);
                 let mut m = self.inner.memory.lock().expect("replay memory lock");
-                if !m.seen.insert((api_key.to_owned(), signature.to_owned())) {
+                if !m.seen.insert(digest) {
                     return Ok(false);
                 }
-                m.order.push_back((now_ms, api_key.to_owned(), signature.to_owned()));
-                m.unsaved.push((now_ms, api_key.to_owned(), signature.to_owned()));
+                m.order.push_back((now_ms, digest));
+                m.unsaved.push((now_ms, digest));
                 Ok(true)
             }
         }
+    }
+
+    /// Writes what is not saved yet (tests; the background task does this every [`FLUSH_INTERVAL`]).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        save_and_prune(&self.inner, false).await
     }
 }
 
@@ -95,51 +116,86 @@ async fn maintain(inner: Weak<Inner>) {
         tokio::time::sleep(FLUSH_INTERVAL).await;
         let Some(inner) = inner.upgrade() else { return };
         ticks = ticks.wrapping_add(1);
-        let now = crate::util::now_ms();
-        let unsaved = {
-            let mut m = inner.memory.lock().expect("replay memory lock");
-            while m.order.front().is_some_and(|(at, _, _)| *at < now - RETAIN_MS) {
-                let (_, k, s) = m.order.pop_front().expect("checked");
-                m.seen.remove(&(k, s));
-            }
-            std::mem::take(&mut m.unsaved)
-        };
-        let prune = ticks.is_multiple_of(PRUNE_EVERY);
-        if unsaved.is_empty() && !prune {
-            continue;
-        }
-        let result = inner
-            .store
-            .write(move |conn| {
-                Box::pin(async move {
-                    // Hundreds of rows per statement: at thousands of requests a second, a statement per
-                    // signature cost the single writer more than the requests themselves.
-                    for chunk in unsaved.chunks(SAVE_CHUNK) {
-                        let values: Vec<String> = (0..chunk.len())
-                            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                            .collect();
-                        let sql = format!(
-                            "INSERT INTO seen_signatures (api_key, signature, seen_at) VALUES {} ON CONFLICT DO NOTHING",
-                            values.join(", ")
-                        );
-                        let mut q = sqlx::query(&sql);
-                        for (at, k, s) in chunk {
-                            q = q.bind(k.clone()).bind(s.clone()).bind(*at);
-                        }
-                        q.execute(&mut *conn).await?;
-                    }
-                    if prune {
-                        sqlx::query("DELETE FROM seen_signatures WHERE seen_at < $1")
-                            .bind(now - RETAIN_MS)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = save_and_prune(&inner, ticks.is_multiple_of(PRUNE_EVERY)).await {
             tracing::warn!(error = %e, "could not save or prune seen request signatures");
         }
+    }
+}
+
+/// Forgets (in memory) what is older than [`RETAIN_MS`], appends the unsaved digests to the SQLite
+/// log, and, if `prune`, deletes the expired rows of the backend's table.
+async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
+    let now = crate::util::now_ms();
+    let unsaved = {
+        let mut m = inner.memory.lock().expect("replay memory lock");
+        while m.order.front().is_some_and(|(at, _)| *at < now - RETAIN_MS) {
+            let (_, digest) = m.order.pop_front().expect("checked");
+            m.seen.remove(&digest);
+        }
+        std::mem::take(&mut m.unsaved)
+    };
+    if unsaved.is_empty() && !prune {
+        return Ok(());
+    }
+    let prune_sql = match inner.store.backend() {
+        Backend::Sqlite => "DELETE FROM seen_request_log WHERE seen_at < $1",
+        Backend::Postgres => "DELETE FROM seen_signatures WHERE seen_at < $1",
+    };
+    inner
+        .store
+        .write(move |conn| {
+            Box::pin(async move {
+                // Hundreds of rows per statement: at thousands of requests a second, a statement per
+                // signature cost the single writer more than the requests themselves.
+                for chunk in unsaved.chunks(SAVE_CHUNK) {
+                    let values: Vec<String> =
+                        (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+                    let sql = format!(
+                        "INSERT INTO seen_request_log (seen_at, digest) VALUES {} ON CONFLICT DO NOTHING",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for (at, digest) in chunk {
+                        q = q.bind(*at).bind(digest.to_vec());
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                if prune {
+                    sqlx::query(prune_sql).bind(now - RETAIN_MS).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_signature_seen_before_a_restart_is_still_a_replay_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::sqlite_url_for_dir(dir.path());
+        let now = crate::util::now_ms();
+        {
+            let store = Store::connect(&url, 2).await.unwrap();
+            store.migrate().await.unwrap();
+            let guard = ReplayGuard::new(store.clone(), now).await.unwrap();
+            assert!(guard.first_use("k1", "s1", now).await.unwrap());
+            assert!(!guard.first_use("k1", "s1", now).await.unwrap(), "a replay in the same process");
+            assert!(guard.first_use("k2", "s1", now).await.unwrap(), "the same signature under another key");
+            guard.flush().await.unwrap();
+            store.close().await;
+        }
+        let store = Store::connect(&url, 2).await.unwrap();
+        let guard = ReplayGuard::new(store, now).await.unwrap();
+        assert!(!guard.first_use("k1", "s1", now).await.unwrap(), "a replay after the restart");
+        assert!(!guard.first_use("k2", "s1", now).await.unwrap());
+        assert!(guard.first_use("k1", "s2", now).await.unwrap());
+        // Older than the window at start: forgotten, as the nonce check refuses such requests anyway.
+        let later = now + RETAIN_MS + 1;
+        let guard = ReplayGuard::new(guard.inner.store.clone(), later).await.unwrap();
+        assert!(guard.first_use("k1", "s1", later).await.unwrap());
     }
 }
