@@ -78,29 +78,42 @@ pub(crate) async fn raise(
 ) -> Result<String, StoreError> {
     let event_id = ids::new_id("E");
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event_id)
-    .bind(event_type)
-    .bind(kind.as_str())
-    .bind(subject_id)
-    .bind(snapshot)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, attempts, \
-         retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
-         SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
-         FROM events e JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $3 \
-         WHERE e.event_id = $1",
-    )
-    .bind(&event_id)
-    .bind(now)
-    .bind(format!("%,{event_type},%"))
-    .execute(&mut *conn)
-    .await?;
+    let insert_event = "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) \
+                        VALUES ($1, $3, $4, $5, $6, $2)";
+    // `$7`: the subscription pattern, after the event's own parameters.
+    let fan_out = "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, \
+                   attempts, retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
+                   SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
+                   FROM events e JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $7 \
+                   WHERE e.event_id = $1";
+    let like = format!("%,{event_type},%");
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        // One call for both statements (they share the parameters): each call is a hand-off to the
+        // writer connection's thread, and this runs on the serial writer in every state change.
+        let both = format!("{insert_event}; {fan_out}");
+        sqlx::query(&both)
+            .bind(&event_id)
+            .bind(now)
+            .bind(event_type)
+            .bind(kind.as_str())
+            .bind(subject_id)
+            .bind(snapshot)
+            .bind(like)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        // PostgreSQL prepares one statement per call, and a parameter a statement does not use has no type.
+        sqlx::query(insert_event)
+            .bind(&event_id)
+            .bind(now)
+            .bind(event_type)
+            .bind(kind.as_str())
+            .bind(subject_id)
+            .bind(snapshot)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(&fan_out.replace("$7", "$3")).bind(&event_id).bind(now).bind(like).execute(&mut *conn).await?;
+    }
     Ok(event_id)
 }
 

@@ -1,7 +1,5 @@
 //! Merchants: the businesses a PSP collects for. Each has its own balance per token.
 
-use sqlx::Row;
-
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
 use crate::{ids, util::now_s, Store, StoreError};

@@ -3,7 +3,7 @@
 use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::{Amount, OrderStatus, Token};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::events;
 use crate::ledger::{self, SourceType};
