@@ -87,31 +87,23 @@ pub(crate) async fn raise(
                    FROM events e JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $7 \
                    WHERE e.event_id = $1";
     let like = format!("%,{event_type},%");
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        // One call for both statements (they share the parameters): each call is a hand-off to the
-        // writer connection's thread, and this runs on the serial writer in every state change.
-        let both = format!("{insert_event}; {fan_out}");
-        sqlx::query(&both)
-            .bind(&event_id)
-            .bind(now)
-            .bind(event_type)
-            .bind(kind.as_str())
-            .bind(subject_id)
-            .bind(snapshot)
-            .bind(like)
-            .execute(&mut *conn)
-            .await?;
+    // On SQLite one call for both statements (they share the parameters): each call is a hand-off to
+    // the writer connection's thread, and this runs on the serial writer in every state change.
+    // PostgreSQL prepares one statement per call, and a parameter a statement does not use has no type.
+    let combined = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let both;
+    let sql = if combined {
+        both = format!("{insert_event}; {fan_out}");
+        both.as_str()
     } else {
-        // PostgreSQL prepares one statement per call, and a parameter a statement does not use has no type.
-        sqlx::query(insert_event)
-            .bind(&event_id)
-            .bind(now)
-            .bind(event_type)
-            .bind(kind.as_str())
-            .bind(subject_id)
-            .bind(snapshot)
-            .execute(&mut *conn)
-            .await?;
+        insert_event
+    };
+    let event =
+        sqlx::query(sql).bind(&event_id).bind(now).bind(event_type).bind(kind.as_str()).bind(subject_id).bind(snapshot);
+    if combined {
+        event.bind(like).execute(&mut *conn).await?;
+    } else {
+        event.execute(&mut *conn).await?;
         sqlx::query(&fan_out.replace("$7", "$3")).bind(&event_id).bind(now).bind(like).execute(&mut *conn).await?;
     }
     Ok(event_id)
