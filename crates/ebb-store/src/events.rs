@@ -10,7 +10,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::orders::{lock_order, tx_from_row, TransactionRow, TX_COLUMNS};
+use crate::orders::{lock_order, order_transactions_sql, tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::refunds::{refund_from_join_rows, refund_join_sql, RefundRow};
 use crate::util::now_ms;
 use crate::{ids, StoreError};
@@ -127,10 +127,7 @@ pub(crate) async fn refund_changed(conn: &mut AnyConnection, refund_id: &str) ->
 /// An order was created or its status changed.
 pub(crate) async fn order_changed(conn: &mut AnyConnection, order_id: &str) -> Result<(), StoreError> {
     let mut order = lock_order(conn, order_id).await?;
-    let rows = sqlx::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY seq"))
-        .bind(order_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(&order_transactions_sql()).bind(order_id).fetch_all(&mut *conn).await?;
     order.transactions = rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
     raise(conn, ORDER_STATUS_UPDATED, EventKind::Order, order_id, json(&order)?).await?;
     Ok(())

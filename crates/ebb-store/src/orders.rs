@@ -102,6 +102,11 @@ pub(crate) const TX_COLUMNS: &str =
     "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
      to_address, amount, status, failed_reason, created_at_ms, updated_at_ms";
 
+/// An order's transactions, oldest first (`$1`: the order id).
+pub(crate) fn order_transactions_sql() -> String {
+    format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY seq")
+}
+
 fn amount(row: &impl Columns, col: &str) -> Result<Amount, StoreError> {
     Ok(Amount::from_base_units_str(&row.col::<String>(col)?)?)
 }
@@ -231,15 +236,9 @@ impl Store {
         if let Some(reader) = self.point_reader() {
             let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1");
             let Some(mut order) = reader.by_id(&sql, order_id, |row| from_row(row))? else { return Ok(None) };
-            order.transactions = reader.read(|conn| {
-                let sql = format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY seq");
-                let mut statement = conn.prepare_cached(&sql)?;
-                let mut rows = statement.query([order_id])?;
-                let mut transactions = Vec::new();
-                while let Some(row) = rows.next()? {
-                    transactions.push(tx_from_row(row)?);
-                }
-                Ok(transactions)
+            reader.each_by_id(&order_transactions_sql(), order_id, |row| {
+                order.transactions.push(tx_from_row(row)?);
+                Ok(())
             })?;
             return Ok(Some(order));
         }

@@ -265,15 +265,11 @@ impl Store {
     /// merchant a restricted key may see.
     pub async fn refund(&self, refund_id: &str, scope: Option<&str>) -> Result<Option<RefundRow>, StoreError> {
         let r = match self.point_reader() {
-            Some(reader) => reader.read(|conn| {
-                let mut statement = conn.prepare_cached(refund_join_sql())?;
-                let mut rows = statement.query([refund_id])?;
-                let mut refund: Option<RefundRow> = None;
-                while let Some(row) = rows.next()? {
-                    add_join_row(&mut refund, row)?;
-                }
-                Ok(refund)
-            })?,
+            Some(reader) => {
+                let mut refund = None;
+                reader.each_by_id(refund_join_sql(), refund_id, |row| add_join_row(&mut refund, row))?;
+                refund
+            }
             None => {
                 let rows = sqlx::query(refund_join_sql()).bind(refund_id).fetch_all(self.pool()).await?;
                 refund_from_join_rows(&rows)?

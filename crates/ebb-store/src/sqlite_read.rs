@@ -70,6 +70,23 @@ impl SqliteReader {
             rows.next()?.map(map).transpose()
         })
     }
+
+    /// Calls `each` with every row `sql` finds for `id` (bound as `$1`), in order.
+    pub(crate) fn each_by_id(
+        &self,
+        sql: &str,
+        id: &str,
+        mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let mut rows = statement.query([id])?;
+            while let Some(row) = rows.next()? {
+                each(row)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Reading a column by name, from an sqlx row or a rusqlite row: one mapping per stored object
