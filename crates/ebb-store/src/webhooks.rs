@@ -15,9 +15,6 @@ use crate::util::{now_ms, now_s};
 use crate::{ids, Store, StoreError};
 
 pub const STATUS_ACTIVE: &str = "STATUS_ACTIVE";
-/// How many due deliveries a lease looks at per free slot: the extra ones stand in for candidates that
-/// turn out to wait behind an earlier event of their subject.
-const CANDIDATES_PER_SLOT: i64 = 4;
 pub const STATUS_INACTIVE: &str = "STATUS_INACTIVE";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +117,28 @@ const DELIVERY_COLUMNS: &str =
      status, attempts, retries_left, next_attempt_ms";
 const ATTEMPT_COLUMNS: &str = "seq, attempt_id, created_at_ms, request_headers, request_body, response_status, \
      response_body, response_time_ms, success, failure_reason";
+
+/// The lease's choice (`$1` the endpoint, `$2` now, over `webhook_deliveries d`): due, not held by a
+/// live lease, and the first event of its subject still `Retrying` at this endpoint. The subject check
+/// is a scalar MIN subquery rather than NOT EXISTS: PostgreSQL cannot turn it into a join, so it stays
+/// one index probe per row looked at, whatever the statistics say (a correlated NOT EXISTS was once
+/// planned as a full scan per candidate on a freshly filled, not yet analysed table).
+const DUE_AND_FIRST_OF_SUBJECT: &str = "d.endpoint_id = $1 AND d.status = 'Retrying' AND d.next_attempt_ms <= $2 \
+     AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $2) \
+     AND d.event_seq <= (SELECT MIN(e.event_seq) FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
+     AND e.subject_id = d.subject_id AND e.status = 'Retrying')";
+
+fn leased_from_rows(rows: &[sqlx::any::AnyRow], owner: &str) -> Result<Vec<LeasedDelivery>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(LeasedDelivery {
+                delivery: delivery_from_row(r)?,
+                signing_secret: r.try_get("signing_secret")?,
+                lease_owner: owner.to_owned(),
+            })
+        })
+        .collect()
+}
 
 fn encode_events(types: &[String]) -> String {
     format!(",{},", types.join(","))
@@ -390,7 +409,10 @@ impl Store {
     }
 
     /// Leases up to `limit` due deliveries of one endpoint for `lease_ms`, oldest due first, skipping any
-    /// whose subject has an earlier event still undelivered to this endpoint.
+    /// whose subject has an earlier event still undelivered to this endpoint. A lease also moves the
+    /// delivery's `next_attempt_ms` to the lease's end: deliveries in flight leave the due range of the
+    /// index (the next lease does not step over them), and if the holder dies the delivery is due again
+    /// exactly when its lease expires.
     pub async fn lease_deliveries(
         &self,
         endpoint_id: &str,
@@ -398,66 +420,57 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let now = now_ms();
-        // The candidates are read outside the write; the conditional update below decides who gets
-        // each one, so a stale read costs nothing but a smaller batch. A candidate waits while an earlier
-        // event of its subject is still undelivered here; that check is a second, index-only query over
-        // the candidates' subjects rather than a correlated NOT EXISTS, whose plan PostgreSQL gets badly
-        // wrong on a freshly filled table (seconds per round before the first ANALYZE).
-        let rows = sqlx::query(
-            "SELECT seq, subject_id, event_seq FROM webhook_deliveries \
-             WHERE endpoint_id = $1 AND status = 'Retrying' AND next_attempt_ms <= $2 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $2) \
-             ORDER BY next_attempt_ms, event_seq LIMIT $3",
-        )
+        let owner = ids::new_id("L");
+        if self.backend() == crate::Backend::Postgres {
+            // One statement, one round trip: pick (skipping rows another dispatcher is locking right
+            // now), lease, and return the snapshots. The rows come from the UPDATE's RETURNING, so they
+            // show the lease's own changes.
+            let rows = sqlx::query(&format!(
+                "WITH due AS (SELECT d.seq FROM webhook_deliveries d WHERE {DUE_AND_FIRST_OF_SUBJECT} \
+                   ORDER BY d.next_attempt_ms, d.event_seq LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                 leased AS (UPDATE webhook_deliveries d SET lease_owner = $4, lease_until_ms = $5, \
+                   next_attempt_ms = $5, attempts = d.attempts + 1, updated_at_ms = $2 \
+                   FROM due WHERE d.seq = due.seq \
+                   RETURNING d.seq, d.endpoint_id, d.event_id, d.event_type, d.event_seq, d.status, d.attempts, \
+                   d.retries_left, d.next_attempt_ms) \
+                 SELECT l.seq, l.endpoint_id, w.url, l.event_id, l.event_type, l.event_seq, e.kind, e.snapshot, \
+                   e.created_at_ms, l.status, l.attempts, l.retries_left, l.next_attempt_ms, w.signing_secret \
+                 FROM leased l JOIN events e ON e.seq = l.event_seq \
+                 JOIN webhook_endpoints w ON w.endpoint_id = l.endpoint_id ORDER BY l.event_seq"
+            ))
+            .bind(endpoint_id)
+            .bind(now)
+            .bind(limit)
+            .bind(&owner)
+            .bind(now + lease_ms)
+            .fetch_all(self.pool())
+            .await?;
+            return leased_from_rows(&rows, &owner);
+        }
+        // SQLite: the candidates are read outside the write; the conditional update below decides who
+        // gets each one, so a stale read costs nothing but a smaller batch.
+        let seqs: Vec<i64> = sqlx::query(&format!(
+            "SELECT d.seq FROM webhook_deliveries d WHERE {DUE_AND_FIRST_OF_SUBJECT} \
+             ORDER BY d.next_attempt_ms, d.event_seq LIMIT $3"
+        ))
         .bind(endpoint_id)
         .bind(now)
-        .bind(limit * CANDIDATES_PER_SLOT)
+        .bind(limit)
         .fetch_all(self.pool())
-        .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut candidates = Vec::with_capacity(rows.len());
-        for r in &rows {
-            candidates.push((
-                r.try_get::<i64, _>("seq")?,
-                r.try_get::<String, _>("subject_id")?,
-                r.try_get::<i64, _>("event_seq")?,
-            ));
-        }
-        let mut f = Filter::default();
-        f.eq("endpoint_id", endpoint_id);
-        f.eq("status", "Retrying");
-        let subjects: Vec<String> = candidates.iter().map(|c| c.1.clone()).collect();
-        f.is_in("subject_id", &subjects);
-        let sql = format!(
-            "SELECT subject_id, MIN(event_seq) AS first FROM webhook_deliveries{} GROUP BY subject_id",
-            f.where_sql()
-        );
-        let firsts: std::collections::HashMap<String, i64> = f
-            .bind_all(sqlx::query(&sql))
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get::<String, _>("subject_id")?, r.try_get::<i64, _>("first")?)))
-            .collect::<Result<_, StoreError>>()?;
-        let seqs: Vec<i64> = candidates
-            .into_iter()
-            .filter(|(_, subject, event_seq)| firsts.get(subject).is_none_or(|first| first >= event_seq))
-            .map(|(seq, _, _)| seq)
-            .take(limit as usize)
-            .collect();
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("seq"))
+        .collect::<Result<_, _>>()?;
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let owner = ids::new_id("L");
         self.write(move |conn| {
             Box::pin(async move {
                 let now = now_ms();
                 let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
                 sqlx::query(&format!(
-                    "UPDATE webhook_deliveries SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1, \
-                     updated_at_ms = $3 WHERE seq IN ({list}) AND status = 'Retrying' \
+                    "UPDATE webhook_deliveries SET lease_owner = $1, lease_until_ms = $2, next_attempt_ms = $2, \
+                     attempts = attempts + 1, updated_at_ms = $3 WHERE seq IN ({list}) AND status = 'Retrying' \
                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3)"
                 ))
                 .bind(&owner)
@@ -474,15 +487,7 @@ impl Store {
                 .bind(&owner)
                 .fetch_all(&mut *conn)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(LeasedDelivery {
-                            delivery: delivery_from_row(r)?,
-                            signing_secret: r.try_get("signing_secret")?,
-                            lease_owner: owner.clone(),
-                        })
-                    })
-                    .collect()
+                leased_from_rows(&rows, &owner)
             })
         })
         .await
@@ -515,9 +520,12 @@ impl Store {
         }
         self.write(|conn| {
             Box::pin(async move {
+                // A lease moved next_attempt_ms to its end; the delivery was due when it was leased.
                 let done = sqlx::query(
-                    "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner IS NOT NULL",
+                    "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until_ms = NULL, \
+                     next_attempt_ms = MIN(next_attempt_ms, $1) WHERE lease_owner IS NOT NULL",
                 )
+                .bind(now_ms())
                 .execute(&mut *conn)
                 .await?;
                 Ok(done.rows_affected())
