@@ -192,11 +192,44 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// The placeholders of a multi-row `VALUES` list: `rows` groups of `width` parameters, bound in order
+/// after `before` earlier ones. PostgreSQL gets `($2, $3), ($4, $5)`; SQLite gets anonymous
+/// `(?, ?), (?, ?)`, because for a named parameter (`$n`) sqlx asks SQLite its name, which SQLite finds
+/// by a linear scan of the statement's names: quadratic in a statement of hundreds of parameters (4 % of
+/// the webhook dispatcher's CPU in a profile, in recording attempts 64 rows of 10 at a time).
+pub(crate) fn values_placeholders(conn: &AnyConnection, before: usize, rows: usize, width: usize) -> String {
+    values_list(conn.backend_name().eq_ignore_ascii_case("sqlite"), before, rows, width)
+}
+
+fn values_list(anonymous: bool, before: usize, rows: usize, width: usize) -> String {
+    let groups: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (0..width)
+                .map(|c| if anonymous { "?".to_owned() } else { format!("${}", before + r * width + c + 1) })
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    groups.join(", ")
+}
+
 /// `FOR UPDATE` where the backend has row locks; SQLite's single writer already excludes others.
 pub(crate) fn for_update(conn: &AnyConnection) -> &'static str {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
         ""
     } else {
         " FOR UPDATE"
+    }
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::values_list;
+
+    #[test]
+    fn values_lists_are_anonymous_on_sqlite_and_numbered_after_earlier_parameters_on_postgres() {
+        assert_eq!(values_list(true, 1, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(values_list(false, 1, 2, 2), "($2, $3), ($4, $5)");
+        assert_eq!(values_list(false, 0, 1, 3), "($1, $2, $3)");
     }
 }

@@ -148,11 +148,9 @@ async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
                 // Hundreds of rows per statement: at thousands of requests a second, a statement per
                 // signature cost the single writer more than the requests themselves.
                 for chunk in unsaved.chunks(SAVE_CHUNK) {
-                    let values: Vec<String> =
-                        (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
                     let sql = format!(
                         "INSERT INTO seen_request_log (seen_at, digest) VALUES {} ON CONFLICT DO NOTHING",
-                        values.join(", ")
+                        crate::values_placeholders(conn, 0, chunk.len(), 2)
                     );
                     let mut q = sqlx::query(&sql);
                     for (at, digest) in chunk {

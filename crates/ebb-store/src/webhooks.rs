@@ -567,16 +567,10 @@ const ATTEMPT_INSERT_CHUNK: usize = 64;
 const DELIVERED_UPDATE_CHUNK: usize = 256;
 
 async fn insert_attempts(conn: &mut AnyConnection, records: &[AttemptRecord]) -> Result<(), StoreError> {
-    let rows: Vec<String> = (0..records.len())
-        .map(|i| {
-            let p: Vec<String> = (1..=10).map(|c| format!("${}", i * 10 + c)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO webhook_attempts (attempt_id, delivery_seq, created_at_ms, request_headers, request_body, \
          response_status, response_body, response_time_ms, success, failure_reason) VALUES {}",
-        rows.join(", ")
+        crate::values_placeholders(conn, 0, records.len(), 10)
     );
     let mut q = sqlx::query(&sql);
     for r in records {
@@ -600,11 +594,11 @@ async fn insert_attempts(conn: &mut AnyConnection, records: &[AttemptRecord]) ->
 /// Marks delivered the deliveries still leased by the attempts' leases (a lease that expired and was
 /// taken by another dispatcher is not theirs to close).
 async fn close_delivered(conn: &mut AnyConnection, records: &[&AttemptRecord]) -> Result<(), StoreError> {
-    let pairs: Vec<String> = (0..records.len()).map(|i| format!("(${}, ${})", i * 2 + 2, i * 2 + 3)).collect();
+    let first = if conn.backend_name().eq_ignore_ascii_case("sqlite") { "?" } else { "$1" };
     let sql = format!(
-        "UPDATE webhook_deliveries SET status = 'Success', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $1 \
+        "UPDATE webhook_deliveries SET status = 'Success', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = {first} \
          WHERE (seq, lease_owner) IN (VALUES {})",
-        pairs.join(", ")
+        crate::values_placeholders(conn, 1, records.len(), 2)
     );
     let mut q = sqlx::query(&sql).bind(now_ms());
     for r in records {
