@@ -80,32 +80,34 @@ pub(crate) async fn raise(
     let now = now_ms();
     let insert_event = "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) \
                         VALUES ($1, $3, $4, $5, $6, $2)";
-    // `$7`: the subscription pattern, after the event's own parameters.
-    let fan_out = "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, \
-                   attempts, retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
-                   SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
-                   FROM events e JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $7 \
-                   WHERE e.event_id = $1";
-    let like = format!("%,{event_type},%");
-    // On SQLite one call for both statements (they share the parameters): each call is a hand-off to
-    // the writer connection's thread, and this runs on the serial writer in every state change.
-    // PostgreSQL prepares one statement per call, and a parameter a statement does not use has no type.
-    let combined = conn.backend_name().eq_ignore_ascii_case("sqlite");
-    let both;
-    let sql = if combined {
-        both = format!("{insert_event}; {fan_out}");
-        both.as_str()
-    } else {
-        insert_event
+    // `$7`: the subscription pattern, after the event's own parameters; `e`: the event's row.
+    let fan_out = |event: &str| {
+        format!(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, \
+             attempts, retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
+             SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
+             FROM {event} JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $7"
+        )
     };
-    let event =
-        sqlx::query(sql).bind(&event_id).bind(now).bind(event_type).bind(kind.as_str()).bind(subject_id).bind(snapshot);
-    if combined {
-        event.bind(like).execute(&mut *conn).await?;
+    let like = format!("%,{event_type},%");
+    // One call for both statements (they share the parameters; every state change runs this): on
+    // SQLite a multi-statement call (each call is a hand-off to the writer connection's thread); on
+    // PostgreSQL, which takes one statement per call, the event insert is a CTE the fan-out reads.
+    let sql = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!("{insert_event}; {} WHERE e.event_id = $1", fan_out("events e"))
     } else {
-        event.execute(&mut *conn).await?;
-        sqlx::query(&fan_out.replace("$7", "$3")).bind(&event_id).bind(now).bind(like).execute(&mut *conn).await?;
-    }
+        format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e"))
+    };
+    sqlx::query(&sql)
+        .bind(&event_id)
+        .bind(now)
+        .bind(event_type)
+        .bind(kind.as_str())
+        .bind(subject_id)
+        .bind(snapshot)
+        .bind(like)
+        .execute(&mut *conn)
+        .await?;
     Ok(event_id)
 }
 
