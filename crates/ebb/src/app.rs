@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ebb_api::metrics::Metrics;
-use ebb_api::AppState;
+use ebb_api::{AppState, Shared};
 use ebb_chain::evm::EvmChain;
 use ebb_chain::sandbox::SandboxChain;
 use ebb_chain::Chain;
@@ -61,7 +61,7 @@ impl Application {
             let configured: Vec<&str> = settings.chains.iter().map(|c| c.chain_id()).collect();
             links.explorers.retain(|chain, _| configured.contains(&chain.as_str()));
         }
-        let state = AppState {
+        let mut shared = Shared {
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             deposit_seed: Arc::new(deposit_seed(&settings.server_key)),
             store,
@@ -75,9 +75,9 @@ impl Application {
             webhook_retries: settings.webhooks.retry_schedule.len() as i64,
         };
         let (chains, sandboxes) =
-            build_chains(&settings.chains, settings.sandbox, &state.registry, settings.workers).await?;
-        let mut state = state;
-        state.sandbox_chains = Arc::new(sandboxes.clone());
+            build_chains(&settings.chains, settings.sandbox, &shared.registry, settings.workers).await?;
+        shared.sandbox_chains = Arc::new(sandboxes.clone());
+        let state = AppState::new(shared);
         Ok(Application {
             listener,
             state,
