@@ -77,6 +77,8 @@ pub struct Store {
     writer: writer::Writer,
     /// SQLite only: point reads on the calling thread (see `sqlite_read`).
     reader: Option<Arc<sqlite_read::SqliteReader>>,
+    /// Merchants seen to exist (see [`Store::merchant_exists`]).
+    known_merchants: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 pub type WriteFn<T> =
@@ -125,7 +127,7 @@ impl Store {
             }
             Backend::Postgres => (writer::Writer::Pool(pool.clone()), None),
         };
-        Ok(Store { backend, pool, writer, reader })
+        Ok(Store { backend, pool, writer, reader, known_merchants: Arc::default() })
     }
 
     /// The SQLite file of an `ebb dev` data directory.

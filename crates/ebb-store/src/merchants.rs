@@ -23,6 +23,9 @@ pub struct NewMerchant {
     pub wallet_setup: String,
 }
 
+/// How many merchant ids [`Store::merchant_exists`] remembers (~100 bytes each).
+pub const KNOWN_MERCHANTS_CAP: usize = 100_000;
+
 const COLUMNS: &str = "seq, merchant_id, name, wallet_id, developer_fee_rate, wallet_setup, created_at, updated_at";
 
 fn from_row(row: &impl Columns) -> Result<MerchantRow, StoreError> {
@@ -79,6 +82,24 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Whether a merchant exists. Merchants are never deleted, so one found once is remembered (up to
+    /// [`KNOWN_MERCHANTS_CAP`] ids; the set starts over when full): the check before every refund create
+    /// is then no database round trip.
+    pub async fn merchant_exists(&self, merchant_id: &str) -> Result<bool, StoreError> {
+        if self.known_merchants.lock().expect("known merchants lock").contains(merchant_id) {
+            return Ok(true);
+        }
+        if self.merchant(merchant_id).await?.is_none() {
+            return Ok(false);
+        }
+        let mut known = self.known_merchants.lock().expect("known merchants lock");
+        if known.len() >= KNOWN_MERCHANTS_CAP {
+            known.clear();
+        }
+        known.insert(merchant_id.to_owned());
+        Ok(true)
+    }
+
     /// Lists merchants; `only` restricts to one merchant (a merchant-restricted key); `keyword`
     /// matches a part of the name (case-insensitive for ASCII) or the whole merchant id.
     pub async fn list_merchants(
@@ -127,5 +148,48 @@ impl Store {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Executor;
+
+    use super::NewMerchant;
+    use crate::Store;
+
+    #[tokio::test]
+    async fn a_merchant_found_once_is_known_without_asking_again_and_a_missing_one_is_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url_for_dir(dir.path()), 2).await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(!store.merchant_exists("M_not_yet").await.unwrap());
+        let new = || NewMerchant {
+            name: "shop".into(),
+            wallet_id: String::new(),
+            developer_fee_rate: "0".into(),
+            wallet_setup: "Default".into(),
+        };
+        let m = store.create_merchant(new()).await.unwrap();
+        assert!(store.merchant_exists(&m.merchant_id).await.unwrap());
+        // Remembered: answered without the database (ebb never deletes a merchant; the test does, to
+        // tell a remembered answer from a fresh read).
+        store
+            .pool()
+            .execute(format!("DELETE FROM merchants WHERE merchant_id = '{}'", m.merchant_id).as_str())
+            .await
+            .unwrap();
+        assert!(store.merchant_exists(&m.merchant_id).await.unwrap());
+        // A miss is not remembered: the merchant asked about first, once it exists, is found.
+        store
+            .pool()
+            .execute(
+                "INSERT INTO merchants (merchant_id, name, wallet_id, developer_fee_rate, wallet_setup, created_at, \
+                 updated_at) VALUES ('M_not_yet', 'late', '', '0', 'Default', 0, 0)",
+            )
+            .await
+            .unwrap();
+        assert!(store.merchant_exists("M_not_yet").await.unwrap());
+        store.close().await;
     }
 }

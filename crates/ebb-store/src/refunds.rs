@@ -243,7 +243,7 @@ impl Store {
         // read off the serial SQLite writer and out of PostgreSQL's lock-holding span. The foreign key
         // on refunds.merchant_id backs it.
         if let Some(m) = &new.merchant_id {
-            if self.merchant(m).await?.is_none() {
+            if !self.merchant_exists(m).await? {
                 return Err(StoreError::NotFound { what: "merchant", id: m.clone() });
             }
         }
