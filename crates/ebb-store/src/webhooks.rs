@@ -120,9 +120,10 @@ const ATTEMPT_COLUMNS: &str = "seq, attempt_id, created_at_ms, request_headers, 
 
 /// The lease's choice (`$1` the endpoint, `$2` now, over `webhook_deliveries d`): due, not held by a
 /// live lease, and the first event of its subject still `Retrying` at this endpoint. The subject check
-/// is a scalar MIN subquery rather than NOT EXISTS: PostgreSQL cannot turn it into a join, so it stays
-/// one index probe per row looked at, whatever the statistics say (a correlated NOT EXISTS was once
-/// planned as a full scan per candidate on a freshly filled, not yet analysed table).
+/// is a scalar MIN subquery rather than NOT EXISTS: PostgreSQL cannot turn it into a join (a correlated
+/// NOT EXISTS was once planned as a full scan per candidate on a freshly filled, not yet analysed
+/// table), so it stays one probe per row looked at; and the due index is partial on a condition this
+/// subquery does not imply (migration 0006), so that probe can only go through the order index.
 const DUE_AND_FIRST_OF_SUBJECT: &str = "d.endpoint_id = $1 AND d.status = 'Retrying' AND d.next_attempt_ms <= $2 \
      AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $2) \
      AND d.event_seq <= (SELECT MIN(e.event_seq) FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
