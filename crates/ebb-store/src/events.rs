@@ -93,7 +93,7 @@ pub(crate) async fn raise(
     // One call for both statements (they share the parameters; every state change runs this): on
     // SQLite a multi-statement call (each call is a hand-off to the writer connection's thread); on
     // PostgreSQL, which takes one statement per call, the event insert is a CTE the fan-out reads.
-    let sql = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+    let sql = if crate::is_sqlite(conn) {
         format!("{insert_event}; {} WHERE e.event_id = $1", fan_out("events e"))
     } else {
         format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e"))

@@ -169,7 +169,7 @@ pub(crate) async fn post_many(
             p(1)
         )
     };
-    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let sqlite = crate::is_sqlite(conn);
     let first_update_param = 4 + journal.len() * 5;
     let (sql, expected_rows) = if sqlite {
         let mut sql = insert;

@@ -200,7 +200,7 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
 /// by a linear scan of the statement's names: quadratic in a statement of hundreds of parameters (4 % of
 /// the webhook dispatcher's CPU in a profile, in recording attempts 64 rows of 10 at a time).
 pub(crate) fn values_placeholders(conn: &AnyConnection, before: usize, rows: usize, width: usize) -> String {
-    values_list(conn.backend_name().eq_ignore_ascii_case("sqlite"), before, rows, width)
+    values_list(is_sqlite(conn), before, rows, width)
 }
 
 fn values_list(anonymous: bool, before: usize, rows: usize, width: usize) -> String {
@@ -215,9 +215,14 @@ fn values_list(anonymous: bool, before: usize, rows: usize, width: usize) -> Str
     groups.join(", ")
 }
 
+/// Whether a connection (inside a write, where only the connection is at hand) is SQLite's.
+pub(crate) fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
 /// `FOR UPDATE` where the backend has row locks; SQLite's single writer already excludes others.
 pub(crate) fn for_update(conn: &AnyConnection) -> &'static str {
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+    if is_sqlite(conn) {
         ""
     } else {
         " FOR UPDATE"

@@ -600,7 +600,7 @@ async fn insert_attempts(conn: &mut AnyConnection, records: &[AttemptRecord]) ->
 /// Marks delivered the deliveries still leased by the attempts' leases (a lease that expired and was
 /// taken by another dispatcher is not theirs to close).
 async fn close_delivered(conn: &mut AnyConnection, records: &[&AttemptRecord]) -> Result<(), StoreError> {
-    let first = if conn.backend_name().eq_ignore_ascii_case("sqlite") { "?" } else { "$1" };
+    let first = if crate::is_sqlite(conn) { "?" } else { "$1" };
     let sql = format!(
         "UPDATE webhook_deliveries SET status = 'Success', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = {first} \
          WHERE (seq, lease_owner) IN (VALUES {})",
