@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use crate::ledger::BalanceRow;
 use crate::page::{self, Filter, Page, PageRequest};
+use crate::sqlite_read::Columns;
 use crate::{Store, StoreError};
 
 /// One posting as a balance change of an account.
@@ -125,12 +126,12 @@ impl Store {
             page_req,
             |r| {
                 Ok(BalanceChangeRow {
-                    source_id: r.try_get("source_id")?,
-                    source_type: r.try_get("source_type")?,
-                    token_id: r.try_get("token_id")?,
-                    delta: parse(&r.try_get::<String, _>("delta")?)?,
-                    balance_after: parse(&r.try_get::<String, _>("balance_after")?)?,
-                    created_at: r.try_get("created_at")?,
+                    source_id: r.col("source_id")?,
+                    source_type: r.col("source_type")?,
+                    token_id: r.col("token_id")?,
+                    delta: parse(&r.col::<String>("delta")?)?,
+                    balance_after: parse(&r.col::<String>("balance_after")?)?,
+                    created_at: r.col("created_at")?,
                 })
             },
         )

@@ -8,8 +8,7 @@
 //! legs, an order with its pay-ins): the changes of one subject are serialised by its row lock, so a
 //! later change always gets a larger `seq`.
 
-use sqlx::AnyConnection;
-
+use crate::db::{self, Tx};
 use crate::orders::{lock_order, order_transactions_sql, tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::refunds::{refund_from_join_rows, refund_join_sql, RefundRow};
 use crate::util::now_ms;
@@ -70,7 +69,7 @@ fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
 
 /// Writes an event and one delivery for each active endpoint subscribed to its type.
 pub(crate) async fn raise(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     event_type: &str,
     kind: EventKind,
     subject_id: &str,
@@ -80,25 +79,39 @@ pub(crate) async fn raise(
     let now = now_ms();
     let insert_event = "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) \
                         VALUES ($1, $3, $4, $5, $6, $2)";
-    // `$7`: the subscription pattern, after the event's own parameters; `e`: the event's row.
-    let fan_out = |event: &str| {
+    // `e`: the event's row; `$2`: now; `like`: the parameter of the subscription pattern.
+    let fan_out = |event: &str, like: &str| {
         format!(
             "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, \
              attempts, retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
              SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
-             FROM {event} JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE $7"
+             FROM {event} JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE {like}"
         )
     };
     let like = format!("%,{event_type},%");
-    // One call for both statements (they share the parameters; every state change runs this): on
-    // SQLite a multi-statement call (each call is a hand-off to the writer connection's thread); on
-    // PostgreSQL, which takes one statement per call, the event insert is a CTE the fan-out reads.
-    let sql = if crate::is_sqlite(conn) {
-        format!("{insert_event}; {} WHERE e.event_id = $1", fan_out("events e"))
+    if conn.is_sqlite() {
+        // On the SQLite writer a statement is a function call: the event, then its deliveries.
+        db::query(insert_event)
+            .bind(&event_id)
+            .bind(now)
+            .bind(event_type)
+            .bind(kind.as_str())
+            .bind(subject_id)
+            .bind(snapshot)
+            .execute(&mut *conn)
+            .await?;
+        db::query(&format!("{} WHERE e.event_id = $1", fan_out("events e", "$3")))
+            .bind(&event_id)
+            .bind(now)
+            .bind(like)
+            .execute(&mut *conn)
+            .await?;
     } else {
-        format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e"))
-    };
-    sqlx::query(&sql)
+        // PostgreSQL takes one statement per round trip: the event insert is a CTE the fan-out reads.
+        db::query(&format!(
+            "WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}",
+            fan_out("e", "$7")
+        ))
         .bind(&event_id)
         .bind(now)
         .bind(event_type)
@@ -108,18 +121,19 @@ pub(crate) async fn raise(
         .bind(like)
         .execute(&mut *conn)
         .await?;
+    }
     Ok(event_id)
 }
 
 /// A refund was created: its snapshot is the row just inserted (it has no transactions yet).
-pub(crate) async fn refund_created(conn: &mut AnyConnection, r: &RefundRow) -> Result<(), StoreError> {
+pub(crate) async fn refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<(), StoreError> {
     raise(conn, REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, json(r)?).await?;
     Ok(())
 }
 
 /// A refund's status changed: reads it back, with its transactions, inside the transaction.
-pub(crate) async fn refund_changed(conn: &mut AnyConnection, refund_id: &str) -> Result<(), StoreError> {
-    let rows = sqlx::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
+pub(crate) async fn refund_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
+    let rows = db::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
     let r = refund_from_join_rows(&rows)?
         .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished inside its transaction")))?;
     raise(conn, REFUND_STATUS_UPDATED, EventKind::Refund, refund_id, json(&r)?).await?;
@@ -127,9 +141,9 @@ pub(crate) async fn refund_changed(conn: &mut AnyConnection, refund_id: &str) ->
 }
 
 /// An order was created or its status changed.
-pub(crate) async fn order_changed(conn: &mut AnyConnection, order_id: &str) -> Result<(), StoreError> {
+pub(crate) async fn order_changed(conn: &mut Tx<'_>, order_id: &str) -> Result<(), StoreError> {
     let mut order = lock_order(conn, order_id).await?;
-    let rows = sqlx::query(&order_transactions_sql()).bind(order_id).fetch_all(&mut *conn).await?;
+    let rows = db::query(&order_transactions_sql()).bind(order_id).fetch_all(&mut *conn).await?;
     order.transactions = rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
     raise(conn, ORDER_STATUS_UPDATED, EventKind::Order, order_id, json(&order)?).await?;
     Ok(())
@@ -137,11 +151,11 @@ pub(crate) async fn order_changed(conn: &mut AnyConnection, order_id: &str) -> R
 
 /// A transaction was created, completed or failed (`event_type` is one of the `TRANSACTION_*`).
 pub(crate) async fn transaction_changed(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     event_type: &'static str,
     tx_id: &str,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE tx_id = $1"))
+    let row = db::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE tx_id = $1"))
         .bind(tx_id)
         .fetch_one(&mut *conn)
         .await?;

@@ -1,7 +1,7 @@
 //! API keys: the Ed25519 public keys of clients, PSP-wide or restricted to one merchant.
 
-use sqlx::Row;
-
+use crate::db;
+use crate::sqlite_read::Columns;
 use crate::{util::now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,13 +15,13 @@ pub struct ApiKeyRow {
 
 const COLUMNS: &str = "api_key, name, merchant_id, created_at, revoked_at";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<ApiKeyRow, StoreError> {
+fn from_row(row: &impl Columns) -> Result<ApiKeyRow, StoreError> {
     Ok(ApiKeyRow {
-        api_key: row.try_get("api_key")?,
-        name: row.try_get("name")?,
-        merchant_id: row.try_get("merchant_id")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        api_key: row.col("api_key")?,
+        name: row.col("name")?,
+        merchant_id: row.col("merchant_id")?,
+        created_at: row.col("created_at")?,
+        revoked_at: row.col("revoked_at")?,
     })
 }
 
@@ -38,7 +38,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 if let Some(m) = &merchant_id {
-                    let exists = sqlx::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
+                    let exists = db::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
                         .bind(m)
                         .fetch_optional(&mut *conn)
                         .await?;
@@ -47,7 +47,7 @@ impl Store {
                     }
                 }
                 let now = now_s();
-                let inserted = sqlx::query(
+                let inserted = db::query(
                     "INSERT INTO api_keys (api_key, name, merchant_id, created_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (api_key) DO NOTHING",
                 )
@@ -86,13 +86,13 @@ impl Store {
         let api_key = api_key.to_ascii_lowercase();
         self.write(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE api_key = $2 AND revoked_at IS NULL")
+                let done = db::query("UPDATE api_keys SET revoked_at = $1 WHERE api_key = $2 AND revoked_at IS NULL")
                     .bind(now_s())
                     .bind(&api_key)
                     .execute(&mut *conn)
                     .await?;
                 if done.rows_affected() == 0 {
-                    let exists = sqlx::query("SELECT 1 AS one FROM api_keys WHERE api_key = $1")
+                    let exists = db::query("SELECT 1 AS one FROM api_keys WHERE api_key = $1")
                         .bind(&api_key)
                         .fetch_optional(&mut *conn)
                         .await?;

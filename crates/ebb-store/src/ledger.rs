@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use ebb_core::ledger::{Account, Entry};
-use sqlx::{AnyConnection, Row};
 
+use crate::db::{self, Tx};
+use crate::sqlite_read::Columns;
 use crate::{for_update, ids, StoreError};
 
 /// Why a balance changed: Cobo's `PaymentBalanceChangeSourceType` values, plus `RefundFee` for the
@@ -43,23 +44,26 @@ fn parse_i128(s: &str) -> Result<i128, StoreError> {
 }
 
 impl BalanceRow {
-    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
+    pub(crate) fn from_row(row: &impl Columns) -> Result<Self, StoreError> {
         Ok(BalanceRow {
-            account: row.try_get("account")?,
-            token_id: row.try_get("token_id")?,
-            balance: parse_i128(&row.try_get::<String, _>("balance")?)?,
-            received: parse_i128(&row.try_get::<String, _>("received")?)?,
-            developer_fee: parse_i128(&row.try_get::<String, _>("developer_fee")?)?,
-            refunded: parse_i128(&row.try_get::<String, _>("refunded")?)?,
+            account: row.col("account")?,
+            token_id: row.col("token_id")?,
+            balance: parse_i128(&row.col::<String>("balance")?)?,
+            received: parse_i128(&row.col::<String>("received")?)?,
+            developer_fee: parse_i128(&row.col::<String>("developer_fee")?)?,
+            refunded: parse_i128(&row.col::<String>("refunded")?)?,
         })
     }
 }
+
+/// A journal row to write: account, token, delta, balance after ("" for journal-only accounts), source type.
+type JournalRow = (String, String, i128, String, SourceType);
 
 /// Posts `entry` (one source type for all its postings) and returns nothing; fails with
 /// `InsufficientBalance` if a non-world account would go negative. Locks balance rows in key order so
 /// two concurrent entries cannot deadlock.
 pub(crate) async fn post(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     entry: &Entry,
     source_type: SourceType,
     source_id: &str,
@@ -73,7 +77,7 @@ pub(crate) async fn post(
 /// Round trips matter here (SQLite's writer runs these serially): per cached account one SELECT (with
 /// `FOR UPDATE` on PostgreSQL) and one INSERT or UPDATE, and one multi-row INSERT for the journal.
 pub(crate) async fn post_many(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     entries: &[(&Entry, SourceType)],
     source_id: &str,
     now: i64,
@@ -88,7 +92,7 @@ pub(crate) async fn post_many(
     let lock = for_update(conn);
     let entry_id = ids::new_id("E");
     // (account, token, delta, balance_after or "" for journal-only accounts, source type)
-    let mut journal: Vec<(String, String, i128, String, SourceType)> = Vec::new();
+    let mut journal: Vec<JournalRow> = Vec::new();
     let mut updates: Vec<BalanceRow> = Vec::new();
     for ((account, token_id), deltas) in touched {
         let parsed =
@@ -101,11 +105,11 @@ pub(crate) async fn post_many(
             "SELECT account, token_id, balance, received, developer_fee, refunded FROM balances \
              WHERE account = $1 AND token_id = $2{lock}"
         );
-        let mut row = sqlx::query(&select).bind(&account).bind(&token_id).fetch_optional(&mut *conn).await?;
+        let mut row = db::query(&select).bind(&account).bind(&token_id).fetch_optional(&mut *conn).await?;
         if row.is_none() {
             // First posting to this account and token. ON CONFLICT: a concurrent first posting (on
             // PostgreSQL) may create the row meanwhile; then we wait for its lock like any other.
-            sqlx::query(
+            db::query(
                 "INSERT INTO balances (account, token_id, balance, received, developer_fee, refunded) \
                  VALUES ($1, $2, '0', '0', '0', '0') ON CONFLICT (account, token_id) DO NOTHING",
             )
@@ -113,7 +117,7 @@ pub(crate) async fn post_many(
             .bind(&token_id)
             .execute(&mut *conn)
             .await?;
-            row = sqlx::query(&select).bind(&account).bind(&token_id).fetch_optional(&mut *conn).await?;
+            row = db::query(&select).bind(&account).bind(&token_id).fetch_optional(&mut *conn).await?;
         }
         let row = row.ok_or_else(|| StoreError::Internal(format!("balance row {account} {token_id} vanished")))?;
         let mut bal = BalanceRow::from_row(&row)?;
@@ -141,10 +145,7 @@ pub(crate) async fn post_many(
     if journal.is_empty() {
         return Ok(());
     }
-    // The journal rows and the balance updates in one call: on SQLite one multi-statement call (each
-    // call is a hand-off to the writer connection's thread, and this runs on the serial writer); on
-    // PostgreSQL, which takes one statement per call, the journal insert rides in a CTE in front of one
-    // UPDATE of all the balances (a round trip less per entry, inside the span the rows are locked).
+    // The journal rows (one multi-row insert), then the balance updates.
     let values: Vec<String> = (0..journal.len())
         .map(|i| {
             let b = i * 5;
@@ -169,19 +170,35 @@ pub(crate) async fn post_many(
             p(1)
         )
     };
-    let sqlite = crate::is_sqlite(conn);
-    let first_update_param = 4 + journal.len() * 5;
-    let (sql, expected_rows) = if sqlite {
-        let mut sql = insert;
-        for i in 0..updates.len() {
-            sql.push_str("; ");
-            sql.push_str(&update(first_update_param + i * 6));
+    fn bind_journal<'q>(
+        q: db::Query<'q>,
+        entry_id: &str,
+        source_id: &str,
+        now: i64,
+        journal: &[JournalRow],
+    ) -> db::Query<'q> {
+        let q = q.bind(entry_id).bind(source_id).bind(now);
+        journal.iter().fold(q, |q, (account, token_id, delta, after, st)| {
+            q.bind(account).bind(token_id).bind(delta.to_string()).bind(after).bind(st.as_str())
+        })
+    }
+    let bind_journal = |q| bind_journal(q, &entry_id, source_id, now, &journal);
+    if conn.is_sqlite() {
+        // On the SQLite writer a statement is a function call: the journal insert, then each update.
+        let done = bind_journal(db::query(&insert)).execute(&mut *conn).await?;
+        check_rows("journal insert", done.rows_affected(), values.len())?;
+        for bal in &updates {
+            let done = bind_update(db::query(&update(1)), bal).execute(&mut *conn).await?;
+            check_rows("balance update", done.rows_affected(), 1)?;
         }
-        // SQLite counts the rows of every statement of the call.
-        (sql, values.len() + updates.len())
     } else if updates.is_empty() {
-        (insert, values.len())
+        let done = bind_journal(db::query(&insert)).execute(&mut *conn).await?;
+        check_rows("journal insert", done.rows_affected(), values.len())?;
     } else {
+        // PostgreSQL takes one statement per round trip: the journal insert rides in a CTE in front of
+        // one UPDATE of all the balances (a round trip less per entry, inside the span the rows are
+        // locked). It counts the main statement's rows only.
+        let first_update_param = 4 + journal.len() * 5;
         let sql = format!(
             "WITH journal AS ({insert}) UPDATE balances AS b SET balance = v.balance, received = v.received, \
              developer_fee = v.developer_fee, refunded = v.refunded \
@@ -189,31 +206,23 @@ pub(crate) async fn post_many(
              WHERE b.account = v.account AND b.token_id = v.token_id",
             crate::values_placeholders(conn, first_update_param - 1, updates.len(), 6)
         );
-        // PostgreSQL counts the main statement's rows only.
-        (sql, updates.len())
-    };
-    let mut q = sqlx::query(&sql).bind(&entry_id).bind(source_id).bind(now);
-    for (account, token_id, delta, after, st) in journal {
-        q = q.bind(account).bind(token_id).bind(delta.to_string()).bind(after).bind(st.as_str());
-    }
-    for bal in &updates {
-        q = bind_update(q, bal);
-    }
-    let done = q.execute(&mut *conn).await?;
-    // Anything else means a statement was skipped or a balance row was not found.
-    if done.rows_affected() != expected_rows as u64 {
-        return Err(StoreError::Internal(format!(
-            "ledger write touched {} rows, expected {expected_rows}",
-            done.rows_affected()
-        )));
+        let q = updates.iter().fold(bind_journal(db::query(&sql)), |q, bal| bind_update(q, bal));
+        let done = q.execute(&mut *conn).await?;
+        check_rows("ledger write", done.rows_affected(), updates.len())?;
     }
     Ok(())
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+/// Anything but the expected count means a statement was skipped or a balance row was not found.
+fn check_rows(what: &str, done: u64, expected: usize) -> Result<(), StoreError> {
+    if done != expected as u64 {
+        return Err(StoreError::Internal(format!("{what} touched {done} rows, expected {expected}")));
+    }
+    Ok(())
+}
 
 /// Binds the six parameters of a balance UPDATE (account, token, balance, received, fee, refunded).
-fn bind_update<'q>(q: AnyQuery<'q>, bal: &BalanceRow) -> AnyQuery<'q> {
+fn bind_update<'q>(q: db::Query<'q>, bal: &BalanceRow) -> db::Query<'q> {
     q.bind(bal.account.clone())
         .bind(bal.token_id.clone())
         .bind(bal.balance.to_string())

@@ -1,14 +1,17 @@
-//! ebb's persistence: one set of SQL for SQLite and PostgreSQL, through sqlx's `Any` driver.
+//! ebb's persistence: one set of SQL for SQLite and PostgreSQL.
 //!
 //! Every state change is one database transaction that also writes its ledger postings, run through
-//! [`Store::write`]. On PostgreSQL that is a transaction on the pool, with row locks
-//! (`SELECT … FOR UPDATE`) serialising the rows it touches, so many ebb processes can share the
-//! database. SQLite has a single writer anyway, so ebb gives it exactly one writing connection, owned
-//! by a task that runs queued writes in batches: one `BEGIN IMMEDIATE … COMMIT` (one fsync) for many
-//! requests, each inside its own savepoint so one request's failure rolls back only its own changes.
-//! That is group commit; a write's caller hears back only after its batch is durable.
+//! [`Store::write`] against [`Tx`] (`db.rs`). On PostgreSQL that is a transaction on the sqlx pool,
+//! with row locks (`SELECT … FOR UPDATE`) serialising the rows it touches, so many ebb processes can
+//! share the database. SQLite has a single writer anyway, so ebb gives it exactly one writing
+//! connection, a plain synchronous one owned by a thread of its own that runs queued writes in batches:
+//! one `BEGIN IMMEDIATE … COMMIT` (one fsync) for many requests, each inside its own savepoint so one
+//! request's failure rolls back only its own changes. That is group commit; a write's caller hears back
+//! only after its batch is durable. Reads go through the sqlx pool on both backends, except SQLite's
+//! reads of one object by id (`sqlite_read.rs`).
 
 pub mod balances;
+mod db;
 mod error;
 pub mod events;
 pub mod ids;
@@ -36,6 +39,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
+
+pub(crate) use db::Tx;
 
 pub use error::StoreError;
 pub use ledger::{BalanceRow, SourceType};
@@ -81,8 +86,8 @@ pub struct Store {
     known_merchants: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
-pub type WriteFn<T> =
-    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static>;
+pub(crate) type WriteFn<T> =
+    Box<dyn for<'c> FnOnce(&'c mut Tx<'c>) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static>;
 
 impl Store {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
@@ -116,14 +121,18 @@ impl Store {
             .await?;
         let (writer, reader) = match backend {
             Backend::Sqlite => {
-                let mut conn = options.connect().await?;
-                configure_sqlite(&mut conn).await?;
                 let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename().to_owned();
-                // An in-memory database exists only inside sqlx's connections: no second path to it.
-                let reader = (!url.contains("mode=memory") && !file.starts_with(":memory:")).then(|| {
-                    Arc::new(sqlite_read::SqliteReader::new(file, Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)))
-                });
-                (writer::Writer::sqlite(conn), reader)
+                // The writer and the point reads open the file themselves: an in-memory database
+                // exists only inside one connection, so there would be no second path to it.
+                if url.contains("mode=memory") || file.starts_with(":memory:") {
+                    return Err(StoreError::Config(format!(
+                        "{url:?} is an in-memory SQLite database; ebb needs a file (sqlite:///path/ebb.sqlite3)"
+                    )));
+                }
+                let writer = writer::Writer::sqlite(open_sqlite_writer(&file)?)?;
+                let reader =
+                    Arc::new(sqlite_read::SqliteReader::new(file, Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)));
+                (writer, Some(reader))
             }
             Backend::Postgres => (writer::Writer::Pool(pool.clone()), None),
         };
@@ -159,10 +168,10 @@ impl Store {
 
     /// Runs `f` in one database transaction and returns its result once the transaction is durable.
     /// If `f` fails, none of its writes happen.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx<'c>) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         self.writer.run(Box::new(f)).await
     }
@@ -177,6 +186,18 @@ impl Store {
         self.writer.close().await;
         self.pool.close().await;
     }
+}
+
+/// The SQLite writer's connection: the same settings as the pool's (`configure_sqlite`), and room
+/// in the statement cache for every statement the writes use.
+fn open_sqlite_writer(file: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(file)?;
+    conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
+    )?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
 }
 
 async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
@@ -199,8 +220,8 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
 /// `(?, ?), (?, ?)`, because for a named parameter (`$n`) sqlx asks SQLite its name, which SQLite finds
 /// by a linear scan of the statement's names: quadratic in a statement of hundreds of parameters (4 % of
 /// the webhook dispatcher's CPU in a profile, in recording attempts 64 rows of 10 at a time).
-pub(crate) fn values_placeholders(conn: &AnyConnection, before: usize, rows: usize, width: usize) -> String {
-    values_list(is_sqlite(conn), before, rows, width)
+pub(crate) fn values_placeholders(conn: &Tx<'_>, before: usize, rows: usize, width: usize) -> String {
+    values_list(conn.is_sqlite(), before, rows, width)
 }
 
 fn values_list(anonymous: bool, before: usize, rows: usize, width: usize) -> String {
@@ -221,8 +242,8 @@ pub(crate) fn is_sqlite(conn: &AnyConnection) -> bool {
 }
 
 /// `FOR UPDATE` where the backend has row locks; SQLite's single writer already excludes others.
-pub(crate) fn for_update(conn: &AnyConnection) -> &'static str {
-    if is_sqlite(conn) {
+pub(crate) fn for_update(conn: &Tx<'_>) -> &'static str {
+    if conn.is_sqlite() {
         ""
     } else {
         " FOR UPDATE"

@@ -12,10 +12,11 @@
 
 use ebb_core::refund::RefundEvent;
 use ebb_core::{Address, RefundStatus};
-use sqlx::{AnyConnection, Row};
 
+use crate::db::{self, Tx};
 use crate::orders::{tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::refunds::{compare_and_set, insert_refund, lock_refund, Created, NewRefund, RefundRow};
+use crate::sqlite_read::Columns;
 use crate::{for_update, ids, util::now_ms, util::now_s, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,31 +115,31 @@ const COLUMNS: &str =
     "link_id, refund_id, status, default_address, source_tx_id, developer_name, logo_url, return_url, \
      created_at_ms, expires_at_ms, opened_at_ms, submitted_at_ms, submitted_address";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<LinkRow, StoreError> {
-    let status: String = row.try_get("status")?;
+fn from_row(row: &impl Columns) -> Result<LinkRow, StoreError> {
+    let status: String = row.col("status")?;
     Ok(LinkRow {
-        link_id: row.try_get("link_id")?,
-        refund_id: row.try_get("refund_id")?,
+        link_id: row.col("link_id")?,
+        refund_id: row.col("refund_id")?,
         status: LinkStatus::parse(&status)
             .ok_or_else(|| StoreError::Internal(format!("stored link status {status:?}")))?,
-        default_address: row.try_get("default_address")?,
-        source_tx_id: row.try_get("source_tx_id")?,
+        default_address: row.col("default_address")?,
+        source_tx_id: row.col("source_tx_id")?,
         display: LinkDisplay {
-            developer_name: row.try_get("developer_name")?,
-            logo_url: row.try_get("logo_url")?,
-            return_url: row.try_get("return_url")?,
+            developer_name: row.col("developer_name")?,
+            logo_url: row.col("logo_url")?,
+            return_url: row.col("return_url")?,
         },
-        created_at_ms: row.try_get("created_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        opened_at_ms: row.try_get("opened_at_ms")?,
-        submitted_at_ms: row.try_get("submitted_at_ms")?,
-        submitted_address: row.try_get("submitted_address")?,
+        created_at_ms: row.col("created_at_ms")?,
+        expires_at_ms: row.col("expires_at_ms")?,
+        opened_at_ms: row.col("opened_at_ms")?,
+        submitted_at_ms: row.col("submitted_at_ms")?,
+        submitted_address: row.col("submitted_address")?,
     })
 }
 
-async fn lock_link(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<LinkRow>, StoreError> {
+async fn lock_link(conn: &mut Tx<'_>, token_hash: &str) -> Result<Option<LinkRow>, StoreError> {
     let lock = for_update(conn);
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refund_links WHERE token_hash = $1{lock}"))
+    let row = db::query(&format!("SELECT {COLUMNS} FROM refund_links WHERE token_hash = $1{lock}"))
         .bind(token_hash)
         .fetch_optional(&mut *conn)
         .await?;
@@ -177,7 +178,7 @@ impl Store {
                         submitted_at_ms: None,
                         submitted_address: None,
                     };
-                    sqlx::query(
+                    db::query(
                         "INSERT INTO refund_links (link_id, token_hash, refund_id, status, default_address, source_tx_id, \
                          developer_name, logo_url, return_url, created_at_ms, expires_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -232,7 +233,7 @@ impl Store {
                         return Ok(Some(link.refund_id));
                     }
                     if link.opened_at_ms.is_none() {
-                        sqlx::query("UPDATE refund_links SET opened_at_ms = $1 WHERE link_id = $2")
+                        db::query("UPDATE refund_links SET opened_at_ms = $1 WHERE link_id = $2")
                             .bind(now)
                             .bind(&link.link_id)
                             .execute(&mut *conn)
@@ -277,7 +278,7 @@ impl Store {
                     if !takes_link_address(refund.status) {
                         return Ok(Err(Refusal::RefundClosed(refund.status)));
                     }
-                    let used = sqlx::query(
+                    let used = db::query(
                         "UPDATE refund_links SET status = $1, submitted_at_ms = $2, submitted_address = $3, \
                          opened_at_ms = COALESCE(opened_at_ms, $2) WHERE link_id = $4 AND status = $5",
                     )
@@ -330,7 +331,7 @@ impl Store {
         .bind(order_id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|r| r.try_get::<String, _>("from_address")).transpose()?)
+        row.map(|r| r.col::<String>("from_address")).transpose()
     }
 }
 
@@ -340,10 +341,10 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 
 /// A second link for an existing link refund: earlier links die; a refund with a submitted address
 /// whose payout has not started goes back to waiting for one.
-async fn relink(conn: &mut AnyConnection, refund: RefundRow, now_ms: i64) -> Result<RefundRow, StoreError> {
+async fn relink(conn: &mut Tx<'_>, refund: RefundRow, now_ms: i64) -> Result<RefundRow, StoreError> {
     // Links before the refund: the lock order every link operation keeps.
     let lock = for_update(conn);
-    sqlx::query(&format!("SELECT link_id FROM refund_links WHERE refund_id = $1 AND status = 'Active'{lock}"))
+    db::query(&format!("SELECT link_id FROM refund_links WHERE refund_id = $1 AND status = 'Active'{lock}"))
         .bind(&refund.refund_id)
         .fetch_all(&mut *conn)
         .await?;
@@ -369,7 +370,7 @@ async fn relink(conn: &mut AnyConnection, refund: RefundRow, now_ms: i64) -> Res
             )))
         }
     }
-    sqlx::query("UPDATE refund_links SET status = $1 WHERE refund_id = $2 AND status = $3")
+    db::query("UPDATE refund_links SET status = $1 WHERE refund_id = $2 AND status = $3")
         .bind(LinkStatus::Replaced.as_str())
         .bind(&refund.refund_id)
         .bind(LinkStatus::Active.as_str())

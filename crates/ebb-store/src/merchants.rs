@@ -1,5 +1,6 @@
 //! Merchants: the businesses a PSP collects for. Each has its own balance per token.
 
+use crate::db;
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
 use crate::{ids, util::now_s, Store, StoreError};
@@ -54,7 +55,7 @@ impl Store {
                     created_at: now,
                     updated_at: now,
                 };
-                sqlx::query(
+                db::query(
                     "INSERT INTO merchants (merchant_id, name, wallet_id, developer_fee_rate, wallet_setup, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
@@ -127,7 +128,7 @@ impl Store {
         let merchant_id = merchant_id.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query(
+                let done = db::query(
                     "UPDATE merchants SET name = COALESCE($1, name), developer_fee_rate = COALESCE($2, developer_fee_rate), \
                      updated_at = $3 WHERE merchant_id = $4",
                 )
@@ -140,7 +141,7 @@ impl Store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound { what: "merchant", id: merchant_id });
                 }
-                let row = sqlx::query(&format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1"))
+                let row = db::query(&format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1"))
                     .bind(&merchant_id)
                     .fetch_one(&mut *conn)
                     .await?;

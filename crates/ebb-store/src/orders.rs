@@ -3,8 +3,8 @@
 use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::{Amount, OrderStatus, Token};
-use sqlx::AnyConnection;
 
+use crate::db::{self, Tx};
 use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
@@ -172,9 +172,9 @@ pub struct OrderFilter {
     pub statuses: Vec<OrderStatus>,
 }
 
-pub(crate) async fn lock_order(conn: &mut AnyConnection, order_id: &str) -> Result<OrderRow, StoreError> {
+pub(crate) async fn lock_order(conn: &mut Tx<'_>, order_id: &str) -> Result<OrderRow, StoreError> {
     let lock = for_update(conn);
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1{lock}"))
+    let row = db::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1{lock}"))
         .bind(order_id)
         .fetch_optional(&mut *conn)
         .await?
@@ -186,7 +186,7 @@ impl Store {
     pub async fn create_order(&self, o: NewOrder) -> Result<OrderRow, StoreError> {
         self.write(move |conn| {
             Box::pin(async move {
-                let merchant = sqlx::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
+                let merchant = db::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
                     .bind(&o.merchant_id)
                     .fetch_optional(&mut *conn)
                     .await?;
@@ -196,7 +196,7 @@ impl Store {
                 let now = now_s();
                 let order_id = ids::new_id("O");
                 let receive_address = derive_deposit_address(o.token.family, &o.deposit_seed, &order_id).into_string();
-                let inserted = sqlx::query(
+                let inserted = db::query(
                     "INSERT INTO orders (order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, \
                      pricing_amount, token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, \
                      amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at) \
@@ -316,7 +316,7 @@ impl Store {
                         return Err(StoreError::InvalidState(format!("order {order_id} is {} and cannot expire", order.status)));
                     }
                     let now = now_s();
-                    sqlx::query("UPDATE orders SET status = $1, expired_at = $2, updated_at = $2 WHERE order_id = $3 AND status = $4")
+                    db::query("UPDATE orders SET status = $1, expired_at = $2, updated_at = $2 WHERE order_id = $3 AND status = $4")
                         .bind(OrderStatus::Expired.as_str())
                         .bind(now)
                         .bind(&order_id)
@@ -336,7 +336,7 @@ impl Store {
 /// amount less the order's remaining developer fee, the PSP that fee, and the order becomes `Completed`
 /// (or `Underpaid` while short of the payable amount less the tolerance). Returns the new status.
 pub(crate) async fn credit_payment(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     order_id: &str,
     amount: Amount,
 ) -> Result<OrderStatus, StoreError> {
@@ -362,7 +362,7 @@ pub(crate) async fn credit_payment(
             order.status
         )));
     }
-    let updated = sqlx::query(
+    let updated = db::query(
         "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4 \
          WHERE order_id = $5 AND status = $6",
     )
@@ -391,8 +391,8 @@ pub(crate) async fn credit_payment(
     Ok(new_status)
 }
 
-pub(crate) async fn insert_transaction(conn: &mut AnyConnection, tx: &TransactionRow) -> Result<(), StoreError> {
-    sqlx::query(&format!(
+pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -> Result<(), StoreError> {
+    db::query(&format!(
         "INSERT INTO payment_transactions ({TX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&tx.tx_id)

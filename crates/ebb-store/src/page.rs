@@ -2,8 +2,9 @@
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyPool};
 
+use crate::sqlite_read::Columns;
 use crate::StoreError;
 
 /// Cobo's limit bounds for list calls.
@@ -142,7 +143,7 @@ pub(crate) async fn list<T>(
     }
     let limit = page.limit.clamp(1, MAX_LIMIT) as i64;
     let count_sql = format!("SELECT COUNT(*) AS n FROM {table}{}", filter.where_sql());
-    let total_count: i64 = filter.bind_all(sqlx::query(&count_sql)).fetch_one(pool).await?.try_get("n")?;
+    let total_count: i64 = filter.bind_all(sqlx::query(&count_sql)).fetch_one(pool).await?.col("n")?;
 
     let mut f = filter.clone();
     let newer = page.before.is_some();
@@ -159,7 +160,7 @@ pub(crate) async fn list<T>(
     let mut seqs = Vec::with_capacity(rows.len());
     let mut items = Vec::with_capacity(rows.len());
     for row in rows.iter().take(limit as usize) {
-        seqs.push(row.try_get::<i64, _>("seq")?);
+        seqs.push(row.col::<i64>("seq")?);
         items.push(map(row)?);
     }
     if newer {

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 
 use ebb_core::{Amount, OrderStatus};
-use sqlx::Row;
 
+use crate::db;
 use crate::orders::{credit_payment, insert_transaction, lock_order, TransactionRow};
+use crate::sqlite_read::Columns;
 use crate::util::{now_ms, now_s};
 use crate::{events, ids, Store, StoreError};
 
@@ -45,7 +46,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<String, _>("receive_address")?.to_ascii_lowercase(), r.try_get("order_id")?)))
+            .map(|r| Ok((r.col::<String>("receive_address")?.to_ascii_lowercase(), r.col("order_id")?)))
             .collect()
     }
 
@@ -62,7 +63,7 @@ impl Store {
         let chain_id = chain_id.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query(
+                db::query(
                     "INSERT INTO chain_cursors (chain_id, next_block) VALUES ($1, $2) \
                      ON CONFLICT (chain_id) DO UPDATE SET next_block = excluded.next_block",
                 )
@@ -83,7 +84,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let order = lock_order(conn, &order_id).await?;
-                let exists = sqlx::query(
+                let exists = db::query(
                     "SELECT 1 AS one FROM payment_transactions \
                      WHERE direction = 'in' AND chain_id = $1 AND tx_hash = $2 AND log_index = $3",
                 )
@@ -113,7 +114,7 @@ impl Store {
                     updated_at_ms: now,
                 };
                 insert_transaction(conn, &tx).await?;
-                sqlx::query("UPDATE payment_transactions SET log_index = $1, block_number = $2 WHERE tx_id = $3")
+                db::query("UPDATE payment_transactions SET log_index = $1, block_number = $2 WHERE tx_id = $3")
                     .bind(p.log_index as i64)
                     .bind(p.block as i64)
                     .bind(&tx.tx_id)
@@ -121,7 +122,7 @@ impl Store {
                     .await?;
                 events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
                 if order.status == OrderStatus::Pending {
-                    sqlx::query("UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'")
+                    db::query("UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'")
                         .bind(now_s())
                         .bind(&order_id)
                         .execute(&mut *conn)
@@ -146,9 +147,9 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(UnconfirmedPayin {
-                    tx_id: r.try_get("tx_id")?,
-                    tx_hash: r.try_get::<Option<String>, _>("tx_hash")?.unwrap_or_default(),
-                    block: r.try_get::<Option<i64>, _>("block_number")?.unwrap_or(0) as u64,
+                    tx_id: r.col("tx_id")?,
+                    tx_hash: r.col::<Option<String>>("tx_hash")?.unwrap_or_default(),
+                    block: r.col::<Option<i64>>("block_number")?.unwrap_or(0) as u64,
                 })
             })
             .collect()
@@ -161,20 +162,20 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let lock = crate::for_update(conn);
-                let row = sqlx::query(&format!(
+                let row = db::query(&format!(
                     "SELECT order_id, amount, status FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'{lock}"
                 ))
                 .bind(&tx_id)
                 .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| StoreError::NotFound { what: "pay-in", id: tx_id.clone() })?;
-                if row.try_get::<String, _>("status")? != "Confirming" {
+                if row.col::<String>("status")? != "Confirming" {
                     return Ok(false);
                 }
-                let order_id: String = row.try_get::<Option<String>, _>("order_id")?.unwrap_or_default();
-                let amount = Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?;
+                let order_id: String = row.col::<Option<String>>("order_id")?.unwrap_or_default();
+                let amount = Amount::from_base_units_str(&row.col::<String>("amount")?)?;
                 // The transaction first, so the order's event shows it completed.
-                sqlx::query("UPDATE payment_transactions SET status = 'Completed', updated_at_ms = $1 WHERE tx_id = $2")
+                db::query("UPDATE payment_transactions SET status = 'Completed', updated_at_ms = $1 WHERE tx_id = $2")
                     .bind(now_ms())
                     .bind(&tx_id)
                     .execute(&mut *conn)
@@ -194,14 +195,14 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let order_id: Option<String> =
-                    sqlx::query_scalar("SELECT order_id FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'")
+                    db::query("SELECT order_id FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'")
                         .bind(&tx_id)
-                        .fetch_optional(&mut *conn)
+                        .fetch_optional_scalar(&mut *conn)
                         .await?
                         .flatten();
                 let Some(order_id) = order_id else { return Ok(()) };
                 let order = lock_order(conn, &order_id).await?;
-                let failed = sqlx::query(
+                let failed = db::query(
                     "UPDATE payment_transactions SET status = 'Failed', failed_reason = $1, updated_at_ms = $2 \
                      WHERE tx_id = $3 AND status = 'Confirming'",
                 )
@@ -214,14 +215,14 @@ impl Store {
                     events::transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
                 }
                 if failed.rows_affected() == 1 && order.status == OrderStatus::Processing {
-                    let others: Option<i64> = sqlx::query_scalar(
+                    let others: Option<i64> = db::query(
                         "SELECT 1 FROM payment_transactions WHERE order_id = $1 AND direction = 'in' AND status = 'Confirming'",
                     )
                     .bind(&order_id)
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional_scalar(&mut *conn)
                     .await?;
                     if others.is_none() && order.status.can_move_to(OrderStatus::Pending) {
-                        sqlx::query("UPDATE orders SET status = 'Pending', updated_at = $1 WHERE order_id = $2 AND status = 'Processing'")
+                        db::query("UPDATE orders SET status = 'Pending', updated_at = $1 WHERE order_id = $2 AND status = 'Processing'")
                             .bind(now_s())
                             .bind(&order_id)
                             .execute(&mut *conn)

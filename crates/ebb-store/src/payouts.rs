@@ -13,12 +13,13 @@ use std::collections::HashMap;
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::refund::RefundEvent;
 use ebb_core::{Amount, RefundStatus};
-use sqlx::{AnyConnection, Row};
 
+use crate::db::{self, Tx};
 use crate::ledger::{self, SourceType};
 use crate::orders::{insert_transaction, TransactionRow};
 use crate::page::Filter;
 use crate::refunds::{adjust_order_refunded, compare_and_set, lock_refund, post_reservation, RefundRow};
+use crate::sqlite_read::Columns;
 use crate::util::now_s;
 use crate::{events, ids, Backend, Store, StoreError};
 
@@ -69,21 +70,21 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn leg_from_row(row: &sqlx::any::AnyRow) -> Result<OpenLeg, StoreError> {
-    let raw_hex: Option<String> = row.try_get("raw_tx")?;
-    let tx_id: String = row.try_get("tx_id")?;
+fn leg_from_row(row: &impl Columns) -> Result<OpenLeg, StoreError> {
+    let raw_hex: Option<String> = row.col("raw_tx")?;
+    let tx_id: String = row.col("tx_id")?;
     let raw = hex::decode(raw_hex.unwrap_or_default())
         .map_err(|e| StoreError::Internal(format!("stored signed transaction of {tx_id}: {e}")))?;
-    let block: Option<i64> = row.try_get("block_number")?;
+    let block: Option<i64> = row.col("block_number")?;
     Ok(OpenLeg {
-        refund_id: row.try_get::<Option<String>, _>("refund_id")?.unwrap_or_default(),
-        tx_hash: row.try_get::<Option<String>, _>("tx_hash")?.unwrap_or_default(),
+        refund_id: row.col::<Option<String>>("refund_id")?.unwrap_or_default(),
+        tx_hash: row.col::<Option<String>>("tx_hash")?.unwrap_or_default(),
         raw,
-        nonce: row.try_get::<i64, _>("nonce")? as u64,
-        status: row.try_get("status")?,
+        nonce: row.col::<i64>("nonce")? as u64,
+        status: row.col("status")?,
         block_number: block.map(|b| b as u64),
-        token_id: row.try_get("token_id")?,
-        amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+        token_id: row.col("token_id")?,
+        amount: Amount::from_base_units_str(&row.col::<String>("amount")?)?,
         versions: Vec::new(),
         signed_at_ms: 0,
         tx_id,
@@ -93,12 +94,12 @@ fn leg_from_row(row: &sqlx::any::AnyRow) -> Result<OpenLeg, StoreError> {
 /// Locks a refund for a payout step; on PostgreSQL a row another process holds is skipped (`None`)
 /// rather than waited for: that process is doing this step already.
 async fn lock_for_payout(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     backend: Backend,
     refund_id: &str,
 ) -> Result<Option<RefundRow>, StoreError> {
     if backend == Backend::Postgres {
-        let locked = sqlx::query("SELECT refund_id FROM refunds WHERE refund_id = $1 FOR UPDATE SKIP LOCKED")
+        let locked = db::query("SELECT refund_id FROM refunds WHERE refund_id = $1 FOR UPDATE SKIP LOCKED")
             .bind(refund_id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -112,7 +113,7 @@ async fn lock_for_payout(
 /// Moves a refund between payout statuses through the state machine, only from the status it was
 /// read in (the refunds module's compare-and-set, which also clears `hold_reason`).
 async fn move_refund(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     r: &RefundRow,
     event: RefundEvent,
     failed_reason: Option<&str>,
@@ -126,7 +127,7 @@ async fn move_refund(
 /// Locks a payout transaction and its refund for the chain's verdict; `None` if the leg was decided
 /// already (by another process, or before a restart) or another process holds the refund.
 async fn lock_undecided_leg(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     backend: Backend,
     tx_id: &str,
 ) -> Result<Option<(RefundRow, OpenLeg)>, StoreError> {
@@ -139,12 +140,12 @@ async fn lock_undecided_leg(
 }
 
 /// What the completed transfers of a refund have paid so far.
-async fn paid_so_far(conn: &mut AnyConnection, refund_id: &str) -> Result<Amount, StoreError> {
-    let amounts: Vec<String> = sqlx::query_scalar(
+async fn paid_so_far(conn: &mut Tx<'_>, refund_id: &str) -> Result<Amount, StoreError> {
+    let amounts: Vec<String> = db::query(
         "SELECT amount FROM payment_transactions WHERE refund_id = $1 AND direction = 'out' AND status = 'Completed'",
     )
     .bind(refund_id)
-    .fetch_all(&mut *conn)
+    .fetch_all_scalars(&mut *conn)
     .await?;
     amounts.iter().try_fold(Amount::ZERO, |sum, a| {
         sum.checked_add(Amount::from_base_units_str(a)?)
@@ -153,13 +154,13 @@ async fn paid_so_far(conn: &mut AnyConnection, refund_id: &str) -> Result<Amount
 }
 
 /// Whether a refund has a transfer in flight.
-async fn has_open_leg(conn: &mut AnyConnection, refund_id: &str) -> Result<bool, StoreError> {
-    let open: Option<i64> = sqlx::query_scalar(
+async fn has_open_leg(conn: &mut Tx<'_>, refund_id: &str) -> Result<bool, StoreError> {
+    let open: Option<i64> = db::query(
         "SELECT 1 FROM payment_transactions WHERE refund_id = $1 AND direction = 'out' \
          AND status IN ('Broadcasting', 'Confirming')",
     )
     .bind(refund_id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional_scalar(&mut *conn)
     .await?;
     Ok(open.is_some())
 }
@@ -167,7 +168,7 @@ async fn has_open_leg(conn: &mut AnyConnection, refund_id: &str) -> Result<bool,
 /// Ends a refund whose transfer failed (or could not be sent): `Failed` with everything released if
 /// nothing was paid; `PartiallyCompleted` if earlier transfers paid part of it, releasing the rest and
 /// the developer fee (the fee is charged only for a refund paid in full).
-async fn end_unpaid(conn: &mut AnyConnection, r: &RefundRow, reason: &str, now: i64) -> Result<(), StoreError> {
+async fn end_unpaid(conn: &mut Tx<'_>, r: &RefundRow, reason: &str, now: i64) -> Result<(), StoreError> {
     let paid = paid_so_far(conn, &r.refund_id).await?;
     if paid.is_zero() {
         move_refund(conn, r, RefundEvent::PayoutFailed, Some(reason), now).await?;
@@ -181,20 +182,14 @@ async fn end_unpaid(conn: &mut AnyConnection, r: &RefundRow, reason: &str, now: 
 }
 
 /// Gives a failed payout's funds back: the reservation returns to its source, the order may be refunded again.
-async fn release(conn: &mut AnyConnection, r: &RefundRow, now: i64) -> Result<(), StoreError> {
+async fn release(conn: &mut Tx<'_>, r: &RefundRow, now: i64) -> Result<(), StoreError> {
     adjust_order_refunded(conn, r, false).await?;
     post_reservation(conn, r, true, now).await
 }
 
 /// Settles a mined transfer of `amount`: it leaves for the world; when the refund is paid in full
 /// (`last`), its developer fee goes to the PSP.
-async fn settle(
-    conn: &mut AnyConnection,
-    r: &RefundRow,
-    amount: Amount,
-    last: bool,
-    now: i64,
-) -> Result<(), StoreError> {
+async fn settle(conn: &mut Tx<'_>, r: &RefundRow, amount: Amount, last: bool, now: i64) -> Result<(), StoreError> {
     let paid =
         Entry::builder().transfer(Account::Reserved, Account::World, &r.token_id, amount.base_units())?.build()?;
     match r.merchant_fee_amount.filter(|f| !f.is_zero() && last) {
@@ -210,14 +205,8 @@ async fn settle(
 
 const LEG_COLUMNS: &str = "tx_id, refund_id, tx_hash, raw_tx, nonce, status, block_number, token_id, amount";
 
-async fn insert_version(
-    conn: &mut AnyConnection,
-    tx_id: &str,
-    tx_hash: &str,
-    raw: &[u8],
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO payout_versions (tx_hash, tx_id, raw_tx, signed_at_ms) VALUES ($1, $2, $3, $4)")
+async fn insert_version(conn: &mut Tx<'_>, tx_id: &str, tx_hash: &str, raw: &[u8], now: i64) -> Result<(), StoreError> {
+    db::query("INSERT INTO payout_versions (tx_hash, tx_id, raw_tx, signed_at_ms) VALUES ($1, $2, $3, $4)")
         .bind(tx_hash)
         .bind(tx_id)
         .bind(hex::encode(raw))
@@ -227,9 +216,9 @@ async fn insert_version(
     Ok(())
 }
 
-async fn lock_leg(conn: &mut AnyConnection, tx_id: &str) -> Result<OpenLeg, StoreError> {
+async fn lock_leg(conn: &mut Tx<'_>, tx_id: &str) -> Result<OpenLeg, StoreError> {
     let lock = crate::for_update(conn);
-    let row = sqlx::query(&format!(
+    let row = db::query(&format!(
         "SELECT {LEG_COLUMNS} FROM payment_transactions WHERE tx_id = $1 AND direction = 'out'{lock}"
     ))
     .bind(tx_id)
@@ -245,12 +234,12 @@ impl Store {
     pub async fn payable_refunds(&self, chain_id: &str, limit: i64) -> Result<Vec<PayableRefund>, StoreError> {
         let payable = |row: &sqlx::any::AnyRow| -> Result<PayableRefund, StoreError> {
             Ok(PayableRefund {
-                refund_id: row.try_get("refund_id")?,
-                token_id: row.try_get("token_id")?,
-                amount: Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?,
+                refund_id: row.col("refund_id")?,
+                token_id: row.col("token_id")?,
+                amount: Amount::from_base_units_str(&row.col::<String>("amount")?)?,
                 paid: Amount::ZERO,
-                to_address: row.try_get("to_address")?,
-                hold_reason: row.try_get("hold_reason")?,
+                to_address: row.col("to_address")?,
+                hold_reason: row.col("hold_reason")?,
             })
         };
         let rows = sqlx::query(
@@ -275,7 +264,7 @@ impl Store {
         if processing.is_empty() {
             return Ok(out);
         }
-        let ids: Vec<String> = processing.iter().map(|r| r.try_get("refund_id")).collect::<Result<_, _>>()?;
+        let ids: Vec<String> = processing.iter().map(|r| r.col("refund_id")).collect::<Result<_, _>>()?;
         let mut f = Filter::default();
         f.is_in("refund_id", &ids);
         let sql = format!(
@@ -285,13 +274,13 @@ impl Store {
         let mut open = std::collections::HashSet::new();
         let mut paid: HashMap<String, Amount> = HashMap::new();
         for row in f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await? {
-            let id: String = row.try_get("refund_id")?;
-            match row.try_get::<String, _>("status")?.as_str() {
+            let id: String = row.col("refund_id")?;
+            match row.col::<String>("status")?.as_str() {
                 TX_BROADCASTING | TX_CONFIRMING => {
                     open.insert(id);
                 }
                 TX_COMPLETED => {
-                    let a = Amount::from_base_units_str(&row.try_get::<String, _>("amount")?)?;
+                    let a = Amount::from_base_units_str(&row.col::<String>("amount")?)?;
                     let sum = paid.entry(id).or_default();
                     *sum = sum.checked_add(a).unwrap_or(*sum);
                 }
@@ -316,7 +305,7 @@ impl Store {
         let (refund_id, reason) = (refund_id.to_owned(), reason.map(str::to_owned));
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query("UPDATE refunds SET hold_reason = $1 WHERE refund_id = $2 AND status = 'Pending'")
+                db::query("UPDATE refunds SET hold_reason = $1 WHERE refund_id = $2 AND status = 'Pending'")
                     .bind(reason)
                     .bind(refund_id)
                     .execute(&mut *conn)
@@ -382,7 +371,7 @@ impl Store {
                 // The row must exist before it can be locked: without it, concurrent first payouts of a
                 // wallet would all read "no nonce yet" and pick the same one (the unique index on
                 // (chain, wallet, nonce) would then refuse all but one, but nobody should get that far).
-                sqlx::query(
+                db::query(
                     "INSERT INTO chain_nonces (chain_id, address, next_nonce) VALUES ($1, $2, 0) \
                      ON CONFLICT (chain_id, address) DO NOTHING",
                 )
@@ -391,16 +380,16 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
                 let lock = crate::for_update(conn);
-                let stored: Option<i64> = sqlx::query_scalar(&format!(
+                let stored: Option<i64> = db::query(&format!(
                     "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2{lock}"
                 ))
                 .bind(&chain_id)
                 .bind(&hot_wallet)
-                .fetch_optional(&mut *conn)
+                .fetch_optional_scalar(&mut *conn)
                 .await?;
                 let nonce = (stored.unwrap_or(0) as u64).max(chain_nonce);
                 let signed = sign(nonce).map_err(|e| StoreError::Internal(format!("signing the payout: {e}")))?;
-                sqlx::query(
+                db::query(
                     "INSERT INTO chain_nonces (chain_id, address, next_nonce) VALUES ($1, $2, $3) \
                      ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce",
                 )
@@ -427,7 +416,7 @@ impl Store {
                     updated_at_ms: now,
                 };
                 insert_transaction(conn, &tx).await?;
-                sqlx::query("UPDATE payment_transactions SET nonce = $1, raw_tx = $2 WHERE tx_id = $3")
+                db::query("UPDATE payment_transactions SET nonce = $1, raw_tx = $2 WHERE tx_id = $3")
                     .bind(nonce as i64)
                     .bind(hex::encode(&signed.raw))
                     .bind(&tx.tx_id)
@@ -474,10 +463,10 @@ impl Store {
         let sql =
             format!("SELECT tx_id, tx_hash, signed_at_ms FROM payout_versions{} ORDER BY signed_at_ms", f.where_sql());
         for row in f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await? {
-            let tx_id: String = row.try_get("tx_id")?;
+            let tx_id: String = row.col("tx_id")?;
             if let Some(leg) = legs.iter_mut().find(|l| l.tx_id == tx_id) {
-                leg.versions.push(row.try_get("tx_hash")?);
-                leg.signed_at_ms = leg.signed_at_ms.max(row.try_get("signed_at_ms")?);
+                leg.versions.push(row.col("tx_hash")?);
+                leg.signed_at_ms = leg.signed_at_ms.max(row.col("signed_at_ms")?);
             }
         }
         for leg in &mut legs {
@@ -500,7 +489,7 @@ impl Store {
                 }
                 let now = now_ms();
                 insert_version(conn, &tx_id, &signed.tx_hash, &signed.raw, now).await?;
-                sqlx::query(
+                db::query(
                     "UPDATE payment_transactions SET tx_hash = $1, raw_tx = $2, updated_at_ms = $3 WHERE tx_id = $4",
                 )
                 .bind(&signed.tx_hash)
@@ -521,7 +510,7 @@ impl Store {
         let (tx_id, tx_hash) = (tx_id.to_owned(), tx_hash.to_owned());
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query(
+                db::query(
                     "UPDATE payment_transactions SET tx_hash = v.tx_hash, raw_tx = v.raw_tx \
                      FROM payout_versions v WHERE v.tx_hash = $1 AND v.tx_id = $2 AND payment_transactions.tx_id = $2",
                 )
@@ -542,7 +531,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let status = if block.is_some() { TX_CONFIRMING } else { TX_BROADCASTING };
-                sqlx::query(
+                db::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 \
                      WHERE tx_id = $4 AND status IN ('Broadcasting', 'Confirming')",
                 )
@@ -566,7 +555,7 @@ impl Store {
             Box::pin(async move {
                 let Some((r, leg)) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
-                sqlx::query(
+                db::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 WHERE tx_id = $4",
                 )
                 .bind(TX_COMPLETED)
@@ -597,7 +586,7 @@ impl Store {
             Box::pin(async move {
                 let Some((r, _)) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
-                sqlx::query(
+                db::query(
                     "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
                 )
                 .bind(TX_FAILED)

@@ -8,8 +8,8 @@
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::refund::{RefundEvent, CANCELLED_REASON};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
-use sqlx::{AnyConnection, Row};
 
+use crate::db::{self, Tx};
 use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::orders::{lock_order, tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
@@ -143,12 +143,12 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
 }
 
 pub(crate) async fn lock_refund(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     refund_id: &str,
     scope: Option<&str>,
 ) -> Result<RefundRow, StoreError> {
     let lock = for_update(conn);
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1{lock}"))
+    let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1{lock}"))
         .bind(refund_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -186,7 +186,7 @@ fn reservation(r: &RefundRow, release: bool) -> Result<(Entry, Option<Entry>), S
 }
 
 pub(crate) async fn post_reservation(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     r: &RefundRow,
     release: bool,
     now: i64,
@@ -207,11 +207,7 @@ pub(crate) async fn post_reservation(
 }
 
 /// Moves an order's refunded total by `delta` (positive on create, negative on release).
-pub(crate) async fn adjust_order_refunded(
-    conn: &mut AnyConnection,
-    r: &RefundRow,
-    add: bool,
-) -> Result<(), StoreError> {
+pub(crate) async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add: bool) -> Result<(), StoreError> {
     let Some(order_id) = &r.order_id else { return Ok(()) };
     let order = lock_order(conn, order_id).await?;
     let refunded = if add {
@@ -228,7 +224,7 @@ pub(crate) async fn adjust_order_refunded(
         order.refunded_amount.checked_sub(r.amount)
     }
     .ok_or_else(|| StoreError::Internal(format!("refunded total of order {order_id} out of range")))?;
-    sqlx::query("UPDATE orders SET refunded_amount = $1 WHERE order_id = $2")
+    db::query("UPDATE orders SET refunded_amount = $1 WHERE order_id = $2")
         .bind(refunded.to_string())
         .bind(order_id)
         .execute(&mut *conn)
@@ -371,7 +367,7 @@ impl Store {
 
 /// Inserts a refund and reserves its funds, or finds the one an identical earlier request made; inside
 /// the caller's transaction.
-pub(crate) async fn insert_refund(conn: &mut AnyConnection, new: &NewRefund) -> Result<Created, StoreError> {
+pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<Created, StoreError> {
     let fingerprint = new.fingerprint();
     let mut merchant_id = new.merchant_id.clone();
     if let Some(order_id) = &new.order_id {
@@ -417,7 +413,7 @@ pub(crate) async fn insert_refund(conn: &mut AnyConnection, new: &NewRefund) -> 
     };
     // On PostgreSQL a concurrent identical request waits here on the unique index
     // until this transaction ends, then finds the row.
-    let inserted = sqlx::query(
+    let inserted = db::query(
         "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
              token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
              merchant_fee_amount, initiator, created_at, updated_at) \
@@ -444,12 +440,12 @@ pub(crate) async fn insert_refund(conn: &mut AnyConnection, new: &NewRefund) -> 
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
+        let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
             .bind(&new.idem_scope)
             .bind(&new.request_id)
             .fetch_one(&mut *conn)
             .await?;
-        let stored_fingerprint: String = row.try_get("request_fingerprint")?;
+        let stored_fingerprint: String = row.col("request_fingerprint")?;
         if stored_fingerprint != fingerprint {
             return Err(StoreError::IdempotencyConflict { request_id: new.request_id.clone() });
         }
@@ -476,7 +472,7 @@ pub(crate) fn refund_join_sql() -> &'static str {
     })
 }
 
-pub(crate) fn refund_from_join_rows(rows: &[sqlx::any::AnyRow]) -> Result<Option<RefundRow>, StoreError> {
+pub(crate) fn refund_from_join_rows(rows: &[impl Columns]) -> Result<Option<RefundRow>, StoreError> {
     let mut refund = None;
     for row in rows {
         add_join_row(&mut refund, row)?;
@@ -500,14 +496,14 @@ fn add_join_row(refund: &mut Option<RefundRow>, row: &impl Columns) -> Result<()
 /// Moves a refund from its current status to `next`, only if nobody moved it meanwhile. Any change of
 /// status or address ends a payout hold: the executor judges the refund afresh.
 pub(crate) async fn compare_and_set(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     r: &RefundRow,
     next: RefundStatus,
     failed_reason: Option<&str>,
     to_address: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query(
+    let done = db::query(
         "UPDATE refunds SET status = $1, failed_reason = COALESCE($2, failed_reason), to_address = COALESCE($3, to_address), \
          hold_reason = NULL, updated_at = $4 WHERE refund_id = $5 AND status = $6",
     )

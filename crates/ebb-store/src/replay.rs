@@ -14,6 +14,7 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
+use crate::db;
 use crate::{Backend, Store, StoreError};
 
 /// How long a seen signature is kept: twice the ±5 minute nonce window, plus a minute of margin.
@@ -152,14 +153,14 @@ async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
                         "INSERT INTO seen_request_log (seen_at, digest) VALUES {} ON CONFLICT DO NOTHING",
                         crate::values_placeholders(conn, 0, chunk.len(), 2)
                     );
-                    let mut q = sqlx::query(&sql);
+                    let mut q = db::query(&sql);
                     for (at, digest) in chunk {
                         q = q.bind(*at).bind(digest.to_vec());
                     }
                     q.execute(&mut *conn).await?;
                 }
                 if prune {
-                    sqlx::query(prune_sql).bind(now - RETAIN_MS).execute(&mut *conn).await?;
+                    db::query(prune_sql).bind(now - RETAIN_MS).execute(&mut *conn).await?;
                 }
                 Ok(())
             })

@@ -7,10 +7,10 @@
 //! endpoint, a delivery waits while an earlier event of the same subject is still `Retrying`: a refund's
 //! events arrive in the order they happened.
 
-use sqlx::{AnyConnection, Row};
-
+use crate::db::{self, Tx};
 use crate::events::{self, EventKind};
 use crate::page::{self, Filter, Page, PageRequest};
+use crate::sqlite_read::Columns;
 use crate::util::{now_ms, now_s};
 use crate::{ids, Store, StoreError};
 
@@ -146,12 +146,12 @@ fn postgres_lease_sql() -> String {
     )
 }
 
-fn leased_from_rows(rows: &[sqlx::any::AnyRow], owner: &str) -> Result<Vec<LeasedDelivery>, StoreError> {
+fn leased_from_rows(rows: &[impl Columns], owner: &str) -> Result<Vec<LeasedDelivery>, StoreError> {
     rows.iter()
         .map(|r| {
             Ok(LeasedDelivery {
                 delivery: delivery_from_row(r)?,
-                signing_secret: r.try_get("signing_secret")?,
+                signing_secret: r.col("signing_secret")?,
                 lease_owner: owner.to_owned(),
             })
         })
@@ -162,57 +162,57 @@ fn encode_events(types: &[String]) -> String {
     format!(",{},", types.join(","))
 }
 
-fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<EndpointRow, StoreError> {
-    let subscribed: String = row.try_get("subscribed_events")?;
+fn endpoint_from_row(row: &impl Columns) -> Result<EndpointRow, StoreError> {
+    let subscribed: String = row.col("subscribed_events")?;
     Ok(EndpointRow {
-        endpoint_id: row.try_get("endpoint_id")?,
-        url: row.try_get("url")?,
-        description: row.try_get("description")?,
+        endpoint_id: row.col("endpoint_id")?,
+        url: row.col("url")?,
+        description: row.col("description")?,
         subscribed_events: subscribed.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        status: row.try_get("status")?,
-        disabled_reason: row.try_get("disabled_reason")?,
-        signing_secret: row.try_get("signing_secret")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        status: row.col("status")?,
+        disabled_reason: row.col("disabled_reason")?,
+        signing_secret: row.col("signing_secret")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
     })
 }
 
-fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<DeliveryRow, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let retries_left: i64 = row.try_get("retries_left")?;
+fn delivery_from_row(row: &impl Columns) -> Result<DeliveryRow, StoreError> {
+    let kind: String = row.col("kind")?;
+    let retries_left: i64 = row.col("retries_left")?;
     Ok(DeliveryRow {
-        delivery_seq: row.try_get("seq")?,
-        endpoint_id: row.try_get("endpoint_id")?,
-        url: row.try_get("url")?,
-        event_id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
-        event_seq: row.try_get("event_seq")?,
+        delivery_seq: row.col("seq")?,
+        endpoint_id: row.col("endpoint_id")?,
+        url: row.col("url")?,
+        event_id: row.col("event_id")?,
+        event_type: row.col("event_type")?,
+        event_seq: row.col("event_seq")?,
         kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Internal(format!("stored event kind {kind:?}")))?,
-        snapshot: row.try_get("snapshot")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        status: row.try_get("status")?,
-        attempts: row.try_get("attempts")?,
+        snapshot: row.col("snapshot")?,
+        created_at_ms: row.col("created_at_ms")?,
+        status: row.col("status")?,
+        attempts: row.col("attempts")?,
         retries_left: (retries_left >= 0).then_some(retries_left),
-        next_attempt_ms: row.try_get("next_attempt_ms")?,
+        next_attempt_ms: row.col("next_attempt_ms")?,
     })
 }
 
-fn attempt_from_row(row: &sqlx::any::AnyRow) -> Result<AttemptRow, StoreError> {
+fn attempt_from_row(row: &impl Columns) -> Result<AttemptRow, StoreError> {
     Ok(AttemptRow {
-        attempt_id: row.try_get("attempt_id")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        request_headers: row.try_get("request_headers")?,
-        request_body: row.try_get("request_body")?,
-        response_status: row.try_get("response_status")?,
-        response_body: row.try_get("response_body")?,
-        response_time_ms: row.try_get("response_time_ms")?,
-        success: row.try_get::<i64, _>("success")? != 0,
-        failure_reason: row.try_get("failure_reason")?,
+        attempt_id: row.col("attempt_id")?,
+        created_at_ms: row.col("created_at_ms")?,
+        request_headers: row.col("request_headers")?,
+        request_body: row.col("request_body")?,
+        response_status: row.col("response_status")?,
+        response_body: row.col("response_body")?,
+        response_time_ms: row.col("response_time_ms")?,
+        success: row.col::<i64>("success")? != 0,
+        failure_reason: row.col("failure_reason")?,
     })
 }
 
-async fn endpoint_on(conn: &mut AnyConnection, endpoint_id: &str) -> Result<EndpointRow, StoreError> {
-    let row = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"))
+async fn endpoint_on(conn: &mut Tx<'_>, endpoint_id: &str) -> Result<EndpointRow, StoreError> {
+    let row = db::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"))
         .bind(endpoint_id)
         .fetch_optional(&mut *conn)
         .await?
@@ -233,7 +233,7 @@ impl Store {
             Box::pin(async move {
                 let endpoint_id = ids::new_id("W");
                 let now = now_s();
-                sqlx::query(
+                db::query(
                     "INSERT INTO webhook_endpoints (endpoint_id, url, description, subscribed_events, status, \
                      disabled_reason, signing_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $7)",
                 )
@@ -284,7 +284,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 endpoint_on(conn, &endpoint_id).await?;
-                sqlx::query(
+                db::query(
                     "UPDATE webhook_endpoints SET url = COALESCE($1, url), description = COALESCE($2, description), \
                      subscribed_events = COALESCE($3, subscribed_events), status = COALESCE($4, status), \
                      disabled_reason = CASE WHEN $4 IS NULL THEN disabled_reason ELSE NULL END, updated_at = $5 \
@@ -351,7 +351,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let now = now_ms();
-                let done = sqlx::query(
+                let done = db::query(
                     "UPDATE webhook_deliveries SET retries_left = CASE WHEN status = 'Retrying' THEN retries_left ELSE 0 END, \
                      status = 'Retrying', next_attempt_ms = $1, updated_at_ms = $1 \
                      WHERE endpoint_id = $2 AND event_id = $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $1)",
@@ -362,7 +362,7 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
                 if done.rows_affected() == 0 {
-                    let exists = sqlx::query("SELECT 1 AS one FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2")
+                    let exists = db::query("SELECT 1 AS one FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2")
                         .bind(&endpoint_id)
                         .bind(&event_id)
                         .fetch_optional(&mut *conn)
@@ -385,7 +385,7 @@ impl Store {
             Box::pin(async move {
                 endpoint_on(conn, &endpoint_id).await?;
                 let now = now_ms();
-                let done = sqlx::query(
+                let done = db::query(
                     "UPDATE webhook_deliveries SET status = 'Retrying', retries_left = 0, next_attempt_ms = $1, updated_at_ms = $1 \
                      WHERE endpoint_id = $2 AND status = 'Failed' AND created_at_ms >= $3",
                 )
@@ -423,7 +423,7 @@ impl Store {
         .bind(now_ms)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|r| Ok(r.try_get("endpoint_id")?)).collect()
+        rows.iter().map(|r| r.col("endpoint_id")).collect()
     }
 
     /// Leases up to `limit` due deliveries of one endpoint for `lease_ms`, oldest due first, skipping any
@@ -465,7 +465,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?
         .iter()
-        .map(|r| r.try_get::<i64, _>("seq"))
+        .map(|r| r.col::<i64>("seq"))
         .collect::<Result<_, _>>()?;
         if seqs.is_empty() {
             return Ok(Vec::new());
@@ -474,7 +474,7 @@ impl Store {
             Box::pin(async move {
                 let now = now_ms();
                 let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-                sqlx::query(&format!(
+                db::query(&format!(
                     "UPDATE webhook_deliveries SET lease_owner = $1, lease_until_ms = $2, next_attempt_ms = $2, \
                      attempts = attempts + 1, updated_at_ms = $3 WHERE seq IN ({list}) AND status = 'Retrying' \
                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3)"
@@ -484,7 +484,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
-                let rows = sqlx::query(&format!(
+                let rows = db::query(&format!(
                     "SELECT v.{}, w.signing_secret FROM webhook_delivery_view v \
                      JOIN webhook_deliveries d ON d.seq = v.seq JOIN webhook_endpoints w ON w.endpoint_id = v.endpoint_id \
                      WHERE v.seq IN ({list}) AND d.lease_owner = $1 ORDER BY v.event_seq",
@@ -504,7 +504,7 @@ impl Store {
     pub async fn prune_webhook_attempts(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.write(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query(
+                let done = db::query(
                     "DELETE FROM webhook_attempts WHERE created_at_ms < $1 AND delivery_seq IN \
                      (SELECT seq FROM webhook_deliveries WHERE status <> 'Retrying')",
                 )
@@ -527,7 +527,7 @@ impl Store {
         self.write(|conn| {
             Box::pin(async move {
                 // A lease moved next_attempt_ms to its end; the delivery was due when it was leased.
-                let done = sqlx::query(
+                let done = db::query(
                     "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until_ms = NULL, \
                      next_attempt_ms = MIN(next_attempt_ms, $1) WHERE lease_owner IS NOT NULL",
                 )
@@ -572,13 +572,13 @@ const ATTEMPT_INSERT_CHUNK: usize = 64;
 /// Deliveries per closing update: 2 parameters each.
 const DELIVERED_UPDATE_CHUNK: usize = 256;
 
-async fn insert_attempts(conn: &mut AnyConnection, records: &[AttemptRecord]) -> Result<(), StoreError> {
+async fn insert_attempts(conn: &mut Tx<'_>, records: &[AttemptRecord]) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO webhook_attempts (attempt_id, delivery_seq, created_at_ms, request_headers, request_body, \
          response_status, response_body, response_time_ms, success, failure_reason) VALUES {}",
         crate::values_placeholders(conn, 0, records.len(), 10)
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = db::query(&sql);
     for r in records {
         let a = &r.attempt;
         q = q
@@ -599,14 +599,14 @@ async fn insert_attempts(conn: &mut AnyConnection, records: &[AttemptRecord]) ->
 
 /// Marks delivered the deliveries still leased by the attempts' leases (a lease that expired and was
 /// taken by another dispatcher is not theirs to close).
-async fn close_delivered(conn: &mut AnyConnection, records: &[&AttemptRecord]) -> Result<(), StoreError> {
-    let first = if crate::is_sqlite(conn) { "?" } else { "$1" };
+async fn close_delivered(conn: &mut Tx<'_>, records: &[&AttemptRecord]) -> Result<(), StoreError> {
+    let first = if conn.is_sqlite() { "?" } else { "$1" };
     let sql = format!(
         "UPDATE webhook_deliveries SET status = 'Success', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = {first} \
          WHERE (seq, lease_owner) IN (VALUES {})",
         crate::values_placeholders(conn, 1, records.len(), 2)
     );
-    let mut q = sqlx::query(&sql).bind(now_ms());
+    let mut q = db::query(&sql).bind(now_ms());
     for r in records {
         q = q.bind(r.delivery_seq).bind(&r.lease_owner);
     }
@@ -615,14 +615,14 @@ async fn close_delivered(conn: &mut AnyConnection, records: &[&AttemptRecord]) -
 }
 
 /// A failed attempt's next step: a retry at its time, or `Failed` (and a 410 disables the endpoint).
-async fn update_after_attempt(conn: &mut AnyConnection, r: &AttemptRecord) -> Result<(), StoreError> {
+async fn update_after_attempt(conn: &mut Tx<'_>, r: &AttemptRecord) -> Result<(), StoreError> {
     let now = now_ms();
     let (status, next_ms, retries_left) = match r.next {
         AfterAttempt::Delivered => ("Success", None, None),
         AfterAttempt::RetryAt { at_ms, retries_left } => ("Retrying", Some(at_ms), Some(retries_left)),
         AfterAttempt::Failed | AfterAttempt::EndpointGone => ("Failed", None, Some(0)),
     };
-    let updated = sqlx::query(
+    let updated = db::query(
         "UPDATE webhook_deliveries SET status = $1, next_attempt_ms = COALESCE($2, next_attempt_ms), \
          retries_left = COALESCE($3, retries_left), lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $4 \
          WHERE seq = $5 AND lease_owner = $6 RETURNING endpoint_id",
@@ -636,8 +636,8 @@ async fn update_after_attempt(conn: &mut AnyConnection, r: &AttemptRecord) -> Re
     .fetch_optional(&mut *conn)
     .await?;
     if let (Some(row), AfterAttempt::EndpointGone) = (updated, r.next) {
-        let endpoint_id: String = row.try_get("endpoint_id")?;
-        sqlx::query(
+        let endpoint_id: String = row.col("endpoint_id")?;
+        db::query(
             "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, updated_at = $3 WHERE endpoint_id = $4",
         )
         .bind(STATUS_INACTIVE)

@@ -2,10 +2,10 @@
 
 use std::panic::AssertUnwindSafe;
 
-use futures::FutureExt;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::Tx;
 use crate::{StoreError, WriteFn};
 
 /// How many queued writes one SQLite transaction takes at most: bounds the latency a write can add to
@@ -21,8 +21,7 @@ pub(crate) enum Writer {
 }
 
 /// A queued write, type-erased: runs against the writer's connection and says how to answer.
-pub(crate) type Job =
-    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, JobOutcome> + Send + 'static>;
+pub(crate) type Job = Box<dyn for<'c> FnOnce(&'c mut Tx<'c>) -> futures::future::BoxFuture<'c, JobOutcome> + Send>;
 
 pub(crate) struct JobOutcome {
     /// Whether the job's writes are to be kept.
@@ -32,18 +31,24 @@ pub(crate) struct JobOutcome {
 }
 
 impl Writer {
-    pub(crate) fn sqlite(conn: AnyConnection) -> Self {
+    /// Starts the SQLite writer on a thread of its own, which owns `conn`: every SQLite write runs
+    /// there, one after another, and a statement is a plain function call on that thread.
+    pub(crate) fn sqlite(conn: rusqlite::Connection) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(sqlite_writer_loop(conn, rx));
-        Writer::Sqlite(tx)
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("ebb-sqlite-writer".into())
+            .spawn(move || sqlite_writer_loop(conn, rx, runtime))
+            .map_err(|e| StoreError::Internal(format!("could not start the SQLite writer thread: {e}")))?;
+        Ok(Writer::Sqlite(tx))
     }
 
     pub(crate) async fn run<T: Send + 'static>(&self, f: WriteFn<T>) -> Result<T, StoreError> {
         match self {
             Writer::Pool(pool) => {
-                let mut tx = pool.begin().await?;
-                let value = f(&mut tx).await?;
-                tx.commit().await?;
+                let mut transaction = pool.begin().await?;
+                let value = f(&mut Tx::Sqlx(&mut transaction)).await?;
+                transaction.commit().await?;
                 Ok(value)
             }
             Writer::Sqlite(queue) => {
@@ -86,29 +91,48 @@ impl Writer {
     }
 }
 
-async fn sqlite_writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
+fn sqlite_writer_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Job>, runtime: tokio::runtime::Handle) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        run_batch(&mut conn, batch.drain(..)).await;
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, batch.drain(..), &runtime);
     }
-    let _ = conn.close().await;
 }
 
-/// Runs `jobs` in one transaction, each inside the savepoint `job`. Statements are combined where they
-/// can be: every statement is a hand-off to sqlx's SQLite worker thread, and this loop is the one place
-/// all SQLite writes pass through, one after another.
-async fn run_batch(conn: &mut AnyConnection, jobs: impl ExactSizeIterator<Item = Job>) {
+/// Runs `jobs` in one transaction, each inside the savepoint `job`, and answers them after the commit.
+/// A job's future completes without waiting (its statements are synchronous calls); it is driven with
+/// the runtime's context entered all the same, so a job that does wait on something still works.
+fn run_batch(conn: &mut rusqlite::Connection, jobs: impl Iterator<Item = Job>, runtime: &tokio::runtime::Handle) {
     let mut answers: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>> = Vec::new();
-    if let Err(e) = conn.execute("BEGIN IMMEDIATE; SAVEPOINT job").await {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Nothing ran; dropping the jobs answers every caller with an error.
         tracing::error!(error = %e, "sqlite writer could not begin a transaction");
-        let _ = conn.execute("ROLLBACK").await;
+        let _ = conn.execute_batch("ROLLBACK");
         return;
     }
-    let n = jobs.len();
-    for (i, job) in jobs.enumerate() {
-        let last = i + 1 == n;
-        let outcome = AssertUnwindSafe(job(conn)).catch_unwind().await;
+    let fail_all = |conn: &mut rusqlite::Connection,
+                    answers: Vec<Box<dyn FnOnce(Option<StoreError>) + Send>>,
+                    what: &str,
+                    e: rusqlite::Error| {
+        tracing::error!(error = %e, "{what}; the batch is rolled back");
+        let _ = conn.execute_batch("ROLLBACK");
+        let msg = format!("{what}: {e}");
+        answers.into_iter().for_each(|a| a(Some(StoreError::Internal(msg.clone()))));
+    };
+    for job in jobs {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            return fail_all(conn, answers, "savepoint handling failed", e);
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut tx = Tx::Sqlite(&mut *conn);
+            runtime.block_on(job(&mut tx))
+        }));
         let (ok, answer) = match outcome {
             Ok(o) => (o.ok, Some(o.answer)),
             Err(_) => {
@@ -116,22 +140,10 @@ async fn run_batch(conn: &mut AnyConnection, jobs: impl ExactSizeIterator<Item =
                 (false, None)
             }
         };
-        // Close this job's savepoint (undoing it if it failed) and open the next one's in one call.
-        // After the last job, COMMIT releases the savepoint.
-        let sql = match (ok, last) {
-            (true, true) => None,
-            (true, false) => Some("RELEASE job; SAVEPOINT job"),
-            (false, true) => Some("ROLLBACK TO job"),
-            (false, false) => Some("ROLLBACK TO job; RELEASE job; SAVEPOINT job"),
-        };
-        if let Some(sql) = sql {
-            if let Err(e) = conn.execute(sql).await {
-                tracing::error!(error = %e, "savepoint handling failed; the batch is rolled back");
-                let _ = conn.execute("ROLLBACK").await;
-                let msg = e.to_string();
-                answers.into_iter().for_each(|a| a(Some(StoreError::Internal(format!("batch rolled back: {msg}")))));
-                return;
-            }
+        // Keep or undo this job's changes; either way the savepoint is gone afterwards.
+        let close = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if let Err(e) = conn.execute_batch(close) {
+            return fail_all(conn, answers, "savepoint handling failed", e);
         }
         match (ok, answer) {
             (true, Some(a)) => answers.push(a),
@@ -139,14 +151,9 @@ async fn run_batch(conn: &mut AnyConnection, jobs: impl ExactSizeIterator<Item =
             (_, None) => {}
         }
     }
-    match conn.execute("COMMIT").await {
-        Ok(_) => answers.into_iter().for_each(|a| a(None)),
-        Err(e) => {
-            tracing::error!(error = %e, "sqlite commit failed; the batch is rolled back");
-            let _ = conn.execute("ROLLBACK").await;
-            let msg = e.to_string();
-            answers.into_iter().for_each(|a| a(Some(StoreError::Internal(format!("commit failed: {msg}")))));
-        }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => answers.into_iter().for_each(|a| a(None)),
+        Err(e) => fail_all(conn, answers, "sqlite commit failed", e),
     }
 }
 
@@ -169,7 +176,7 @@ mod tests {
                 store
                     .write(move |conn| {
                         Box::pin(async move {
-                            sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
+                            crate::db::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
                             if n % 3 == 0 {
                                 return Err(StoreError::Invalid(format!("{n} refuses")));
                             }
