@@ -14,6 +14,24 @@ pub struct Stats {
     pub seconds: f64,
     pub latencies_us: Vec<u64>,
     pub errors: u64,
+    /// The machine's busy share of all cores over the run (from /proc/stat), where known.
+    pub cpu_busy: Option<f64>,
+}
+
+/// The machine's (busy, total) CPU time so far, in clock ticks, from the first line of /proc/stat.
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle time.
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    let total: u64 = fields.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
+/// The busy share between two [`cpu_ticks`] readings.
+pub fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (before?, after?);
+    (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
 impl Stats {
@@ -38,6 +56,7 @@ where
     Fut: std::future::Future<Output = bool> + Send,
 {
     let op = Arc::new(op);
+    let ticks = cpu_ticks();
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
@@ -67,7 +86,8 @@ where
         all.extend(lat);
         errors += e;
     }
-    Stats { ops: all.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: all, errors }
+    let cpu_busy = busy_share(ticks, cpu_ticks());
+    Stats { ops: all.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: all, errors, cpu_busy }
 }
 
 pub struct Client {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ebb_api::auth::double_sha256;
-use ebb_bench::{drive, free_port, now_ms, peak_rss_mb, wait_ready, Client, Stats};
+use ebb_bench::{busy_share, cpu_ticks, drive, free_port, now_ms, peak_rss_mb, wait_ready, Client, Stats};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 use sqlx::{Connection, Executor};
@@ -192,14 +192,15 @@ fn sqlite_raw_commits_direct(seconds: u64, dir: &std::path::Path) -> anyhow::Res
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
     )?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let start = Instant::now();
+    let (start, ticks) = (Instant::now(), cpu_ticks());
     let mut lat = Vec::new();
     while Instant::now() < deadline {
         let t = Instant::now();
         conn.prepare_cached("INSERT INTO t (v) VALUES (?1)")?.execute(["x"])?;
         lat.push(t.elapsed().as_micros() as u64);
     }
-    Ok(Stats { ops: lat.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: lat, errors: 0 })
+    let cpu_busy = busy_share(ticks, cpu_ticks());
+    Ok(Stats { ops: lat.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: lat, errors: 0, cpu_busy })
 }
 
 /// SQLite with ebb's settings through sqlx: one writer, one row per durable commit.
@@ -210,14 +211,15 @@ async fn sqlite_raw_commits(seconds: u64, dir: &std::path::Path) -> anyhow::Resu
     conn.execute("PRAGMA synchronous = FULL").await?;
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)").await?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let start = Instant::now();
+    let (start, ticks) = (Instant::now(), cpu_ticks());
     let mut lat = Vec::new();
     while Instant::now() < deadline {
         let t = Instant::now();
         sqlx::query("INSERT INTO t (v) VALUES ($1)").bind("x").execute(&mut conn).await?;
         lat.push(t.elapsed().as_micros() as u64);
     }
-    Ok(Stats { ops: lat.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: lat, errors: 0 })
+    let cpu_busy = busy_share(ticks, cpu_ticks());
+    Ok(Stats { ops: lat.len() as u64, seconds: start.elapsed().as_secs_f64(), latencies_us: lat, errors: 0, cpu_busy })
 }
 
 /// PostgreSQL: `concurrency` connections, one row per commit each (the server's own group commit applies).
@@ -249,11 +251,12 @@ async fn hello_world(seconds: u64, concurrency: usize) -> anyhow::Result<Stats> 
 
 fn row(name: &str, s: &Stats) -> String {
     format!(
-        "| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {} |\n",
+        "| {name} | {:.0}/s | {:.2} ms | {:.2} ms | {} | {} |\n",
         s.per_second(),
         s.pct_ms(0.5),
         s.pct_ms(0.99),
-        s.errors
+        s.errors,
+        s.cpu_busy.map(|b| format!("{:.0}%", 100.0 * b)).unwrap_or_else(|| "?".into())
     )
 }
 
@@ -272,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     let hello = hello_world(args.seconds, args.concurrency).await?;
-    report.push_str("| measurement | throughput | p50 | p99 | errors |\n|---|---|---|---|---|\n");
+    report.push_str("| measurement | throughput | p50 | p99 | errors | CPU busy |\n|---|---|---|---|---|---|\n");
     report.push_str(&row("baseline: hello-world axum handler", &hello));
 
     let sqlite_raw_sqlx = sqlite_raw_commits(args.seconds, &tmp).await?;
@@ -344,6 +347,20 @@ async fn main() -> anyhow::Result<()> {
         cores * 1e6 / crypto_us,
         100.0 * cores * 1e6 / crypto_us / hello.per_second()
     ));
+    // A signed request does at least what a hello-world request does (HTTP on both sides) plus its
+    // Ed25519 work, on the same cores: that bounds any signed endpoint's rate, and so its share of the
+    // hello-world rate, whatever the rest of it costs (the share is higher by 1/busy where hello-world
+    // left cores idle).
+    if let Some(busy) = hello.cpu_busy {
+        let hello_us = busy * cores * 1e6 / hello.per_second();
+        report.push_str(&format!(
+            "A hello-world request costs {hello_us:.1} µs of CPU in all (client and server, {:.0}% of {cores} cores busy), \
+             so a signed request, at least {hello_us:.1} + {crypto_us:.1} µs, can reach at most {:.0}% of the \
+             hello-world rate on this machine.\n",
+            100.0 * busy,
+            100.0 * hello_us / ((hello_us + crypto_us) * busy)
+        ));
+    }
     println!("{report}");
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;

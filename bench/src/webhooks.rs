@@ -195,7 +195,7 @@ async fn run_ebb(args: &Args, db: &str, url: &str, arrivals: &Arrivals) -> anyho
     if latencies_us.len() < args.latency_events {
         bail!("only {} of {} latency events arrived", latencies_us.len(), args.latency_events);
     }
-    let latency = Stats { ops: latencies_us.len() as u64, seconds: 0.0, latencies_us, errors: 0 };
+    let latency = Stats { ops: latencies_us.len() as u64, seconds: 0.0, latencies_us, errors: 0, cpu_busy: None };
     Ok(Run { per_second, p50_ms: latency.pct_ms(0.5), p99_ms: latency.pct_ms(0.99) })
 }
 

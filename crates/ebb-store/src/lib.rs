@@ -129,7 +129,7 @@ impl Store {
                         "{url:?} is an in-memory SQLite database; ebb needs a file (sqlite:///path/ebb.sqlite3)"
                     )));
                 }
-                let writer = writer::Writer::sqlite(open_sqlite_writer(&file)?)?;
+                let writer = writer::Writer::sqlite(open_sqlite_writer(&file)?, open_sqlite_writer(&file)?)?;
                 let reader =
                     Arc::new(sqlite_read::SqliteReader::new(file, Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)));
                 (writer, Some(reader))
@@ -190,12 +190,19 @@ impl Store {
 
 /// The SQLite writer's connection: the same settings as the pool's (`configure_sqlite`), and room
 /// in the statement cache for every statement the writes use.
-fn open_sqlite_writer(file: &Path) -> Result<rusqlite::Connection, StoreError> {
+///
+/// The query planner stability guarantee is on: without it SQLite marks a statement whose plan could
+/// depend on a bound value (a `LIKE $n`, as the outbox fan-out has) expired at every new binding and
+/// prepares it again, every time it runs: a cached statement that is parsed anew each time (8 % of
+/// ebb's samples under creates). The writes' statements are index lookups whose plans do not depend
+/// on their values.
+pub(crate) fn open_sqlite_writer(file: &Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(file)?;
     conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
     )?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
@@ -247,6 +254,25 @@ pub(crate) fn for_update(conn: &Tx<'_>) -> &'static str {
         ""
     } else {
         " FOR UPDATE"
+    }
+}
+
+#[cfg(test)]
+mod writer_connection_tests {
+    use rusqlite::StatementStatus;
+
+    /// A cached statement with `LIKE $1` must run again without being prepared again.
+    #[test]
+    fn the_writer_connection_does_not_prepare_a_like_statement_again_for_each_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::open_sqlite_writer(&dir.path().join("w.sqlite3")).unwrap();
+        conn.execute_batch("CREATE TABLE t (s TEXT)").unwrap();
+        for pattern in ["%,a,%", "%,b,%", "%,a,%"] {
+            let mut statement = conn.prepare_cached("SELECT count(*) FROM t WHERE s LIKE $1").unwrap();
+            let n: i64 = statement.query_row([pattern], |r| r.get(0)).unwrap();
+            assert_eq!(n, 0);
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{pattern}");
+        }
     }
 }
 
