@@ -89,38 +89,32 @@ pub(crate) async fn raise(
         )
     };
     let like = format!("%,{event_type},%");
-    if conn.is_sqlite() {
-        // On the SQLite writer a statement is a function call: the event, then its deliveries.
-        db::query(insert_event)
-            .bind(&event_id)
-            .bind(now)
-            .bind(event_type)
-            .bind(kind.as_str())
-            .bind(subject_id)
-            .bind(snapshot)
-            .execute(&mut *conn)
-            .await?;
-        db::query(&format!("{} WHERE e.event_id = $1", fan_out("events e", "$3")))
-            .bind(&event_id)
-            .bind(now)
-            .bind(like)
-            .execute(&mut *conn)
-            .await?;
+    // On SQLite the event, then its deliveries (on the writer a statement is a function call); on
+    // PostgreSQL, which takes one statement per round trip, the event insert is a CTE the fan-out
+    // reads. The seven parameters bind either way: the SQLite insert does not use the seventh.
+    let sqlite = conn.is_sqlite();
+    let sql = if sqlite {
+        insert_event.to_owned()
     } else {
-        // PostgreSQL takes one statement per round trip: the event insert is a CTE the fan-out reads.
-        db::query(&format!(
-            "WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}",
-            fan_out("e", "$7")
-        ))
+        format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e", "$7"))
+    };
+    db::query(&sql)
         .bind(&event_id)
         .bind(now)
         .bind(event_type)
         .bind(kind.as_str())
         .bind(subject_id)
         .bind(snapshot)
-        .bind(like)
+        .bind(&like)
         .execute(&mut *conn)
         .await?;
+    if sqlite {
+        db::query(&format!("{} WHERE e.event_id = $1", fan_out("events e", "$3")))
+            .bind(&event_id)
+            .bind(now)
+            .bind(like)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(event_id)
 }
