@@ -129,7 +129,7 @@ impl Store {
                         "{url:?} is an in-memory SQLite database; ebb needs a file (sqlite:///path/ebb.sqlite3)"
                     )));
                 }
-                let writer = writer::Writer::sqlite(open_sqlite_writer(&file)?, open_sqlite_writer(&file)?)?;
+                let writer = writer::Writer::sqlite(open_sqlite_writer(&file)?)?;
                 let reader =
                     Arc::new(sqlite_read::SqliteReader::new(file, Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS)));
                 (writer, Some(reader))

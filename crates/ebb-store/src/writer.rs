@@ -1,8 +1,6 @@
 //! Where writes run: a transaction on the pool (PostgreSQL), or the single SQLite writer with group commit.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
@@ -15,8 +13,6 @@ use crate::{StoreError, WriteFn};
 const MAX_BATCH: usize = 128;
 /// How many writes may wait for the SQLite writer; beyond this, callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
-/// How long the checkpointer lets commits gather after a checkpoint before the next one.
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(2);
 
 #[derive(Clone)]
 pub(crate) enum Writer {
@@ -36,29 +32,14 @@ pub(crate) struct JobOutcome {
 
 impl Writer {
     /// Starts the SQLite writer on a thread of its own, which owns `conn`: every SQLite write runs
-    /// there, one after another, and a statement is a plain function call on that thread. Beside it,
-    /// a checkpointer thread copies committed pages from the WAL into the database file through
-    /// `checkpoint_conn`, so that the writer's commits mostly do not have to (see [`Checkpointer`]).
-    pub(crate) fn sqlite(
-        conn: rusqlite::Connection,
-        checkpoint_conn: rusqlite::Connection,
-    ) -> Result<Self, StoreError> {
+    /// there, one after another, and a statement is a plain function call on that thread.
+    pub(crate) fn sqlite(conn: rusqlite::Connection) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let runtime = tokio::runtime::Handle::current();
-        let checkpointer = Arc::new(Checkpointer::default());
-        let spawn_error = |e: std::io::Error| StoreError::Internal(format!("could not start a SQLite thread: {e}"));
-        let for_thread = checkpointer.clone();
-        std::thread::Builder::new()
-            .name("ebb-sqlite-ckpt".into())
-            .spawn(move || for_thread.run(checkpoint_conn))
-            .map_err(spawn_error)?;
         std::thread::Builder::new()
             .name("ebb-sqlite-writer".into())
-            .spawn(move || {
-                sqlite_writer_loop(conn, rx, runtime, &checkpointer);
-                checkpointer.close();
-            })
-            .map_err(spawn_error)?;
+            .spawn(move || sqlite_writer_loop(conn, rx, runtime))
+            .map_err(|e| StoreError::Internal(format!("could not start the SQLite writer thread: {e}")))?;
         Ok(Writer::Sqlite(tx))
     }
 
@@ -115,74 +96,7 @@ fn run_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.raw_execute().map(|_| ())
 }
 
-/// Checkpoints beside the writer. SQLite checkpoints inside the commit that takes the WAL past 1,000
-/// pages: that commit copies the pages into the database file and syncs it, and with one writer every
-/// queued write waits for it (a tenth of ebb's samples under creates, all on the writer's thread).
-/// This thread runs a PASSIVE checkpoint (which never blocks the writer or readers) after commits, at
-/// most every [`CHECKPOINT_PAUSE`], so by the time the writer's own automatic checkpoint comes due
-/// most pages are copied already and it copies only the last few.
-///
-/// The writer's automatic checkpoint stays on, because only it can end the WAL: SQLite starts the WAL
-/// over at a write that begins when every frame is copied, and under a steady stream of commits a
-/// checkpoint on another connection never catches up with the last one (tried: with automatic
-/// checkpoints off the WAL grew without end, 50 MB in the test below).
-#[derive(Default)]
-struct Checkpointer {
-    state: Mutex<CheckpointState>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct CheckpointState {
-    /// Commits happened since the last checkpoint began.
-    due: bool,
-    /// The writer is gone: checkpoint what is due, then stop.
-    closed: bool,
-}
-
-impl Checkpointer {
-    /// Called by the writer after each commit.
-    fn poke(&self) {
-        let mut state = self.state.lock().expect("checkpointer lock");
-        if !state.due {
-            state.due = true;
-            self.wake.notify_one();
-        }
-    }
-
-    fn close(&self) {
-        self.state.lock().expect("checkpointer lock").closed = true;
-        self.wake.notify_one();
-    }
-
-    fn run(&self, conn: rusqlite::Connection) {
-        loop {
-            let (due, closed) = {
-                let mut state = self.state.lock().expect("checkpointer lock");
-                while !state.due && !state.closed {
-                    state = self.wake.wait(state).expect("checkpointer lock");
-                }
-                (std::mem::take(&mut state.due), state.closed)
-            };
-            if due {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "sqlite checkpoint failed; the next one retries");
-                }
-            }
-            if closed {
-                return;
-            }
-            std::thread::sleep(CHECKPOINT_PAUSE);
-        }
-    }
-}
-
-fn sqlite_writer_loop(
-    mut conn: rusqlite::Connection,
-    mut rx: mpsc::Receiver<Job>,
-    runtime: tokio::runtime::Handle,
-    checkpointer: &Checkpointer,
-) {
+fn sqlite_writer_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Job>, runtime: tokio::runtime::Handle) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
@@ -193,7 +107,6 @@ fn sqlite_writer_loop(
             }
         }
         run_batch(&mut conn, batch.drain(..), &runtime);
-        checkpointer.poke();
     }
 }
 
@@ -257,12 +170,12 @@ fn run_batch(conn: &mut rusqlite::Connection, jobs: impl Iterator<Item = Job>, r
 mod tests {
     use sqlx::{Executor, Row};
 
-    /// Two connections checkpoint the one WAL (the writer's automatic checkpoint, the checkpointer's
-    /// PASSIVE ones): the WAL must still start over rather than grow with every write. 3,000 writes of
-    /// 2.5 KB each write over 7.5 MB of pages; the WAL stays near its 1,000-page (4 MB) checkpoint
-    /// point.
+    /// The writer's own connection checkpoints (SQLite's automatic checkpoint at 1,000 pages), and the
+    /// WAL must start over rather than grow with every write. 3,000 writes of 2.5 KB each write over
+    /// 7.5 MB of pages; the WAL stays near its 1,000-page (4 MB) checkpoint point. (A checkpointer on a
+    /// second connection with the writer's automatic checkpoint off let it grow to 50 MB here.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_checkpointer_keeps_the_wal_small_while_the_writer_writes() {
+    async fn the_wal_starts_over_while_the_writer_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&Store::sqlite_url_for_dir(dir.path()), 2).await.unwrap();
         store.pool().execute("CREATE TABLE t (n BIGINT PRIMARY KEY, v TEXT NOT NULL)").await.unwrap();

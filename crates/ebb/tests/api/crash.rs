@@ -139,8 +139,9 @@ fn serve_on_anvil(config: &std::path::Path, server_key: &str, failpoints: &str, 
             .env("EBB_TEST_HOT_WALLET_KEY", crate::chains::HOT_WALLET_KEY)
             .env("EBB_FAILPOINTS", failpoints)
             .env("RUST_LOG", "warn")
+            // Warnings and the failpoint's last words go to the test run's output: a phase that
+            // stalls (CI once saw one) then shows why.
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("ebb serve starts"),
     }
