@@ -157,43 +157,15 @@ pub(crate) async fn post_many(
          VALUES {}",
         values.join(", ")
     );
-    let update = |first: usize| {
-        let p = |i: usize| format!("${}", first + i);
-        format!(
-            "UPDATE balances SET balance = {}, received = {}, developer_fee = {}, refunded = {} \
-             WHERE account = {} AND token_id = {}",
-            p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(0),
-            p(1)
-        )
-    };
-    fn bind_journal<'q>(
-        q: db::Query<'q>,
-        entry_id: &str,
-        source_id: &str,
-        now: i64,
-        journal: &[JournalRow],
-    ) -> db::Query<'q> {
-        let q = q.bind(entry_id).bind(source_id).bind(now);
-        journal.iter().fold(q, |q, (account, token_id, delta, after, st)| {
-            q.bind(account).bind(token_id).bind(delta.to_string()).bind(after).bind(st.as_str())
-        })
-    }
-    let bind_journal = |q| bind_journal(q, &entry_id, source_id, now, &journal);
-    if conn.is_sqlite() {
-        // On the SQLite writer a statement is a function call: the journal insert, then each update.
-        let done = bind_journal(db::query(&insert)).execute(&mut *conn).await?;
+    if conn.is_sqlite() || updates.is_empty() {
+        // The journal insert, then each balance update: on the SQLite writer a statement is a
+        // function call.
+        let done = bind_journal(db::query(&insert), &entry_id, source_id, now, &journal).execute(&mut *conn).await?;
         check_rows("journal insert", done.rows_affected(), values.len())?;
         for bal in &updates {
-            let done = bind_update(db::query(&update(1)), bal).execute(&mut *conn).await?;
+            let done = bind_update(db::query(UPDATE_BALANCE), bal).execute(&mut *conn).await?;
             check_rows("balance update", done.rows_affected(), 1)?;
         }
-    } else if updates.is_empty() {
-        let done = bind_journal(db::query(&insert)).execute(&mut *conn).await?;
-        check_rows("journal insert", done.rows_affected(), values.len())?;
     } else {
         // PostgreSQL takes one statement per round trip: the journal insert rides in a CTE in front of
         // one UPDATE of all the balances (a round trip less per entry, inside the span the rows are
@@ -206,11 +178,30 @@ pub(crate) async fn post_many(
              WHERE b.account = v.account AND b.token_id = v.token_id",
             crate::values_placeholders(conn, first_update_param - 1, updates.len(), 6)
         );
-        let q = updates.iter().fold(bind_journal(db::query(&sql)), |q, bal| bind_update(q, bal));
+        let journal_bound = bind_journal(db::query(&sql), &entry_id, source_id, now, &journal);
+        let q = updates.iter().fold(journal_bound, |q, bal| bind_update(q, bal));
         let done = q.execute(&mut *conn).await?;
         check_rows("ledger write", done.rows_affected(), updates.len())?;
     }
     Ok(())
+}
+
+/// One cached balance row's new totals, bound by [`bind_update`].
+const UPDATE_BALANCE: &str = "UPDATE balances SET balance = $3, received = $4, developer_fee = $5, refunded = $6 \
+                              WHERE account = $1 AND token_id = $2";
+
+/// Binds the journal insert's parameters: the entry's three, then five per journal row.
+fn bind_journal<'q>(
+    q: db::Query<'q>,
+    entry_id: &str,
+    source_id: &str,
+    now: i64,
+    journal: &[JournalRow],
+) -> db::Query<'q> {
+    let q = q.bind(entry_id).bind(source_id).bind(now);
+    journal.iter().fold(q, |q, (account, token_id, delta, after, st)| {
+        q.bind(account).bind(token_id).bind(delta.to_string()).bind(after).bind(st.as_str())
+    })
 }
 
 /// Anything but the expected count means a statement was skipped or a balance row was not found.

@@ -188,7 +188,7 @@ impl Store {
     }
 }
 
-/// The SQLite writer's connection: the same settings as the pool's (`configure_sqlite`), and room
+/// The SQLite writer's connection: the same settings as the pool's ([`SQLITE_PRAGMAS`]), and room
 /// in the statement cache for every statement the writes use.
 ///
 /// The query planner stability guarantee is on: without it SQLite marks a statement whose plan could
@@ -199,26 +199,24 @@ impl Store {
 pub(crate) fn open_sqlite_writer(file: &Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(file)?;
     conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
-    )?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
+/// Every SQLite connection's settings (the writer's, the pool's). WAL lets readers run beside the
+/// writer; synchronous=FULL makes every commit durable before it is acknowledged (NORMAL could lose the
+/// last commits on power loss). temp_store: the writer runs every job of a group commit inside a
+/// savepoint, and SQLite saves the original of each page a savepoint changes in a sub-journal, a
+/// temporary file by default, a write system call per page (7 % of ebb's samples in a profile of large
+/// multi-row inserts); in memory it is a copy. The busy timeout is set per connection type.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY";
+
 async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable before it
-    // is acknowledged (NORMAL could lose the last commits on power loss).
-    conn.execute("PRAGMA journal_mode = WAL").await?;
-    conn.execute("PRAGMA synchronous = FULL").await?;
     conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str()).await?;
-    conn.execute("PRAGMA foreign_keys = ON").await?;
-    // The writer runs every job of a group commit inside a savepoint, and SQLite saves the original
-    // of each page a savepoint changes in a sub-journal: a temporary file by default, a write system
-    // call per page (7 % of ebb's samples in a profile of large multi-row inserts). In memory it is a
-    // copy.
-    conn.execute("PRAGMA temp_store = MEMORY").await?;
+    conn.execute(SQLITE_PRAGMAS).await?;
     Ok(())
 }
 
