@@ -124,7 +124,8 @@ impl Store {
                 let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename().to_owned();
                 // The writer and the point reads open the file themselves: an in-memory database
                 // exists only inside one connection, so there would be no second path to it.
-                if url.contains("mode=memory") || file.starts_with(":memory:") {
+                // (`sqlite::memory:` arrives here named `sqlx-in-memory-N`, which is no file either.)
+                if url.contains(":memory:") || url.contains("mode=memory") || file.starts_with(":memory:") {
                     return Err(StoreError::Config(format!(
                         "{url:?} is an in-memory SQLite database; ebb needs a file (sqlite:///path/ebb.sqlite3)"
                     )));
@@ -252,6 +253,25 @@ pub(crate) fn for_update(conn: &Tx<'_>) -> &'static str {
         ""
     } else {
         " FOR UPDATE"
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use crate::{Store, StoreError};
+
+    /// An in-memory SQLite URL is refused before anything is opened (it used to leave a file named
+    /// `sqlx-in-memory-1` in the working directory and fail on a missing table).
+    #[tokio::test]
+    async fn an_in_memory_sqlite_url_is_refused_with_a_clear_error() {
+        for url in ["sqlite::memory:", "sqlite:///tmp/ebb-never.sqlite3?mode=memory"] {
+            match Store::connect(url, 1).await {
+                Err(StoreError::Config(msg)) => assert!(msg.contains("in-memory"), "{url}: {msg}"),
+                Err(e) => panic!("{url}: {e}"),
+                Ok(_) => panic!("{url} was accepted"),
+            }
+        }
+        assert!(!std::path::Path::new("sqlx-in-memory-1").exists());
     }
 }
 
