@@ -192,19 +192,21 @@ async fn underpaid_orders_and_expired_orders(app: &TestApp) {
     app.put(&format!("/v2/payments/orders/{id}"), Some(json!({"expired": true}))).await.error(409, 40901);
     app.put(&format!("/v2/payments/orders/{id}"), Some(json!({}))).await.error(400, 40000);
 
-    // An order left to run out reads, and filters, as Expired without anyone touching it.
+    // An order left to run out reads, and filters, as Expired without anyone touching it. Expiry is
+    // kept in whole seconds, so `expired_in: 1` can lapse within milliseconds (at the next second):
+    // 2 keeps the order Pending for at least a second, long enough to list it.
     let lapsing = app
         .post(
             "/v2/payments/orders",
             json!({"merchant_id": m, "psp_order_code": "L", "payable_currency": "ETH_USDC",
-               "payable_amount": "10", "fee_amount": "0", "expired_in": 1}),
+               "payable_amount": "10", "fee_amount": "0", "expired_in": 2}),
         )
         .await
         .ok();
     let lapsing_id = lapsing["order_id"].as_str().unwrap();
     let pending = app.get(&format!("/v2/payments/orders?merchant_id={m}&statuses=Pending")).await.ok();
     assert_eq!(pending["data"][0]["order_id"], lapsing_id);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_eq!(app.get(&format!("/v2/payments/orders/{lapsing_id}")).await.ok()["status"], "Expired");
     let expired = app.get(&format!("/v2/payments/orders?merchant_id={m}&statuses=Expired")).await.ok();
     assert_eq!(expired["pagination"]["total_count"], 2, "the one expired by PUT and the lapsed one");
