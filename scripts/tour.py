@@ -190,6 +190,10 @@ def main() -> None:
         kinds = [(c.source_type, c.flow_direction, c.amount) for c in changes.data]
         step("balance changes", kinds)
         assert ("OrderIn", "in", "98.5") in kinds
+        fees = api.list_balance_changes(source_account="developer", token_id="ETH_USDT", limit=50)
+        unknown = cobo_waas2.PaymentBalanceChangeSourceType.UNKNOWN
+        assert fees.data and all(c.source_type != unknown for c in fees.data + changes.data), (fees.data, changes.data)
+        step("source types the SDK knows", sorted({str(c.source_type.value) for c in fees.data + changes.data}))
 
     print("\ntour complete: every step checked")
 

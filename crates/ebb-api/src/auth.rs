@@ -47,11 +47,17 @@ impl Caller {
 
     /// Refuses a PSP-only operation to a merchant-restricted key.
     pub fn require_psp(&self) -> Result<(), ApiError> {
+        self.require_psp_for("make this call")
+    }
+
+    /// Refuses a PSP-only part of a call (spending the PSP's balance, setting the PSP's fees) to a
+    /// merchant-restricted key: 403 with code 40300, and a message that says nothing of the PSP's data.
+    pub fn require_psp_for(&self, what: &str) -> Result<(), ApiError> {
         match &self.merchant {
             None => Ok(()),
             Some(_) => Err(ApiError::new(
                 ErrorCode::Forbidden,
-                "this API key is restricted to one merchant; this call needs a PSP-wide key",
+                format!("this API key is restricted to one merchant and cannot {what}; that needs a PSP-wide key"),
             )),
         }
     }

@@ -15,6 +15,7 @@ pub enum ErrorCode {
     InvalidAmount = 40001,
     InvalidAddress = 40002,
     UnknownToken = 40003,
+    RefusedDestination = 40004,
     MissingAuthentication = 40100,
     BadSignature = 40101,
     StaleNonce = 40102,

@@ -3,6 +3,7 @@
 //! talk to a chain or a webhook receiver.
 
 pub mod auth;
+pub mod destinations;
 pub mod error;
 mod extract;
 pub mod metrics;
@@ -75,6 +76,8 @@ pub struct Shared {
     pub webhook_retries: i64,
     /// The refund-link pages' settings, rate limiter and CSRF key.
     pub links: Arc<pages::LinkPages>,
+    /// Addresses a refund may never be sent to (with the database's receiving addresses).
+    pub refused_destinations: Arc<destinations::RefusedDestinations>,
 }
 
 pub fn now_ms() -> i64 {

@@ -20,6 +20,8 @@ const BUCKETS_US: [u64; 10] = [1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_
 #[derive(Default)]
 pub struct Metrics {
     pub refunds_created: AtomicU64,
+    /// Pay-ins the watchers could not credit and hold for the operator.
+    pub payins_held: std::sync::Arc<AtomicU64>,
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
 }
@@ -55,6 +57,11 @@ impl Metrics {
         out.push_str("# HELP ebb_refunds_created_total Refunds created (not counting idempotent repeats).\n");
         out.push_str("# TYPE ebb_refunds_created_total counter\n");
         let _ = writeln!(out, "ebb_refunds_created_total {}", self.refunds_created.load(Ordering::Relaxed));
+        out.push_str(
+            "# HELP ebb_payins_held_total Pay-ins that could not be credited and are held for the operator.\n",
+        );
+        out.push_str("# TYPE ebb_payins_held_total counter\n");
+        let _ = writeln!(out, "ebb_payins_held_total {}", self.payins_held.load(Ordering::Relaxed));
         out.push_str("# HELP ebb_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE ebb_http_requests_total counter\n");
         for ((m, r, s), n) in self.requests.lock().expect("metrics lock").iter() {
@@ -80,11 +87,12 @@ impl Metrics {
 }
 
 /// Counts and times every request under its route template (not the raw path: ids would explode the
-/// label set).
+/// label set). Every label comes from a fixed set, whatever a client sends: the route is one of the
+/// router's templates or `unmatched`, the method one of [`method_label`]'s.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
     state.metrics.observe(
@@ -94,6 +102,23 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
     response
+}
+
+/// The standard methods by name; any other (HTTP allows made-up ones) is `OTHER`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
 }
 
 /// Microseconds as a decimal number of seconds, e.g. 2500 → "0.0025".
@@ -117,6 +142,14 @@ mod tests {
         assert_eq!(seconds(1_000_000), "1");
         assert_eq!(seconds(1_234_567), "1.234567");
         assert_eq!(seconds(0), "0");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        for m in ["FOO", "BAR", "PURGE", "X-1"] {
+            assert_eq!(method_label(&axum::http::Method::from_bytes(m.as_bytes()).unwrap()), "OTHER");
+        }
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
     }
 
     #[test]

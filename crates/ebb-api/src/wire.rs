@@ -345,8 +345,13 @@ pub struct PspBalance {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BalanceChange {
     pub source_id: String,
-    /// `OrderIn`, `RefundOut`, or `RefundFee` (the developer fee of a refund).
+    /// Cobo's source type: `OrderIn`, `LatePayment`, `UnexceptedIn` (sic, as Cobo spells it) or
+    /// `RefundOut`.
     pub source_type: String,
+    /// ebb extension: the finer reason — the source type, or `UnexpectedIn` (a token other than the
+    /// order's at its receiving address) or `RefundFee` (a refund's developer fee, reported as
+    /// `RefundOut`).
+    pub reason: String,
     pub token_id: String,
     pub amount: String,
     pub amount_raw: String,

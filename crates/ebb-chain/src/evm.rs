@@ -374,7 +374,7 @@ impl Chain for EvmChain {
                 block: log.block_number.unwrap_or(0),
                 from: event.from.to_checksum(None),
                 to: to_address,
-                amount: to_u128(event.value),
+                amount: u128::try_from(event.value).ok(),
             });
         }
         Ok(found)

@@ -90,7 +90,9 @@ pub struct IncomingTransfer {
     pub block: u64,
     pub from: String,
     pub to: String,
-    pub amount: u128,
+    /// Base units; `None` when the chain's integer (an ERC-20's uint256) holds more than a `u128`.
+    /// Such a transfer is still reported, so that it is recorded rather than silently skipped.
+    pub amount: Option<u128>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -362,7 +362,7 @@ impl Chain for SandboxChain {
                 block: *block,
                 from: tx.from.clone(),
                 to: tx.to.clone(),
-                amount: tx.amount.parse().unwrap_or(0),
+                amount: tx.amount.parse().ok(),
             })
             .collect())
     }
@@ -452,6 +452,6 @@ mod tests {
         c.mine();
         let found = c.scan(&[token()], 0, 10, &|a| a.eq_ignore_ascii_case(deposit)).await.unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].tx_hash.as_str(), found[0].amount), (hash.as_str(), 100));
+        assert_eq!((found[0].tx_hash.as_str(), found[0].amount), (hash.as_str(), Some(100)));
     }
 }

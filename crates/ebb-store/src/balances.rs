@@ -3,7 +3,7 @@
 use ebb_core::ledger::Account;
 use sqlx::Row;
 
-use crate::ledger::BalanceRow;
+use crate::ledger::{BalanceRow, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
 use crate::{Store, StoreError};
@@ -12,7 +12,7 @@ use crate::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceChangeRow {
     pub source_id: String,
-    pub source_type: String,
+    pub source_type: SourceType,
     pub token_id: String,
     /// Signed base units.
     pub delta: i128,
@@ -25,6 +25,7 @@ pub struct BalanceChangeFilter {
     pub token_id: Option<String>,
     /// `Some(true)`: only credits; `Some(false)`: only debits.
     pub inflow: Option<bool>,
+    /// Cobo's source type: every reason reported as it.
     pub source_type: Option<String>,
     pub source_id: Option<String>,
     pub min_created_at: Option<i64>,
@@ -103,7 +104,13 @@ impl Store {
             f.eq("token_id", t);
         }
         if let Some(t) = &filter.source_type {
-            f.eq("source_type", t);
+            let reasons: Vec<String> = SourceType::with_cobo_type(t).iter().map(|r| r.as_str().to_owned()).collect();
+            if reasons.is_empty() {
+                // A type ebb never records: nothing matches.
+                f.clause("1 = 0".to_owned());
+            } else {
+                f.is_in("source_type", &reasons);
+            }
         }
         if let Some(s) = &filter.source_id {
             f.eq("source_id", s);
@@ -127,7 +134,11 @@ impl Store {
             |r| {
                 Ok(BalanceChangeRow {
                     source_id: r.col("source_id")?,
-                    source_type: r.col("source_type")?,
+                    source_type: {
+                        let stored: String = r.col("source_type")?;
+                        SourceType::parse(&stored)
+                            .ok_or_else(|| StoreError::Internal(format!("stored source type {stored:?}")))?
+                    },
                     token_id: r.col("token_id")?,
                     delta: parse(&r.col::<String>("delta")?)?,
                     balance_after: parse(&r.col::<String>("balance_after")?)?,

@@ -19,6 +19,8 @@ pub const ORDER_STATUS_UPDATED: &str = "payment.order.status.updated";
 pub const TRANSACTION_CREATED: &str = "payment.transaction.created";
 pub const TRANSACTION_COMPLETED: &str = "payment.transaction.completed";
 pub const TRANSACTION_FAILED: &str = "payment.transaction.failed";
+pub const TRANSACTION_LATE: &str = "payment.transaction.late";
+pub const TRANSACTION_HELD: &str = "payment.transaction.held";
 
 /// The event types ebb raises, with what each means (`GET /webhooks/events/definitions`).
 pub const EVENT_TYPES: &[(&str, &str)] = &[
@@ -27,6 +29,8 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     (TRANSACTION_CREATED, "A payout leg was signed and stored, or a pay-in was first seen on chain."),
     (TRANSACTION_COMPLETED, "A payout or pay-in reached its confirmation depth."),
     (TRANSACTION_FAILED, "A payout reverted or could not be sent, or a pay-in left the chain in a reorg."),
+    (TRANSACTION_LATE, "A pay-in reached its confirmation depth after its order was Completed or Expired; it was credited to the merchant as a late payment."),
+    (TRANSACTION_HELD, "A pay-in could not be credited (its amount is beyond the ledger's range); it is Rejected with the reason and waits for the operator."),
 ];
 
 pub fn is_event_type(t: &str) -> bool {

@@ -9,24 +9,78 @@ use crate::db::{self, Tx};
 use crate::sqlite_read::Columns;
 use crate::{for_update, ids, StoreError};
 
-/// Why a balance changed: Cobo's `PaymentBalanceChangeSourceType` values, plus `RefundFee` for the
-/// developer fee a merchant pays on a refund (Cobo has no value for it).
+/// Why a balance changed, as ebb records it in `postings.source_type`. Each reason is reported as one
+/// of Cobo's `PaymentBalanceChangeSourceType` values ([`SourceType::cobo`]), so the unmodified SDK
+/// parses every balance change; the finer reason is shown beside it (`reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceType {
+    /// A pay-in credited to its open order.
     OrderIn,
+    /// A pay-in in the order's token to an order that was already `Completed` or `Expired`.
+    LatePayment,
+    /// A deposit nothing expected: a token other than the order's, at an order's receiving address.
+    UnexpectedIn,
+    /// A refund's amount: reserved at creation, paid out, or released.
     RefundOut,
+    /// A refund's developer fee, moved with its amount.
     RefundFee,
 }
 
 impl SourceType {
+    pub const ALL: [SourceType; 5] = [
+        SourceType::OrderIn,
+        SourceType::LatePayment,
+        SourceType::UnexpectedIn,
+        SourceType::RefundOut,
+        SourceType::RefundFee,
+    ];
+
+    /// The stored name, shown as the balance change's `reason`.
     pub fn as_str(self) -> &'static str {
         match self {
             SourceType::OrderIn => "OrderIn",
+            SourceType::LatePayment => "LatePayment",
+            SourceType::UnexpectedIn => "UnexpectedIn",
             SourceType::RefundOut => "RefundOut",
             SourceType::RefundFee => "RefundFee",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Cobo's source type for this reason (spelled as Cobo's SDK spells it, `UnexceptedIn` included).
+    pub fn cobo(self) -> &'static str {
+        match self {
+            SourceType::OrderIn => "OrderIn",
+            SourceType::LatePayment => "LatePayment",
+            SourceType::UnexpectedIn => "UnexceptedIn",
+            SourceType::RefundOut | SourceType::RefundFee => "RefundOut",
+        }
+    }
+
+    /// The reasons reported as Cobo's source type `cobo` (none for a type ebb never records).
+    pub fn with_cobo_type(cobo: &str) -> Vec<SourceType> {
+        Self::ALL.into_iter().filter(|t| t.cobo() == cobo).collect()
+    }
 }
+
+/// Cobo's `PaymentBalanceChangeSourceType` values (SDK 1.46.0).
+pub const COBO_SOURCE_TYPES: [&str; 12] = [
+    "Init",
+    "OrderIn",
+    "LatePayment",
+    "TopUp",
+    "UnexceptedIn",
+    "RefundOut",
+    "Payout",
+    "UnexceptedOut",
+    "Allocation",
+    "SettlementNetwork",
+    "BulkSend",
+    "OnrampIn",
+];
 
 /// A cached balance with its running totals, in base units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

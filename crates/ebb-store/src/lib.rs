@@ -43,7 +43,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 pub(crate) use db::Tx;
 
 pub use error::StoreError;
-pub use ledger::{BalanceRow, SourceType};
+pub use ledger::{BalanceRow, SourceType, COBO_SOURCE_TYPES};
 pub use util::{now_ms, now_s};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,12 +43,15 @@ pub struct OrderRow {
     pub expired_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Until when (seconds) the watcher looks for payments to the receiving address.
+    #[serde(default)]
+    pub watch_until: i64,
     pub transactions: Vec<TransactionRow>,
 }
 
 impl OrderRow {
-    /// A `Pending` order past its expiry time is `Expired`, whether or not a payment attempt has
-    /// stored that yet.
+    /// A `Pending` order past its expiry time is `Expired`, whether or not the pay-in watcher's expiry
+    /// pass has stored that yet.
     pub fn effective_status(&self, now: i64) -> OrderStatus {
         if self.status == OrderStatus::Pending && now >= self.expired_at {
             OrderStatus::Expired
@@ -94,9 +97,14 @@ pub struct NewOrder {
     pub deposit_seed: Vec<u8>,
 }
 
+/// How long after an order's end (its expiry, or its last credited payment) the watcher keeps looking
+/// at its receiving address for late payments. Transfers after that still reach the address (the
+/// operator can recover them with `ebb orders deposit-key`) but are not seen by ebb. docs/OPERATIONS.md.
+pub const LATE_PAYMENT_WATCH_S: i64 = 7 * 24 * 3600;
+
 const COLUMNS: &str = "seq, order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, pricing_amount, \
      token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, amount_tolerance, receive_address, status, \
-     received_amount, refunded_amount, expired_at, created_at, updated_at";
+     received_amount, refunded_amount, expired_at, created_at, updated_at, watch_until";
 
 pub(crate) const TX_COLUMNS: &str =
     "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
@@ -135,6 +143,7 @@ fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
         expired_at: row.col("expired_at")?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
+        watch_until: row.col("watch_until")?,
         transactions: Vec::new(),
     })
 }
@@ -199,8 +208,9 @@ impl Store {
                 let inserted = db::query(
                     "INSERT INTO orders (order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, \
                      pricing_amount, token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, \
-                     amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '0', $11, $12, $13, $14, '0', '0', $15, $16, $17) \
+                     amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at, \
+                     watch_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '0', $11, $12, $13, $14, '0', '0', $15, $16, $17, $18) \
                      ON CONFLICT (psp_order_code) DO NOTHING",
                 )
                 .bind(&order_id)
@@ -220,6 +230,7 @@ impl Store {
                 .bind(now + o.expires_in_s)
                 .bind(now)
                 .bind(now)
+                .bind(now + o.expires_in_s + LATE_PAYMENT_WATCH_S)
                 .execute(&mut *conn)
                 .await?;
                 if inserted.rows_affected() == 0 {
@@ -305,6 +316,47 @@ impl Store {
         rows.iter().map(tx_from_row).collect()
     }
 
+    /// Stores the expiry of up to `limit` `Pending` orders on `chain_id` whose time has run out, each
+    /// with its `payment.order.status.updated` event; returns how many. The pay-in watcher calls this
+    /// every tick, so a merchant hears of an expiry without reading the order.
+    pub async fn expire_due_orders(&self, chain_id: &str, limit: i64) -> Result<usize, StoreError> {
+        let now = now_s();
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT order_id FROM orders WHERE chain_id = $1 AND status = 'Pending' AND expired_at <= $2 \
+             ORDER BY expired_at LIMIT $3",
+        )
+        .bind(chain_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut expired = 0;
+                for order_id in &due {
+                    let order = lock_order(conn, order_id).await?;
+                    if store_expiry(conn, &order, now).await? {
+                        expired += 1;
+                    }
+                }
+                Ok(expired)
+            })
+        })
+        .await
+    }
+
+    /// Whether `address` (as stored: EIP-55 on EVM chains) is the receiving address of an order.
+    pub async fn is_receive_address(&self, address: &str) -> Result<bool, StoreError> {
+        let found = sqlx::query("SELECT 1 AS one FROM orders WHERE receive_address = $1 LIMIT 1")
+            .bind(address)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Expires a pending order now (Cobo's `update_payment_order` with `expired: true`).
     pub async fn expire_order(&self, order_id: &str) -> Result<OrderRow, StoreError> {
         let order_id = order_id.to_owned();
@@ -332,26 +384,62 @@ impl Store {
     }
 }
 
-/// Credits a confirmed payment of `amount` to an order (and raises the order's event), under the order's lock: the merchant gets the
-/// amount less the order's remaining developer fee, the PSP that fee, and the order becomes `Completed`
-/// (or `Underpaid` while short of the payable amount less the tolerance). Returns the new status.
+/// How a confirmed pay-in was credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credit {
+    /// To its open order, which is now in this status.
+    Order(OrderStatus),
+    /// In the order's token to an order already `Completed` or `Expired`: credited to the merchant and
+    /// counted in the order's received amount; the order's status stays.
+    Late,
+    /// In another token than the order's: credited to the merchant in that token, not to the order.
+    Unexpected,
+}
+
+/// Credits a confirmed pay-in of `amount` of `token_id` to the merchant of `order_id`, under the
+/// order's lock, and raises the order's event. Money that reached the order's address is always
+/// credited somewhere (the ledger follows the chain):
+/// - in the order's token to an open order: the merchant gets the amount less the order's remaining
+///   developer fee, the PSP that fee, and the order becomes `Completed` (or `Underpaid` while short of
+///   the payable amount less the tolerance);
+/// - in the order's token to a `Completed` or `Expired` order (a `Pending` one past its expiry is
+///   expired first): the same split, as a `LatePayment`; the status stays;
+/// - in any other token: all of it to the merchant in that token, as `UnexpectedIn`; the order's
+///   amounts do not change.
+///
+/// Fails (and changes nothing) when the amount does not fit the ledger's integers.
 pub(crate) async fn credit_payment(
     conn: &mut Tx<'_>,
     order_id: &str,
+    token_id: &str,
     amount: Amount,
-) -> Result<OrderStatus, StoreError> {
-    let order = lock_order(conn, order_id).await?;
+) -> Result<Credit, StoreError> {
+    let mut order = lock_order(conn, order_id).await?;
     let now = now_s();
-    if !order.status.accepts_payment() {
-        return Err(StoreError::InvalidState(format!("order {order_id} is {} and takes no payment", order.status)));
+    if token_id != order.token_id {
+        let entry = Entry::builder()
+            .transfer(Account::World, Account::Merchant(order.merchant_id.clone()), token_id, amount.base_units())
+            .map_err(|e| StoreError::Invalid(format!("a pay-in of {amount} base units of {token_id}: {e}")))?
+            .build()?;
+        ledger::post(conn, &entry, SourceType::UnexpectedIn, order_id, now).await?;
+        events::order_changed(conn, order_id).await?;
+        return Ok(Credit::Unexpected);
     }
-    let received =
-        order.received_amount.checked_add(amount).ok_or_else(|| StoreError::Invalid("amount too large".into()))?;
+    if order.effective_status(now) == OrderStatus::Expired && order.status != OrderStatus::Expired {
+        store_expiry(conn, &order, now).await?;
+        order.status = OrderStatus::Expired;
+    }
+    let received = order.received_amount.checked_add(amount).ok_or_else(|| {
+        StoreError::Invalid(format!("a pay-in of {amount} base units overflows order {order_id}'s received amount"))
+    })?;
     let fee_credited = order.fee_credited;
     let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
     let fee_now = fee_left.min(amount);
     let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");
-    let new_status = if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
+    let late = !order.status.accepts_payment();
+    let new_status = if late {
+        order.status
+    } else if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
         OrderStatus::Completed
     } else {
         OrderStatus::Underpaid
@@ -363,13 +451,14 @@ pub(crate) async fn credit_payment(
         )));
     }
     let updated = db::query(
-        "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4 \
-         WHERE order_id = $5 AND status = $6",
+        "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4, watch_until = $5 \
+         WHERE order_id = $6 AND status = $7",
     )
     .bind(received.to_string())
     .bind(fee_credited.checked_add(fee_now).expect("bounded by fee_amount").to_string())
     .bind(new_status.as_str())
     .bind(now)
+    .bind(order.watch_until.max(now + LATE_PAYMENT_WATCH_S))
     .bind(order_id)
     .bind(order.status.as_str())
     .execute(&mut *conn)
@@ -377,18 +466,38 @@ pub(crate) async fn credit_payment(
     if updated.rows_affected() != 1 {
         return Err(StoreError::Internal(format!("order {order_id} changed under its lock")));
     }
+    let overflow = |e| StoreError::Invalid(format!("a pay-in of {amount} base units to order {order_id}: {e}"));
     let entry = Entry::builder()
         .transfer(
             Account::World,
             Account::Merchant(order.merchant_id.clone()),
             &order.token_id,
             to_merchant.base_units(),
-        )?
-        .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())?
+        )
+        .map_err(overflow)?
+        .transfer(Account::World, Account::Psp, &order.token_id, fee_now.base_units())
+        .map_err(overflow)?
         .build()?;
-    ledger::post(conn, &entry, SourceType::OrderIn, order_id, now).await?;
+    let source = if late { SourceType::LatePayment } else { SourceType::OrderIn };
+    ledger::post(conn, &entry, source, order_id, now).await?;
     events::order_changed(conn, order_id).await?;
-    Ok(new_status)
+    Ok(if late { Credit::Late } else { Credit::Order(new_status) })
+}
+
+/// Stores the expiry of a `Pending` order whose time has run out, and raises its event. The address
+/// stays watched for [`LATE_PAYMENT_WATCH_S`] past the expiry.
+pub(crate) async fn store_expiry(conn: &mut Tx<'_>, order: &OrderRow, now: i64) -> Result<bool, StoreError> {
+    let expired = db::query(
+        "UPDATE orders SET status = 'Expired', updated_at = $1 WHERE order_id = $2 AND status = 'Pending' AND expired_at <= $1",
+    )
+    .bind(now)
+    .bind(&order.order_id)
+    .execute(&mut *conn)
+    .await?;
+    if expired.rows_affected() == 1 {
+        events::order_changed(conn, &order.order_id).await?;
+    }
+    Ok(expired.rows_affected() == 1)
 }
 
 pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -> Result<(), StoreError> {

@@ -1,15 +1,20 @@
 //! Pay-ins seen on chain. The watcher records a token transfer to an order's receiving address when
 //! it first sees it (`Confirming`, order `Processing`), and credits the balances only once the
-//! transfer is deep enough (`Completed`, order `Completed` or `Underpaid`). A transfer is identified by
-//! (chain, tx hash, log index), unique in the database, so rescanning a block after a crash or an RPC
-//! error never counts a transfer twice.
+//! transfer is deep enough (`Completed`; see [`crate::orders::credit_payment`] for where the money
+//! goes). A transfer is identified by (chain, tx hash, log index), unique in the database, so
+//! rescanning a block after a crash or an RPC error never counts a transfer twice.
+//!
+//! A pay-in that cannot be credited (its amount does not fit the ledger's integers) is `held`: its
+//! transaction is `Rejected` with the reason, a `payment.transaction.held` event is raised, and it is
+//! never looked at again, so it cannot stall the pay-ins after it. The tokens stay at the receiving
+//! address, where the operator can reach them (`ebb orders deposit-key`).
 
 use std::collections::HashMap;
 
 use ebb_core::{Amount, OrderStatus};
 
 use crate::db;
-use crate::orders::{credit_payment, insert_transaction, lock_order, TransactionRow};
+use crate::orders::{credit_payment, insert_transaction, lock_order, store_expiry, Credit, TransactionRow};
 use crate::sqlite_read::Columns;
 use crate::util::{now_ms, now_s};
 use crate::{events, ids, Store, StoreError};
@@ -24,7 +29,8 @@ pub struct SeenPayin {
     pub block: u64,
     pub from: String,
     pub to: String,
-    pub amount: Amount,
+    /// `None`: more than the chain's reported integer fits in a `u128`; recorded as held.
+    pub amount: Option<Amount>,
 }
 
 /// A pay-in waiting for its confirmations.
@@ -35,16 +41,37 @@ pub struct UnconfirmedPayin {
     pub block: u64,
 }
 
+/// The status of a held pay-in: Cobo's `Rejected` (not credited), with the reason in `failed_reason`.
+pub const HELD: &str = "Rejected";
+
+/// Locks a pay-in still `Confirming`: its order, token and amount; `None` if it is settled or held.
+async fn lock_confirming(conn: &mut db::Tx<'_>, tx_id: &str) -> Result<Option<(String, String, Amount)>, StoreError> {
+    let lock = crate::for_update(conn);
+    let row = db::query(&format!(
+        "SELECT order_id, token_id, amount, status FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'{lock}"
+    ))
+    .bind(tx_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound { what: "pay-in", id: tx_id.to_owned() })?;
+    if row.col::<String>("status")? != "Confirming" {
+        return Ok(None);
+    }
+    let order_id: String = row.col::<Option<String>>("order_id")?.unwrap_or_default();
+    let amount = Amount::from_base_units_str(&row.col::<String>("amount")?)?;
+    Ok(Some((order_id, row.col("token_id")?, amount)))
+}
+
 impl Store {
-    /// Receiving addresses (lower case) of the orders on `chain_id` that can still be paid, with their order ids.
+    /// Receiving addresses (lower case) of the orders on `chain_id` still watched, with their order ids:
+    /// open orders, and finished ones for [`crate::orders::LATE_PAYMENT_WATCH_S`] after their end (an
+    /// index range on `watch_until`, so old orders cost nothing).
     pub async fn watched_addresses(&self, chain_id: &str) -> Result<HashMap<String, String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT receive_address, order_id FROM orders \
-             WHERE chain_id = $1 AND status IN ('Pending', 'Processing', 'Underpaid')",
-        )
-        .bind(chain_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query("SELECT receive_address, order_id FROM orders WHERE chain_id = $1 AND watch_until > $2")
+            .bind(chain_id)
+            .bind(now_s())
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|r| Ok((r.col::<String>("receive_address")?.to_ascii_lowercase(), r.col("order_id")?)))
             .collect()
@@ -78,12 +105,14 @@ impl Store {
     }
 
     /// Records a pay-in on first sight: a `Confirming` transaction on the order, which moves to
-    /// `Processing`. `false` if this transfer was recorded before.
+    /// `Processing` if it was `Pending` and the transfer is in its token (a `Pending` order past its
+    /// expiry is expired first: a payment now is late). A transfer whose amount does not fit is
+    /// recorded held at once. `false` if this transfer was recorded before.
     pub async fn record_payin_seen(&self, order_id: &str, p: SeenPayin) -> Result<bool, StoreError> {
         let order_id = order_id.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                let order = lock_order(conn, &order_id).await?;
+                let mut order = lock_order(conn, &order_id).await?;
                 let exists = db::query(
                     "SELECT 1 AS one FROM payment_transactions \
                      WHERE direction = 'in' AND chain_id = $1 AND tx_hash = $2 AND log_index = $3",
@@ -97,6 +126,14 @@ impl Store {
                     return Ok(false);
                 }
                 let now = now_ms();
+                if order.effective_status(now_s()) != order.status && store_expiry(conn, &order, now_s()).await? {
+                    order.status = OrderStatus::Expired;
+                }
+                let held_reason = p.amount.is_none().then(|| {
+                    "held: the amount is more than 2^128 - 1 base units, beyond what ebb's ledger can hold; \
+                     not credited (the tokens are at the receiving address)"
+                        .to_owned()
+                });
                 let tx = TransactionRow {
                     tx_id: ids::new_id("T"),
                     direction: "in".into(),
@@ -107,9 +144,9 @@ impl Store {
                     chain_id: p.chain_id.clone(),
                     from_address: p.from.clone(),
                     to_address: p.to.clone(),
-                    amount: p.amount,
-                    status: "Confirming".into(),
-                    failed_reason: None,
+                    amount: p.amount.unwrap_or(Amount::ZERO),
+                    status: if held_reason.is_some() { HELD } else { "Confirming" }.into(),
+                    failed_reason: held_reason.clone(),
                     created_at_ms: now,
                     updated_at_ms: now,
                 };
@@ -121,7 +158,12 @@ impl Store {
                     .execute(&mut *conn)
                     .await?;
                 events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
-                if order.status == OrderStatus::Pending {
+                if held_reason.is_some() {
+                    events::transaction_changed(conn, events::TRANSACTION_HELD, &tx.tx_id).await?;
+                    events::order_changed(conn, &order_id).await?;
+                    return Ok(true);
+                }
+                if order.status == OrderStatus::Pending && p.token_id == order.token_id {
                     db::query("UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'")
                         .bind(now_s())
                         .bind(&order_id)
@@ -155,25 +197,15 @@ impl Store {
             .collect()
     }
 
-    /// A pay-in reached its confirmation depth: the transaction completes and the order is credited,
-    /// in one transaction. `false` if it was already settled.
-    pub async fn confirm_payin(&self, tx_id: &str) -> Result<bool, StoreError> {
+    /// A pay-in reached its confirmation depth: the transaction completes and the money is credited
+    /// ([`credit_payment`] says where), in one transaction; a late one also raises
+    /// `payment.transaction.late`. `None` if it was already settled. An error that is not the
+    /// database's means this pay-in cannot be credited: the caller holds it ([`Store::hold_payin`]).
+    pub async fn confirm_payin(&self, tx_id: &str) -> Result<Option<Credit>, StoreError> {
         let tx_id = tx_id.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                let lock = crate::for_update(conn);
-                let row = db::query(&format!(
-                    "SELECT order_id, amount, status FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'{lock}"
-                ))
-                .bind(&tx_id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| StoreError::NotFound { what: "pay-in", id: tx_id.clone() })?;
-                if row.col::<String>("status")? != "Confirming" {
-                    return Ok(false);
-                }
-                let order_id: String = row.col::<Option<String>>("order_id")?.unwrap_or_default();
-                let amount = Amount::from_base_units_str(&row.col::<String>("amount")?)?;
+                let Some((order_id, token_id, amount)) = lock_confirming(conn, &tx_id).await? else { return Ok(None) };
                 // The transaction first, so the order's event shows it completed.
                 db::query("UPDATE payment_transactions SET status = 'Completed', updated_at_ms = $1 WHERE tx_id = $2")
                     .bind(now_ms())
@@ -181,7 +213,35 @@ impl Store {
                     .execute(&mut *conn)
                     .await?;
                 events::transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
-                credit_payment(conn, &order_id, amount).await?;
+                let credit = credit_payment(conn, &order_id, &token_id, amount).await?;
+                if credit == Credit::Late {
+                    events::transaction_changed(conn, events::TRANSACTION_LATE, &tx_id).await?;
+                }
+                Ok(Some(credit))
+            })
+        })
+        .await
+    }
+
+    /// Holds a pay-in that cannot be credited: `Rejected` with `reason`, `payment.transaction.held`
+    /// raised, never confirmed. `false` if it was no longer waiting.
+    pub async fn hold_payin(&self, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let (tx_id, reason) = (tx_id.to_owned(), format!("held: {reason}"));
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some((order_id, _, _)) = lock_confirming(conn, &tx_id).await? else { return Ok(false) };
+                lock_order(conn, &order_id).await?;
+                db::query(
+                    "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
+                )
+                .bind(HELD)
+                .bind(&reason)
+                .bind(now_ms())
+                .bind(&tx_id)
+                .execute(&mut *conn)
+                .await?;
+                events::transaction_changed(conn, events::TRANSACTION_HELD, &tx_id).await?;
+                events::order_changed(conn, &order_id).await?;
                 Ok(true)
             })
         })

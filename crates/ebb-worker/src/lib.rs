@@ -4,6 +4,7 @@
 pub mod failpoint;
 pub mod payin;
 pub mod payout;
+pub mod ssrf;
 pub mod webhook;
 
 pub use payin::PayinWatcher;

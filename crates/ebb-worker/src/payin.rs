@@ -7,14 +7,20 @@
 //! `Underpaid`). The cursor moves only after the transfers of the scanned range are stored, and a
 //! transfer is unique on (chain, tx hash, log index): an RPC error or a crash at any point means a
 //! rescan, never a missed or a double-counted transfer.
+//!
+//! Each tick also stores the expiry of the chain's orders whose time has run out (raising their
+//! events). A pay-in that cannot be credited is held with its reason, logged once and counted
+//! (`ebb_payins_held_total`); the tick goes on with the others. Only the database or the node being
+//! unreachable fails a tick.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ebb_chain::{Chain, Inclusion, Outcome, TokenRef};
 use ebb_core::{Amount, TokenRegistry};
 use ebb_store::payins::SeenPayin;
-use ebb_store::Store;
+use ebb_store::{Store, StoreError};
 use tokio::sync::watch;
 
 use crate::payout::WorkerError;
@@ -22,17 +28,43 @@ use crate::payout::WorkerError;
 /// The most blocks one `eth_getLogs` asks for (providers cap the range).
 pub const MAX_RANGE: u64 = 1_000;
 
+/// The most orders one tick expires (the rest wait for the next tick).
+const EXPIRE_PER_TICK: i64 = 500;
+
+/// Whether a store error says something about this pay-in (it cannot be recorded or credited) rather
+/// than about the database being unreachable or refusing statements (worth a retry of the whole tick).
+fn is_about_the_payin(e: &StoreError) -> bool {
+    !matches!(e, StoreError::Database(_) | StoreError::SqliteRead(_) | StoreError::Closed | StoreError::Migrate(_))
+}
+
 pub struct PayinWatcher {
     store: Store,
     chain: Arc<dyn Chain>,
     tokens: Vec<TokenRef>,
     interval: Duration,
+    held: Arc<AtomicU64>,
 }
 
 impl PayinWatcher {
     pub fn new(store: Store, chain: Arc<dyn Chain>, registry: &TokenRegistry, interval: Duration) -> Self {
         let tokens = registry.iter().filter(|t| t.chain_id == chain.chain_id()).map(TokenRef::from).collect();
-        Self { store, chain, tokens, interval }
+        Self { store, chain, tokens, interval, held: Arc::default() }
+    }
+
+    /// Counts the pay-ins this watcher holds in `counter` (the metrics' `ebb_payins_held_total`).
+    pub fn count_held_in(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.held = counter;
+        self
+    }
+
+    async fn hold(&self, tx_id: &str, tx_hash: &str, reason: &StoreError) -> Result<(), WorkerError> {
+        let reason = reason.to_string();
+        if self.store.hold_payin(tx_id, &reason).await? {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(chain = %self.chain.chain_id(), tx = %tx_hash, tx_id = %tx_id, %reason,
+                "a pay-in cannot be credited: held for the operator");
+        }
+        Ok(())
     }
 
     pub fn spawn(self, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
@@ -47,6 +79,7 @@ impl PayinWatcher {
     /// One scan and confirmation pass; returns how many pay-ins were seen and confirmed.
     pub async fn tick(&self) -> Result<(usize, usize), WorkerError> {
         let chain_id = self.chain.chain_id();
+        self.store.expire_due_orders(chain_id, EXPIRE_PER_TICK).await?;
         let head = self.chain.head().await?;
         // A fresh deployment starts at the head: there are no orders in older blocks.
         let from = match self.store.chain_cursor(chain_id).await? {
@@ -67,15 +100,29 @@ impl PayinWatcher {
                     let payin = SeenPayin {
                         chain_id: chain_id.to_owned(),
                         token_id: t.token_id,
-                        tx_hash: t.tx_hash,
+                        tx_hash: t.tx_hash.clone(),
                         log_index: t.log_index,
                         block: t.block,
                         from: t.from,
                         to: t.to,
-                        amount: Amount::from_base_units(t.amount),
+                        amount: t.amount.map(Amount::from_base_units),
                     };
-                    if self.store.record_payin_seen(order_id, payin).await? {
-                        seen += 1;
+                    match self.store.record_payin_seen(order_id, payin).await {
+                        Ok(true) => {
+                            seen += 1;
+                            if t.amount.is_none() {
+                                self.held.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(chain = %chain_id, tx = %t.tx_hash,
+                                    "a pay-in's amount is beyond the ledger's range: recorded as held for the operator");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) if is_about_the_payin(&e) => {
+                            self.held.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(chain = %chain_id, tx = %t.tx_hash, error = %e,
+                                "a pay-in could not be recorded; the scan goes on without it");
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -94,8 +141,11 @@ impl PayinWatcher {
                 Inclusion::Included { confirmations, outcome: Outcome::Success, .. }
                     if confirmations >= self.chain.confirmations() =>
                 {
-                    if self.store.confirm_payin(&p.tx_id).await? {
-                        confirmed += 1;
+                    match self.store.confirm_payin(&p.tx_id).await {
+                        Ok(Some(_)) => confirmed += 1,
+                        Ok(None) => {}
+                        Err(e) if is_about_the_payin(&e) => self.hold(&p.tx_id, &p.tx_hash, &e).await?,
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 Inclusion::Included { .. } | Inclusion::Pending => {}

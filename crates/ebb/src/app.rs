@@ -73,10 +73,15 @@ impl Application {
             sandbox: settings.sandbox,
             sandbox_chains: Arc::new(HashMap::new()),
             webhook_retries: settings.webhooks.retry_schedule.len() as i64,
+            refused_destinations: Arc::default(),
         };
         let (chains, sandboxes) =
             build_chains(&settings.chains, settings.sandbox, &shared.registry, settings.workers).await?;
         shared.sandbox_chains = Arc::new(sandboxes.clone());
+        shared.refused_destinations = Arc::new(ebb_api::destinations::RefusedDestinations::new(
+            &shared.registry,
+            chains.iter().map(|c| c.hot_wallet()),
+        ));
         let state = AppState::new(shared);
         Ok(Application {
             listener,
@@ -134,7 +139,8 @@ impl Application {
             }
             if self.workers.run_watcher {
                 let watcher =
-                    PayinWatcher::new(store.clone(), chain.clone(), &self.state.registry, self.workers.payout_interval);
+                    PayinWatcher::new(store.clone(), chain.clone(), &self.state.registry, self.workers.payout_interval)
+                        .count_held_in(self.state.metrics.payins_held.clone());
                 workers.push(watcher.spawn(workers_stop.clone()));
             }
         }

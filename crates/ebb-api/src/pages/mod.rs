@@ -662,9 +662,9 @@ fn conflict_used(state: &AppState, view: &LinkView, lang: Lang, token: &str) -> 
     res
 }
 
-/// The address as typed, checked for the refund's chain and against the denylist; `Err` is the
-/// message for the customer.
-fn check_address(state: &AppState, p: &Posted, raw: &str) -> Result<Address, &'static str> {
+/// The address as typed, checked for the refund's chain, against the denylist and against the
+/// destinations that would lose the money; `Err` is the message for the customer.
+async fn check_address(state: &AppState, p: &Posted, raw: &str) -> Result<Address, &'static str> {
     let (t, token) = (p.lang.texts(), &p.refund_token);
     let raw = raw.trim();
     if raw.len() > MAX_ADDRESS_LEN {
@@ -675,6 +675,11 @@ fn check_address(state: &AppState, p: &Posted, raw: &str) -> Result<Address, &'s
         tracing::warn!(link = %p.view.link.link_id, refund = %p.view.refund.refund_id,
             "refund page: an address on the screening denylist was refused");
         return Err(t.denied);
+    }
+    if let Err(e) = crate::destinations::check(state, "address", &address).await {
+        tracing::warn!(link = %p.view.link.link_id, refund = %p.view.refund.refund_id, reason = %e.message,
+            "refund page: an address that would lose the money was refused");
+        return Err(t.lost_destination);
     }
     Ok(address)
 }
@@ -707,7 +712,7 @@ async fn confirm(
     if form.action.as_deref() == Some("edit") {
         return form_page(&state, &p.view, p.lang, &p.token, &p.session, &shown(&raw), None, StatusCode::OK);
     }
-    match check_address(&state, &p, &raw) {
+    match check_address(&state, &p, &raw).await {
         Err(msg) => refused_address(&state, &p, &raw, msg),
         Ok(address) => confirm_page(&state, &p, address.as_str(), None, StatusCode::OK),
     }
@@ -751,7 +756,7 @@ async fn submit(
     };
     let t = p.lang.texts();
     let raw = form.address.unwrap_or_default();
-    let address = match check_address(&state, &p, &raw) {
+    let address = match check_address(&state, &p, &raw).await {
         Ok(a) => a,
         Err(msg) => return refused_address(&state, &p, &raw, msg),
     };

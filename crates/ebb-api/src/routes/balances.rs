@@ -127,7 +127,7 @@ pub struct ChangesQuery {
     pub flow_direction: Option<String>,
     pub min_created_timestamp: Option<i64>,
     pub max_created_timestamp: Option<i64>,
-    /// `OrderIn`, `RefundOut` or `RefundFee`.
+    /// One of Cobo's source types (`OrderIn`, `LatePayment`, `UnexceptedIn`, `RefundOut`, … ).
     pub source_type: Option<String>,
     /// Needs `source_type`.
     pub source_id: Option<String>,
@@ -163,6 +163,12 @@ pub async fn changes(
     if source_id.is_some() && source_type.is_none() {
         return Err(ApiError::invalid("source_id needs source_type"));
     }
+    if let Some(t) = source_type.as_deref().filter(|t| !ebb_store::COBO_SOURCE_TYPES.contains(t)) {
+        return Err(ApiError::invalid(format!(
+            "source_type must be one of {}, not {t:?}",
+            ebb_store::COBO_SOURCE_TYPES.join(", ")
+        )));
+    }
     let filter = BalanceChangeFilter {
         token_id: q.token_id.filter(|s| !s.is_empty()),
         inflow,
@@ -185,7 +191,8 @@ pub async fn changes(
             flow_direction: if c.delta >= 0 { "in" } else { "out" }.into(),
             created_timestamp: c.created_at,
             source_id: c.source_id,
-            source_type: c.source_type,
+            source_type: c.source_type.cobo().to_owned(),
+            reason: c.source_type.as_str().to_owned(),
             token_id: c.token_id,
         }
     })))

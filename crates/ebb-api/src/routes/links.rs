@@ -55,6 +55,12 @@ pub async fn create(
                 ));
             }
             let order_id = tx.order_id.clone().ok_or_else(|| ApiError::not_found("transaction", tx_id))?;
+            if let Some(m) = &caller.merchant {
+                let order = state.store.order(&order_id).await?;
+                if order.is_none_or(|o| &o.merchant_id != m) {
+                    return Err(ApiError::not_found("transaction", tx_id));
+                }
+            }
             (order_id, tx.token_id, tx.from_address)
         }
     };
@@ -63,6 +69,9 @@ pub async fn create(
     let source = RefundSource::parse(&info.refund_source).ok_or_else(|| {
         ApiError::invalid(format!("business_info.refund_source must be Merchant or Psp, not {:?}", info.refund_source))
     })?;
+    if source == RefundSource::Psp {
+        caller.require_psp_for("spend the PSP's balance (refund_source Psp)")?;
+    }
     let merchant_id = validate::optional_text("business_info.merchant_id", info.merchant_id.as_deref(), 128)?;
     if source == RefundSource::Merchant && merchant_id.is_none() {
         return Err(ApiError::invalid("business_info.merchant_id is required when refund_source is Merchant"));

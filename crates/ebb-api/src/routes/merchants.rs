@@ -79,6 +79,9 @@ pub async fn update(
     caller.check_merchant(&merchant_id)?;
     let name = req.name.as_deref().map(|n| validate::text("name", n, 128)).transpose()?;
     let rate = req.developer_fee_rate.as_deref().map(validate::fee_rate).transpose()?;
+    if rate.is_some() {
+        caller.require_psp_for("set developer_fee_rate")?;
+    }
     let m = state.store.update_merchant(&merchant_id, name, rate).await?;
     Ok(Json(m.into()))
 }

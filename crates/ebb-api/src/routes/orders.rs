@@ -51,6 +51,20 @@ pub async fn create(
     if fee_amount > payable_amount {
         return Err(ApiError::new(ErrorCode::InvalidAmount, "fee_amount must not exceed the payable amount"));
     }
+    if caller.merchant.is_some() {
+        // The developer fee is the PSP's: a merchant's own key may pay more, never less than the rate
+        // the PSP set for it.
+        let merchant =
+            state.store.merchant(&merchant_id).await?.ok_or_else(|| ApiError::not_found("merchant", &merchant_id))?;
+        let least = validate::fee_at_rate(payable_amount, &merchant.developer_fee_rate)?;
+        if fee_amount < least {
+            caller.require_psp_for(&format!(
+                "set fee_amount below the merchant's developer_fee_rate ({} × payable_amount = {})",
+                merchant.developer_fee_rate,
+                least.to_decimal_string(token.decimals)
+            ))?;
+        }
+    }
     let amount_tolerance = match req.amount_tolerance.as_deref().filter(|s| !s.is_empty()) {
         Some(t) => validate::amount("amount_tolerance", t, &token)?,
         None => ebb_core::Amount::ZERO,

@@ -26,8 +26,15 @@ pub async fn create(
     let amount = validate::positive_amount("payable_amount", &req.payable_amount, &token, API_AMOUNT_MAX_SCALE)?;
     let source = RefundSource::parse(&req.refund_type)
         .ok_or_else(|| ApiError::invalid(format!("refund_type must be Merchant or Psp, not {:?}", req.refund_type)))?;
+    if source == RefundSource::Psp {
+        caller.require_psp_for("spend the PSP's balance (refund_type Psp)")?;
+    }
     let to_address = match req.to_address.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => Some(validate::address("to_address", a, &token)?),
+        Some(a) => {
+            let address = validate::address("to_address", a, &token)?;
+            crate::destinations::check(&state, "to_address", &address).await?;
+            Some(address)
+        }
         None => None,
     };
     let merchant_fee = if req.charge_merchant_fee == Some(true) {
@@ -149,6 +156,7 @@ pub async fn update(
         state.store.refund(&refund_id, scope).await?.ok_or_else(|| ApiError::not_found("refund", &refund_id))?;
     let token = validate::token(&state.registry, "token_id", &current.token_id)?;
     let address = validate::address("to_address", &req.to_address, token)?;
+    crate::destinations::check(&state, "to_address", &address).await?;
     let r = state.store.set_refund_address(&refund_id, scope, address).await?;
     Ok(Json(Refund::from_row(&state.registry, r)))
 }

@@ -269,8 +269,29 @@ fn sample_data(event_type: &str) -> Value {
     }
 }
 
+/// Why a test event may not set `field` to `value`, if it may not: a test event names no real object.
+/// ebb's own ids (merchants, orders, refunds, transactions: a capital letter and 24 hex digits) are
+/// refused in any field, and the fields that carry names a merchant chose (`request_id`, order codes)
+/// or a chain's (`tx_hash`) cannot be set at all. Made-up ids such as `R_retry` are fine.
+fn refused_override(field: &str, value: &Value) -> Option<String> {
+    if matches!(field, "request_id" | "psp_order_code" | "merchant_order_code" | "tx_hash" | "transactions") {
+        return Some(format!("override_data may not set {field}: a test event names no real object"));
+    }
+    let looks_like_an_ebb_id = |s: &str| {
+        let b = s.as_bytes();
+        b.len() == 25 && b[0].is_ascii_uppercase() && b[1..].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    match value {
+        Value::String(s) if looks_like_an_ebb_id(s) => {
+            Some(format!("override_data.{field} looks like a real ebb id ({s}): a test event names no real object"))
+        }
+        _ => None,
+    }
+}
+
 /// Raises a test event of a type, with a sample object (fields of `override_data` replace the
-/// sample's), to every active endpoint subscribed to the type.
+/// sample's, except any that would name a real object), to every active endpoint subscribed to the type.
+/// The envelope carries `test: true`.
 #[utoipa::path(post, path = "/v2/webhooks/events/trigger", tag = "webhooks", request_body = TriggerTestWebhookEventRequest,
     responses((status = 201, body = TriggerTestWebhookEventResponse), (status = "4XX", body = ErrorResponse)))]
 pub async fn trigger(
@@ -283,7 +304,12 @@ pub async fn trigger(
     let mut data = sample_data(&req.event_type);
     match req.override_data {
         None | Some(Value::Null) => {}
-        Some(Value::Object(fields)) => data.as_object_mut().expect("an object").extend(fields),
+        Some(Value::Object(fields)) => {
+            if let Some(why) = fields.iter().find_map(|(f, v)| refused_override(f, v)) {
+                return Err(ApiError::invalid(why));
+            }
+            data.as_object_mut().expect("an object").extend(fields)
+        }
         Some(_) => return Err(ApiError::invalid("override_data must be an object")),
     }
     let data = serde_json::to_string(&data).map_err(|e| ApiError::invalid(e.to_string()))?;

@@ -100,6 +100,10 @@ pub struct WebhookEvent {
     /// ebb extension: increases with every event of the same refund (with its payout transactions) or
     /// order (with its pay-ins); a receiver keeps the highest it has processed and drops older ones.
     pub sequence: i64,
+    /// ebb extension: `true` on a test event (`POST /webhooks/events/trigger`), absent on real ones. A
+    /// test event's `data` is a sample that names no real object; a receiver acts on no event with it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 impl WebhookEvent {
@@ -116,6 +120,7 @@ impl WebhookEvent {
             next_retry_timestamp: retrying.then_some(d.next_attempt_ms),
             retries_left: retrying.then(|| d.retries_left.unwrap_or(full_schedule)),
             sequence: d.event_seq,
+            test: d.kind == EventKind::Test,
         }
     }
 }
@@ -123,7 +128,7 @@ impl WebhookEvent {
 /// The body POSTed to an endpoint: the envelope without the delivery's own state, so every attempt
 /// sends the same bytes.
 pub fn delivery_body(reg: &TokenRegistry, d: &DeliveryRow) -> Result<String, String> {
-    let body = json!({
+    let mut body = json!({
         "event_id": d.event_id,
         "url": d.url,
         "created_timestamp": d.created_at_ms,
@@ -131,6 +136,9 @@ pub fn delivery_body(reg: &TokenRegistry, d: &DeliveryRow) -> Result<String, Str
         "data": event_data(reg, d.kind, &d.snapshot)?,
         "sequence": d.event_seq,
     });
+    if d.kind == EventKind::Test {
+        body["test"] = Value::Bool(true);
+    }
     serde_json::to_string(&body).map_err(|e| e.to_string())
 }
 

@@ -17,22 +17,29 @@ async fn balance_changes_follow_the_ledger(app: &TestApp) {
     .ok();
     let changes = app.get(&format!("/v2/payments/balance_changes?source_account={m}&token_id=ETH_USDT")).await.ok();
     let rows = changes["data"].as_array().unwrap();
-    let summary: Vec<(String, String, String, String, String)> = rows
+    let summary: Vec<[String; 6]> = rows
         .iter()
         .map(|c| {
-            let s = |k: &str| c[k].as_str().unwrap().to_owned();
-            (s("source_type"), s("flow_direction"), s("amount"), s("balance_before"), s("balance_after"))
+            ["source_type", "reason", "flow_direction", "amount", "balance_before", "balance_after"]
+                .map(|k| c[k].as_str().unwrap().to_owned())
         })
         .collect();
-    let owned = |a: &str, b: &str, c: &str, d: &str, e: &str| (a.into(), b.into(), c.into(), d.into(), e.into());
+    let owned = |row: [&str; 6]| row.map(str::to_owned);
+    // The fee's posting is Cobo's RefundOut (the SDK knows no RefundFee); ebb's reason says which.
     assert_eq!(
         summary,
         vec![
-            owned("RefundFee", "out", "1", "13", "12"),
-            owned("RefundOut", "out", "5", "18", "13"),
-            owned("OrderIn", "in", "18", "0", "18"),
+            owned(["RefundOut", "RefundFee", "out", "1", "13", "12"]),
+            owned(["RefundOut", "RefundOut", "out", "5", "18", "13"]),
+            owned(["OrderIn", "OrderIn", "in", "18", "0", "18"]),
         ]
     );
+    let refund_out =
+        app.get(&format!("/v2/payments/balance_changes?source_account={m}&source_type=RefundOut")).await.ok();
+    assert_eq!(refund_out["pagination"]["total_count"], 2, "both of the refund's postings are RefundOut");
+    let payout = app.get(&format!("/v2/payments/balance_changes?source_account={m}&source_type=Payout")).await.ok();
+    assert_eq!(payout["pagination"]["total_count"], 0);
+    app.get(&format!("/v2/payments/balance_changes?source_account={m}&source_type=RefundFee")).await.error(400, 40000);
     assert_eq!(rows[2]["amount_raw"], "18000000");
     let outs = app.get(&format!("/v2/payments/balance_changes?source_account={m}&flow_direction=out")).await.ok();
     assert_eq!(outs["pagination"]["total_count"], 2);

@@ -33,6 +33,12 @@ pub trait TestChain: Send + Sync {
     async fn reorg_last_block(&self);
     /// Pays an order (the JSON ebb returned) in full from a customer account; returns the tx hash.
     async fn pay_order(&self, app: &TestApp, order: &Value) -> String;
+    /// A customer sends `amount` base units of `token_id` (`ETH_USDT`, or `ETH_USDC`: a second token
+    /// with [`TestChain::usdc_decimals`]) to `to`, unmined; returns the tx hash.
+    async fn send(&self, to: &str, token_id: &str, amount: U256) -> String;
+    fn usdc_decimals(&self) -> u32;
+    /// The largest transfer this chain can carry: more than ebb's ledger holds.
+    fn absurd_amount(&self) -> U256;
 }
 
 pub struct Sandbox(pub Arc<SandboxChain>);
@@ -58,6 +64,15 @@ impl TestChain for Sandbox {
         let id = order["order_id"].as_str().unwrap();
         let tx = app.post(&format!("/v2/sandbox/orders/{id}/payments"), json!({})).await.ok();
         tx["tx_hash"].as_str().unwrap().to_owned()
+    }
+    async fn send(&self, to: &str, token_id: &str, amount: U256) -> String {
+        self.0.pay_from_outside(crate::helpers::USER_ADDRESS, to, token_id, u128::try_from(amount).unwrap())
+    }
+    fn usdc_decimals(&self) -> u32 {
+        6
+    }
+    fn absurd_amount(&self) -> U256 {
+        U256::from(u128::MAX)
     }
 }
 
@@ -95,6 +110,8 @@ pub struct Anvil {
     /// Signs as the token owner (account 0).
     pub owner: DynProvider,
     pub token: Address,
+    /// A second test token, ebb's `ETH_USDC` with 18 decimals (see [`Anvil::second_token_as_eth_usdc`]).
+    pub token2: Address,
     hot_wallet: Address,
     snapshots: Mutex<Vec<Value>>,
 }
@@ -150,10 +167,14 @@ impl Anvil {
         let code =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/TestToken.bin")).unwrap();
         let deploy = TransactionRequest::default().with_deploy_code(alloy::hex::decode(code.trim()).unwrap());
+        let bytecode = alloy::hex::decode(code.trim()).unwrap();
         let receipt = owner.send_transaction(deploy).await.unwrap().get_receipt().await.unwrap();
         let token = receipt.contract_address.expect("token deployed");
+        let deploy2 = TransactionRequest::default().with_deploy_code(bytecode);
+        let receipt2 = owner.send_transaction(deploy2).await.unwrap().get_receipt().await.unwrap();
+        let token2 = receipt2.contract_address.expect("second token deployed");
         let hot_wallet = PrivateKeySigner::from_str(HOT_WALLET_KEY).unwrap().address();
-        let anvil = Anvil { child, url, owner, token, hot_wallet, snapshots: Mutex::new(Vec::new()) };
+        let anvil = Anvil { child, url, owner, token, token2, hot_wallet, snapshots: Mutex::new(Vec::new()) };
         anvil
             .token()
             .mint(hot_wallet, U256::from(1_000_000_000_000u64))
@@ -234,6 +255,19 @@ impl Anvil {
         }
     }
 
+    /// The second test token as ebb's `ETH_USDC`, with 18 decimals: a credit that ignored the token
+    /// would be off by 10^12 as well as in the wrong token.
+    pub fn second_token_as_eth_usdc(&self) -> Token {
+        Token {
+            id: "ETH_USDC".into(),
+            chain_id: "ETH".into(),
+            family: ChainFamily::Evm,
+            symbol: "USDC".into(),
+            decimals: 18,
+            contract: self.token2.to_checksum(None),
+        }
+    }
+
     /// Every token transfer out of the hot wallet on chain: (recipient, amount).
     pub async fn payouts_on_chain(&self) -> Vec<(Address, U256)> {
         use alloy::sol_types::SolEvent;
@@ -277,6 +311,28 @@ impl TestChain for Anvil {
     async fn pay_order(&self, _app: &TestApp, order: &Value) -> String {
         let amount = crate::payouts::base_units(order["payable_amount"].as_str().unwrap());
         self.pay(order["receive_address"].as_str().unwrap(), amount).await
+    }
+    async fn send(&self, to: &str, token_id: &str, amount: U256) -> String {
+        let contract = if token_id == "ETH_USDC" { self.token2 } else { self.token };
+        let customer = PrivateKeySigner::from_str(CUSTOMER_KEY).unwrap();
+        self.rpc("anvil_setBalance", json!([customer.address().to_checksum(None), "0x8ac7230489e80000"])).await;
+        let minted =
+            TestToken::new(contract, self.owner.clone()).mint(customer.address(), amount).send().await.unwrap();
+        self.mine().await;
+        minted.get_receipt().await.unwrap();
+        let as_customer = ProviderBuilder::new().wallet(customer).connect_http(self.url.parse().unwrap()).erased();
+        let sent = TestToken::new(contract, as_customer)
+            .transfer(Address::from_str(to).unwrap(), amount)
+            .send()
+            .await
+            .unwrap();
+        format!("{:#x}", sent.tx_hash())
+    }
+    fn usdc_decimals(&self) -> u32 {
+        18
+    }
+    fn absurd_amount(&self) -> U256 {
+        U256::from(1u8) << 200
     }
 }
 

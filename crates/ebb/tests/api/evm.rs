@@ -14,7 +14,7 @@ fn options(anvil: &Anvil) -> Options {
     Options {
         payouts: true,
         chains: vec![anvil.chain_setting(2)],
-        tokens: vec![anvil.token_as_eth_usdt()],
+        tokens: vec![anvil.token_as_eth_usdt(), anvil.second_token_as_eth_usdc()],
         ..Options::default()
     }
 }
@@ -58,6 +58,8 @@ on_anvil!(
     a_customer_payment_is_refunded_to_the_payer,
     a_rescanned_payin_is_counted_once,
     a_payin_reorged_out_is_never_credited,
+    extra_payments_are_credited_and_never_stall_the_chain,
+    another_token_is_credited_in_its_own_token,
 );
 
 /// The RPC node goes away for a while (connections refused and cut), before a payout starts and while
@@ -279,3 +281,11 @@ async fn an_orders_receiving_address_is_spendable_with_its_deposit_key(app: &Tes
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("not derived from this server key"));
 }
 on_anvil!(an_orders_receiving_address_is_spendable_with_its_deposit_key);
+
+async fn extra_payments_are_credited_and_never_stall_the_chain(app: &TestApp, anvil: &Anvil) {
+    crate::payins::extra_payments_are_credited_and_never_stall_the_chain(app, anvil).await;
+}
+
+async fn another_token_is_credited_in_its_own_token(app: &TestApp, anvil: &Anvil) {
+    crate::payins::another_token_is_credited_in_its_own_token(app, anvil).await;
+}

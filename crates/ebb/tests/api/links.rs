@@ -402,6 +402,29 @@ async fn the_denylist_and_the_rate_limit_refuse_without_changes(app: &TestApp) {
 }
 crate::both_backends_with!(the_denylist_and_the_rate_limit_refuse_without_changes, super::guarded());
 
+/// Addresses that would lose the money (the zero address, a token contract, ebb's hot wallet, an
+/// order's receiving address) are refused on the page, at confirm and at submit; nothing changes.
+async fn the_page_refuses_destinations_that_lose_the_money(app: &TestApp) {
+    use crate::chains::TestChain;
+    let (merchant, order) = paid_by_payer(app, "10").await;
+    let link = create_link(app, link_body("link-lost", &merchant, &order, "5")).await;
+    let mut customer = Customer::new(app);
+    let form = customer.open(&link).await;
+    let seen = footprint(app, "link-lost").await;
+    let usdt = ebb_core::TokenRegistry::cobo_defaults().get("ETH_USDT").unwrap().contract.clone();
+    let receiving = order["receive_address"].as_str().unwrap().to_owned();
+    let hot = app.sandbox("ETH").hot_wallet();
+    for lost in ["0x0000000000000000000000000000000000000000".to_owned(), usdt, receiving, hot] {
+        for path in ["/refund-link/confirm", "/refund-link/submit"] {
+            let page = customer.post_form(&form, path, &lost, &[("ack", "1")]).await;
+            assert_eq!(page.status, 422, "{path} {lost}: {}", page.body);
+            assert!(page.has("would be lost"), "{path} {lost}: {}", page.body);
+        }
+    }
+    assert_eq!(footprint(app, "link-lost").await, seen);
+}
+crate::both_backends!(the_page_refuses_destinations_that_lose_the_money);
+
 fn short_lived() -> Options {
     Options {
         links: Some(LinkSettings { ttl: Duration::from_millis(1500), ..LinkSettings::default() }),

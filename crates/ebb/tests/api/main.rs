@@ -17,4 +17,5 @@ mod ops;
 mod payins;
 mod payouts;
 mod refunds;
+mod scopes;
 mod webhooks;

@@ -1,7 +1,7 @@
 use crate::both_backends;
 use crate::helpers::TestApp;
 
-both_backends!(operational_endpoints_answer);
+both_backends!(operational_endpoints_answer, made_up_methods_do_not_grow_the_metrics);
 
 async fn operational_endpoints_answer(app: &TestApp) {
     let get = |p: &str| app.client.get(app.url(p)).send();
@@ -20,6 +20,26 @@ async fn operational_endpoints_answer(app: &TestApp) {
     );
     let resp = get("/healthz").await.unwrap();
     assert!(resp.headers().get("x-request-id").is_some());
+}
+
+/// Unauthenticated requests with made-up methods and paths fold into fixed labels: after the first
+/// two, 300 more add no line to `/metrics`.
+async fn made_up_methods_do_not_grow_the_metrics(app: &TestApp) {
+    let metrics = || async { app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let probe = |i: usize| async move {
+        let method = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+        app.client.request(method.clone(), app.url("/healthz")).send().await.unwrap();
+        app.client.request(method, app.url(&format!("/no/such/path/{i}"))).send().await.unwrap();
+    };
+    probe(0).await;
+    metrics().await;
+    let before = metrics().await.lines().count();
+    for i in 1..=300 {
+        probe(i).await;
+    }
+    let after = metrics().await;
+    assert_eq!(after.lines().count(), before, "{after}");
+    assert!(after.contains("method=\"OTHER\""), "{after}");
 }
 
 #[tokio::test]

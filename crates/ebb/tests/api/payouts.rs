@@ -93,8 +93,13 @@ pub async fn pays_a_refund_once_and_settles_the_ledger(app: &TestApp, chain: &dy
     let rows = changes["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{changes}");
     assert_eq!(
-        (rows[0]["source_type"].as_str(), rows[0]["flow_direction"].as_str(), rows[0]["amount"].as_str()),
-        (Some("RefundFee"), Some("in"), Some("0.5"))
+        (
+            rows[0]["source_type"].as_str(),
+            rows[0]["reason"].as_str(),
+            rows[0]["flow_direction"].as_str(),
+            rows[0]["amount"].as_str()
+        ),
+        (Some("RefundOut"), Some("RefundFee"), Some("in"), Some("0.5"))
     );
     id
 }

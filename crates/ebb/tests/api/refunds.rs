@@ -15,7 +15,58 @@ both_backends!(
     listing_refunds_pages_with_cursors_and_filters,
     a_cancelled_or_processing_refund_cannot_change,
     a_refund_shows_its_transactions_in_order,
+    refunds_to_destinations_that_lose_the_money_are_refused,
 );
+
+/// The zero address, a token contract in the registry, ebb's hot wallet and an order's receiving
+/// address are refused (400, 40004) on create and on update, and nothing is reserved.
+async fn refunds_to_destinations_that_lose_the_money_are_refused(app: &TestApp) {
+    use crate::chains::TestChain;
+    let m = app.create_merchant("Shop").await;
+    let order = app.paid_order(&m, "10", "0").await;
+    let other_order = app
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": m, "psp_order_code": "other", "payable_currency": "BASE_USDT",
+              "payable_amount": "1", "fee_amount": "0"}),
+        )
+        .await
+        .ok();
+    let lost = [
+        ("0x0000000000000000000000000000000000000000", "zero address"),
+        ("0xdac17f958d2ee523a2206206994597c13d831ec7", "contract of token ETH_USDT"),
+        ("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "contract of token BASE_USDC"),
+        (order["receive_address"].as_str().unwrap(), "receiving addresses"),
+        (other_order["receive_address"].as_str().unwrap(), "receiving addresses"),
+        (&app.sandbox("ETH").hot_wallet(), "hot wallet"),
+    ];
+    for (i, (address, why)) in lost.iter().enumerate() {
+        let e = app
+            .post(
+                "/v2/payments/refunds",
+                json!({"request_id": format!("lost-{i}"), "merchant_id": m, "payable_amount": "1",
+                  "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": address}),
+            )
+            .await
+            .error(400, 40004);
+        assert!(e["error_message"].as_str().unwrap().contains(why), "{address}: {e}");
+    }
+    let pending = app
+        .post(
+            "/v2/payments/refunds",
+            json!({"request_id": "later", "merchant_id": m, "payable_amount": "1",
+              "token_id": "ETH_USDT", "refund_type": "Merchant"}),
+        )
+        .await
+        .ok();
+    let id = pending["refund_id"].as_str().unwrap();
+    for (address, _) in lost {
+        app.put(&format!("/v2/payments/refunds/{id}"), Some(json!({"to_address": address}))).await.error(400, 40004);
+    }
+    let still = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();
+    assert_eq!((still["status"].as_str(), still["to_address"].as_str()), (Some("PendingConfirmation"), Some("")));
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "9", "only the one live refund reserved");
+}
 
 async fn a_refund_shows_its_transactions_in_order(app: &TestApp) {
     let m = app.create_merchant("Shop").await;

@@ -338,6 +338,44 @@ async fn a_failed_attempt_is_retried_and_logged(app: &TestApp) {
 }
 crate::both_backends!(a_failed_attempt_is_retried_and_logged);
 
+/// A test event says so in its envelope (POSTed and listed), and may not carry a real object's id;
+/// a real event has no `test` field.
+async fn a_test_event_is_marked_and_names_no_real_object(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    let endpoint_id = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    let merchant = app.create_merchant("real").await;
+    let order = app.paid_order(&merchant, "10", "0").await;
+    let order_id = order["order_id"].as_str().unwrap();
+    for data in [
+        json!({"order_id": order_id, "status": "Completed"}),
+        json!({"refund_id": order_id.replacen('O', "R", 1)}),
+        json!({"merchant_id": merchant}),
+        json!({"request_id": "a-real-request"}),
+        json!({"tx_hash": "0x00"}),
+    ] {
+        let resp = app
+            .post(
+                "/v2/webhooks/events/trigger",
+                json!({"event_type": "payment.order.status.updated", "override_data": data}),
+            )
+            .await;
+        assert_eq!(resp.status, 400, "{data} was accepted: {}", resp.body);
+        assert!(resp.body["error_message"].as_str().unwrap().contains("names no real object"), "{}", resp.body);
+    }
+    trigger(app, "payment.refund.status.updated", json!({"refund_id": "R_made_up", "status": "Completed"})).await;
+    let got = receiver
+        .wait_until(Duration::from_secs(5), "the test event", |g| g.iter().any(|r| r.json()["test"] == true))
+        .await;
+    let test = got.iter().map(Received::json).find(|e| e["test"] == true).unwrap();
+    assert_eq!(test["data"]["refund_id"], "R_made_up");
+    let listed = wait_event(app, &endpoint_id, test["event_id"].as_str().unwrap(), |e| e["status"] == "Success").await;
+    assert_eq!(listed["test"], true);
+    for real in got.iter().map(Received::json).filter(|e| e["event_id"] != test["event_id"]) {
+        assert!(real.get("test").is_none(), "a real event carries the test flag: {real}");
+    }
+}
+crate::both_backends!(a_test_event_is_marked_and_names_no_real_object);
+
 /// An endpoint that is down is tried on the schedule until the tries run out (`Failed`); a retry
 /// through the API delivers it once the receiver is back.
 async fn a_down_receiver_is_retried_on_schedule_then_fails(app: &TestApp) {
