@@ -220,7 +220,8 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
         )
     })?;
     let sig_lower = sig_hex.to_ascii_lowercase();
-    if !state.replay.first_use(&key_hex, &sig_lower, now).await? {
+    let durability = ebb_store::replay::Durability::of_method(parts.method.as_str());
+    if !state.replay.first_use(&key_hex, &sig_lower, now, durability).await? {
         return Err(ApiError::new(
             ErrorCode::ReplayedRequest,
             "this exact signed request was already received (a replay); sign each request anew",

@@ -41,6 +41,14 @@ pub struct PayableRefund {
     pub hold_reason: Option<String>,
 }
 
+/// The transfer a payout signs, as the executor prepared it from the refund it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedTransfer {
+    pub token_id: String,
+    pub to_address: String,
+    pub amount: Amount,
+}
+
 /// A payout transaction that the chain has not decided yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenLeg {
@@ -339,14 +347,15 @@ impl Store {
     /// skipped), signs with it through `sign`, stores the signed bytes as a `Broadcasting` transaction
     /// and moves the refund to `Processing`. Nothing is broadcast here; the caller does that after this
     /// returns, so the bytes are durable first. `None` if the refund is no longer `Pending`, or another
-    /// process is starting it.
+    /// process is starting it, or the locked row no longer asks for `transfer` (its address changed
+    /// since the executor read it): nothing is signed then, and the next tick prepares the refund anew.
     pub async fn start_payout<F>(
         &self,
         refund_id: &str,
         chain_id: &str,
         hot_wallet: &str,
         chain_nonce: u64,
-        amount: Amount,
+        transfer: PreparedTransfer,
         sign: F,
     ) -> Result<Option<OpenLeg>, StoreError>
     where
@@ -362,6 +371,13 @@ impl Store {
                 if (r.status != RefundStatus::Pending && !next_transfer) || r.to_address.is_empty() {
                     return Ok(None);
                 }
+                // The signature must be for what the locked row asks now, not for what was read before.
+                if r.to_address != transfer.to_address || r.token_id != transfer.token_id {
+                    tracing::info!(refund = %refund_id, prepared_for = %transfer.to_address, now = %r.to_address,
+                        "the refund changed while its payout was prepared; the attempt is abandoned before signing");
+                    return Ok(None);
+                }
+                let amount = transfer.amount;
                 let remaining = r.amount.checked_sub(paid_so_far(conn, &refund_id).await?).unwrap_or(Amount::ZERO);
                 if amount.is_zero() || amount > remaining {
                     return Err(StoreError::Internal(format!(

@@ -1,11 +1,19 @@
 //! Refusing replays: a signature already accepted is refused while its nonce could still be valid.
 //!
-//! PostgreSQL: the `seen_signatures` table is the one authority for every ebb process sharing the
-//! database (an UNLOGGED table: no WAL flush per request). SQLite: one ebb process serves a database
-//! file, so the authority is an in-memory set of 16-byte digests of key and signature; it is appended
-//! to `seen_request_log` in the background every [`FLUSH_INTERVAL`] and loaded back at start, so a
-//! restart does not re-open the replay window (except for signatures seen in the last flush interval
-//! before a crash).
+//! A request that changes something (any method but GET and HEAD: [`Durability::BeforeAnswer`]) is
+//! recorded durably before it is served, so its replay is refused even after a crash of ebb or of
+//! the database: a replayed `POST /links/refunds`, for one, would re-link the refund and hand the
+//! replayer a fresh link. A read ([`Durability::Background`]) is recorded without waiting for a
+//! disk: a crash may forget the reads of its last moments, and replaying one of those only reads
+//! again what its first sending read.
+//!
+//! PostgreSQL: tables shared by every ebb process sharing the database are the authority:
+//! `seen_write_signatures` (logged; the insert commits before the request runs) for changes,
+//! `seen_signatures` (UNLOGGED: no WAL flush per read) for reads. A signature covers the method, so
+//! a request's signature can only ever be in the table of its kind. SQLite: one ebb process serves a
+//! database file, so the authority is an in-memory set of 16-byte digests of key and signature,
+//! logged to `seen_request_log` and loaded back at start: a change's digest through the writer's
+//! group commit before it is served, a read's in the background every [`FLUSH_INTERVAL`].
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -33,6 +41,26 @@ fn request_digest(api_key: &str, signature: &str) -> RequestDigest {
     let mut digest = [0u8; 16];
     digest.copy_from_slice(&hash[..16]);
     digest
+}
+
+/// When a request's record must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the request is served: it may change something.
+    BeforeAnswer,
+    /// Soon: a read.
+    Background,
+}
+
+impl Durability {
+    /// GET and HEAD read; every other method may change something.
+    pub fn of_method(method: &str) -> Self {
+        if matches!(method, "GET" | "HEAD") {
+            Durability::Background
+        } else {
+            Durability::BeforeAnswer
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -77,29 +105,63 @@ impl ReplayGuard {
         Ok(ReplayGuard { inner })
     }
 
-    /// Records the signature; `Ok(false)` if it was seen before (a replay).
-    pub async fn first_use(&self, api_key: &str, signature: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// Records the signature; `Ok(false)` if it was seen before (a replay). With
+    /// [`Durability::BeforeAnswer`] the record is on disk when this returns `Ok(true)`.
+    pub async fn first_use(
+        &self,
+        api_key: &str,
+        signature: &str,
+        now_ms: i64,
+        durability: Durability,
+    ) -> Result<bool, StoreError> {
         let store = &self.inner.store;
         match store.backend() {
             Backend::Postgres => {
-                let done = sqlx::query(
-                    "INSERT INTO seen_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(api_key)
-                .bind(signature)
-                .bind(now_ms)
-                .execute(store.pool())
-                .await?;
+                let sql = match durability {
+                    Durability::BeforeAnswer => {
+                        "INSERT INTO seen_write_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING"
+                    }
+                    Durability::Background => {
+                        "INSERT INTO seen_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                    }
+                };
+                let done = sqlx::query(sql).bind(api_key).bind(signature).bind(now_ms).execute(store.pool()).await?;
                 Ok(done.rows_affected() == 1)
             }
             Backend::Sqlite => {
                 let digest = request_digest(api_key, signature);
-                let mut m = self.inner.memory.lock().expect("replay memory lock");
-                if !m.seen.insert(digest) {
-                    return Ok(false);
+                {
+                    let mut m = self.inner.memory.lock().expect("replay memory lock");
+                    if !m.seen.insert(digest) {
+                        return Ok(false);
+                    }
+                    m.order.push_back((now_ms, digest));
+                    if durability == Durability::Background {
+                        m.unsaved.push((now_ms, digest));
+                        return Ok(true);
+                    }
                 }
-                m.order.push_back((now_ms, digest));
-                m.unsaved.push((now_ms, digest));
+                let saved = store
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            db::query(
+                                "INSERT INTO seen_request_log (seen_at, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                            )
+                            .bind(now_ms)
+                            .bind(digest.to_vec())
+                            .execute(&mut *conn)
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .await;
+                if let Err(e) = saved {
+                    // Not recorded, so not served: the client may send it again.
+                    let mut m = self.inner.memory.lock().expect("replay memory lock");
+                    m.seen.remove(&digest);
+                    return Err(e);
+                }
                 Ok(true)
             }
         }
@@ -138,9 +200,11 @@ async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
     if unsaved.is_empty() && !prune {
         return Ok(());
     }
-    let prune_sql = match inner.store.backend() {
-        Backend::Sqlite => "DELETE FROM seen_request_log WHERE seen_at < $1",
-        Backend::Postgres => "DELETE FROM seen_signatures WHERE seen_at < $1",
+    let prune_sql: &[&str] = match inner.store.backend() {
+        Backend::Sqlite => &["DELETE FROM seen_request_log WHERE seen_at < $1"],
+        Backend::Postgres => {
+            &["DELETE FROM seen_signatures WHERE seen_at < $1", "DELETE FROM seen_write_signatures WHERE seen_at < $1"]
+        }
     };
     inner
         .store
@@ -160,7 +224,9 @@ async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
                     q.execute(&mut *conn).await?;
                 }
                 if prune {
-                    db::query(prune_sql).bind(now - RETAIN_MS).execute(&mut *conn).await?;
+                    for sql in prune_sql {
+                        db::query(sql).bind(now - RETAIN_MS).execute(&mut *conn).await?;
+                    }
                 }
                 Ok(())
             })
@@ -181,20 +247,43 @@ mod tests {
             let store = Store::connect(&url, 2).await.unwrap();
             store.migrate().await.unwrap();
             let guard = ReplayGuard::new(store.clone(), now).await.unwrap();
-            assert!(guard.first_use("k1", "s1", now).await.unwrap());
-            assert!(!guard.first_use("k1", "s1", now).await.unwrap(), "a replay in the same process");
-            assert!(guard.first_use("k2", "s1", now).await.unwrap(), "the same signature under another key");
+            assert!(guard.first_use("k1", "s1", now, Durability::Background).await.unwrap());
+            assert!(
+                !guard.first_use("k1", "s1", now, Durability::Background).await.unwrap(),
+                "a replay in the same process"
+            );
+            assert!(
+                guard.first_use("k2", "s1", now, Durability::Background).await.unwrap(),
+                "the same signature under another key"
+            );
             guard.flush().await.unwrap();
             store.close().await;
         }
         let store = Store::connect(&url, 2).await.unwrap();
         let guard = ReplayGuard::new(store, now).await.unwrap();
-        assert!(!guard.first_use("k1", "s1", now).await.unwrap(), "a replay after the restart");
-        assert!(!guard.first_use("k2", "s1", now).await.unwrap());
-        assert!(guard.first_use("k1", "s2", now).await.unwrap());
+        assert!(!guard.first_use("k1", "s1", now, Durability::Background).await.unwrap(), "a replay after the restart");
+        assert!(!guard.first_use("k2", "s1", now, Durability::Background).await.unwrap());
+        assert!(guard.first_use("k1", "s2", now, Durability::Background).await.unwrap());
         // Older than the window at start: forgotten, as the nonce check refuses such requests anyway.
         let later = now + RETAIN_MS + 1;
         let guard = ReplayGuard::new(guard.inner.store.clone(), later).await.unwrap();
-        assert!(guard.first_use("k1", "s1", later).await.unwrap());
+        assert!(guard.first_use("k1", "s1", later, Durability::Background).await.unwrap());
+    }
+
+    /// A change's record is on disk before it is served: a process that dies right after (no flush,
+    /// no close) still refuses its replay when the file is opened again.
+    #[tokio::test]
+    async fn a_change_is_recorded_before_it_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::sqlite_url_for_dir(dir.path());
+        let now = crate::util::now_ms();
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let guard = ReplayGuard::new(store.clone(), now).await.unwrap();
+        assert!(guard.first_use("k", "change", now, Durability::BeforeAnswer).await.unwrap());
+        // As if the process died here: whatever sits only in memory is lost.
+        let from_disk = Store::connect(&url, 2).await.unwrap();
+        let after_crash = ReplayGuard::new(from_disk, now).await.unwrap();
+        assert!(!after_crash.first_use("k", "change", now, Durability::BeforeAnswer).await.unwrap());
     }
 }

@@ -2,9 +2,39 @@
 //! process abort (no unwinding, no cleanup: as `kill -9`) the Nth time it passes the named point. The
 //! crash tests use it to stop ebb at exact places of a payout; unset, a point costs one map lookup on
 //! an empty map.
+//!
+//! In-process tests can also run their own code at a point ([`set_hook`], reached by [`pause`]): to
+//! change a refund inside the window between preparing its payout and storing it, for example.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A test's code at a point; it gets the subject (a refund id) and decides whether to act.
+pub type Hook = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn hooks() -> &'static Mutex<HashMap<String, Hook>> {
+    static HOOKS: OnceLock<Mutex<HashMap<String, Hook>>> = OnceLock::new();
+    HOOKS.get_or_init(Mutex::default)
+}
+
+/// Runs `hook` whenever a task passes the point `name` (until [`clear_hook`]).
+pub fn set_hook(name: &str, hook: Hook) {
+    hooks().lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hook);
+}
+
+pub fn clear_hook(name: &str) {
+    hooks().lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+}
+
+/// Runs the hook set for `name`, if any, with `subject`.
+pub async fn pause(name: &str, subject: &str) {
+    let hook = hooks().lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+    if let Some(hook) = hook {
+        hook(subject.to_owned()).await;
+    }
+}
 
 fn armed() -> &'static HashMap<String, u64> {
     static ARMED: OnceLock<HashMap<String, u64>> = OnceLock::new();

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, TokenRef};
 use ebb_core::TokenRegistry;
-use ebb_store::payouts::{OpenLeg, PayableRefund, SignedBytes, TX_CONFIRMING};
+use ebb_store::payouts::{OpenLeg, PayableRefund, PreparedTransfer, SignedBytes, TX_CONFIRMING};
 use ebb_store::{Store, StoreError};
 use futures::stream::{self, StreamExt};
 use tokio::sync::watch;
@@ -136,14 +136,19 @@ impl PayoutExecutor {
 
     /// Signs and stores one payout, then broadcasts it; `false` if another process took the refund.
     async fn start_one(&self, r: PayableRefund, prepared: Prepared, chain_nonce: u64) -> Result<bool, WorkerError> {
-        let amount = ebb_core::Amount::from_base_units(prepared.amount);
+        let transfer = PreparedTransfer {
+            token_id: prepared.token.token_id.clone(),
+            to_address: prepared.to.clone(),
+            amount: ebb_core::Amount::from_base_units(prepared.amount),
+        };
+        failpoint::pause("payout.before_store", &r.refund_id).await;
         let chain = self.chain.clone();
         let signer = move |n: u64| {
             chain.sign(&prepared, n).map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw }).map_err(|e| e.to_string())
         };
         let Some(leg) = self
             .store
-            .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, amount, signer)
+            .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, transfer, signer)
             .await?
         else {
             return Ok(false);

@@ -9,3 +9,14 @@ UPDATE orders SET watch_until = GREATEST(expired_at, updated_at) + 604800;
 CREATE INDEX orders_watch ON orders (chain_id, watch_until);
 -- The expiry pass finds Pending orders whose time has run out.
 CREATE INDEX orders_pending_expiry ON orders (chain_id, expired_at) WHERE status = 'Pending';
+
+-- Signed requests that may change something, recorded before they are served (store/replay.rs). A
+-- logged table: unlike the UNLOGGED seen_signatures (reads), it survives a crash or a failover, so a
+-- captured POST stays refused as a replay for its whole nonce window.
+CREATE TABLE seen_write_signatures (
+    api_key   TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    seen_at   BIGINT NOT NULL,
+    PRIMARY KEY (api_key, signature)
+);
+CREATE INDEX seen_write_signatures_seen_at ON seen_write_signatures (seen_at);

@@ -18,7 +18,49 @@ both_backends_paying!(
     sandbox_revert_address_fails_the_refund_and_releases_the_funds,
     sandbox_stuck_address_keeps_the_refund_processing,
     sandbox_partial_address_pays_half_and_releases_the_rest,
+    an_address_changed_while_the_payout_is_prepared_is_never_paid,
 );
+
+/// The refund's address changes between the executor reading the refund (and preparing its transfer)
+/// and storing the signed payout: the attempt is abandoned before signing, and the refund is paid to
+/// the new address only, once.
+async fn an_address_changed_while_the_payout_is_prepared_is_never_paid(app: &TestApp) {
+    const NEW_ADDRESS: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let (store, merchant, changed) =
+        (app.store.clone(), m.clone(), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let fired = changed.clone();
+    ebb_worker::failpoint::set_hook(
+        "payout.before_store",
+        std::sync::Arc::new(move |refund_id: String| {
+            let (store, merchant, changed) = (store.clone(), merchant.clone(), changed.clone());
+            Box::pin(async move {
+                let Ok(Some(r)) = store.refund(&refund_id, None).await else { return };
+                if r.merchant_id.as_deref() != Some(merchant.as_str())
+                    || changed.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    return;
+                }
+                let new = ebb_core::Address::parse(ebb_core::ChainFamily::Evm, NEW_ADDRESS).unwrap();
+                store.set_refund_address(&refund_id, None, new).await.expect("the address changes while Pending");
+            })
+        }),
+    );
+    let (old_before, new_before) = (chain.token_balance(USER_ADDRESS).await, chain.token_balance(NEW_ADDRESS).await);
+    let refund = create_refund(app, &m, "moving", "2", USER_ADDRESS, None).await;
+    let id = refund["refund_id"].as_str().unwrap();
+    let done = app.mine_until(&chain, id, "Completed").await;
+    ebb_worker::failpoint::clear_hook("payout.before_store");
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst), "the hook changed the address inside the window");
+    assert_eq!(done["to_address"], NEW_ADDRESS);
+    let txs = done["transactions"].as_array().unwrap();
+    assert_eq!(txs.len(), 1, "{done}");
+    assert_eq!(txs[0]["to_address"], NEW_ADDRESS);
+    assert_eq!(chain.token_balance(USER_ADDRESS).await, old_before, "nothing went to the old address");
+    assert_eq!(chain.token_balance(NEW_ADDRESS).await - new_before, base_units("2"));
+}
 
 async fn sandbox_pays_a_refund_once_and_settles_the_ledger(app: &TestApp) {
     pays_a_refund_once_and_settles_the_ledger(app, &app.sandbox("ETH")).await;

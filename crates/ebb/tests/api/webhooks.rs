@@ -14,12 +14,14 @@ use serde_json::{json, Value};
 
 use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
 
-pub const ALL_EVENTS: [&str; 5] = [
+pub const ALL_EVENTS: [&str; 7] = [
     "payment.refund.status.updated",
     "payment.order.status.updated",
     "payment.transaction.created",
     "payment.transaction.completed",
     "payment.transaction.failed",
+    "payment.transaction.late",
+    "payment.transaction.held",
 ];
 
 #[derive(Debug, Clone)]
