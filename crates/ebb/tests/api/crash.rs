@@ -388,7 +388,23 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                     assert!(!status.success(), "{failpoints}: ebb should have aborted");
                     break;
                 }
-                assert!(std::time::Instant::now() < deadline, "failpoint {failpoints} never fired");
+                if std::time::Instant::now() >= deadline {
+                    // Say where the payouts stand, so a stall shows its cause.
+                    let store = Store::connect(db_url, 1).await.unwrap();
+                    let by_status: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                        "SELECT status, hold_reason, COUNT(*) FROM refunds GROUP BY status, hold_reason",
+                    )
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                    let legs: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT status, COUNT(*) FROM payment_transactions WHERE direction = 'out' GROUP BY status",
+                    )
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                    panic!("failpoint {failpoints} never fired; refunds {by_status:?}, payout legs {legs:?}");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
