@@ -177,6 +177,19 @@ impl Store {
         self.writer.run(Box::new(f)).await
     }
 
+    /// Queues `f` and returns a future of its result; see [`writer::Writer::enqueue`] for the order
+    /// this guarantees on SQLite.
+    pub(crate) async fn enqueue_write<T, F>(
+        &self,
+        f: F,
+    ) -> Result<BoxFuture<'static, Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx<'c>) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        self.writer.enqueue(Box::new(f)).await
+    }
+
     /// Checks the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -350,10 +350,12 @@ impl Store {
 
     /// Whether `address` (as stored: EIP-55 on EVM chains) is the receiving address of an order.
     pub async fn is_receive_address(&self, address: &str) -> Result<bool, StoreError> {
-        let found = sqlx::query("SELECT 1 AS one FROM orders WHERE receive_address = $1 LIMIT 1")
-            .bind(address)
-            .fetch_optional(self.pool())
-            .await?;
+        const SQL: &str = "SELECT 1 AS one FROM orders WHERE receive_address = $1 LIMIT 1";
+        // An index probe: on SQLite on the calling thread, like the other point reads.
+        if let Some(reader) = self.point_reader() {
+            return Ok(reader.by_id(SQL, address, |_| Ok(()))?.is_some());
+        }
+        let found = sqlx::query(SQL).bind(address).fetch_optional(self.pool()).await?;
         Ok(found.is_some())
     }
 

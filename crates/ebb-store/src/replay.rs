@@ -1,19 +1,25 @@
 //! Refusing replays: a signature already accepted is refused while its nonce could still be valid.
 //!
-//! A request that changes something (any method but GET and HEAD: [`Durability::BeforeAnswer`]) is
-//! recorded durably before it is served, so its replay is refused even after a crash of ebb or of
-//! the database: a replayed `POST /links/refunds`, for one, would re-link the refund and hand the
-//! replayer a fresh link. A read ([`Durability::Background`]) is recorded without waiting for a
-//! disk: a crash may forget the reads of its last moments, and replaying one of those only reads
-//! again what its first sending read.
+//! A request that may change something (any method but GET and HEAD: [`Durability::BeforeAnswer`])
+//! is recorded so that the record is durable no later than anything the request writes: its replay is
+//! refused even after a crash of ebb or of the database. (A replayed `POST /links/refunds`, for one,
+//! would re-link the refund and hand the replayer a fresh link.) A read ([`Durability::Background`])
+//! is recorded without waiting for a disk: a crash may forget the reads of its last moments, and
+//! replaying one of those only reads again what its first sending read.
 //!
-//! PostgreSQL: tables shared by every ebb process sharing the database are the authority:
-//! `seen_write_signatures` (logged; the insert commits before the request runs) for changes,
-//! `seen_signatures` (UNLOGGED: no WAL flush per read) for reads. A signature covers the method, so
-//! a request's signature can only ever be in the table of its kind. SQLite: one ebb process serves a
-//! database file, so the authority is an in-memory set of 16-byte digests of key and signature,
-//! logged to `seen_request_log` and loaded back at start: a change's digest through the writer's
-//! group commit before it is served, a read's in the background every [`FLUSH_INTERVAL`].
+//! "No later than the request's writes" costs no disk wait of its own:
+//! - PostgreSQL: changes go to `seen_write_signatures` (logged), reads to `seen_signatures` (UNLOGGED),
+//!   both shared by every ebb process. A change's insert commits asynchronously
+//!   (`synchronous_commit = off` for that statement alone): its WAL record precedes the request's own
+//!   transaction in the WAL, and that transaction's synchronous commit flushes the WAL up to its own
+//!   commit record, so both are on disk together. A request that writes nothing may lose its record in
+//!   a crash, and replaying it then changes nothing either. A signature covers the method, so a
+//!   request's signature can only ever be in the table of its kind.
+//! - SQLite: one ebb process serves a database file, so the authority is an in-memory set of 16-byte
+//!   digests of key and signature, logged to `seen_request_log` and loaded back at start. A change's
+//!   digest is queued to the writer before the request runs; the writer commits its queue in order,
+//!   so the digest commits with or before the request's own write. A read's digest is saved in the
+//!   background every [`FLUSH_INTERVAL`].
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -118,9 +124,12 @@ impl ReplayGuard {
         match store.backend() {
             Backend::Postgres => {
                 let sql = match durability {
+                    // set_config(…, true) lasts until the end of the statement's own transaction, whose
+                    // commit then does not wait for the disk (see the module's documentation).
                     Durability::BeforeAnswer => {
-                        "INSERT INTO seen_write_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT DO NOTHING"
+                        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) \
+                         INSERT INTO seen_write_signatures (api_key, signature, seen_at) \
+                         SELECT $1, $2, $3 FROM async_commit ON CONFLICT DO NOTHING"
                     }
                     Durability::Background => {
                         "INSERT INTO seen_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
@@ -136,33 +145,26 @@ impl ReplayGuard {
                     if !m.seen.insert(digest) {
                         return Ok(false);
                     }
-                    m.order.push_back((now_ms, digest));
                     if durability == Durability::Background {
+                        m.order.push_back((now_ms, digest));
                         m.unsaved.push((now_ms, digest));
                         return Ok(true);
                     }
                 }
-                let saved = store
-                    .write(move |conn| {
-                        Box::pin(async move {
-                            db::query(
-                                "INSERT INTO seen_request_log (seen_at, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                            )
-                            .bind(now_ms)
-                            .bind(digest.to_vec())
-                            .execute(&mut *conn)
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .await;
-                if let Err(e) = saved {
-                    // Not recorded, so not served: the client may send it again.
-                    let mut m = self.inner.memory.lock().expect("replay memory lock");
-                    m.seen.remove(&digest);
-                    return Err(e);
+                // Queued ahead of any write the request makes (see the module's documentation); in
+                // `seen` meanwhile, so a concurrent replay is refused while this one is queued.
+                match enqueue_log(store, vec![(now_ms, digest)]).await {
+                    Ok(saved) => {
+                        tokio::spawn(report_failure(saved));
+                        self.inner.memory.lock().expect("replay memory lock").order.push_back((now_ms, digest));
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        // Not queued, so not served: the client may send it again.
+                        self.inner.memory.lock().expect("replay memory lock").seen.remove(&digest);
+                        Err(e)
+                    }
                 }
-                Ok(true)
             }
         }
     }
@@ -200,32 +202,68 @@ async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
     if unsaved.is_empty() && !prune {
         return Ok(());
     }
-    let prune_sql: &[&str] = match inner.store.backend() {
+    write_log(&inner.store, unsaved, prune.then_some(now - RETAIN_MS)).await
+}
+
+async fn report_failure(saved: futures::future::BoxFuture<'static, Result<(), StoreError>>) {
+    if let Err(e) = saved.await {
+        tracing::warn!(error = %e, "could not log the signatures of requests that change something; a crash now would let them be replayed");
+    }
+}
+
+/// Queues the digests' append to the SQLite log (see [`Store::enqueue_write`]); the future says when
+/// it is durable.
+async fn enqueue_log(
+    store: &Store,
+    entries: Vec<(i64, RequestDigest)>,
+) -> Result<futures::future::BoxFuture<'static, Result<(), StoreError>>, StoreError> {
+    store
+        .enqueue_write(move |conn| {
+            Box::pin(async move {
+                append_log(conn, &entries).await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Appends digests to the SQLite log in hundreds of rows per statement: at thousands of requests a
+/// second, a statement per signature cost the single writer more than the requests themselves.
+async fn append_log(conn: &mut db::Tx<'_>, entries: &[(i64, RequestDigest)]) -> Result<(), StoreError> {
+    for chunk in entries.chunks(SAVE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO seen_request_log (seen_at, digest) VALUES {} ON CONFLICT DO NOTHING",
+            crate::values_placeholders(conn, 0, chunk.len(), 2)
+        );
+        let mut q = db::query(&sql);
+        for (at, digest) in chunk {
+            q = q.bind(*at).bind(digest.to_vec());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends digests to the SQLite log and, with `prune_before`, deletes the backend's records older
+/// than that, in one write.
+async fn write_log(
+    store: &Store,
+    entries: Vec<(i64, RequestDigest)>,
+    prune_before: Option<i64>,
+) -> Result<(), StoreError> {
+    let prune_sql: &[&str] = match store.backend() {
         Backend::Sqlite => &["DELETE FROM seen_request_log WHERE seen_at < $1"],
         Backend::Postgres => {
             &["DELETE FROM seen_signatures WHERE seen_at < $1", "DELETE FROM seen_write_signatures WHERE seen_at < $1"]
         }
     };
-    inner
-        .store
+    store
         .write(move |conn| {
             Box::pin(async move {
-                // Hundreds of rows per statement: at thousands of requests a second, a statement per
-                // signature cost the single writer more than the requests themselves.
-                for chunk in unsaved.chunks(SAVE_CHUNK) {
-                    let sql = format!(
-                        "INSERT INTO seen_request_log (seen_at, digest) VALUES {} ON CONFLICT DO NOTHING",
-                        crate::values_placeholders(conn, 0, chunk.len(), 2)
-                    );
-                    let mut q = db::query(&sql);
-                    for (at, digest) in chunk {
-                        q = q.bind(*at).bind(digest.to_vec());
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                if prune {
+                append_log(conn, &entries).await?;
+                if let Some(before) = prune_before {
                     for sql in prune_sql {
-                        db::query(sql).bind(now - RETAIN_MS).execute(&mut *conn).await?;
+                        db::query(sql).bind(before).execute(&mut *conn).await?;
                     }
                 }
                 Ok(())
@@ -270,10 +308,11 @@ mod tests {
         assert!(guard.first_use("k1", "s1", later, Durability::Background).await.unwrap());
     }
 
-    /// A change's record is on disk before it is served: a process that dies right after (no flush,
-    /// no close) still refuses its replay when the file is opened again.
+    /// A change's record is durable no later than the request's own write: once a write queued after
+    /// it has committed, a process that dies (no flush, no close) still refuses the replay when the
+    /// file is opened again.
     #[tokio::test]
-    async fn a_change_is_recorded_before_it_is_served() {
+    async fn a_change_is_recorded_no_later_than_its_own_write() {
         let dir = tempfile::tempdir().unwrap();
         let url = Store::sqlite_url_for_dir(dir.path());
         let now = crate::util::now_ms();
@@ -281,6 +320,8 @@ mod tests {
         store.migrate().await.unwrap();
         let guard = ReplayGuard::new(store.clone(), now).await.unwrap();
         assert!(guard.first_use("k", "change", now, Durability::BeforeAnswer).await.unwrap());
+        // The request's own write, queued after the record.
+        store.write(|_| Box::pin(async { Ok(()) })).await.unwrap();
         // As if the process died here: whatever sits only in memory is lost.
         let from_disk = Store::connect(&url, 2).await.unwrap();
         let after_crash = ReplayGuard::new(from_disk, now).await.unwrap();

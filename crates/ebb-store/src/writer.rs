@@ -44,39 +44,31 @@ impl Writer {
     }
 
     pub(crate) async fn run<T: Send + 'static>(&self, f: WriteFn<T>) -> Result<T, StoreError> {
+        self.enqueue(f).await?.await
+    }
+
+    /// Queues `f` and returns a future of its result. On SQLite the write is in the writer's queue
+    /// when this returns, and the writer takes its queue in order, so the write commits in the same
+    /// transaction as any write queued after it, or in an earlier one. (On the pool, where there is no
+    /// queue and no such order, the returned future runs the whole transaction.)
+    pub(crate) async fn enqueue<T: Send + 'static>(
+        &self,
+        f: WriteFn<T>,
+    ) -> Result<futures::future::BoxFuture<'static, Result<T, StoreError>>, StoreError> {
         match self {
             Writer::Pool(pool) => {
-                let mut transaction = pool.begin().await?;
-                let value = f(&mut Tx::Sqlx(&mut transaction)).await?;
-                transaction.commit().await?;
-                Ok(value)
+                let pool = pool.clone();
+                Ok(Box::pin(async move {
+                    let mut transaction = pool.begin().await?;
+                    let value = f(&mut Tx::Sqlx(&mut transaction)).await?;
+                    transaction.commit().await?;
+                    Ok(value)
+                }))
             }
             Writer::Sqlite(queue) => {
-                let (answer_tx, answer_rx) = oneshot::channel::<Result<T, StoreError>>();
-                let job: Job = Box::new(move |conn| {
-                    Box::pin(async move {
-                        match f(conn).await {
-                            Ok(value) => JobOutcome {
-                                ok: true,
-                                answer: Box::new(move |commit_error| {
-                                    let _ = answer_tx.send(match commit_error {
-                                        None => Ok(value),
-                                        Some(e) => Err(e),
-                                    });
-                                }),
-                            },
-                            Err(e) => JobOutcome {
-                                ok: false,
-                                answer: Box::new(move |_| {
-                                    let _ = answer_tx.send(Err(e));
-                                }),
-                            },
-                        }
-                    })
-                });
+                let (job, answer) = sqlite_job(f);
                 queue.send(job).await.map_err(|_| StoreError::Closed)?;
-                // A dropped answer means the batch could not even begin (the database refused BEGIN).
-                answer_rx.await.map_err(|_| StoreError::Internal("the write could not be run; see the log".into()))?
+                Ok(answer)
             }
         }
     }
@@ -89,6 +81,37 @@ impl Writer {
             }
         }
     }
+}
+
+/// A write as the SQLite writer's job, and the future of its result.
+fn sqlite_job<T: Send + 'static>(f: WriteFn<T>) -> (Job, futures::future::BoxFuture<'static, Result<T, StoreError>>) {
+    let (answer_tx, answer_rx) = oneshot::channel::<Result<T, StoreError>>();
+    let job: Job = Box::new(move |conn| {
+        Box::pin(async move {
+            match f(conn).await {
+                Ok(value) => JobOutcome {
+                    ok: true,
+                    answer: Box::new(move |commit_error| {
+                        let _ = answer_tx.send(match commit_error {
+                            None => Ok(value),
+                            Some(e) => Err(e),
+                        });
+                    }),
+                },
+                Err(e) => JobOutcome {
+                    ok: false,
+                    answer: Box::new(move |_| {
+                        let _ = answer_tx.send(Err(e));
+                    }),
+                },
+            }
+        })
+    });
+    let answer = Box::pin(async move {
+        // A dropped answer means the batch could not even begin (the database refused BEGIN).
+        answer_rx.await.map_err(|_| StoreError::Internal("the write could not be run; see the log".into()))?
+    });
+    (job, answer)
 }
 
 /// Runs a statement without parameters or rows, prepared once per connection.

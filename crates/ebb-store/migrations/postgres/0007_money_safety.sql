@@ -10,9 +10,9 @@ CREATE INDEX orders_watch ON orders (chain_id, watch_until);
 -- The expiry pass finds Pending orders whose time has run out.
 CREATE INDEX orders_pending_expiry ON orders (chain_id, expired_at) WHERE status = 'Pending';
 
--- Signed requests that may change something, recorded before they are served (store/replay.rs). A
--- logged table: unlike the UNLOGGED seen_signatures (reads), it survives a crash or a failover, so a
--- captured POST stays refused as a replay for its whole nonce window.
+-- Signed requests that may change something, recorded as they are served (store/replay.rs). A logged
+-- table: unlike the UNLOGGED seen_signatures (reads), it survives a crash or a failover, so a captured
+-- POST stays refused as a replay for its whole nonce window.
 CREATE TABLE seen_write_signatures (
     api_key   TEXT NOT NULL,
     signature TEXT NOT NULL,
