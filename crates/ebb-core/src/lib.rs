@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod amount;
+pub mod clock;
 pub mod ledger;
 pub mod order;
 pub mod refund;

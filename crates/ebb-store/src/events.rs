@@ -11,8 +11,8 @@
 use crate::db::{self, Tx};
 use crate::orders::{lock_order, order_transactions_sql, tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::refunds::{refund_from_join_rows, refund_join_sql, RefundRow};
-use crate::util::now_ms;
 use crate::{ids, StoreError};
+use ebb_core::clock::now_ms;
 
 pub const REFUND_STATUS_UPDATED: &str = "payment.refund.status.updated";
 pub const ORDER_STATUS_UPDATED: &str = "payment.order.status.updated";

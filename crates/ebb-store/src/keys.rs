@@ -2,7 +2,7 @@
 
 use crate::db;
 use crate::sqlite_read::Columns;
-use crate::{util::now_s, Store, StoreError};
+use crate::{now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRow {

@@ -27,7 +27,6 @@ pub mod refunds;
 pub mod replay;
 mod snapshot;
 mod sqlite_read;
-mod util;
 pub mod webhooks;
 mod writer;
 
@@ -42,9 +41,9 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
 pub(crate) use db::Tx;
 
+pub use ebb_core::clock::{now_ms, now_s};
 pub use error::StoreError;
 pub use ledger::{BalanceRow, SourceType, COBO_SOURCE_TYPES};
-pub use util::{now_ms, now_s};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

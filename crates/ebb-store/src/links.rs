@@ -17,7 +17,7 @@ use crate::db::{self, Tx};
 use crate::orders::{tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::refunds::{compare_and_set, insert_refund, lock_refund, Created, NewRefund, RefundRow};
 use crate::sqlite_read::Columns;
-use crate::{for_update, ids, util::now_ms, util::now_s, Store, StoreError};
+use crate::{for_update, ids, now_ms, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkStatus {

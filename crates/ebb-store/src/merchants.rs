@@ -3,7 +3,7 @@
 use crate::db;
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
-use crate::{ids, util::now_s, Store, StoreError};
+use crate::{ids, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MerchantRow {

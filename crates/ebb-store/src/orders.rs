@@ -9,8 +9,8 @@ use crate::events;
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
-use crate::util::now_s;
 use crate::{for_update, ids, Store, StoreError};
+use ebb_core::clock::now_s;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrderRow {

@@ -16,8 +16,8 @@ use ebb_core::{Amount, OrderStatus};
 use crate::db;
 use crate::orders::{credit_payment, insert_transaction, lock_order, store_expiry, Credit, TransactionRow};
 use crate::sqlite_read::Columns;
-use crate::util::{now_ms, now_s};
 use crate::{events, ids, Store, StoreError};
+use ebb_core::clock::{now_ms, now_s};
 
 /// A token transfer into a watched address, as the chain reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use ebb_core::clock::now_ms;
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::refund::RefundEvent;
 use ebb_core::{Amount, RefundStatus};
@@ -20,8 +21,8 @@ use crate::orders::{insert_transaction, TransactionRow};
 use crate::page::Filter;
 use crate::refunds::{adjust_order_refunded, compare_and_set, lock_refund, post_reservation, RefundRow};
 use crate::sqlite_read::Columns;
-use crate::util::now_s;
 use crate::{events, ids, Backend, Store, StoreError};
+use ebb_core::clock::now_s;
 
 /// PaymentTransaction statuses a payout moves through (Cobo's names).
 pub const TX_BROADCASTING: &str = "Broadcasting";
@@ -72,10 +73,6 @@ pub struct OpenLeg {
 pub struct SignedBytes {
     pub tx_hash: String,
     pub raw: Vec<u8>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn leg_from_row(row: &impl Columns) -> Result<OpenLeg, StoreError> {

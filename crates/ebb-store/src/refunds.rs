@@ -15,7 +15,7 @@ use crate::ledger::{self, SourceType};
 use crate::orders::{lock_order, tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
-use crate::{for_update, ids, util::now_s, Store, StoreError};
+use crate::{for_update, ids, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefundRow {

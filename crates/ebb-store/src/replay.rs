@@ -190,7 +190,7 @@ async fn maintain(inner: Weak<Inner>) {
 /// Forgets (in memory) what is older than [`RETAIN_MS`], appends the unsaved digests to the SQLite
 /// log, and, if `prune`, deletes the expired rows of the backend's table.
 async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
-    let now = crate::util::now_ms();
+    let now = ebb_core::clock::now_ms();
     let unsaved = {
         let mut m = inner.memory.lock().expect("replay memory lock");
         while m.order.front().is_some_and(|(at, _)| *at < now - RETAIN_MS) {
@@ -280,7 +280,7 @@ mod tests {
     async fn a_signature_seen_before_a_restart_is_still_a_replay_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let url = Store::sqlite_url_for_dir(dir.path());
-        let now = crate::util::now_ms();
+        let now = ebb_core::clock::now_ms();
         {
             let store = Store::connect(&url, 2).await.unwrap();
             store.migrate().await.unwrap();
@@ -315,7 +315,7 @@ mod tests {
     async fn a_change_is_recorded_no_later_than_its_own_write() {
         let dir = tempfile::tempdir().unwrap();
         let url = Store::sqlite_url_for_dir(dir.path());
-        let now = crate::util::now_ms();
+        let now = ebb_core::clock::now_ms();
         let store = Store::connect(&url, 2).await.unwrap();
         store.migrate().await.unwrap();
         let guard = ReplayGuard::new(store.clone(), now).await.unwrap();

@@ -11,8 +11,8 @@ use crate::db::{self, Tx};
 use crate::events::{self, EventKind};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::sqlite_read::Columns;
-use crate::util::{now_ms, now_s};
 use crate::{ids, Store, StoreError};
+use ebb_core::clock::{now_ms, now_s};
 
 pub const STATUS_ACTIVE: &str = "STATUS_ACTIVE";
 pub const STATUS_INACTIVE: &str = "STATUS_INACTIVE";

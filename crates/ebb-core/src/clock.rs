@@ -1,3 +1,6 @@
+//! The one clock of ebb: Unix time in seconds (refunds, orders, merchants) and milliseconds
+//! (transactions, events, nonces), as Cobo's API counts them. A clock before 1970 reads as 0.
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_s() -> i64 {
