@@ -3,8 +3,8 @@
 //! A write's statements are written once, against [`Tx`], and run on sqlx for PostgreSQL (a pool
 //! transaction) or on a plain synchronous SQLite connection that the SQLite writer's own thread owns.
 //! On SQLite that makes a statement a function call: sqlx runs every SQLite connection on a thread of
-//! its own, so each statement was two thread wake-ups (the request sent over, the rows sent back), and
-//! those hand-offs, not SQLite, were most of the single writer's time (docs/BENCHMARKS.md, session 7).
+//! its own, where each statement is two thread wake-ups (the request sent over, the rows sent back),
+//! more than the statement itself costs the single writer (docs/ARCHITECTURE.md, decision 2).
 //!
 //! The API mirrors the part of sqlx's that the store used: `query(sql).bind(v)…execute(tx)`, rows read
 //! by column name through [`Columns`]. Parameters are `$n` (PostgreSQL's form, which SQLite also takes)

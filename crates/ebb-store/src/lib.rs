@@ -206,9 +206,8 @@ impl Store {
 ///
 /// The query planner stability guarantee is on: without it SQLite marks a statement whose plan could
 /// depend on a bound value (a `LIKE $n`, as the outbox fan-out has) expired at every new binding and
-/// prepares it again, every time it runs: a cached statement that is parsed anew each time (8 % of
-/// ebb's samples under creates). The writes' statements are index lookups whose plans do not depend
-/// on their values.
+/// prepares it again, every time it runs: a cached statement that is parsed anew each time. The writes'
+/// statements are index lookups whose plans do not depend on their values.
 pub(crate) fn open_sqlite_writer(file: &Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(file)?;
     conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))?;
@@ -222,8 +221,7 @@ pub(crate) fn open_sqlite_writer(file: &Path) -> Result<rusqlite::Connection, St
 /// writer; synchronous=FULL makes every commit durable before it is acknowledged (NORMAL could lose the
 /// last commits on power loss). temp_store: the writer runs every job of a group commit inside a
 /// savepoint, and SQLite saves the original of each page a savepoint changes in a sub-journal, a
-/// temporary file by default, a write system call per page (7 % of ebb's samples in a profile of large
-/// multi-row inserts); in memory it is a copy. The busy timeout is set per connection type.
+/// temporary file by default, a write system call per page; in memory it is a copy. The busy timeout is set per connection type.
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY";
 
@@ -236,8 +234,8 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
 /// The placeholders of a multi-row `VALUES` list: `rows` groups of `width` parameters, bound in order
 /// after `before` earlier ones. PostgreSQL gets `($2, $3), ($4, $5)`; SQLite gets anonymous
 /// `(?, ?), (?, ?)`, because for a named parameter (`$n`) sqlx asks SQLite its name, which SQLite finds
-/// by a linear scan of the statement's names: quadratic in a statement of hundreds of parameters (4 % of
-/// the webhook dispatcher's CPU in a profile, in recording attempts 64 rows of 10 at a time).
+/// by a linear scan of the statement's names: quadratic in a statement of hundreds of parameters (the
+/// webhook recorder's attempt inserts).
 pub(crate) fn values_placeholders(conn: &Tx<'_>, before: usize, rows: usize, width: usize) -> String {
     values_list(conn.is_sqlite(), before, rows, width)
 }
@@ -272,8 +270,8 @@ pub(crate) fn for_update(conn: &Tx<'_>) -> &'static str {
 mod connect_tests {
     use crate::{Store, StoreError};
 
-    /// An in-memory SQLite URL is refused before anything is opened (it used to leave a file named
-    /// `sqlx-in-memory-1` in the working directory and fail on a missing table).
+    /// An in-memory SQLite URL is refused before anything is opened: every form, including
+    /// `sqlite::memory:`, which sqlx would otherwise turn into a file named `sqlx-in-memory-1`.
     #[tokio::test]
     async fn an_in_memory_sqlite_url_is_refused_with_a_clear_error() {
         for url in ["sqlite::memory:", "sqlite:///tmp/ebb-never.sqlite3?mode=memory"] {

@@ -545,8 +545,8 @@ impl Store {
     pub async fn record_attempts(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
         self.write(move |conn| {
             Box::pin(async move {
-                // Statements, not rows, are what a batch costs (each is a round trip to the database,
-                // or on SQLite a hand-off to the connection's thread): the attempts go in as multi-row
+                // Statements, not rows, are what a batch costs (on PostgreSQL each is a round trip, on
+                // SQLite each is prepared, bound and stepped by the writer): the attempts go in as multi-row
                 // inserts and the successful deliveries are closed by one update per chunk. Failures
                 // (each with its own next step) are rare and go one by one.
                 for chunk in records.chunks(ATTEMPT_INSERT_CHUNK) {
