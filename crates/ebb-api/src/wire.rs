@@ -84,7 +84,7 @@ impl PaymentTransaction {
             token_id: t.token_id,
             from_address: t.from_address,
             to_address: t.to_address,
-            status: t.status,
+            status: t.status.as_str().to_owned(),
             failed_reason: t.failed_reason,
             created_timestamp: t.created_at_ms,
             updated_timestamp: t.updated_at_ms,

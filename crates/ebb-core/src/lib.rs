@@ -13,6 +13,7 @@ pub mod refund;
 pub mod screening;
 pub mod signing;
 pub mod token;
+pub mod transaction;
 
 pub use address::Address;
 pub use amount::{Amount, AmountError};
@@ -20,3 +21,4 @@ pub use ledger::{Account, Entry, LedgerError, Posting};
 pub use order::OrderStatus;
 pub use refund::{RefundSource, RefundStatus};
 pub use token::{ChainFamily, Token, TokenRegistry};
+pub use transaction::{TxDirection, TxStatus};

@@ -2,7 +2,7 @@
 
 use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
-use ebb_core::{Amount, OrderStatus, Token};
+use ebb_core::{Amount, OrderStatus, Token, TxDirection, TxStatus};
 
 use crate::db::{self, Tx};
 use crate::events;
@@ -65,7 +65,8 @@ impl OrderRow {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransactionRow {
     pub tx_id: String,
-    pub direction: String,
+    #[serde(with = "crate::snapshot::tx_direction")]
+    pub direction: TxDirection,
     pub order_id: Option<String>,
     pub refund_id: Option<String>,
     pub tx_hash: Option<String>,
@@ -75,7 +76,8 @@ pub struct TransactionRow {
     pub to_address: String,
     #[serde(with = "crate::snapshot::amount")]
     pub amount: Amount,
-    pub status: String,
+    #[serde(with = "crate::snapshot::tx_status")]
+    pub status: TxStatus,
     pub failed_reason: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -157,7 +159,10 @@ pub(crate) fn tx_from_prefixed_row(row: &impl Columns, prefix: &str) -> Result<T
     let c = |name: &str| format!("{prefix}{name}");
     Ok(TransactionRow {
         tx_id: row.col(c("tx_id").as_str())?,
-        direction: row.col(c("direction").as_str())?,
+        direction: {
+            let d: String = row.col(c("direction").as_str())?;
+            TxDirection::parse(&d).ok_or_else(|| StoreError::Internal(format!("stored transaction direction {d:?}")))?
+        },
         order_id: row.col(c("order_id").as_str())?,
         refund_id: row.col(c("refund_id").as_str())?,
         tx_hash: row.col(c("tx_hash").as_str())?,
@@ -166,7 +171,10 @@ pub(crate) fn tx_from_prefixed_row(row: &impl Columns, prefix: &str) -> Result<T
         from_address: row.col(c("from_address").as_str())?,
         to_address: row.col(c("to_address").as_str())?,
         amount: amount(row, &c("amount"))?,
-        status: row.col(c("status").as_str())?,
+        status: {
+            let s: String = row.col(c("status").as_str())?;
+            TxStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("stored transaction status {s:?}")))?
+        },
         failed_reason: row.col(c("failed_reason").as_str())?,
         created_at_ms: row.col(c("created_at_ms").as_str())?,
         updated_at_ms: row.col(c("updated_at_ms").as_str())?,
@@ -507,7 +515,7 @@ pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -
         "INSERT INTO payment_transactions ({TX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&tx.tx_id)
-    .bind(&tx.direction)
+    .bind(tx.direction.as_str())
     .bind(&tx.order_id)
     .bind(&tx.refund_id)
     .bind(&tx.tx_hash)
@@ -516,7 +524,7 @@ pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -
     .bind(&tx.from_address)
     .bind(&tx.to_address)
     .bind(tx.amount.to_string())
-    .bind(&tx.status)
+    .bind(tx.status.as_str())
     .bind(&tx.failed_reason)
     .bind(tx.created_at_ms)
     .bind(tx.updated_at_ms)

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use ebb_core::{Amount, OrderStatus};
+use ebb_core::{Amount, OrderStatus, TxDirection, TxStatus};
 
 use crate::db;
 use crate::orders::{credit_payment, insert_transaction, lock_order, store_expiry, Credit, TransactionRow};
@@ -40,9 +40,6 @@ pub struct UnconfirmedPayin {
     pub tx_hash: String,
     pub block: u64,
 }
-
-/// The status of a held pay-in: Cobo's `Rejected` (not credited), with the reason in `failed_reason`.
-pub const HELD: &str = "Rejected";
 
 /// Locks a pay-in still `Confirming`: its order, token and amount; `None` if it is settled or held.
 async fn lock_confirming(conn: &mut db::Tx<'_>, tx_id: &str) -> Result<Option<(String, String, Amount)>, StoreError> {
@@ -136,7 +133,7 @@ impl Store {
                 });
                 let tx = TransactionRow {
                     tx_id: ids::new_id("T"),
-                    direction: "in".into(),
+                    direction: TxDirection::In,
                     order_id: Some(order_id.clone()),
                     refund_id: None,
                     tx_hash: Some(p.tx_hash.clone()),
@@ -145,7 +142,7 @@ impl Store {
                     from_address: p.from.clone(),
                     to_address: p.to.clone(),
                     amount: p.amount.unwrap_or(Amount::ZERO),
-                    status: if held_reason.is_some() { HELD } else { "Confirming" }.into(),
+                    status: if held_reason.is_some() { TxStatus::Rejected } else { TxStatus::Confirming },
                     failed_reason: held_reason.clone(),
                     created_at_ms: now,
                     updated_at_ms: now,
@@ -234,7 +231,7 @@ impl Store {
                 db::query(
                     "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
                 )
-                .bind(HELD)
+                .bind(TxStatus::Rejected.as_str())
                 .bind(&reason)
                 .bind(now_ms())
                 .bind(&tx_id)

@@ -10,10 +10,10 @@
 
 use std::collections::HashMap;
 
-use ebb_core::clock::now_ms;
+use ebb_core::clock::{now_ms, now_s};
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::refund::RefundEvent;
-use ebb_core::{Amount, RefundStatus};
+use ebb_core::{Amount, RefundStatus, TxDirection, TxStatus};
 
 use crate::db::{self, Tx};
 use crate::ledger::{self, SourceType};
@@ -22,13 +22,6 @@ use crate::page::Filter;
 use crate::refunds::{adjust_order_refunded, compare_and_set, lock_refund, post_reservation, RefundRow};
 use crate::sqlite_read::Columns;
 use crate::{events, ids, Backend, Store, StoreError};
-use ebb_core::clock::now_s;
-
-/// PaymentTransaction statuses a payout moves through (Cobo's names).
-pub const TX_BROADCASTING: &str = "Broadcasting";
-pub const TX_CONFIRMING: &str = "Confirming";
-pub const TX_COMPLETED: &str = "Completed";
-pub const TX_FAILED: &str = "Failed";
 
 /// A refund that is `Pending` with an address: ready to pay out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +51,7 @@ pub struct OpenLeg {
     pub tx_hash: String,
     pub raw: Vec<u8>,
     pub nonce: u64,
-    pub status: String,
+    pub status: TxStatus,
     pub block_number: Option<u64>,
     pub token_id: String,
     pub amount: Amount,
@@ -86,7 +79,10 @@ fn leg_from_row(row: &impl Columns) -> Result<OpenLeg, StoreError> {
         tx_hash: row.col::<Option<String>>("tx_hash")?.unwrap_or_default(),
         raw,
         nonce: row.col::<i64>("nonce")? as u64,
-        status: row.col("status")?,
+        status: {
+            let s: String = row.col("status")?;
+            TxStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("stored transaction status {s:?}")))?
+        },
         block_number: block.map(|b| b as u64),
         token_id: row.col("token_id")?,
         amount: Amount::from_base_units_str(&row.col::<String>("amount")?)?,
@@ -138,7 +134,7 @@ async fn lock_undecided_leg(
 ) -> Result<Option<(RefundRow, OpenLeg)>, StoreError> {
     let leg = lock_leg(conn, tx_id).await?;
     let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(None) };
-    if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
+    if !leg.status.is_open() {
         return Ok(None);
     }
     Ok(Some((r, leg)))
@@ -280,11 +276,12 @@ impl Store {
         let mut paid: HashMap<String, Amount> = HashMap::new();
         for row in f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await? {
             let id: String = row.col("refund_id")?;
-            match row.col::<String>("status")?.as_str() {
-                TX_BROADCASTING | TX_CONFIRMING => {
+            let status: String = row.col("status")?;
+            match TxStatus::parse(&status) {
+                Some(s) if s.is_open() => {
                     open.insert(id);
                 }
-                TX_COMPLETED => {
+                Some(TxStatus::Completed) => {
                     let a = Amount::from_base_units_str(&row.col::<String>("amount")?)?;
                     let sum = paid.entry(id).or_default();
                     *sum = sum.checked_add(a).unwrap_or(*sum);
@@ -414,7 +411,7 @@ impl Store {
                 let now = now_ms();
                 let tx = TransactionRow {
                     tx_id: ids::new_id("T"),
-                    direction: "out".into(),
+                    direction: TxDirection::Out,
                     order_id: r.order_id.clone(),
                     refund_id: Some(r.refund_id.clone()),
                     tx_hash: Some(signed.tx_hash.clone()),
@@ -423,7 +420,7 @@ impl Store {
                     from_address: hot_wallet.clone(),
                     to_address: r.to_address.clone(),
                     amount,
-                    status: TX_BROADCASTING.into(),
+                    status: TxStatus::Broadcasting,
                     failed_reason: None,
                     created_at_ms: now,
                     updated_at_ms: now,
@@ -446,7 +443,7 @@ impl Store {
                     tx_hash: signed.tx_hash,
                     raw: signed.raw,
                     nonce,
-                    status: TX_BROADCASTING.into(),
+                    status: TxStatus::Broadcasting,
                     block_number: None,
                     token_id: r.token_id.clone(),
                     amount,
@@ -497,7 +494,7 @@ impl Store {
         self.write(move |conn| {
             Box::pin(async move {
                 let leg = lock_leg(conn, &tx_id).await?;
-                if leg.status != TX_BROADCASTING && leg.status != TX_CONFIRMING {
+                if !leg.status.is_open() {
                     return Ok(false);
                 }
                 let now = now_ms();
@@ -543,12 +540,12 @@ impl Store {
         let tx_id = tx_id.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                let status = if block.is_some() { TX_CONFIRMING } else { TX_BROADCASTING };
+                let status = if block.is_some() { TxStatus::Confirming } else { TxStatus::Broadcasting };
                 db::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 \
                      WHERE tx_id = $4 AND status IN ('Broadcasting', 'Confirming')",
                 )
-                .bind(status)
+                .bind(status.as_str())
                 .bind(block.map(|b| b as i64))
                 .bind(now_ms())
                 .bind(tx_id)
@@ -571,7 +568,7 @@ impl Store {
                 db::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 WHERE tx_id = $4",
                 )
-                .bind(TX_COMPLETED)
+                .bind(TxStatus::Completed.as_str())
                 .bind(block as i64)
                 .bind(now_ms())
                 .bind(&tx_id)
@@ -602,7 +599,7 @@ impl Store {
                 db::query(
                     "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
                 )
-                .bind(TX_FAILED)
+                .bind(TxStatus::Failed.as_str())
                 .bind(&reason)
                 .bind(now_ms())
                 .bind(&tx_id)

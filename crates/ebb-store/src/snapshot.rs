@@ -2,7 +2,7 @@
 //! base-unit strings, statuses as their names. The snapshot is a storage format, read back only by
 //! ebb; the API renders it in Cobo's shape.
 
-use ebb_core::{Amount, OrderStatus, RefundSource, RefundStatus};
+use ebb_core::{Amount, OrderStatus, RefundSource, RefundStatus, TxDirection, TxStatus};
 use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
 fn parse<'de, D: Deserializer<'de>, T>(d: D, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T, D::Error> {
@@ -52,3 +52,5 @@ macro_rules! named {
 named!(refund_status, RefundStatus, "refund status");
 named!(refund_source, RefundSource, "refund source");
 named!(order_status, OrderStatus, "order status");
+named!(tx_status, TxStatus, "transaction status");
+named!(tx_direction, TxDirection, "transaction direction");

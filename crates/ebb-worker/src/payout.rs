@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, TokenRef};
 use ebb_core::TokenRegistry;
-use ebb_store::payouts::{OpenLeg, PayableRefund, PreparedTransfer, SignedBytes, TX_CONFIRMING};
+use ebb_store::payouts::{OpenLeg, PayableRefund, PreparedTransfer, SignedBytes};
 use ebb_store::{Store, StoreError};
 use futures::stream::{self, StreamExt};
 use tokio::sync::watch;
@@ -239,14 +239,14 @@ impl PayoutExecutor {
                 Ok(true)
             }
             Inclusion::Pending => {
-                if leg.status == TX_CONFIRMING {
+                if leg.status == ebb_core::TxStatus::Confirming {
                     self.store.mark_leg_seen(&leg.tx_id, None).await?;
                 }
                 self.bump_if_stuck(leg, report).await?;
                 Ok(true)
             }
             Inclusion::Unknown => {
-                if leg.status == TX_CONFIRMING {
+                if leg.status == ebb_core::TxStatus::Confirming {
                     tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, "payout left the chain (reorg); broadcasting it again");
                     self.store.mark_leg_seen(&leg.tx_id, None).await?;
                 }

@@ -221,7 +221,7 @@ fn status_page(state: &AppState, view: &LinkView, lang: Lang, token: &str, just_
                 url: explorer.filter(|_| !hash.is_empty()).map(|e| format!("{e}{hash}")),
                 hash,
                 amount: crate::wire::decimal(&state.registry, &tx.token_id, tx.amount),
-                status: tx.status.clone(),
+                status: tx.status.as_str().to_owned(),
             }
         })
         .collect();

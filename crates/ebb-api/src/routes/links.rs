@@ -48,7 +48,7 @@ pub async fn create(
         (None, Some(tx_id)) => {
             let tx =
                 state.store.payin_transaction(tx_id).await?.ok_or_else(|| ApiError::not_found("transaction", tx_id))?;
-            if tx.status != "Completed" {
+            if tx.status != ebb_core::TxStatus::Completed {
                 return Err(ApiError::new(
                     ErrorCode::InvalidState,
                     format!("transaction {tx_id} is {}; only a completed pay-in can be refunded", tx.status),

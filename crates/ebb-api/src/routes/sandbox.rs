@@ -68,7 +68,7 @@ pub async fn pay_order(
     let now_ms = crate::now_ms();
     let tx = ebb_store::orders::TransactionRow {
         tx_id: tx_hash.clone(),
-        direction: "in".into(),
+        direction: ebb_core::TxDirection::In,
         order_id: Some(order_id),
         refund_id: None,
         tx_hash: Some(tx_hash),
@@ -77,7 +77,7 @@ pub async fn pay_order(
         from_address: from.into_string(),
         to_address: order.receive_address.clone(),
         amount,
-        status: "Pending".into(),
+        status: ebb_core::TxStatus::Pending,
         failed_reason: None,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,

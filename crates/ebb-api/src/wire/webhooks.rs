@@ -178,7 +178,7 @@ pub fn event_data(reg: &TokenRegistry, kind: EventKind, snapshot: &str) -> Resul
 /// `PaymentTransaction` fields.
 fn transaction_data(reg: &TokenRegistry, t: TransactionRow) -> Value {
     let amount = decimal(reg, &t.token_id, t.amount);
-    let incoming = t.direction == "in";
+    let incoming = t.direction == ebb_core::TxDirection::In;
     let (source, destination, kind, wallet) = if incoming {
         (
             json!({ "source_type": "DepositFromAddress", "addresses": [t.from_address] }),
@@ -200,7 +200,7 @@ fn transaction_data(reg: &TokenRegistry, t: TransactionRow) -> Value {
         "transaction_id": t.tx_id,
         "wallet_id": wallet,
         "type": kind,
-        "status": t.status,
+        "status": t.status.as_str(),
         "chain_id": t.chain_id,
         "token_id": t.token_id,
         "source": source,
