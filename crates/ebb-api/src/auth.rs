@@ -41,8 +41,11 @@ impl Caller {
     }
 
     /// The scope idempotency keys live in: one per merchant-restricted key's merchant, one for PSP-wide keys.
-    pub fn idem_scope(&self) -> String {
-        self.merchant.clone().unwrap_or_else(|| "*".into())
+    pub fn idem_scope(&self) -> ebb_store::refunds::IdempotencyScope {
+        match &self.merchant {
+            Some(m) => ebb_store::refunds::IdempotencyScope::Merchant(m.clone()),
+            None => ebb_store::refunds::IdempotencyScope::Psp,
+        }
     }
 
     /// Refuses a PSP-only operation to a merchant-restricted key.

@@ -45,12 +45,29 @@ pub struct RefundRow {
     pub transactions: Vec<TransactionRow>,
 }
 
+/// Where a `request_id` is unique: among the requests of PSP-wide keys, or of one merchant's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyScope {
+    Psp,
+    Merchant(String),
+}
+
+impl IdempotencyScope {
+    /// As stored in `refunds.idem_scope`: `*` for the PSP, else the merchant id (never `*`).
+    pub fn key(&self) -> &str {
+        match self {
+            IdempotencyScope::Psp => "*",
+            IdempotencyScope::Merchant(m) => m,
+        }
+    }
+}
+
 /// A validated request to create a refund. Amounts are in the token's base units.
 #[derive(Debug, Clone)]
 pub struct NewRefund {
     pub request_id: String,
-    /// Who may see this `request_id`: `"*"` for PSP-wide keys, else the key's merchant.
-    pub idem_scope: String,
+    /// Who may see this `request_id`; a merchant's scope also limits the refund to that merchant.
+    pub idem_scope: IdempotencyScope,
     pub merchant_id: Option<String>,
     pub order_id: Option<String>,
     pub token: Token,
@@ -384,8 +401,10 @@ pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<
         }
         merchant_id = Some(order.merchant_id);
     }
-    if new.idem_scope != "*" && merchant_id.as_deref() != Some(new.idem_scope.as_str()) {
-        return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
+    if let IdempotencyScope::Merchant(scope) = &new.idem_scope {
+        if merchant_id.as_deref() != Some(scope.as_str()) {
+            return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
+        }
     }
     if merchant_id.is_none() && new.source == RefundSource::Merchant {
         return Err(StoreError::Invalid("merchant_id is required when refund_type is Merchant".into()));
@@ -422,7 +441,7 @@ pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<
     )
     .bind(&refund.refund_id)
     .bind(&refund.request_id)
-    .bind(&new.idem_scope)
+    .bind(new.idem_scope.key())
     .bind(&fingerprint)
     .bind(&refund.order_id)
     .bind(&refund.merchant_id)
@@ -441,7 +460,7 @@ pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<
     .await?;
     if inserted.rows_affected() == 0 {
         let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
-            .bind(&new.idem_scope)
+            .bind(new.idem_scope.key())
             .bind(&new.request_id)
             .fetch_one(&mut *conn)
             .await?;

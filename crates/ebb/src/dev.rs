@@ -134,7 +134,7 @@ pub async fn demo_link(
         .create_refund_link(NewRefundLink {
             refund: NewRefund {
                 request_id: ebb_store::ids::new_id("demo-link-"),
-                idem_scope: "*".into(),
+                idem_scope: ebb_store::refunds::IdempotencyScope::Psp,
                 merchant_id: Some(merchant_id.to_owned()),
                 order_id: Some(order.order_id.clone()),
                 token,
