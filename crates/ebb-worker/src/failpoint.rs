@@ -14,24 +14,38 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// A test's code at a point; it gets the subject (a refund id) and decides whether to act.
 pub type Hook = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-fn hooks() -> &'static Mutex<HashMap<String, Hook>> {
-    static HOOKS: OnceLock<Mutex<HashMap<String, Hook>>> = OnceLock::new();
+/// Identifies a hook for [`clear_hook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookId(u64);
+
+/// The hooks of every point; tests running in parallel each add their own.
+fn hooks() -> &'static Mutex<HashMap<String, Vec<(HookId, Hook)>>> {
+    static HOOKS: OnceLock<Mutex<HashMap<String, Vec<(HookId, Hook)>>>> = OnceLock::new();
     HOOKS.get_or_init(Mutex::default)
 }
 
-/// Runs `hook` whenever a task passes the point `name` (until [`clear_hook`]).
-pub fn set_hook(name: &str, hook: Hook) {
-    hooks().lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hook);
+/// Runs `hook` whenever a task passes the point `name`, beside any other hooks there, until
+/// [`clear_hook`].
+pub fn set_hook(name: &str, hook: Hook) -> HookId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = HookId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hooks().lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_owned()).or_default().push((id, hook));
+    id
 }
 
-pub fn clear_hook(name: &str) {
-    hooks().lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+pub fn clear_hook(id: HookId) {
+    for list in hooks().lock().unwrap_or_else(|e| e.into_inner()).values_mut() {
+        list.retain(|(i, _)| *i != id);
+    }
 }
 
-/// Runs the hook set for `name`, if any, with `subject`.
+/// Runs every hook set for `name`, one after another, with `subject`.
 pub async fn pause(name: &str, subject: &str) {
-    let hook = hooks().lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
-    if let Some(hook) = hook {
+    let set: Vec<Hook> = match hooks().lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        Some(list) => list.iter().map(|(_, h)| h.clone()).collect(),
+        None => return,
+    };
+    for hook in set {
         hook(subject.to_owned()).await;
     }
 }

@@ -32,7 +32,7 @@ async fn an_address_changed_while_the_payout_is_prepared_is_never_paid(app: &Tes
     let (store, merchant, changed) =
         (app.store.clone(), m.clone(), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
     let fired = changed.clone();
-    ebb_worker::failpoint::set_hook(
+    let hook = ebb_worker::failpoint::set_hook(
         "payout.before_store",
         std::sync::Arc::new(move |refund_id: String| {
             let (store, merchant, changed) = (store.clone(), merchant.clone(), changed.clone());
@@ -52,7 +52,7 @@ async fn an_address_changed_while_the_payout_is_prepared_is_never_paid(app: &Tes
     let refund = create_refund(app, &m, "moving", "2", USER_ADDRESS, None).await;
     let id = refund["refund_id"].as_str().unwrap();
     let done = app.mine_until(&chain, id, "Completed").await;
-    ebb_worker::failpoint::clear_hook("payout.before_store");
+    ebb_worker::failpoint::clear_hook(hook);
     assert!(fired.load(std::sync::atomic::Ordering::SeqCst), "the hook changed the address inside the window");
     assert_eq!(done["to_address"], NEW_ADDRESS);
     let txs = done["transactions"].as_array().unwrap();
