@@ -276,14 +276,20 @@ async fn write_log(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_signature_seen_before_a_restart_is_still_a_replay_after_it() {
+    /// A migrated SQLite store in a fresh directory (kept while the returned `TempDir` lives), and its URL.
+    async fn fresh_sqlite() -> (tempfile::TempDir, String, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = Store::sqlite_url_for_dir(dir.path());
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, url, store)
+    }
+
+    #[tokio::test]
+    async fn a_signature_seen_before_a_restart_is_still_a_replay_after_it() {
+        let (_dir, url, store) = fresh_sqlite().await;
         let now = ebb_core::clock::now_ms();
         {
-            let store = Store::connect(&url, 2).await.unwrap();
-            store.migrate().await.unwrap();
             let guard = ReplayGuard::new(store.clone(), now).await.unwrap();
             assert!(guard.first_use("k1", "s1", now, Durability::Background).await.unwrap());
             assert!(
@@ -313,11 +319,8 @@ mod tests {
     /// file is opened again.
     #[tokio::test]
     async fn a_change_is_recorded_no_later_than_its_own_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = Store::sqlite_url_for_dir(dir.path());
+        let (_dir, url, store) = fresh_sqlite().await;
         let now = ebb_core::clock::now_ms();
-        let store = Store::connect(&url, 2).await.unwrap();
-        store.migrate().await.unwrap();
         let guard = ReplayGuard::new(store.clone(), now).await.unwrap();
         assert!(guard.first_use("k", "change", now, Durability::BeforeAnswer).await.unwrap());
         // The request's own write, queued after the record.
