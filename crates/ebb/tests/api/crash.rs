@@ -129,6 +129,14 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
     config
 }
 
+/// Mines a block while a test waits for payouts. anvil with automine mines when a transaction
+/// arrives; a payout that waited in its pool behind a missing nonce (a restart re-broadcasting an
+/// earlier payout after later ones) becomes minable only when that one arrives, and would wait for the
+/// next transaction if nothing else made blocks. A real chain keeps making them.
+async fn mine_a_block(anvil: &crate::chains::Anvil) {
+    anvil.rpc("evm_mine", json!([])).await;
+}
+
 /// `ebb serve --config CONFIG` with the anvil hot wallet's key and the given failpoints.
 fn serve_on_anvil(config: &std::path::Path, server_key: &str, failpoints: &str, port: u16) -> Server {
     Server {
@@ -378,6 +386,7 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                     break;
                 }
                 assert!(std::time::Instant::now() < deadline, "refunds did not all complete: {page}");
+                mine_a_block(&anvil).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             drop(server);
@@ -405,6 +414,7 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                     .unwrap();
                     panic!("failpoint {failpoints} never fired; refunds {by_status:?}, payout legs {legs:?}");
                 }
+                mine_a_block(&anvil).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -501,6 +511,7 @@ async fn two_processes_on_one_postgres_pay_each_refund_once() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "not all refunds completed: {page}");
+        mine_a_block(&anvil).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop((a, b));
