@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ebb_app::Actor;
 use ebb_store::keys::ApiKeyRow;
 use ebb_store::{Store, StoreError};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
@@ -26,63 +27,31 @@ pub const NONCE_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Who sent an authenticated request.
+/// Who sent an authenticated request: the key, and the actor it stands for (the PSP, or the one
+/// merchant a restricted key is confined to). Derefs to the [`Actor`] the use cases take.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub api_key: String,
-    /// `Some(merchant)` for a merchant-restricted key: it sees and acts only on that merchant.
-    pub merchant: Option<String>,
+    pub actor: Actor,
 }
 
 impl Caller {
-    /// Cobo's `initiator` value for objects this caller creates.
-    pub fn initiator(&self) -> String {
-        format!("api_key_{}", self.api_key)
+    pub fn new(api_key: String, merchant: Option<String>) -> Self {
+        let initiator = format!("api_key_{api_key}");
+        Caller { api_key, actor: Actor { merchant, initiator } }
     }
 
-    /// The scope idempotency keys live in: one per merchant-restricted key's merchant, one for PSP-wide keys.
-    pub fn idem_scope(&self) -> ebb_store::refunds::IdempotencyScope {
-        match &self.merchant {
-            Some(m) => ebb_store::refunds::IdempotencyScope::Merchant(m.clone()),
-            None => ebb_store::refunds::IdempotencyScope::Psp,
-        }
-    }
-
-    /// Refuses a PSP-only operation to a merchant-restricted key.
+    /// Refuses a PSP-only operation to a merchant-restricted key (403, 40300).
     pub fn require_psp(&self) -> Result<(), ApiError> {
-        self.require_psp_for("make this call")
+        Ok(self.actor.require_psp_for("make this call")?)
     }
+}
 
-    /// Refuses a PSP-only part of a call (spending the PSP's balance, setting the PSP's fees) to a
-    /// merchant-restricted key: 403 with code 40300, and a message that says nothing of the PSP's data.
-    pub fn require_psp_for(&self, what: &str) -> Result<(), ApiError> {
-        match &self.merchant {
-            None => Ok(()),
-            Some(_) => Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this API key is restricted to one merchant and cannot {what}; that needs a PSP-wide key"),
-            )),
-        }
-    }
+impl std::ops::Deref for Caller {
+    type Target = Actor;
 
-    /// The merchant a list is filtered by: the one asked for (a restricted key may ask only for its own),
-    /// else the restricted key's merchant, else none.
-    pub fn merchant_filter(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
-        match asked.filter(|m| !m.is_empty()) {
-            Some(m) => {
-                self.check_merchant(&m)?;
-                Ok(Some(m))
-            }
-            None => Ok(self.merchant.clone()),
-        }
-    }
-
-    /// Checks a merchant the caller names; a restricted key may only name its own.
-    pub fn check_merchant(&self, merchant_id: &str) -> Result<(), ApiError> {
-        match &self.merchant {
-            Some(m) if m != merchant_id => Err(ApiError::not_found("merchant", merchant_id)),
-            _ => Ok(()),
-        }
+    fn deref(&self) -> &Actor {
+        &self.actor
     }
 }
 
@@ -230,7 +199,7 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
             "this exact signed request was already received (a replay); sign each request anew",
         ));
     }
-    parts.extensions.insert(Caller { api_key: key.row.api_key.clone(), merchant: key.row.merchant_id.clone() });
+    parts.extensions.insert(Caller::new(key.row.api_key.clone(), key.row.merchant_id.clone()));
     Ok(Request::from_parts(parts, Body::from(body)))
 }
 

@@ -79,6 +79,25 @@ impl ApiError {
     }
 }
 
+impl From<ebb_app::AppError> for ApiError {
+    fn from(e: ebb_app::AppError) -> Self {
+        use ebb_app::AppError as A;
+        let code = match &e {
+            A::Forbidden(_) => ErrorCode::Forbidden,
+            A::Invalid(_) => ErrorCode::InvalidRequest,
+            A::InvalidAmount(_) => ErrorCode::InvalidAmount,
+            A::RefusedDestination { .. } => ErrorCode::RefusedDestination,
+            A::InvalidState(_) => ErrorCode::InvalidState,
+            A::NotFound { .. } => ErrorCode::NotFound,
+            A::Store(_) => match e {
+                A::Store(e) => return e.into(),
+                _ => unreachable!("matched above"),
+            },
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         use ErrorCode as C;

@@ -1,9 +1,9 @@
 //! ebb's HTTP edge: the Cobo-compatible `/v2` API, its authentication and response signing, and the
-//! operational endpoints. Handlers validate input into domain values and call the store; they never
-//! talk to a chain or a webhook receiver.
+//! operational endpoints, and the refund-link pages. Handlers parse Cobo's wire format into domain
+//! values, call a use case of `ebb-app` (or read the store), and render the answer in Cobo's shape;
+//! they never write to the store themselves, nor talk to a chain or a webhook receiver.
 
 pub mod auth;
-pub mod destinations;
 pub mod error;
 mod extract;
 pub mod metrics;
@@ -13,7 +13,6 @@ pub mod routes;
 mod validate;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,6 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::Router;
-use ebb_chain::sandbox::SandboxChain;
 use ebb_core::TokenRegistry;
 use ebb_store::replay::ReplayGuard;
 use ebb_store::Store;
@@ -56,27 +54,23 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
+    /// The use cases: every state change a handler makes goes through these.
+    pub engine: ebb_app::Engine,
+    /// Reads (the same store the engine writes through).
     pub store: Store,
     pub registry: Arc<TokenRegistry>,
     /// Signs every response; its public key is what clients configure as `resp_pubkey`.
     pub server_key: Arc<SigningKey>,
     pub replay: ReplayGuard,
     pub keys: Arc<auth::KeyCache>,
-    /// Seed of the per-order receiving addresses.
-    pub deposit_seed: Arc<[u8; 32]>,
     pub metrics: Arc<Metrics>,
     /// Whether the `/v2/sandbox` endpoints exist.
     pub sandbox: bool,
-    /// The chains running on the sandbox, by chain id: the sandbox payment endpoint sends real sandbox
-    /// transfers on them.
-    pub sandbox_chains: Arc<HashMap<String, Arc<SandboxChain>>>,
     /// How many retries the webhook dispatcher's schedule has (the `retries_left` of an event not yet
     /// tried).
     pub webhook_retries: i64,
     /// The refund-link pages' settings, rate limiter and CSRF key.
     pub links: Arc<pages::LinkPages>,
-    /// Addresses a refund may never be sent to (with the database's receiving addresses).
-    pub refused_destinations: Arc<destinations::RefusedDestinations>,
 }
 
 pub use ebb_core::clock::now_ms;

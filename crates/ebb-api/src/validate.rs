@@ -82,17 +82,6 @@ pub fn fee_rate(s: &str) -> Result<String, ApiError> {
     Ok(a.to_decimal_string(4))
 }
 
-/// The developer fee a rate (as [`fee_rate`] stores it: at most four decimals) asks of an amount,
-/// rounded down to the token's base unit.
-pub fn fee_at_rate(amount: Amount, rate: &str) -> Result<Amount, ApiError> {
-    let rate = Amount::parse_decimal(rate, 4, 4).map_err(|e| amount_error("developer_fee_rate", e))?;
-    amount
-        .base_units()
-        .checked_mul(rate.base_units())
-        .map(|n| Amount::from_base_units(n / 10_000))
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidAmount, "payable_amount is too large for the developer fee"))
-}
-
 /// An absolute http(s) URL of at most `max_len` characters (a logo or return URL shown to customers:
 /// never `javascript:` or `data:`).
 pub fn http_url(field: &str, s: &str, max_len: usize) -> Result<String, ApiError> {

@@ -61,9 +61,29 @@ impl fmt::Display for OrderStatus {
     }
 }
 
+/// The least developer fee of a payment of `amount` at `rate` (a fraction with up to four decimals,
+/// as merchants store it): `amount × rate`, rounded down to the base unit. `None` if the rate is not
+/// such a fraction or the product overflows.
+pub fn developer_fee_at_rate(amount: crate::Amount, rate: &str) -> Option<crate::Amount> {
+    let rate = crate::Amount::parse_decimal(rate, 4, 4).ok()?;
+    amount.base_units().checked_mul(rate.base_units()).map(|n| crate::Amount::from_base_units(n / 10_000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_developer_fee_at_a_rate_rounds_down_to_the_base_unit() {
+        use crate::Amount;
+        assert_eq!(
+            developer_fee_at_rate(Amount::from_base_units(1_000_000), "0.0125"),
+            Some(Amount::from_base_units(12_500))
+        );
+        assert_eq!(developer_fee_at_rate(Amount::from_base_units(99), "0.01"), Some(Amount::ZERO));
+        assert_eq!(developer_fee_at_rate(Amount::from_base_units(u128::MAX), "0.5"), None);
+        assert_eq!(developer_fee_at_rate(Amount::from_base_units(1), "0.00001"), None);
+    }
 
     #[test]
     fn completed_and_expired_orders_are_final() {

@@ -146,6 +146,40 @@ impl RefundSource {
     }
 }
 
+/// A rule a refund request breaks, before any balance or order is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundRuleError {
+    #[error("a merchant fee can only be charged on a refund paid by the merchant (refund type Merchant)")]
+    FeeWithoutMerchantSource,
+    #[error("the merchant fee must be less than the refund amount")]
+    FeeNotBelowAmount,
+    #[error("a refund paid by the merchant (refund type Merchant) needs a merchant")]
+    MerchantSourceWithoutMerchant,
+}
+
+/// The rules a refund request must keep on its own: a merchant fee only on a merchant-paid refund and
+/// less than the refunded amount (the customer gets `amount - fee`, which must be positive), and a
+/// merchant-paid refund names its merchant (directly or through its order).
+pub fn check_request(
+    source: RefundSource,
+    amount: crate::Amount,
+    merchant_fee: Option<crate::Amount>,
+    has_merchant: bool,
+) -> Result<(), RefundRuleError> {
+    if let Some(fee) = merchant_fee {
+        if source != RefundSource::Merchant {
+            return Err(RefundRuleError::FeeWithoutMerchantSource);
+        }
+        if fee >= amount {
+            return Err(RefundRuleError::FeeNotBelowAmount);
+        }
+    }
+    if source == RefundSource::Merchant && !has_merchant {
+        return Err(RefundRuleError::MerchantSourceWithoutMerchant);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +235,26 @@ mod tests {
     fn a_new_link_reopens_only_a_refund_whose_payout_has_not_started() {
         assert_eq!(S::Pending.apply(E::Relinked), Ok(S::AddressPending));
         assert!(S::Processing.apply(E::Relinked).is_err());
+    }
+
+    #[test]
+    fn a_fee_is_only_for_merchant_refunds_and_below_the_amount() {
+        use crate::Amount;
+        let a = |n| Amount::from_base_units(n);
+        assert_eq!(check_request(RefundSource::Merchant, a(10), Some(a(9)), true), Ok(()));
+        assert_eq!(check_request(RefundSource::Psp, a(10), None, false), Ok(()));
+        assert_eq!(
+            check_request(RefundSource::Merchant, a(10), Some(a(10)), true),
+            Err(RefundRuleError::FeeNotBelowAmount)
+        );
+        assert_eq!(
+            check_request(RefundSource::Psp, a(10), Some(a(1)), true),
+            Err(RefundRuleError::FeeWithoutMerchantSource)
+        );
+        assert_eq!(
+            check_request(RefundSource::Merchant, a(10), None, false),
+            Err(RefundRuleError::MerchantSourceWithoutMerchant)
+        );
     }
 
     #[test]

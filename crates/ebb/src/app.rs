@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ebb_api::metrics::Metrics;
 use ebb_api::{AppState, Shared};
+use ebb_app::{Engine, RefusedDestinations};
 use ebb_chain::evm::EvmChain;
 use ebb_chain::sandbox::SandboxChain;
 use ebb_chain::Chain;
@@ -61,27 +62,24 @@ impl Application {
             let configured: Vec<&str> = settings.chains.iter().map(|c| c.chain_id()).collect();
             links.explorers.retain(|chain, _| configured.contains(&chain.as_str()));
         }
-        let mut shared = Shared {
+        let registry = Arc::new(settings.registry);
+        let (chains, sandboxes) = build_chains(&settings.chains, settings.sandbox, &registry, settings.workers).await?;
+        let destinations = RefusedDestinations::new(&registry, chains.iter().map(|c| c.hot_wallet()));
+        let engine =
+            Engine::new(store.clone(), registry.clone(), destinations, deposit_seed(&settings.server_key), links.ttl)
+                .with_sandboxes(sandboxes.clone());
+        let shared = Shared {
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
-            deposit_seed: Arc::new(deposit_seed(&settings.server_key)),
+            engine,
             store,
-            registry: Arc::new(settings.registry),
+            registry,
             server_key: Arc::new(settings.server_key),
             replay,
             keys: Arc::new(ebb_api::auth::KeyCache::default()),
             metrics: Arc::new(Metrics::default()),
             sandbox: settings.sandbox,
-            sandbox_chains: Arc::new(HashMap::new()),
             webhook_retries: settings.webhooks.retry_schedule.len() as i64,
-            refused_destinations: Arc::default(),
         };
-        let (chains, sandboxes) =
-            build_chains(&settings.chains, settings.sandbox, &shared.registry, settings.workers).await?;
-        shared.sandbox_chains = Arc::new(sandboxes.clone());
-        shared.refused_destinations = Arc::new(ebb_api::destinations::RefusedDestinations::new(
-            &shared.registry,
-            chains.iter().map(|c| c.hot_wallet()),
-        ));
         let state = AppState::new(shared);
         Ok(Application {
             listener,
@@ -116,9 +114,9 @@ impl Application {
         self.state.registry.clone()
     }
 
-    /// Seed of the per-order receiving addresses.
-    pub fn deposit_seed(&self) -> [u8; 32] {
-        *self.state.deposit_seed
+    /// The use cases, as the server runs them.
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
     }
 
     /// Serves until `shutdown` completes, then finishes the requests in flight and flushes the store.

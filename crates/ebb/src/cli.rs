@@ -242,14 +242,7 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!("Ctrl-C stops.");
-    dev::spawn_demo_link(
-        app.store().clone(),
-        app.registry(),
-        app.sandbox_chains().get("ETH").cloned(),
-        app.link_pages(),
-        info.merchant_id.clone(),
-        app.deposit_seed(),
-    );
+    dev::spawn_demo_link(app.engine().clone(), app.link_pages(), info.merchant_id.clone());
     app.run_until(crate::app::shutdown_signal()).await
 }
 

@@ -7,13 +7,13 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ebb_api::pages::{hash_link_token, new_link_token, LinkPages};
-use ebb_chain::sandbox::SandboxChain;
-use ebb_core::{Amount, OrderStatus, RefundSource, TokenRegistry};
-use ebb_store::links::{LinkDisplay, NewRefundLink};
+use ebb_api::pages::LinkPages;
+use ebb_app::links::{self, LinkRequest, RefundedPayment};
+use ebb_app::orders::{self, OrderRequest};
+use ebb_app::{sandbox, Actor, Engine};
+use ebb_core::{Address, Amount, OrderStatus, RefundSource};
+use ebb_store::links::LinkDisplay;
 use ebb_store::merchants::NewMerchant;
-use ebb_store::orders::NewOrder;
-use ebb_store::refunds::NewRefund;
 use ebb_store::Store;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -91,20 +91,17 @@ pub const DEMO_PAYER: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 
 /// A ready-made refund link for a newcomer to open: pays a 10 USDT demo order on the sandbox chain,
 /// waits until it is credited, and makes a link refunding 5 of it. Each `ebb dev` start makes a new
-/// one (only the token's hash is stored, so an old link cannot be shown again).
-pub async fn demo_link(
-    store: &Store,
-    registry: &TokenRegistry,
-    sandbox: &SandboxChain,
-    pages: &LinkPages,
-    merchant_id: &str,
-    deposit_seed: [u8; 32],
-) -> anyhow::Result<String> {
-    let token = registry.get("ETH_USDT").context("the demo needs the ETH_USDT token")?.clone();
+/// one (only the token's hash is stored, so an old link cannot be shown again). Made through the same
+/// use cases as the API's.
+pub async fn demo_link(engine: &Engine, pages: &LinkPages, merchant_id: &str) -> anyhow::Result<String> {
+    let actor = Actor::psp("ebb_dev");
+    let token = engine.registry().get("ETH_USDT").context("the demo needs the ETH_USDT token")?.clone();
     let decimals = token.decimals;
     let amount = |s: &str| Amount::parse_decimal(s, decimals, decimals);
-    let order = store
-        .create_order(NewOrder {
+    let order = orders::create(
+        engine,
+        &actor,
+        OrderRequest {
             merchant_id: merchant_id.to_owned(),
             merchant_order_code: None,
             psp_order_code: ebb_store::ids::new_id("demo-order-"),
@@ -113,60 +110,45 @@ pub async fn demo_link(
             token: token.clone(),
             payable_amount: amount("10")?,
             fee_amount: Amount::ZERO,
-            exchange_rate: "1".into(),
             amount_tolerance: Amount::ZERO,
             expires_in_s: 1800,
-            deposit_seed: deposit_seed.to_vec(),
-        })
-        .await?;
-    sandbox.pay_from_outside(DEMO_PAYER, &order.receive_address, &token.id, amount("10")?.base_units());
+        },
+    )
+    .await?;
+    let payer = Address::parse(token.family, DEMO_PAYER)?;
+    sandbox::pay_order(engine, &actor, &order.order_id, None, Some(payer)).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let now = store.order(&order.order_id).await?.context("the demo order vanished")?;
+        let now = orders::get(engine, &actor, &order.order_id).await?;
         if now.status == OrderStatus::Completed {
             break;
         }
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "the demo payment was not credited in time");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let token_secret = new_link_token();
-    store
-        .create_refund_link(NewRefundLink {
-            refund: NewRefund {
-                request_id: ebb_store::ids::new_id("demo-link-"),
-                idem_scope: ebb_store::refunds::IdempotencyScope::Psp,
-                merchant_id: Some(merchant_id.to_owned()),
-                order_id: Some(order.order_id.clone()),
-                token,
-                amount: amount("5")?,
-                to_address: None,
-                source: RefundSource::Merchant,
-                merchant_fee: None,
-                initiator: "ebb_dev".into(),
-                via_link: true,
-            },
-            token_hash: hash_link_token(&token_secret),
-            default_address: DEMO_PAYER.into(),
-            source_tx_id: None,
+    let payment = links::find_payment(engine, &actor, RefundedPayment::Order(order.order_id.clone())).await?;
+    let created = links::create(
+        engine,
+        &actor,
+        LinkRequest {
+            request_id: ebb_store::ids::new_id("demo-link-"),
+            payment,
+            amount: amount("5")?,
+            source: RefundSource::Merchant,
+            merchant_id: Some(merchant_id.to_owned()),
+            merchant_fee: None,
             display: LinkDisplay { developer_name: Some("Demo Merchant".into()), logo_url: None, return_url: None },
-            expires_at_ms: ebb_store::now_ms() + pages.settings.ttl.as_millis() as i64,
-        })
-        .await?;
-    Ok(format!("{}?token={token_secret}", pages.page_url()))
+        },
+    )
+    .await?;
+    Ok(format!("{}?token={}", pages.page_url(), created.token.as_str()))
 }
 
-/// Starts [`demo_link`] in the background and prints the link when it is ready.
-pub fn spawn_demo_link(
-    store: Store,
-    registry: Arc<TokenRegistry>,
-    sandbox: Option<Arc<SandboxChain>>,
-    pages: Arc<LinkPages>,
-    merchant_id: String,
-    deposit_seed: [u8; 32],
-) {
-    let Some(sandbox) = sandbox else { return };
+/// Starts [`demo_link`] in the background (with the sandbox's `ETH` chain) and prints the link when
+/// it is ready.
+pub fn spawn_demo_link(engine: Engine, pages: Arc<LinkPages>, merchant_id: String) {
     tokio::spawn(async move {
-        match demo_link(&store, &registry, &sandbox, &pages, &merchant_id, deposit_seed).await {
+        match demo_link(&engine, &pages, &merchant_id).await {
             Ok(url) => {
                 println!();
                 println!("A demo refund link (5 USDT back to the demo payer; open it in a browser):");

@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use ebb_app::links::{self, LinkToken};
 use ebb_core::refund::CANCELLED_REASON;
 use ebb_core::screening::looks_like_poisoning;
 use ebb_core::{Address, ChainFamily, RefundStatus, Token};
@@ -40,8 +41,8 @@ use serde::{Deserialize, Serialize};
 
 use self::date::iso_utc;
 use self::i18n::Lang;
-use self::security::{csp_with_logo, security_headers, well_formed_token, Peer};
-pub use self::security::{hash_link_token, new_link_token, LinkPages};
+pub use self::security::LinkPages;
+use self::security::{csp_with_logo, security_headers, Peer};
 pub use self::settings::{default_explorers, network_name, LinkSettings};
 use self::views::{
     bare_frame, frame_for, html, invalid_link, message, summary, ConfirmPage, FormPage, Frame, StatusPage, TxLine,
@@ -100,9 +101,9 @@ async fn show(
 ) -> Response {
     let Ok(Query(q)) = q else { return invalid_link(lang_of(None, &headers)) };
     let lang = lang_of(q.lang.as_deref(), &headers);
-    let Some(token) = q.token.as_deref().filter(|t| well_formed_token(t)) else { return invalid_link(lang) };
-    let hash = hash_link_token(token);
-    let view = match state.store.refund_link(&hash).await {
+    let Some(link_token) = q.token.as_deref().and_then(LinkToken::parse) else { return invalid_link(lang) };
+    let token = link_token.as_str();
+    let view = match links::view(&state.engine, &link_token).await {
         Ok(Some(v)) => v,
         Ok(None) => return invalid_link(lang),
         Err(e) => return store_error(lang, e),
@@ -124,7 +125,7 @@ async fn show(
     }
     // The first opening moves the refund to AddressPending (and tells the merchant by webhook).
     let view = if view.link.opened_at_ms.is_none() || view.refund.status == RefundStatus::PendingConfirmation {
-        match state.store.open_refund_link(&hash).await {
+        match links::open(&state.engine, &link_token).await {
             Ok(Some(v)) => v,
             Ok(None) => return invalid_link(lang),
             Err(e) => return store_error(lang, e),
@@ -239,7 +240,7 @@ fn status_page(state: &AppState, view: &LinkView, lang: Lang, token: &str, just_
     html(StatusCode::OK, page.render(), csp)
 }
 
-fn store_error(lang: Lang, e: ebb_store::StoreError) -> Response {
+fn store_error(lang: Lang, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "refund page: store error");
     let t = lang.texts();
     message(StatusCode::SERVICE_UNAVAILABLE, bare_frame(lang, None), t.error_title, t.error_text)
@@ -262,7 +263,7 @@ struct Posted {
     lang: Lang,
     token: String,
     session: String,
-    hash: String,
+    link_token: LinkToken,
     /// The refund's token (its chain decides what an address is).
     refund_token: Token,
 }
@@ -288,14 +289,14 @@ async fn admit(
     let lang = lang_of(form.lang.as_deref(), headers);
     let t = lang.texts();
     let client = state.links.client(headers, peer);
-    let Some(token) = form.token.clone().filter(|t| well_formed_token(t)) else {
+    let Some(link_token) = form.token.as_deref().and_then(LinkToken::parse) else {
         if !state.links.allow_post(None, &client) {
             return Err(message(StatusCode::TOO_MANY_REQUESTS, bare_frame(lang, None), t.rate_title, t.rate_text));
         }
         return Err(invalid_link(lang));
     };
-    let hash = hash_link_token(&token);
-    let view = match state.store.refund_link(&hash).await {
+    let token = link_token.as_str().to_owned();
+    let view = match links::view(&state.engine, &link_token).await {
         Ok(Some(v)) => v,
         Ok(None) => {
             if !state.links.allow_post(None, &client) {
@@ -326,7 +327,7 @@ async fn admit(
         return Err(store_error(lang, ebb_store::StoreError::Internal("refund of an unknown token".into())));
     };
     let session = session.unwrap_or_default();
-    Ok((Posted { view, lang, token, session, hash, refund_token }, form))
+    Ok((Posted { view, lang, token, session, link_token, refund_token }, form))
 }
 
 /// "Already submitted": the status page, answered 409.
@@ -350,8 +351,8 @@ async fn check_address(state: &AppState, p: &Posted, raw: &str) -> Result<Addres
             "refund page: an address on the screening denylist was refused");
         return Err(t.denied);
     }
-    if let Err(e) = crate::destinations::check(state, "address", &address).await {
-        tracing::warn!(link = %p.view.link.link_id, refund = %p.view.refund.refund_id, reason = %e.message,
+    if let Err(e) = state.engine.check_destination(&address).await {
+        tracing::warn!(link = %p.view.link.link_id, refund = %p.view.refund.refund_id, reason = %e,
             "refund page: an address that would lose the money was refused");
         return Err(t.lost_destination);
     }
@@ -445,7 +446,7 @@ async fn submit(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     }
-    match state.store.submit_refund_link(&p.hash, address).await {
+    match links::submit(&state.engine, &p.link_token, address).await {
         Ok(Ok(_)) => {
             let to = format!("{PAGE_PATH}?token={}&lang={}&submitted=1", p.token, p.lang.param());
             (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
@@ -456,11 +457,13 @@ async fn submit(
                 Refusal::Unknown => invalid_link(p.lang),
                 Refusal::Expired => message(StatusCode::GONE, frame, t.expired_title, t.expired_text),
                 Refusal::Replaced => message(StatusCode::GONE, frame, t.replaced_title, t.replaced_text),
-                Refusal::AlreadyUsed | Refusal::RefundClosed(_) => match state.store.refund_link(&p.hash).await {
-                    Ok(Some(view)) => conflict_used(&state, &view, p.lang, &p.token),
-                    Ok(None) => invalid_link(p.lang),
-                    Err(e) => store_error(p.lang, e),
-                },
+                Refusal::AlreadyUsed | Refusal::RefundClosed(_) => {
+                    match links::view(&state.engine, &p.link_token).await {
+                        Ok(Some(view)) => conflict_used(&state, &view, p.lang, &p.token),
+                        Ok(None) => invalid_link(p.lang),
+                        Err(e) => store_error(p.lang, e),
+                    }
+                }
             }
         }
         Err(e) => store_error(p.lang, e),

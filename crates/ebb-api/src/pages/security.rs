@@ -12,7 +12,6 @@ use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::limits::RateLimiter;
@@ -75,23 +74,6 @@ impl LinkPages {
     }
 }
 
-/// A new link token: 32 random bytes, URL-safe base64 (43 characters).
-pub fn new_link_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    B64.encode(bytes)
-}
-
-/// What the database keeps of a token.
-pub fn hash_link_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A token of the shape ebb hands out; anything else is refused before touching the database.
-pub(super) fn well_formed_token(t: &str) -> bool {
-    t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// Every page response: no framing, no sniffing, no referrer, no caching, and a strict CSP unless the
 /// page set its own (to allow the merchant's logo).
 pub(super) async fn security_headers(mut res: Response) -> Response {
@@ -134,17 +116,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_256_bits_and_only_their_hash_is_kept() {
-        let t = new_link_token();
-        assert!(well_formed_token(&t), "{t}");
-        assert_eq!(B64.decode(&t).unwrap().len(), 32);
-        assert_ne!(new_link_token(), t);
-        assert_eq!(hash_link_token(&t).len(), 64);
-        assert!(!well_formed_token(&t[1..]));
-        assert!(!well_formed_token(&format!("{}!", &t[1..])));
-    }
 
     #[test]
     fn csrf_tokens_are_bound_to_link_and_session() {

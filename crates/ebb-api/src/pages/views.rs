@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use ebb_store::links::LinkView;
 
 use super::i18n::{Lang, Texts};
-use super::security::{csp_with_logo, well_formed_token};
+use super::security::csp_with_logo;
 use super::{network_name, PAGE_PATH};
 use crate::AppState;
 
@@ -106,7 +106,9 @@ pub(super) fn html(status: StatusCode, body: Result<String, askama::Error>, csp:
 /// The language switch's target: the link's GET page in the other language.
 fn switch_href(token: Option<&str>, lang: Lang) -> String {
     match token {
-        Some(t) if well_formed_token(t) => format!("{PAGE_PATH}?token={t}&lang={}", lang.other().param()),
+        Some(t) if ebb_app::links::LinkToken::parse(t).is_some() => {
+            format!("{PAGE_PATH}?token={t}&lang={}", lang.other().param())
+        }
         _ => format!("{PAGE_PATH}?lang={}", lang.other().param()),
     }
 }

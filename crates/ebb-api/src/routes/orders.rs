@@ -1,9 +1,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use ebb_app::orders::{self, OrderRequest};
 use ebb_core::OrderStatus;
 use ebb_store::now_s;
-use ebb_store::orders::{NewOrder, OrderFilter, OrderRow};
+use ebb_store::orders::OrderFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -28,7 +29,6 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateOrderRequest>,
 ) -> ApiResult<(StatusCode, Json<Order>)> {
     let merchant_id = validate::text("merchant_id", &req.merchant_id, 128)?;
-    caller.check_merchant(&merchant_id)?;
     let token = validate::token(&state.registry, "payable_currency", &req.payable_currency)?.clone();
     let pricing_currency = validate::optional_text("pricing_currency", req.pricing_currency.as_deref(), 16)?;
     let pricing_amount = req.pricing_amount.as_deref().filter(|s| !s.is_empty());
@@ -48,55 +48,27 @@ pub async fn create(
             .map_err(|e| ApiError::new(ErrorCode::InvalidAmount, format!("pricing_amount: {e}")))?;
     }
     let fee_amount = validate::amount("fee_amount", &req.fee_amount, &token)?;
-    if fee_amount > payable_amount {
-        return Err(ApiError::new(ErrorCode::InvalidAmount, "fee_amount must not exceed the payable amount"));
-    }
-    if caller.merchant.is_some() {
-        // The developer fee is the PSP's: a merchant's own key may pay more, never less than the rate
-        // the PSP set for it.
-        let merchant =
-            state.store.merchant(&merchant_id).await?.ok_or_else(|| ApiError::not_found("merchant", &merchant_id))?;
-        let least = validate::fee_at_rate(payable_amount, &merchant.developer_fee_rate)?;
-        if fee_amount < least {
-            caller.require_psp_for(&format!(
-                "set fee_amount below the merchant's developer_fee_rate ({} × payable_amount = {})",
-                merchant.developer_fee_rate,
-                least.to_decimal_string(token.decimals)
-            ))?;
-        }
-    }
     let amount_tolerance = match req.amount_tolerance.as_deref().filter(|s| !s.is_empty()) {
         Some(t) => validate::amount("amount_tolerance", t, &token)?,
         None => ebb_core::Amount::ZERO,
     };
-    if amount_tolerance >= payable_amount {
-        return Err(ApiError::new(ErrorCode::InvalidAmount, "amount_tolerance must be less than the payable amount"));
-    }
     let expires_in_s = req.expired_in.unwrap_or(DEFAULT_EXPIRY_S);
     if !(1..=MAX_EXPIRY_S).contains(&expires_in_s) {
         return Err(ApiError::invalid(format!("expired_in must be between 1 and {MAX_EXPIRY_S} seconds")));
     }
-    let order = state
-        .store
-        .create_order(NewOrder {
-            merchant_id,
-            merchant_order_code: validate::optional_text(
-                "merchant_order_code",
-                req.merchant_order_code.as_deref(),
-                128,
-            )?,
-            psp_order_code: validate::text("psp_order_code", &req.psp_order_code, 128)?,
-            pricing_amount: pricing_amount.map(str::to_owned),
-            pricing_currency,
-            token,
-            payable_amount,
-            fee_amount,
-            exchange_rate: "1".into(),
-            amount_tolerance,
-            expires_in_s,
-            deposit_seed: state.deposit_seed.to_vec(),
-        })
-        .await?;
+    let request = OrderRequest {
+        merchant_id,
+        merchant_order_code: validate::optional_text("merchant_order_code", req.merchant_order_code.as_deref(), 128)?,
+        psp_order_code: validate::text("psp_order_code", &req.psp_order_code, 128)?,
+        pricing_amount: pricing_amount.map(str::to_owned),
+        pricing_currency,
+        token,
+        payable_amount,
+        fee_amount,
+        amount_tolerance,
+        expires_in_s,
+    };
+    let order = orders::create(&state.engine, &caller, request).await?;
     Ok((StatusCode::CREATED, Json(Order::from_row(&state.registry, order, now_s()))))
 }
 
@@ -108,18 +80,8 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<Order>> {
-    let order = visible_order(&state, &caller, &order_id).await?;
+    let order = orders::get(&state.engine, &caller, &order_id).await?;
     Ok(Json(Order::from_row(&state.registry, order, now_s())))
-}
-
-/// The order, if it exists and the caller may see it (a merchant-restricted key sees only its own).
-pub(crate) async fn visible_order(state: &AppState, caller: &Caller, order_id: &str) -> ApiResult<OrderRow> {
-    state
-        .store
-        .order(order_id)
-        .await?
-        .filter(|o| caller.merchant.as_ref().is_none_or(|m| *m == o.merchant_id))
-        .ok_or_else(|| ApiError::not_found("order", order_id))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -144,11 +106,11 @@ pub async fn list(
 ) -> ApiResult<Json<ListResponse<Order>>> {
     let page = super::page_request(q.limit, q.before, q.after)?;
     let filter = OrderFilter {
-        merchant_id: caller.merchant_filter(q.merchant_id)?,
+        merchant_id: q.merchant_id,
         psp_order_code: q.psp_order_id.filter(|p| !p.is_empty()),
         statuses: validate::list_of("statuses", q.statuses.as_deref(), OrderStatus::parse)?,
     };
-    let page = state.store.list_orders(&filter, &page).await?;
+    let page = orders::list(&state.engine, &caller, filter, &page).await?;
     let now = now_s();
     Ok(Json(ListResponse::from_page(page, |o| Order::from_row(&state.registry, o, now))))
 }
@@ -163,10 +125,9 @@ pub async fn update(
     Path(order_id): Path<String>,
     ApiJson(req): ApiJson<UpdateOrderRequest>,
 ) -> ApiResult<Json<Order>> {
-    let order = visible_order(&state, &caller, &order_id).await?;
-    if !req.expired {
-        return Ok(Json(Order::from_row(&state.registry, order, now_s())));
-    }
-    let order = state.store.expire_order(&order_id).await?;
+    let order = match req.expired {
+        true => orders::expire(&state.engine, &caller, &order_id).await?,
+        false => orders::get(&state.engine, &caller, &order_id).await?,
+    };
     Ok(Json(Order::from_row(&state.registry, order, now_s())))
 }

@@ -1,9 +1,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use ebb_app::refunds::{self, RefundRequest};
 use ebb_core::token::API_AMOUNT_MAX_SCALE;
 use ebb_core::{RefundSource, RefundStatus};
-use ebb_store::refunds::{Created, NewRefund, RefundFilter};
+use ebb_store::refunds::{Created, RefundFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -26,62 +27,38 @@ pub async fn create(
     let amount = validate::positive_amount("payable_amount", &req.payable_amount, &token, API_AMOUNT_MAX_SCALE)?;
     let source = RefundSource::parse(&req.refund_type)
         .ok_or_else(|| ApiError::invalid(format!("refund_type must be Merchant or Psp, not {:?}", req.refund_type)))?;
-    if source == RefundSource::Psp {
-        caller.require_psp_for("spend the PSP's balance (refund_type Psp)")?;
-    }
-    let to_address = match req.to_address.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => {
-            let address = validate::address("to_address", a, &token)?;
-            crate::destinations::check(&state, "to_address", &address).await?;
-            Some(address)
-        }
-        None => None,
-    };
+    let to_address = req
+        .to_address
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(|a| validate::address("to_address", a, &token))
+        .transpose()?;
     let merchant_fee = if req.charge_merchant_fee == Some(true) {
-        if source != RefundSource::Merchant {
-            return Err(ApiError::invalid("charge_merchant_fee is only valid when refund_type is Merchant"));
-        }
         let fee_str = req
             .merchant_fee_amount
             .as_deref()
             .ok_or_else(|| ApiError::invalid("merchant_fee_amount is required when charge_merchant_fee is true"))?;
-        let fee = validate::positive_amount("merchant_fee_amount", fee_str, &token, API_AMOUNT_MAX_SCALE)?;
-        if fee >= amount {
-            return Err(ApiError::new(
-                crate::error::ErrorCode::InvalidAmount,
-                "merchant_fee_amount must be less than payable_amount",
-            ));
-        }
         match req.merchant_fee_token_id.as_deref() {
             Some(t) if t != token.id => {
                 return Err(ApiError::invalid(format!("merchant_fee_token_id must equal token_id ({})", token.id)))
             }
             _ => {}
         }
-        Some(fee)
+        Some(validate::positive_amount("merchant_fee_amount", fee_str, &token, API_AMOUNT_MAX_SCALE)?)
     } else {
         None
     };
-    let merchant_id = validate::optional_text("merchant_id", req.merchant_id.as_deref(), 128)?;
-    if let Some(m) = &merchant_id {
-        caller.check_merchant(m)?;
-    }
-    let merchant_id = merchant_id.or_else(|| caller.merchant.clone());
-    let order_id = validate::optional_text("order_id", req.order_id.as_deref(), 128)?;
-    let new = NewRefund {
+    let request = RefundRequest {
         request_id,
-        idem_scope: caller.idem_scope(),
-        merchant_id,
-        order_id,
+        merchant_id: validate::optional_text("merchant_id", req.merchant_id.as_deref(), 128)?,
+        order_id: validate::optional_text("order_id", req.order_id.as_deref(), 128)?,
         token,
         amount,
         to_address,
         source,
         merchant_fee,
-        initiator: caller.initiator(),
-        via_link: false,
     };
-    let created = state.store.create_refund(new).await?;
+    let created = refunds::create(&state.engine, &caller, request).await?;
     if matches!(created, Created::New(_)) {
         state.metrics.refunds_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -96,8 +73,7 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     Path(refund_id): Path<String>,
 ) -> ApiResult<Json<Refund>> {
-    let r = state.store.refund(&refund_id, caller.merchant.as_deref()).await?;
-    let r = r.ok_or_else(|| ApiError::not_found("refund", &refund_id))?;
+    let r = refunds::get(&state.engine, &caller, &refund_id).await?;
     Ok(Json(Refund::from_row(&state.registry, r)))
 }
 
@@ -128,7 +104,7 @@ pub async fn list(
 ) -> ApiResult<Json<ListResponse<Refund>>> {
     let page = super::page_request(q.limit, q.before, q.after)?;
     let filter = RefundFilter {
-        merchant_id: caller.merchant_filter(q.merchant_id)?,
+        merchant_id: q.merchant_id,
         request_id: q.request_id.filter(|r| !r.is_empty()),
         statuses: validate::list_of("statuses", q.statuses.as_deref(), RefundStatus::parse)?,
         min_created_at: q.min_created_timestamp,
@@ -136,7 +112,7 @@ pub async fn list(
         min_updated_at: q.min_updated_timestamp,
         max_updated_at: q.max_updated_timestamp,
     };
-    let page = state.store.list_refunds(&filter, &page).await?;
+    let page = refunds::list(&state.engine, &caller, filter, &page).await?;
     Ok(Json(ListResponse::from_page(page, |r| Refund::from_row(&state.registry, r))))
 }
 
@@ -151,13 +127,10 @@ pub async fn update(
     Path(refund_id): Path<String>,
     ApiJson(req): ApiJson<UpdateRefundRequest>,
 ) -> ApiResult<Json<Refund>> {
-    let scope = caller.merchant.as_deref();
-    let current =
-        state.store.refund(&refund_id, scope).await?.ok_or_else(|| ApiError::not_found("refund", &refund_id))?;
-    let token = validate::token(&state.registry, "token_id", &current.token_id)?;
-    let address = validate::address("to_address", &req.to_address, token)?;
-    crate::destinations::check(&state, "to_address", &address).await?;
-    let r = state.store.set_refund_address(&refund_id, scope, address).await?;
+    let r = refunds::set_address(&state.engine, &caller, &refund_id, |token| {
+        validate::address("to_address", &req.to_address, token)
+    })
+    .await?;
     Ok(Json(Refund::from_row(&state.registry, r)))
 }
 
@@ -171,6 +144,6 @@ pub async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(refund_id): Path<String>,
 ) -> ApiResult<Json<Refund>> {
-    let r = state.store.cancel_refund(&refund_id, caller.merchant.as_deref()).await?;
+    let r = refunds::cancel(&state.engine, &caller, &refund_id).await?;
     Ok(Json(Refund::from_row(&state.registry, r)))
 }

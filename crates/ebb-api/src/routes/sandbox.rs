@@ -4,8 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use ebb_core::Address;
-use rand::RngCore;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorResponse};
@@ -31,62 +29,17 @@ pub async fn pay_order(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?
     };
-    let order = super::orders::visible_order(&state, &caller, &order_id).await?;
+    // The order's token decides how the amount and the address read.
+    let order = ebb_app::orders::get(&state.engine, &caller, &order_id).await?;
     let token = validate::token(&state.registry, "token_id", &order.token_id)?.clone();
     let amount =
         req.amount.as_deref().map(|a| validate::positive_amount("amount", a, &token, token.decimals)).transpose()?;
-    let from = match req.from_address.as_deref().filter(|a| !a.is_empty()) {
-        Some(a) => validate::address("from_address", a, &token)?,
-        None => random_address(&token),
-    };
-    let status = order.effective_status(ebb_store::now_s());
-    if !status.accepts_payment() {
-        return Err(ApiError::new(
-            crate::error::ErrorCode::InvalidState,
-            format!("order {order_id} is {status} and takes no payment"),
-        ));
-    }
-    let amount = match amount {
-        Some(a) => a,
-        None => match order.payable_amount.checked_sub(order.received_amount).filter(|a| !a.is_zero()) {
-            Some(a) => a,
-            None => {
-                return Err(ApiError::new(
-                    crate::error::ErrorCode::InvalidState,
-                    format!("order {order_id} has nothing left to pay"),
-                ))
-            }
-        },
-    };
-    let chain = state.sandbox_chains.get(&order.chain_id).ok_or_else(|| {
-        ApiError::new(
-            crate::error::ErrorCode::InvalidState,
-            format!("chain {} is a real chain here, not the sandbox: pay the order on chain", order.chain_id),
-        )
-    })?;
-    let tx_hash = chain.pay_from_outside(from.as_str(), &order.receive_address, &token.id, amount.base_units());
-    let now_ms = crate::now_ms();
-    let tx = ebb_store::orders::TransactionRow {
-        tx_id: tx_hash.clone(),
-        direction: ebb_core::TxDirection::In,
-        order_id: Some(order_id),
-        refund_id: None,
-        tx_hash: Some(tx_hash),
-        token_id: token.id.clone(),
-        chain_id: order.chain_id.clone(),
-        from_address: from.into_string(),
-        to_address: order.receive_address.clone(),
-        amount,
-        status: ebb_core::TxStatus::Pending,
-        failed_reason: None,
-        created_at_ms: now_ms,
-        updated_at_ms: now_ms,
-    };
+    let from = req
+        .from_address
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(|a| validate::address("from_address", a, &token))
+        .transpose()?;
+    let tx = ebb_app::sandbox::pay_order(&state.engine, &caller, &order_id, amount, from).await?;
     Ok((StatusCode::CREATED, Json(PaymentTransaction::from_row(&state.registry, tx))))
-}
-
-fn random_address(token: &ebb_core::Token) -> Address {
-    let mut seed = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut seed);
-    ebb_core::address::derive_deposit_address(token.family, &seed, "sandbox-sender")
 }

@@ -283,7 +283,7 @@ async fn bad_requests_get_a_clear_page_and_change_nothing(app: &TestApp) {
     let mut tampered = token.clone().into_bytes();
     tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let unknown = ebb_api::pages::new_link_token();
+    let unknown = ebb_app::links::LinkToken::generate().as_str().to_owned();
     for q in [format!("token={tampered}"), format!("token={unknown}"), format!("token={}", &token[..20]), String::new()]
     {
         let page = customer.get(&format!("/refund-link?{q}")).await;

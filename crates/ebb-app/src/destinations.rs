@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use ebb_core::screening::normalize;
 use ebb_core::{Address, TokenRegistry};
 
-use crate::error::{ApiError, ErrorCode};
-use crate::AppState;
+use crate::AppError;
 
 /// Addresses that burn what they receive, per family: the EVM zero and `…dEaD` addresses, Tron's
 /// zero account (`T9yD…`, the zero address in base58check), Solana's system program (all zeros).
@@ -48,19 +47,19 @@ impl RefusedDestinations {
     }
 }
 
-/// Refuses a refund destination that would lose the money: 400 with code 40004.
-pub async fn check(state: &AppState, field: &str, address: &Address) -> Result<(), ApiError> {
-    let why = match state.refused_destinations.refusal(address.as_str()) {
-        Some(why) => why.to_owned(),
-        None if state.store.is_receive_address(address.as_str()).await? => {
-            "one of ebb's own receiving addresses".to_owned()
-        }
-        None => return Ok(()),
-    };
-    Err(ApiError::new(
-        ErrorCode::RefusedDestination,
-        format!("{field}: {} is {why}; a refund sent there would be lost", address.as_str()),
-    ))
+impl crate::Engine {
+    /// Refuses a refund destination that would lose the money (the known ones above, and every
+    /// receiving address ebb has derived for an order).
+    pub async fn check_destination(&self, address: &Address) -> Result<(), AppError> {
+        let why = match self.destinations.refusal(address.as_str()) {
+            Some(why) => why.to_owned(),
+            None if self.store.is_receive_address(address.as_str()).await? => {
+                "one of ebb's own receiving addresses".to_owned()
+            }
+            None => return Ok(()),
+        };
+        Err(AppError::RefusedDestination { address: address.as_str().to_owned(), why })
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,86 @@
+//! ebb's use cases: one function per thing ebb does (create a refund, set its address, cancel it,
+//! make a refund link, open and submit it, create an order, pay one on the sandbox, ...). Each is one
+//! database transaction and the only way that thing happens: the Cobo routes, the refund pages,
+//! `ebb dev`, the CLI and the workers all call these, so a new surface is a dialect (parse its wire
+//! format into domain values, call a use case, render the answer) and never a copy of the rules.
+//!
+//! What a use case takes is already typed (a [`ebb_core::Token`], an [`ebb_core::Amount`], an
+//! [`ebb_core::Address`]); parsing the wire format, and naming the wire fields in errors, is the
+//! surface's job. The rules that need no database are pure functions in `ebb-core`; the SQL is in
+//! `ebb-store`.
+
+pub mod actor;
+pub mod destinations;
+mod error;
+pub mod links;
+pub mod orders;
+pub mod refunds;
+pub mod sandbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ebb_chain::sandbox::SandboxChain;
+use ebb_core::TokenRegistry;
+use ebb_store::Store;
+
+pub use actor::Actor;
+pub use destinations::RefusedDestinations;
+pub use error::{AppError, AppResult};
+
+/// Everything the use cases need, built once at start-up and shared (cheap to clone).
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    registry: Arc<TokenRegistry>,
+    destinations: Arc<RefusedDestinations>,
+    /// Seed of the per-order receiving addresses.
+    deposit_seed: Arc<[u8; 32]>,
+    /// The chains running on the sandbox, by chain id (empty without the sandbox).
+    sandboxes: Arc<HashMap<String, Arc<SandboxChain>>>,
+    /// How long a refund link stays valid.
+    link_ttl: Duration,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        registry: Arc<TokenRegistry>,
+        destinations: RefusedDestinations,
+        deposit_seed: [u8; 32],
+        link_ttl: Duration,
+    ) -> Self {
+        Engine {
+            store,
+            registry,
+            destinations: Arc::new(destinations),
+            deposit_seed: Arc::new(deposit_seed),
+            sandboxes: Arc::default(),
+            link_ttl,
+        }
+    }
+
+    /// Lets [`sandbox::pay_order`] pay orders on these sandbox chains.
+    pub fn with_sandboxes(mut self, sandboxes: HashMap<String, Arc<SandboxChain>>) -> Self {
+        self.sandboxes = Arc::new(sandboxes);
+        self
+    }
+
+    /// The store, for reads (every write goes through a use case).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Arc<TokenRegistry> {
+        &self.registry
+    }
+
+    pub fn deposit_seed(&self) -> [u8; 32] {
+        *self.deposit_seed
+    }
+
+    pub fn link_ttl(&self) -> Duration {
+        self.link_ttl
+    }
+}

@@ -1,0 +1,192 @@
+//! Refund links: a one-time page where the customer gives the address a refund pays out to. Made by
+//! the PSP or a merchant (`create`), opened and submitted by the customer (`open`, `submit`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use ebb_core::{Address, Amount, RefundSource, Token, TxStatus};
+use ebb_store::links::{LinkDisplay, LinkRow, LinkView, NewRefundLink, Refusal};
+use ebb_store::refunds::{NewRefund, RefundRow};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::{Actor, AppError, AppResult, Engine};
+
+/// The secret in a refund link's URL. Only its hash ([`LinkToken::hash`]) is stored, so a link
+/// cannot be shown again, and a database leak opens no link.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkToken(String);
+
+impl LinkToken {
+    /// 32 random bytes, URL-safe base64 (43 characters).
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        LinkToken(B64.encode(bytes))
+    }
+
+    /// A token of the shape ebb hands out; anything else is refused before touching the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        let well_formed = s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| LinkToken(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database keeps of a token: hex SHA-256.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for LinkToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkToken(…)")
+    }
+}
+
+/// The payment a link refunds: named by its order or by one of its pay-in transactions.
+#[derive(Debug, Clone)]
+pub enum RefundedPayment {
+    Order(String),
+    Transaction(String),
+}
+
+/// A payment found and checked for refunding: the order it belongs to, its token, and the address
+/// that paid it (pre-filled on the page; `""` when unknown).
+#[derive(Debug, Clone)]
+pub struct PaymentToRefund {
+    pub order_id: String,
+    pub token: Token,
+    pub payer: String,
+    pub source_tx_id: Option<String>,
+}
+
+/// Finds the payment a link is to refund, as `actor` may see it; its token tells the surface how to
+/// read the amounts of the rest of the request.
+pub async fn find_payment(engine: &Engine, actor: &Actor, payment: RefundedPayment) -> AppResult<PaymentToRefund> {
+    let store = &engine.store;
+    let (order_id, token_id, payer, source_tx_id) = match payment {
+        RefundedPayment::Order(order_id) => {
+            let order = store.order(&order_id).await?.filter(|o| actor.sees(Some(&o.merchant_id)));
+            let order = order.ok_or_else(|| AppError::not_found("order", &order_id))?;
+            let payer = store.original_payer(&order_id).await?.unwrap_or_default();
+            (order_id, order.token_id, payer, None)
+        }
+        RefundedPayment::Transaction(tx_id) => {
+            let tx =
+                store.payin_transaction(&tx_id).await?.ok_or_else(|| AppError::not_found("transaction", &tx_id))?;
+            if tx.status != TxStatus::Completed {
+                return Err(AppError::InvalidState(format!(
+                    "transaction {tx_id} is {}; only a completed pay-in can be refunded",
+                    tx.status
+                )));
+            }
+            let order_id = tx.order_id.clone().ok_or_else(|| AppError::not_found("transaction", &tx_id))?;
+            if actor.merchant.is_some() {
+                let order = store.order(&order_id).await?;
+                if order.is_none_or(|o| !actor.sees(Some(&o.merchant_id))) {
+                    return Err(AppError::not_found("transaction", &tx_id));
+                }
+            }
+            (order_id, tx.token_id, tx.from_address, Some(tx_id))
+        }
+    };
+    let token = engine
+        .registry
+        .get(&token_id)
+        .cloned()
+        .ok_or_else(|| AppError::Store(ebb_store::StoreError::Internal(format!("unknown token {token_id}"))))?;
+    Ok(PaymentToRefund { order_id, token, payer, source_tx_id })
+}
+
+/// A request for a refund link, typed.
+#[derive(Debug, Clone)]
+pub struct LinkRequest {
+    pub request_id: String,
+    pub payment: PaymentToRefund,
+    pub amount: Amount,
+    pub source: RefundSource,
+    pub merchant_id: Option<String>,
+    pub merchant_fee: Option<Amount>,
+    pub display: LinkDisplay,
+}
+
+/// A link made: its token (shown once) and the refund it collects an address for.
+#[derive(Debug, Clone)]
+pub struct CreatedLink {
+    pub token: LinkToken,
+    pub refund: RefundRow,
+    pub link: LinkRow,
+}
+
+/// Creates a refund (funds reserved, no address yet) and its link; the same request again makes a
+/// new link for the same refund and the earlier link dies.
+pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResult<CreatedLink> {
+    if req.source == RefundSource::Merchant && req.merchant_id.is_none() {
+        return Err(AppError::Invalid(
+            "a link refund paid by the merchant (refund source Merchant) names the merchant".into(),
+        ));
+    }
+    let merchant_id = crate::refunds::admit(actor, req.source, req.merchant_id, true, req.amount, req.merchant_fee)?;
+    let token = LinkToken::generate();
+    let ttl_ms = i64::try_from(engine.link_ttl.as_millis()).unwrap_or(i64::MAX);
+    let new = NewRefundLink {
+        refund: NewRefund {
+            request_id: req.request_id,
+            idem_scope: actor.idem_scope(),
+            merchant_id,
+            order_id: Some(req.payment.order_id),
+            token: req.payment.token,
+            amount: req.amount,
+            to_address: None,
+            source: req.source,
+            merchant_fee: req.merchant_fee,
+            initiator: actor.initiator.clone(),
+            via_link: true,
+        },
+        token_hash: token.hash(),
+        default_address: req.payment.payer,
+        source_tx_id: req.payment.source_tx_id,
+        display: req.display,
+        expires_at_ms: ebb_core::clock::now_ms().saturating_add(ttl_ms),
+    };
+    let (refund, link) = engine.store.create_refund_link(new).await?;
+    Ok(CreatedLink { token, refund, link })
+}
+
+/// The link a token opens, with its refund, without changing anything; `None` for an unknown token.
+pub async fn view(engine: &Engine, token: &LinkToken) -> AppResult<Option<LinkView>> {
+    Ok(engine.store.refund_link(&token.hash()).await?)
+}
+
+/// The customer opened the link: recorded the first time, and a refund still waiting for its link to
+/// be opened moves to `AddressPending`.
+pub async fn open(engine: &Engine, token: &LinkToken) -> AppResult<Option<LinkView>> {
+    Ok(engine.store.open_refund_link(&token.hash()).await?)
+}
+
+/// Takes the address the customer submitted: the link is used up and the refund becomes `Pending`
+/// with that address. A destination that would lose the money is refused (`Err`); a link that no
+/// longer takes an address is an `Ok(Err(refusal))`, and nothing changes.
+pub async fn submit(engine: &Engine, token: &LinkToken, address: Address) -> AppResult<Result<RefundRow, Refusal>> {
+    engine.check_destination(&address).await?;
+    Ok(engine.store.submit_refund_link(&token.hash(), address).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_is_well_formed_and_only_its_hash_is_kept() {
+        let t = LinkToken::generate();
+        assert_eq!(LinkToken::parse(t.as_str()), Some(t.clone()));
+        assert_eq!(t.hash().len(), 64);
+        assert_ne!(t.hash(), LinkToken::generate().hash());
+        assert!(LinkToken::parse("short").is_none());
+        assert!(LinkToken::parse(&"a".repeat(42).replace('a', "+")).is_none());
+        assert!(!format!("{t:?}").contains(t.as_str()));
+    }
+}

@@ -1,0 +1,99 @@
+//! Pay-in orders: create one (with its own receiving address), expire it, read them.
+
+use ebb_core::order::developer_fee_at_rate;
+use ebb_core::{Amount, Token};
+use ebb_store::orders::{NewOrder, OrderFilter, OrderRow};
+use ebb_store::page::{Page, PageRequest};
+
+use crate::{Actor, AppError, AppResult, Engine};
+
+/// A request for an order, typed.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub merchant_id: String,
+    pub merchant_order_code: Option<String>,
+    pub psp_order_code: String,
+    pub pricing_currency: Option<String>,
+    pub pricing_amount: Option<String>,
+    pub token: Token,
+    pub payable_amount: Amount,
+    /// The developer fee the PSP takes from the payment.
+    pub fee_amount: Amount,
+    /// How much less than `payable_amount` still completes the order.
+    pub amount_tolerance: Amount,
+    pub expires_in_s: i64,
+}
+
+/// Creates an order with its own receiving address. A merchant actor may give the PSP a larger
+/// developer fee than the merchant's rate, never a smaller one.
+pub async fn create(engine: &Engine, actor: &Actor, req: OrderRequest) -> AppResult<OrderRow> {
+    actor.check_merchant(&req.merchant_id)?;
+    if req.fee_amount > req.payable_amount {
+        return Err(AppError::InvalidAmount("the fee must not exceed the payable amount".into()));
+    }
+    if req.amount_tolerance >= req.payable_amount {
+        return Err(AppError::InvalidAmount("the amount tolerance must be less than the payable amount".into()));
+    }
+    if actor.merchant.is_some() {
+        let merchant = engine
+            .store
+            .merchant(&req.merchant_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("merchant", &req.merchant_id))?;
+        let least = developer_fee_at_rate(req.payable_amount, &merchant.developer_fee_rate).ok_or_else(|| {
+            AppError::InvalidAmount("the payable amount is too large for the merchant's developer fee rate".into())
+        })?;
+        if req.fee_amount < least {
+            actor.require_psp_for(&format!(
+                "set a fee below the merchant's developer_fee_rate ({} × payable amount = {})",
+                merchant.developer_fee_rate,
+                least.to_decimal_string(req.token.decimals)
+            ))?;
+        }
+    }
+    let order = engine
+        .store
+        .create_order(NewOrder {
+            merchant_id: req.merchant_id,
+            merchant_order_code: req.merchant_order_code,
+            psp_order_code: req.psp_order_code,
+            pricing_currency: req.pricing_currency,
+            pricing_amount: req.pricing_amount,
+            token: req.token,
+            payable_amount: req.payable_amount,
+            fee_amount: req.fee_amount,
+            exchange_rate: "1".into(),
+            amount_tolerance: req.amount_tolerance,
+            expires_in_s: req.expires_in_s,
+            deposit_seed: engine.deposit_seed.to_vec(),
+        })
+        .await?;
+    Ok(order)
+}
+
+/// An order the actor may see.
+pub async fn get(engine: &Engine, actor: &Actor, order_id: &str) -> AppResult<OrderRow> {
+    engine
+        .store
+        .order(order_id)
+        .await?
+        .filter(|o| actor.sees(Some(&o.merchant_id)))
+        .ok_or_else(|| AppError::not_found("order", order_id))
+}
+
+/// Orders the actor may see; a merchant actor's filter is confined to its merchant.
+pub async fn list(
+    engine: &Engine,
+    actor: &Actor,
+    mut filter: OrderFilter,
+    page: &PageRequest,
+) -> AppResult<Page<OrderRow>> {
+    filter.merchant_id = actor.merchant_filter(filter.merchant_id)?;
+    Ok(engine.store.list_orders(&filter, page).await?)
+}
+
+/// Expires an order that has taken no payment yet.
+pub async fn expire(engine: &Engine, actor: &Actor, order_id: &str) -> AppResult<OrderRow> {
+    get(engine, actor, order_id).await?;
+    Ok(engine.store.expire_order(order_id).await?)
+}
