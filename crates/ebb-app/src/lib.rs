@@ -8,14 +8,25 @@
 //! [`ebb_core::Address`]); parsing the wire format, and naming the wire fields in errors, is the
 //! surface's job. The rules that need no database are pure functions in `ebb-core`; the SQL is in
 //! `ebb-store`.
+//!
+//! The use cases of the API, the pages and `ebb dev` take the [`Engine`]; those that need only the
+//! database (management commands that run without the chains, and the workers, which hold the store)
+//! take the [`Store`]. The workers' use cases return the store's errors, from which a worker tells a
+//! database to retry from a refusal.
 
 pub mod actor;
+pub mod deliveries;
 pub mod destinations;
 mod error;
+pub mod keys;
 pub mod links;
+pub mod merchants;
 pub mod orders;
+pub mod payins;
+pub mod payouts;
 pub mod refunds;
 pub mod sandbox;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ebb_app::payins;
 use ebb_chain::{Chain, Inclusion, Outcome, TokenRef};
 use ebb_core::{Amount, TokenRegistry};
 use ebb_store::payins::SeenPayin;
@@ -59,7 +60,7 @@ impl PayinWatcher {
 
     async fn hold(&self, tx_id: &str, tx_hash: &str, reason: &StoreError) -> Result<(), WorkerError> {
         let reason = reason.to_string();
-        if self.store.hold_payin(tx_id, &reason).await? {
+        if payins::hold(&self.store, tx_id, &reason).await? {
             self.held.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(chain = %self.chain.chain_id(), tx = %tx_hash, tx_id = %tx_id, %reason,
                 "a pay-in cannot be credited: held for the operator");
@@ -79,17 +80,17 @@ impl PayinWatcher {
     /// One scan and confirmation pass; returns how many pay-ins were seen and confirmed.
     pub async fn tick(&self) -> Result<(usize, usize), WorkerError> {
         let chain_id = self.chain.chain_id();
-        self.store.expire_due_orders(chain_id, EXPIRE_PER_TICK).await?;
+        payins::expire_due_orders(&self.store, chain_id, EXPIRE_PER_TICK).await?;
         let head = self.chain.head().await?;
         // A fresh deployment starts at the head: there are no orders in older blocks.
-        let from = match self.store.chain_cursor(chain_id).await? {
+        let from = match payins::cursor(&self.store, chain_id).await? {
             Some(next) => next,
             None => head,
         };
         let mut seen = 0;
         if from <= head && !self.tokens.is_empty() {
             let to = head.min(from + MAX_RANGE - 1);
-            let watched = self.store.watched_addresses(chain_id).await?;
+            let watched = payins::watched_addresses(&self.store, chain_id).await?;
             if !watched.is_empty() {
                 let transfers = self
                     .chain
@@ -107,7 +108,7 @@ impl PayinWatcher {
                         to: t.to,
                         amount: t.amount.map(Amount::from_base_units),
                     };
-                    match self.store.record_payin_seen(order_id, payin).await {
+                    match payins::seen(&self.store, order_id, payin).await {
                         Ok(true) => {
                             seen += 1;
                             if t.amount.is_none() {
@@ -126,14 +127,14 @@ impl PayinWatcher {
                     }
                 }
             }
-            self.store.set_chain_cursor(chain_id, to + 1).await?;
+            payins::set_cursor(&self.store, chain_id, to + 1).await?;
         } else if from > head + 1 {
             // The chain is shorter than where we were (a reorg deeper than the scan, or a reset dev chain).
-            self.store.set_chain_cursor(chain_id, head + 1).await?;
+            payins::set_cursor(&self.store, chain_id, head + 1).await?;
         }
 
         let mut confirmed = 0;
-        for p in self.store.unconfirmed_payins(chain_id).await? {
+        for p in payins::unconfirmed(&self.store, chain_id).await? {
             if head + 1 < p.block + self.chain.confirmations() {
                 continue;
             }
@@ -141,7 +142,7 @@ impl PayinWatcher {
                 Inclusion::Included { confirmations, outcome: Outcome::Success, .. }
                     if confirmations >= self.chain.confirmations() =>
                 {
-                    match self.store.confirm_payin(&p.tx_id).await {
+                    match payins::confirm(&self.store, &p.tx_id).await {
                         Ok(Some(_)) => confirmed += 1,
                         Ok(None) => {}
                         Err(e) if is_about_the_payin(&e) => self.hold(&p.tx_id, &p.tx_hash, &e).await?,
@@ -151,8 +152,7 @@ impl PayinWatcher {
                 Inclusion::Included { .. } | Inclusion::Pending => {}
                 Inclusion::Unknown => {
                     tracing::warn!(chain = %chain_id, tx = %p.tx_hash, "a pay-in left the chain before its confirmations");
-                    self.store
-                        .fail_payin(&p.tx_id, "removed from the chain by a reorg before its confirmations")
+                    payins::fail(&self.store, &p.tx_id, "removed from the chain by a reorg before its confirmations")
                         .await?;
                 }
             }

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ebb_app::payouts;
 use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, TokenRef};
 use ebb_core::TokenRegistry;
 use ebb_store::payouts::{OpenLeg, PayableRefund, PreparedTransfer, SignedBytes};
@@ -100,7 +101,7 @@ impl PayoutExecutor {
 
     pub async fn tick(&self) -> Result<TickReport, WorkerError> {
         let mut report = TickReport::default();
-        let open = self.store.open_legs(self.chain.chain_id()).await?;
+        let open = payouts::open_legs(&self.store, self.chain.chain_id()).await?;
         // Open payouts are independent: ask the node about several at once. Their outcomes are separate
         // store writes, which the SQLite writer commits together.
         let tracking: Vec<_> = open.iter().map(|leg| self.track_one(leg)).collect();
@@ -146,10 +147,16 @@ impl PayoutExecutor {
         let signer = move |n: u64| {
             chain.sign(&prepared, n).map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw }).map_err(|e| e.to_string())
         };
-        let Some(leg) = self
-            .store
-            .start_payout(&r.refund_id, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, transfer, signer)
-            .await?
+        let Some(leg) = payouts::start(
+            &self.store,
+            &r.refund_id,
+            self.chain.chain_id(),
+            self.chain.hot_wallet(),
+            chain_nonce,
+            transfer,
+            signer,
+        )
+        .await?
         else {
             return Ok(false);
         };
@@ -196,7 +203,7 @@ impl PayoutExecutor {
             Err(e) => return Err(e.into()),
         };
         let bytes = SignedBytes { tx_hash: signed.tx_hash.clone(), raw: signed.raw.clone() };
-        if self.store.replace_payout(&leg.tx_id, bytes).await? {
+        if payouts::replace(&self.store, &leg.tx_id, bytes).await? {
             tracing::info!(refund = %leg.refund_id, old = %leg.tx_hash, new = %signed.tx_hash, nonce = leg.nonce,
                 "payout underpriced; replaced with higher fees");
             report.replaced += 1;
@@ -211,7 +218,7 @@ impl PayoutExecutor {
     async fn track(&self, leg: &OpenLeg, report: &mut TickReport) -> Result<bool, WorkerError> {
         let (hash, inclusion) = self.locate(leg).await?;
         if hash != leg.tx_hash && matches!(inclusion, Inclusion::Included { .. }) {
-            self.store.show_payout_version(&leg.tx_id, &hash).await?;
+            payouts::show_version(&self.store, &leg.tx_id, &hash).await?;
         }
         match inclusion {
             Inclusion::Included { block, confirmations, outcome } if confirmations >= self.chain.confirmations() => {
@@ -219,13 +226,13 @@ impl PayoutExecutor {
                 match outcome {
                     Outcome::Success => {
                         failpoint::hit("payout.before_settle");
-                        if self.store.complete_leg(&leg.tx_id, block).await? {
+                        if payouts::complete(&self.store, &leg.tx_id, block).await? {
                             report.completed += 1;
                         }
                     }
                     Outcome::Reverted { reason } => {
                         tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, %reason, "payout reverted on chain");
-                        if self.store.fail_leg(&leg.tx_id, &reason).await? {
+                        if payouts::fail(&self.store, &leg.tx_id, &reason).await? {
                             report.failed += 1;
                         }
                     }
@@ -234,13 +241,13 @@ impl PayoutExecutor {
             }
             Inclusion::Included { block, .. } => {
                 if leg.block_number != Some(block) {
-                    self.store.mark_leg_seen(&leg.tx_id, Some(block)).await?;
+                    payouts::mark_seen(&self.store, &leg.tx_id, Some(block)).await?;
                 }
                 Ok(true)
             }
             Inclusion::Pending => {
                 if leg.status == ebb_core::TxStatus::Confirming {
-                    self.store.mark_leg_seen(&leg.tx_id, None).await?;
+                    payouts::mark_seen(&self.store, &leg.tx_id, None).await?;
                 }
                 self.bump_if_stuck(leg, report).await?;
                 Ok(true)
@@ -248,7 +255,7 @@ impl PayoutExecutor {
             Inclusion::Unknown => {
                 if leg.status == ebb_core::TxStatus::Confirming {
                     tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, "payout left the chain (reorg); broadcasting it again");
-                    self.store.mark_leg_seen(&leg.tx_id, None).await?;
+                    payouts::mark_seen(&self.store, &leg.tx_id, None).await?;
                 }
                 report.rebroadcast += 1;
                 match self.chain.broadcast(&leg.raw).await {
@@ -265,7 +272,7 @@ impl PayoutExecutor {
                                 leg.nonce
                             );
                             tracing::error!(refund = %leg.refund_id, tx = %leg.tx_hash, %reason, "payout can never be mined");
-                            if self.store.fail_leg(&leg.tx_id, &reason).await? {
+                            if payouts::fail(&self.store, &leg.tx_id, &reason).await? {
                                 report.failed += 1;
                             }
                             Ok(false)
@@ -292,13 +299,13 @@ impl PayoutExecutor {
         report.held += 1;
         if current != Some(reason.as_str()) {
             tracing::warn!(chain = %self.chain.chain_id(), refund = %refund_id, %reason, "payout on hold");
-            self.store.set_hold_reason(refund_id, Some(&reason)).await?;
+            payouts::hold(&self.store, refund_id, Some(&reason)).await?;
         }
         Ok(())
     }
 
     async fn start_new(&self, in_flight: &HashMap<String, u128>, report: &mut TickReport) -> Result<(), WorkerError> {
-        let payable = self.store.payable_refunds(self.chain.chain_id(), BATCH).await?;
+        let payable = payouts::payable(&self.store, self.chain.chain_id(), BATCH).await?;
         if payable.is_empty() {
             return Ok(());
         }
@@ -347,7 +354,7 @@ impl PayoutExecutor {
                 Err(ChainError::WouldRevert(reason)) => {
                     tracing::warn!(refund = %r.refund_id, %reason, "payout would revert; failing the refund");
                     let reason = format!("the transfer would revert: {reason}");
-                    if self.store.fail_unsent_payout(&r.refund_id, &reason).await? {
+                    if payouts::fail_unsent(&self.store, &r.refund_id, &reason).await? {
                         report.failed += 1;
                     }
                     continue;

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ebb_app::deliveries;
 use ebb_core::signing::{sign_body, standard_signature};
 use ebb_store::webhooks::{AfterAttempt, AttemptRecord, AttemptRow, DeliveryRow, LeasedDelivery};
 use ebb_store::{ids, now_ms, Store};
@@ -125,7 +126,7 @@ impl WebhookDispatcher {
         let per_endpoint: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         // A lease outlives the longest attempt, so no other dispatcher takes a delivery mid-attempt.
         let lease_ms = (self.settings.timeout + LEASE_MARGIN).as_millis() as i64;
-        match self.store.release_sqlite_leases().await {
+        match deliveries::release_sqlite_leases(&self.store).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(n, "webhook deliveries held by a previous run are due again"),
             Err(e) => {
@@ -136,7 +137,7 @@ impl WebhookDispatcher {
         let mut failing = false;
         while !*shutdown.borrow() {
             let mut leased_any = false;
-            match self.store.endpoints_with_due_deliveries(now_ms()).await {
+            match deliveries::endpoints_due(&self.store, now_ms()).await {
                 Ok(endpoints) => {
                     if failing {
                         tracing::info!("webhook dispatcher recovered");
@@ -151,7 +152,7 @@ impl WebhookDispatcher {
                         if room == 0 || (busy > 0 && room < refill_at) {
                             continue;
                         }
-                        let leased = match self.store.lease_deliveries(&endpoint, room as i64, lease_ms).await {
+                        let leased = match deliveries::lease(&self.store, &endpoint, room as i64, lease_ms).await {
                             Ok(l) => l,
                             Err(e) => {
                                 tracing::warn!(error = %e, endpoint = %endpoint, "leasing webhook deliveries failed");
@@ -367,7 +368,7 @@ async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<AttemptRecord
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let mut delay = Duration::from_millis(100);
         loop {
-            match store.record_attempts(batch.clone()).await {
+            match deliveries::record(&store, batch.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, n = batch.len(), "recording webhook attempts failed; retrying");

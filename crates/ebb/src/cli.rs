@@ -265,10 +265,10 @@ async fn open_store(db: &DbArgs) -> anyhow::Result<Store> {
 }
 
 async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
-    use ebb_api::routes::webhooks::{check_events, check_url};
+    use ebb_app::webhooks::{self, check_events, check_url};
     use ebb_store::page::PageRequest;
-    let invalid = |e: ebb_api::error::ApiError| anyhow::anyhow!(e.message);
     let store = open_store(db).await?;
+    let operator = ebb_app::Actor::psp("cli");
     match command {
         WebhooksCommand::Add { url, events, description, standard_webhooks } => {
             let events: Vec<String> = match events {
@@ -276,12 +276,12 @@ async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
                 None => ebb_store::events::EVENT_TYPES.iter().map(|(t, _)| (*t).to_owned()).collect(),
             };
             let new = ebb_store::webhooks::NewEndpoint {
-                url: check_url(&url).map_err(invalid)?,
+                url: check_url(&url)?,
                 description,
-                subscribed_events: check_events(&events).map_err(invalid)?,
+                subscribed_events: check_events(&events)?,
                 signing_secret: standard_webhooks.then(ebb_core::signing::new_standard_secret),
             };
-            let e = store.create_endpoint(new).await?;
+            let e = webhooks::create_endpoint(&store, &operator, new).await?;
             println!("added {}  {}  {}", e.endpoint_id, e.url, e.subscribed_events.join(","));
             if let Some(secret) = e.signing_secret {
                 println!("standard webhooks secret (shown once): {secret}");
@@ -313,16 +313,16 @@ async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
         }
         WebhooksCommand::Prune { older_than_days } => {
             let before = ebb_store::now_ms() - i64::from(older_than_days) * 24 * 3600 * 1000;
-            let n = store.prune_webhook_attempts(before).await?;
+            let n = webhooks::prune_attempts(&store, &operator, before).await?;
             println!("deleted {n} logged attempts");
         }
         WebhooksCommand::Retry { endpoint_id, event_id, failed, since_ms } => match (event_id, failed) {
             (Some(event_id), false) => {
-                let retried = store.retry_delivery(&endpoint_id, &event_id).await?;
+                let retried = webhooks::retry_delivery(&store, &operator, &endpoint_id, &event_id).await?;
                 println!("{}", if retried { "queued" } else { "an attempt is in flight already" });
             }
             (None, true) => {
-                let n = store.retry_failed_deliveries(&endpoint_id, since_ms).await?;
+                let n = webhooks::retry_failed_deliveries(&store, &operator, &endpoint_id, since_ms).await?;
                 println!("queued {n} failed events again");
             }
             _ => bail!("give an EVENT_ID or --failed"),
@@ -386,7 +386,7 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                 .context("--public-key is not a valid Ed25519 public key")?;
             let store = open_store(db).await?;
-            let k = store.add_api_key(&public_key, &name, merchant.as_deref()).await?;
+            let k = ebb_app::keys::add(&store, &public_key, &name, merchant.as_deref()).await?;
             println!(
                 "added {} ({})",
                 k.api_key,
@@ -409,7 +409,7 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { public_key } => {
             let store = open_store(db).await?;
-            store.revoke_api_key(&public_key).await?;
+            ebb_app::keys::revoke(&store, &public_key).await?;
             println!("revoked {}", public_key.to_ascii_lowercase());
             Ok(())
         }

@@ -60,17 +60,16 @@ pub async fn ensure_demo(
             p
         }
         _ => {
-            let merchant = store
-                .create_merchant(NewMerchant {
-                    name: "Demo Merchant".into(),
-                    wallet_id: String::new(),
-                    developer_fee_rate: "0".into(),
-                    wallet_setup: "Default".into(),
-                })
-                .await?;
+            let new = NewMerchant {
+                name: "Demo Merchant".into(),
+                wallet_id: String::new(),
+                developer_fee_rate: "0".into(),
+                wallet_setup: "Default".into(),
+            };
+            let merchant = ebb_app::merchants::create(store, &Actor::psp("ebb_dev"), new).await?;
             let client = SigningKey::generate(&mut rand::rngs::OsRng);
             let api_key = hex::encode(client.verifying_key().to_bytes());
-            store.add_api_key(&api_key, "ebb dev (PSP-wide)", None).await?;
+            ebb_app::keys::add(store, &api_key, "ebb dev (PSP-wide)", None).await?;
             DevInfo {
                 base_url: String::new(),
                 api_key,

@@ -1,6 +1,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use ebb_app::merchants;
 use ebb_store::merchants::NewMerchant;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -20,7 +21,6 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateMerchantRequest>,
 ) -> ApiResult<(StatusCode, Json<Merchant>)> {
-    caller.require_psp()?;
     let name = validate::text("name", &req.name, 128)?;
     let developer_fee_rate = validate::fee_rate(req.developer_fee_rate.as_deref().unwrap_or("0"))?;
     let wallet_setup = req.wallet_setup.unwrap_or_else(|| "Default".into());
@@ -28,7 +28,8 @@ pub async fn create(
         return Err(ApiError::invalid(format!("wallet_setup must be one of {WALLET_SETUPS:?}")));
     }
     let wallet_id = validate::optional_text("wallet_id", req.wallet_id.as_deref(), 128)?.unwrap_or_default();
-    let m = state.store.create_merchant(NewMerchant { name, wallet_id, developer_fee_rate, wallet_setup }).await?;
+    let new = NewMerchant { name, wallet_id, developer_fee_rate, wallet_setup };
+    let m = merchants::create(&state.store, &caller, new).await?;
     Ok((StatusCode::CREATED, Json(m.into())))
 }
 
@@ -50,7 +51,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse<Merchant>>> {
     let page = super::page_request(q.limit, q.before, q.after)?;
-    let page = state.store.list_merchants(caller.merchant.as_deref(), q.keyword.as_deref(), &page).await?;
+    let page = merchants::list(&state.store, &caller, q.keyword.as_deref(), &page).await?;
     Ok(Json(ListResponse::from_page(page, Merchant::from)))
 }
 
@@ -62,8 +63,7 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     Path(merchant_id): Path<String>,
 ) -> ApiResult<Json<Merchant>> {
-    caller.check_merchant(&merchant_id)?;
-    let m = state.store.merchant(&merchant_id).await?.ok_or_else(|| ApiError::not_found("merchant", &merchant_id))?;
+    let m = merchants::get(&state.store, &caller, &merchant_id).await?;
     Ok(Json(m.into()))
 }
 
@@ -76,12 +76,8 @@ pub async fn update(
     Path(merchant_id): Path<String>,
     ApiJson(req): ApiJson<UpdateMerchantRequest>,
 ) -> ApiResult<Json<Merchant>> {
-    caller.check_merchant(&merchant_id)?;
     let name = req.name.as_deref().map(|n| validate::text("name", n, 128)).transpose()?;
     let rate = req.developer_fee_rate.as_deref().map(validate::fee_rate).transpose()?;
-    if rate.is_some() {
-        caller.require_psp_for("set developer_fee_rate")?;
-    }
-    let m = state.store.update_merchant(&merchant_id, name, rate).await?;
+    let m = merchants::update(&state.store, &caller, &merchant_id, name, rate).await?;
     Ok(Json(m.into()))
 }

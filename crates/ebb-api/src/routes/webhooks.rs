@@ -4,8 +4,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use ebb_app::webhooks::{self, check_events, check_url};
 use ebb_core::signing::new_standard_secret;
-use ebb_store::events::{is_event_type, EVENT_TYPES};
+use ebb_store::events::EVENT_TYPES;
 use ebb_store::webhooks::{DeliveryFilter, EndpointUpdate, NewEndpoint, STATUS_ACTIVE, STATUS_INACTIVE};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,40 +22,6 @@ use crate::wire::webhooks::{
 };
 use crate::wire::ListResponse;
 use crate::{validate, AppState};
-
-const MAX_URL_LEN: usize = 500;
-
-pub fn check_url(url: &str) -> ApiResult<String> {
-    let url = url.trim();
-    if url.len() > MAX_URL_LEN {
-        return Err(ApiError::invalid(format!("url must be at most {MAX_URL_LEN} characters")));
-    }
-    let parsed = url::Url::parse(url).map_err(|e| ApiError::invalid(format!("url is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(ApiError::invalid("url must be an http:// or https:// URL with a host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::invalid("url must not carry credentials; authenticate deliveries by their signature"));
-    }
-    Ok(url.to_owned())
-}
-
-pub fn check_events(events: &[String]) -> ApiResult<Vec<String>> {
-    if events.is_empty() {
-        return Err(ApiError::invalid("subscribed_events must name at least one event type"));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for e in events {
-        if !is_event_type(e) {
-            let known: Vec<&str> = EVENT_TYPES.iter().map(|(t, _)| *t).collect();
-            return Err(ApiError::invalid(format!("unknown event type {e:?}; ebb raises {}", known.join(", "))));
-        }
-        if !out.contains(e) {
-            out.push(e.clone());
-        }
-    }
-    Ok(out)
-}
 
 fn check_status(s: &str) -> ApiResult<String> {
     match s {
@@ -79,7 +46,7 @@ pub async fn create(
         subscribed_events: check_events(&req.subscribed_events)?,
         signing_secret: req.standard_webhooks.unwrap_or(false).then(new_standard_secret),
     };
-    let e = state.store.create_endpoint(new).await?;
+    let e = webhooks::create_endpoint(&state.store, &caller, new).await?;
     Ok((StatusCode::CREATED, Json(WebhookEndpoint::created(e))))
 }
 
@@ -140,7 +107,7 @@ pub async fn update(
         subscribed_events: req.subscribed_events.as_deref().map(check_events).transpose()?,
         status: req.status.as_deref().map(check_status).transpose()?,
     };
-    let e = state.store.update_endpoint(&endpoint_id, update).await?;
+    let e = webhooks::update_endpoint(&state.store, &caller, &endpoint_id, update).await?;
     Ok(Json(WebhookEndpoint::from_row(e)))
 }
 
@@ -234,7 +201,7 @@ pub async fn retry(
     Path((endpoint_id, event_id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<RetryWebhookEventResponse>)> {
     caller.require_psp()?;
-    let retried = state.store.retry_delivery(&endpoint_id, &event_id).await?;
+    let retried = webhooks::retry_delivery(&state.store, &caller, &endpoint_id, &event_id).await?;
     Ok((StatusCode::CREATED, Json(RetryWebhookEventResponse { retried })))
 }
 
@@ -313,7 +280,7 @@ pub async fn trigger(
         Some(_) => return Err(ApiError::invalid("override_data must be an object")),
     }
     let data = serde_json::to_string(&data).map_err(|e| ApiError::invalid(e.to_string()))?;
-    state.store.raise_test_event(&req.event_type, data).await?;
+    webhooks::raise_test_event(&state.store, &caller, &req.event_type, data).await?;
     Ok((StatusCode::CREATED, Json(TriggerTestWebhookEventResponse { triggered: true })))
 }
 

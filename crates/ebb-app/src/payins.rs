@@ -1,0 +1,54 @@
+//! Pay-ins, as the pay-in watcher drives it: which addresses to watch, a transfer seen, confirmed,
+//! held or reorged out, orders expired on time. Each function is one database transaction; reading
+//! the chain is the watcher's. Errors stay the store's (see [`crate::payouts`]).
+
+use std::collections::HashMap;
+
+use ebb_store::orders::Credit;
+use ebb_store::payins::{SeenPayin, UnconfirmedPayin};
+use ebb_store::{Store, StoreError};
+
+/// Receiving addresses (lower case) still watched on a chain, with their order ids.
+pub async fn watched_addresses(store: &Store, chain_id: &str) -> Result<HashMap<String, String>, StoreError> {
+    store.watched_addresses(chain_id).await
+}
+
+/// The next block to scan on a chain, if scanning has started there.
+pub async fn cursor(store: &Store, chain_id: &str) -> Result<Option<u64>, StoreError> {
+    store.chain_cursor(chain_id).await
+}
+
+pub async fn set_cursor(store: &Store, chain_id: &str, next_block: u64) -> Result<(), StoreError> {
+    store.set_chain_cursor(chain_id, next_block).await
+}
+
+/// A transfer to an order's address, first seen; `false` if it was recorded before.
+pub async fn seen(store: &Store, order_id: &str, payin: SeenPayin) -> Result<bool, StoreError> {
+    store.record_payin_seen(order_id, payin).await
+}
+
+/// Pay-ins on a chain waiting for their confirmations.
+pub async fn unconfirmed(store: &Store, chain_id: &str) -> Result<Vec<UnconfirmedPayin>, StoreError> {
+    store.unconfirmed_payins(chain_id).await
+}
+
+/// A pay-in has its confirmations: credited as its order's classification says (the order, a late
+/// payment, another token), in one transaction with the ledger.
+pub async fn confirm(store: &Store, tx_id: &str) -> Result<Option<Credit>, StoreError> {
+    store.confirm_payin(tx_id).await
+}
+
+/// A pay-in that cannot be credited is held for the operator, never dropped.
+pub async fn hold(store: &Store, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
+    store.hold_payin(tx_id, reason).await
+}
+
+/// A pay-in left the chain before its confirmations (a reorg).
+pub async fn fail(store: &Store, tx_id: &str, reason: &str) -> Result<(), StoreError> {
+    store.fail_payin(tx_id, reason).await
+}
+
+/// Expires up to `limit` orders on a chain whose time is up; returns how many.
+pub async fn expire_due_orders(store: &Store, chain_id: &str, limit: i64) -> Result<usize, StoreError> {
+    store.expire_due_orders(chain_id, limit).await
+}

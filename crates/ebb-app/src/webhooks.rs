@@ -1,0 +1,92 @@
+//! Webhook endpoints and their deliveries, as the PSP manages them (the API, the CLI). Sending is
+//! the webhook dispatcher's (`deliveries`).
+
+use ebb_store::webhooks::{EndpointRow, EndpointUpdate, NewEndpoint};
+use ebb_store::Store;
+
+use ebb_store::events::{is_event_type, EVENT_TYPES};
+
+use crate::{Actor, AppError, AppResult};
+
+pub async fn create_endpoint(store: &Store, actor: &Actor, new: NewEndpoint) -> AppResult<EndpointRow> {
+    actor.require_psp_for("make this call")?;
+    Ok(store.create_endpoint(new).await?)
+}
+
+pub async fn update_endpoint(
+    store: &Store,
+    actor: &Actor,
+    endpoint_id: &str,
+    update: EndpointUpdate,
+) -> AppResult<EndpointRow> {
+    actor.require_psp_for("make this call")?;
+    Ok(store.update_endpoint(endpoint_id, update).await?)
+}
+
+/// Sends an event again now; `false` if there is no such delivery to retry.
+pub async fn retry_delivery(store: &Store, actor: &Actor, endpoint_id: &str, event_id: &str) -> AppResult<bool> {
+    actor.require_psp_for("make this call")?;
+    Ok(store.retry_delivery(endpoint_id, event_id).await?)
+}
+
+/// Sends every failed delivery of an endpoint again (since `since_ms`, if given); returns how many.
+pub async fn retry_failed_deliveries(
+    store: &Store,
+    actor: &Actor,
+    endpoint_id: &str,
+    since_ms: Option<i64>,
+) -> AppResult<u64> {
+    actor.require_psp_for("make this call")?;
+    Ok(store.retry_failed_deliveries(endpoint_id, since_ms).await?)
+}
+
+/// Raises a test event (`test: true`) with `data` to every active endpoint subscribed to its type.
+pub async fn raise_test_event(store: &Store, actor: &Actor, event_type: &str, data: String) -> AppResult<String> {
+    actor.require_psp_for("make this call")?;
+    Ok(store.raise_test_event(event_type, data).await?)
+}
+
+/// Deletes the delivery attempts recorded before `before_ms`; returns how many.
+pub async fn prune_attempts(store: &Store, actor: &Actor, before_ms: i64) -> AppResult<u64> {
+    actor.require_psp_for("make this call")?;
+    Ok(store.prune_webhook_attempts(before_ms).await?)
+}
+
+const MAX_URL_LEN: usize = 500;
+
+/// A webhook URL: http(s), with a host, without credentials, at most 500 characters. (Where it
+/// may point is checked at delivery time, against the addresses it resolves to: ebb-worker's SSRF guard.)
+pub fn check_url(url: &str) -> AppResult<String> {
+    let url = url.trim();
+    if url.len() > MAX_URL_LEN {
+        return Err(AppError::Invalid(format!("url must be at most {MAX_URL_LEN} characters")));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| AppError::Invalid(format!("url is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(AppError::Invalid("url must be an http:// or https:// URL with a host".into()));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(AppError::Invalid(
+            "url must not carry credentials; authenticate deliveries by their signature".into(),
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// Subscribed event types: at least one, each one ebb raises; duplicates dropped.
+pub fn check_events(events: &[String]) -> AppResult<Vec<String>> {
+    if events.is_empty() {
+        return Err(AppError::Invalid("subscribed_events must name at least one event type".into()));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for e in events {
+        if !is_event_type(e) {
+            let known: Vec<&str> = EVENT_TYPES.iter().map(|(t, _)| *t).collect();
+            return Err(AppError::Invalid(format!("unknown event type {e:?}; ebb raises {}", known.join(", "))));
+        }
+        if !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    Ok(out)
+}
