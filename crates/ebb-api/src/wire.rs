@@ -6,9 +6,10 @@
 
 use ebb_core::{Amount, TokenRegistry};
 use ebb_store::merchants::MerchantRow;
-use ebb_store::orders::{OrderRow, TransactionRow};
+use ebb_store::orders::OrderRow;
 use ebb_store::page::Page;
 use ebb_store::refunds::RefundRow;
+use ebb_store::transactions::TransactionRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

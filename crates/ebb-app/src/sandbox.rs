@@ -2,7 +2,7 @@
 
 use ebb_core::address::derive_deposit_address;
 use ebb_core::{Address, Amount, TxDirection, TxStatus};
-use ebb_store::orders::TransactionRow;
+use ebb_store::transactions::TransactionRow;
 use rand::RngCore;
 
 use crate::{Actor, AppError, AppResult, Engine};

@@ -3,9 +3,9 @@
 use ebb_core::ledger::Account;
 use sqlx::Row;
 
+use crate::columns::Columns;
 use crate::ledger::{BalanceRow, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::sqlite_read::Columns;
 use crate::{Store, StoreError};
 
 /// One posting as a balance change of an account.

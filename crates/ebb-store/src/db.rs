@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use sqlx::AnyConnection;
 
-use crate::sqlite_read::{Column, Columns};
+use crate::columns::{Column, Columns};
 use crate::StoreError;
 
 /// The connection a write runs on, inside its transaction.

@@ -9,8 +9,6 @@
 //! later change always gets a larger `seq`.
 
 use crate::db::{self, Tx};
-use crate::orders::{lock_order, order_transactions_sql, tx_from_row, TransactionRow, TX_COLUMNS};
-use crate::refunds::{refund_from_join_rows, refund_join_sql, RefundRow};
 use crate::{ids, StoreError};
 use ebb_core::clock::now_ms;
 
@@ -40,11 +38,11 @@ pub fn is_event_type(t: &str) -> bool {
 /// What an event's snapshot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// A [`RefundRow`] with its transactions.
+    /// A [`crate::refunds::RefundRow`] with its transactions.
     Refund,
     /// An [`crate::orders::OrderRow`] with its transactions.
     Order,
-    /// A [`TransactionRow`].
+    /// A [`crate::transactions::TransactionRow`].
     Transaction,
     /// A test event (`POST /webhooks/events/trigger`): the snapshot is the event's `data` as sent.
     Test,
@@ -67,7 +65,7 @@ impl EventKind {
     }
 }
 
-fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
+pub(crate) fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("event snapshot: {e}")))
 }
 
@@ -121,44 +119,4 @@ pub(crate) async fn raise(
             .await?;
     }
     Ok(event_id)
-}
-
-/// A refund was created: its snapshot is the row just inserted (it has no transactions yet).
-pub(crate) async fn refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<(), StoreError> {
-    raise(conn, REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, json(r)?).await?;
-    Ok(())
-}
-
-/// A refund's status changed: reads it back, with its transactions, inside the transaction.
-pub(crate) async fn refund_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
-    let rows = db::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
-    let r = refund_from_join_rows(&rows)?
-        .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished inside its transaction")))?;
-    raise(conn, REFUND_STATUS_UPDATED, EventKind::Refund, refund_id, json(&r)?).await?;
-    Ok(())
-}
-
-/// An order was created or its status changed.
-pub(crate) async fn order_changed(conn: &mut Tx<'_>, order_id: &str) -> Result<(), StoreError> {
-    let mut order = lock_order(conn, order_id).await?;
-    let rows = db::query(&order_transactions_sql()).bind(order_id).fetch_all(&mut *conn).await?;
-    order.transactions = rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
-    raise(conn, ORDER_STATUS_UPDATED, EventKind::Order, order_id, json(&order)?).await?;
-    Ok(())
-}
-
-/// A transaction was created, completed or failed (`event_type` is one of the `TRANSACTION_*`).
-pub(crate) async fn transaction_changed(
-    conn: &mut Tx<'_>,
-    event_type: &'static str,
-    tx_id: &str,
-) -> Result<(), StoreError> {
-    let row = db::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE tx_id = $1"))
-        .bind(tx_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let tx: TransactionRow = tx_from_row(&row)?;
-    let subject = tx.refund_id.clone().or_else(|| tx.order_id.clone()).unwrap_or_else(|| tx.tx_id.clone());
-    raise(conn, event_type, EventKind::Transaction, &subject, json(&tx)?).await?;
-    Ok(())
 }

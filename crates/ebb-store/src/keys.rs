@@ -1,7 +1,7 @@
 //! API keys: the Ed25519 public keys of clients, PSP-wide or restricted to one merchant.
 
+use crate::columns::Columns;
 use crate::db;
-use crate::sqlite_read::Columns;
 use crate::{now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use ebb_core::ledger::{Account, Entry};
 
+use crate::columns::Columns;
 use crate::db::{self, Tx};
-use crate::sqlite_read::Columns;
 use crate::{for_update, ids, StoreError};
 
 /// Why a balance changed, as ebb records it in `postings.source_type`. Each reason is reported as one

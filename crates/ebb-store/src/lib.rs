@@ -11,6 +11,7 @@
 //! reads of one object by id (`sqlite_read.rs`).
 
 pub mod balances;
+mod columns;
 mod db;
 mod error;
 pub mod events;
@@ -27,6 +28,7 @@ pub mod refunds;
 pub mod replay;
 mod snapshot;
 mod sqlite_read;
+pub mod transactions;
 pub mod webhooks;
 mod writer;
 

@@ -13,10 +13,9 @@
 use ebb_core::refund::RefundEvent;
 use ebb_core::{Address, RefundStatus};
 
+use crate::columns::Columns;
 use crate::db::{self, Tx};
-use crate::orders::{tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::refunds::{compare_and_set, insert_refund, lock_refund, Created, NewRefund, RefundRow};
-use crate::sqlite_read::Columns;
 use crate::{for_update, ids, now_ms, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,29 +308,6 @@ impl Store {
                 .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished")))?)),
             Err(refusal) => Ok(Err(refusal)),
         }
-    }
-
-    /// A pay-in transaction by id (the `transaction_id` a refund link may name).
-    pub async fn payin_transaction(&self, tx_id: &str) -> Result<Option<TransactionRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {TX_COLUMNS} FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'"
-        ))
-        .bind(tx_id)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(tx_from_row).transpose()
-    }
-
-    /// The address that paid an order: the sender of its first credited pay-in.
-    pub async fn original_payer(&self, order_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT from_address FROM payment_transactions WHERE order_id = $1 AND direction = 'in' \
-             AND status = 'Completed' ORDER BY seq LIMIT 1",
-        )
-        .bind(order_id)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|r| r.col::<String>("from_address")).transpose()
     }
 }
 

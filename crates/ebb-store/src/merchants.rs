@@ -1,8 +1,8 @@
 //! Merchants: the businesses a PSP collects for. Each has its own balance per token.
 
+use crate::columns::Columns;
 use crate::db;
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::sqlite_read::Columns;
 use crate::{ids, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,13 +2,14 @@
 
 use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
-use ebb_core::{Amount, OrderStatus, Token, TxDirection, TxStatus};
+use ebb_core::{Amount, OrderStatus, Token};
 
+use crate::columns::{amount, Columns};
 use crate::db::{self, Tx};
-use crate::events;
+use crate::events::{self, EventKind};
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::sqlite_read::Columns;
+use crate::transactions::{order_transactions_sql, tx_from_row, TransactionRow};
 use crate::{for_update, ids, Store, StoreError};
 use ebb_core::clock::now_s;
 
@@ -61,28 +62,6 @@ impl OrderRow {
     }
 }
 
-/// A transfer on a chain: a pay-in to an order or a payout leg of a refund.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionRow {
-    pub tx_id: String,
-    #[serde(with = "crate::snapshot::tx_direction")]
-    pub direction: TxDirection,
-    pub order_id: Option<String>,
-    pub refund_id: Option<String>,
-    pub tx_hash: Option<String>,
-    pub token_id: String,
-    pub chain_id: String,
-    pub from_address: String,
-    pub to_address: String,
-    #[serde(with = "crate::snapshot::amount")]
-    pub amount: Amount,
-    #[serde(with = "crate::snapshot::tx_status")]
-    pub status: TxStatus,
-    pub failed_reason: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
 pub struct NewOrder {
     pub merchant_id: String,
     pub merchant_order_code: Option<String>,
@@ -107,19 +86,6 @@ pub const LATE_PAYMENT_WATCH_S: i64 = 7 * 24 * 3600;
 const COLUMNS: &str = "seq, order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, pricing_amount, \
      token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, amount_tolerance, receive_address, status, \
      received_amount, refunded_amount, expired_at, created_at, updated_at, watch_until";
-
-pub(crate) const TX_COLUMNS: &str =
-    "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
-     to_address, amount, status, failed_reason, created_at_ms, updated_at_ms";
-
-/// An order's transactions, oldest first (`$1`: the order id).
-pub(crate) fn order_transactions_sql() -> String {
-    format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY seq")
-}
-
-fn amount(row: &impl Columns, col: &str) -> Result<Amount, StoreError> {
-    Ok(Amount::from_base_units_str(&row.col::<String>(col)?)?)
-}
 
 fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
     let status: String = row.col("status")?;
@@ -147,37 +113,6 @@ fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
         updated_at: row.col("updated_at")?,
         watch_until: row.col("watch_until")?,
         transactions: Vec::new(),
-    })
-}
-
-pub(crate) fn tx_from_row(row: &impl Columns) -> Result<TransactionRow, StoreError> {
-    tx_from_prefixed_row(row, "")
-}
-
-/// A transaction whose columns carry a prefix (`t_tx_id`, …), as in a join.
-pub(crate) fn tx_from_prefixed_row(row: &impl Columns, prefix: &str) -> Result<TransactionRow, StoreError> {
-    let c = |name: &str| format!("{prefix}{name}");
-    Ok(TransactionRow {
-        tx_id: row.col(c("tx_id").as_str())?,
-        direction: {
-            let d: String = row.col(c("direction").as_str())?;
-            TxDirection::parse(&d).ok_or_else(|| StoreError::Internal(format!("stored transaction direction {d:?}")))?
-        },
-        order_id: row.col(c("order_id").as_str())?,
-        refund_id: row.col(c("refund_id").as_str())?,
-        tx_hash: row.col(c("tx_hash").as_str())?,
-        token_id: row.col(c("token_id").as_str())?,
-        chain_id: row.col(c("chain_id").as_str())?,
-        from_address: row.col(c("from_address").as_str())?,
-        to_address: row.col(c("to_address").as_str())?,
-        amount: amount(row, &c("amount"))?,
-        status: {
-            let s: String = row.col(c("status").as_str())?;
-            TxStatus::parse(&s).ok_or_else(|| StoreError::Internal(format!("stored transaction status {s:?}")))?
-        },
-        failed_reason: row.col(c("failed_reason").as_str())?,
-        created_at_ms: row.col(c("created_at_ms").as_str())?,
-        updated_at_ms: row.col(c("updated_at_ms").as_str())?,
     })
 }
 
@@ -244,7 +179,7 @@ impl Store {
                 if inserted.rows_affected() == 0 {
                     return Err(StoreError::AlreadyExists(format!("an order with psp_order_code {:?}", o.psp_order_code)));
                 }
-                events::order_changed(conn, &order_id).await?;
+                raise_order_changed(conn, &order_id).await?;
                 lock_order(conn, &order_id).await
             })
         })
@@ -309,21 +244,6 @@ impl Store {
         Ok(page)
     }
 
-    pub(crate) async fn transactions_of(
-        &self,
-        column: &str,
-        ids: &[String],
-    ) -> Result<Vec<TransactionRow>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut f = Filter::default();
-        f.is_in(column, ids);
-        let sql = format!("SELECT {TX_COLUMNS} FROM payment_transactions{} ORDER BY seq", f.where_sql());
-        let rows = f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
-        rows.iter().map(tx_from_row).collect()
-    }
-
     /// Stores the expiry of up to `limit` `Pending` orders on `chain_id` whose time has run out, each
     /// with its `payment.order.status.updated` event; returns how many. The pay-in watcher calls this
     /// every tick, so a merchant hears of an expiry without reading the order.
@@ -385,7 +305,7 @@ impl Store {
                         .bind(order.status.as_str())
                         .execute(&mut *conn)
                         .await?;
-                    events::order_changed(conn, &order_id).await?;
+                    raise_order_changed(conn, &order_id).await?;
                     Ok(order_id)
                 })
             })
@@ -432,7 +352,7 @@ pub(crate) async fn credit_payment(
             .map_err(|e| StoreError::Invalid(format!("a pay-in of {amount} base units of {token_id}: {e}")))?
             .build()?;
         ledger::post(conn, &entry, SourceType::UnexpectedIn, order_id, now).await?;
-        events::order_changed(conn, order_id).await?;
+        raise_order_changed(conn, order_id).await?;
         return Ok(Credit::Unexpected);
     }
     if order.effective_status(now) == OrderStatus::Expired && order.status != OrderStatus::Expired {
@@ -490,7 +410,7 @@ pub(crate) async fn credit_payment(
         .build()?;
     let source = if late { SourceType::LatePayment } else { SourceType::OrderIn };
     ledger::post(conn, &entry, source, order_id, now).await?;
-    events::order_changed(conn, order_id).await?;
+    raise_order_changed(conn, order_id).await?;
     Ok(if late { Credit::Late } else { Credit::Order(new_status) })
 }
 
@@ -505,30 +425,16 @@ pub(crate) async fn store_expiry(conn: &mut Tx<'_>, order: &OrderRow, now: i64) 
     .execute(&mut *conn)
     .await?;
     if expired.rows_affected() == 1 {
-        events::order_changed(conn, &order.order_id).await?;
+        raise_order_changed(conn, &order.order_id).await?;
     }
     Ok(expired.rows_affected() == 1)
 }
 
-pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -> Result<(), StoreError> {
-    db::query(&format!(
-        "INSERT INTO payment_transactions ({TX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    ))
-    .bind(&tx.tx_id)
-    .bind(tx.direction.as_str())
-    .bind(&tx.order_id)
-    .bind(&tx.refund_id)
-    .bind(&tx.tx_hash)
-    .bind(&tx.token_id)
-    .bind(&tx.chain_id)
-    .bind(&tx.from_address)
-    .bind(&tx.to_address)
-    .bind(tx.amount.to_string())
-    .bind(tx.status.as_str())
-    .bind(&tx.failed_reason)
-    .bind(tx.created_at_ms)
-    .bind(tx.updated_at_ms)
-    .execute(&mut *conn)
-    .await?;
+/// An order was created or its status changed.
+pub(crate) async fn raise_order_changed(conn: &mut Tx<'_>, order_id: &str) -> Result<(), StoreError> {
+    let mut order = lock_order(conn, order_id).await?;
+    let rows = db::query(&order_transactions_sql()).bind(order_id).fetch_all(&mut *conn).await?;
+    order.transactions = rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
+    events::raise(conn, events::ORDER_STATUS_UPDATED, EventKind::Order, order_id, events::json(&order)?).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool};
 
-use crate::sqlite_read::Columns;
+use crate::columns::Columns;
 use crate::StoreError;
 
 /// Cobo's limit bounds for list calls.

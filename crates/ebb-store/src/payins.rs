@@ -13,9 +13,10 @@ use std::collections::HashMap;
 
 use ebb_core::{Amount, OrderStatus, TxDirection, TxStatus};
 
+use crate::columns::Columns;
 use crate::db;
-use crate::orders::{credit_payment, insert_transaction, lock_order, store_expiry, Credit, TransactionRow};
-use crate::sqlite_read::Columns;
+use crate::orders::{self, credit_payment, lock_order, store_expiry, Credit};
+use crate::transactions::{self, insert_transaction, TransactionRow};
 use crate::{events, ids, Store, StoreError};
 use ebb_core::clock::{now_ms, now_s};
 
@@ -154,10 +155,10 @@ impl Store {
                     .bind(&tx.tx_id)
                     .execute(&mut *conn)
                     .await?;
-                events::transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
+                transactions::raise_transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
                 if held_reason.is_some() {
-                    events::transaction_changed(conn, events::TRANSACTION_HELD, &tx.tx_id).await?;
-                    events::order_changed(conn, &order_id).await?;
+                    transactions::raise_transaction_changed(conn, events::TRANSACTION_HELD, &tx.tx_id).await?;
+                    orders::raise_order_changed(conn, &order_id).await?;
                     return Ok(true);
                 }
                 if order.status == OrderStatus::Pending && p.token_id == order.token_id {
@@ -166,7 +167,7 @@ impl Store {
                         .bind(&order_id)
                         .execute(&mut *conn)
                         .await?;
-                    events::order_changed(conn, &order_id).await?;
+                    orders::raise_order_changed(conn, &order_id).await?;
                 }
                 Ok(true)
             })
@@ -209,10 +210,10 @@ impl Store {
                     .bind(&tx_id)
                     .execute(&mut *conn)
                     .await?;
-                events::transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
+                transactions::raise_transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
                 let credit = credit_payment(conn, &order_id, &token_id, amount).await?;
                 if credit == Credit::Late {
-                    events::transaction_changed(conn, events::TRANSACTION_LATE, &tx_id).await?;
+                    transactions::raise_transaction_changed(conn, events::TRANSACTION_LATE, &tx_id).await?;
                 }
                 Ok(Some(credit))
             })
@@ -237,8 +238,8 @@ impl Store {
                 .bind(&tx_id)
                 .execute(&mut *conn)
                 .await?;
-                events::transaction_changed(conn, events::TRANSACTION_HELD, &tx_id).await?;
-                events::order_changed(conn, &order_id).await?;
+                transactions::raise_transaction_changed(conn, events::TRANSACTION_HELD, &tx_id).await?;
+                orders::raise_order_changed(conn, &order_id).await?;
                 Ok(true)
             })
         })
@@ -269,7 +270,7 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
                 if failed.rows_affected() == 1 {
-                    events::transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
+                    transactions::raise_transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
                 }
                 if failed.rows_affected() == 1 && order.status == OrderStatus::Processing {
                     let others: Option<i64> = db::query(
@@ -284,7 +285,7 @@ impl Store {
                             .bind(&order_id)
                             .execute(&mut *conn)
                             .await?;
-                        events::order_changed(conn, &order_id).await?;
+                        orders::raise_order_changed(conn, &order_id).await?;
                     }
                 }
                 Ok(())

@@ -9,12 +9,13 @@ use ebb_core::ledger::{Account, Entry};
 use ebb_core::refund::{RefundEvent, CANCELLED_REASON};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 
+use crate::columns::Columns;
 use crate::db::{self, Tx};
-use crate::events;
+use crate::events::{self, EventKind};
 use crate::ledger::{self, SourceType};
-use crate::orders::{lock_order, tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
+use crate::orders::lock_order;
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::sqlite_read::Columns;
+use crate::transactions::{tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
 use crate::{for_update, ids, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -472,7 +473,7 @@ pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<
     }
     adjust_order_refunded(conn, &refund, true).await?;
     post_reservation(conn, &refund, false, now).await?;
-    events::refund_created(conn, &refund).await?;
+    raise_refund_created(conn, &refund).await?;
     Ok(Created::New(refund))
 }
 
@@ -538,5 +539,20 @@ pub(crate) async fn compare_and_set(
         return Err(StoreError::InvalidState(format!("refund {} changed concurrently; retry", r.refund_id)));
     }
     // Every status change of a refund passes here, after the changes to its transactions.
-    events::refund_changed(conn, &r.refund_id).await
+    raise_refund_changed(conn, &r.refund_id).await
+}
+
+/// A refund was created: its snapshot is the row just inserted (it has no transactions yet).
+pub(crate) async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<(), StoreError> {
+    events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, events::json(r)?).await?;
+    Ok(())
+}
+
+/// A refund's status changed: reads it back, with its transactions, inside the transaction.
+pub(crate) async fn raise_refund_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
+    let rows = db::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
+    let r = refund_from_join_rows(&rows)?
+        .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished inside its transaction")))?;
+    events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, refund_id, events::json(&r)?).await?;
+    Ok(())
 }

@@ -3,8 +3,9 @@
 
 use ebb_core::TokenRegistry;
 use ebb_store::events::EventKind;
-use ebb_store::orders::{OrderRow, TransactionRow};
+use ebb_store::orders::OrderRow;
 use ebb_store::refunds::RefundRow;
+use ebb_store::transactions::TransactionRow;
 use ebb_store::webhooks::{AttemptRow, DeliveryRow, EndpointRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
