@@ -129,7 +129,7 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
             "a link refund paid by the merchant (refund source Merchant) names the merchant".into(),
         ));
     }
-    let merchant_id = crate::refunds::admit(actor, req.source, req.merchant_id, true, req.amount, req.merchant_fee)?;
+    let merchant_id = crate::refunds::admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
     let token = LinkToken::generate();
     let ttl_ms = i64::try_from(engine.link_ttl.as_millis()).unwrap_or(i64::MAX);
     let new = NewRefundLink {

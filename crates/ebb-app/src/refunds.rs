@@ -31,7 +31,6 @@ pub(crate) fn admit(
     actor: &Actor,
     source: RefundSource,
     merchant_id: Option<String>,
-    has_order: bool,
     amount: Amount,
     merchant_fee: Option<Amount>,
 ) -> AppResult<Option<String>> {
@@ -42,7 +41,7 @@ pub(crate) fn admit(
         actor.check_merchant(m)?;
     }
     let merchant_id = merchant_id.or_else(|| actor.merchant.clone());
-    check_request(source, amount, merchant_fee, merchant_id.is_some() || has_order).map_err(|e| match e {
+    check_request(source, amount, merchant_fee).map_err(|e| match e {
         ebb_core::refund::RefundRuleError::FeeNotBelowAmount => AppError::InvalidAmount(e.to_string()),
         _ => AppError::Invalid(e.to_string()),
     })?;
@@ -51,7 +50,7 @@ pub(crate) fn admit(
 
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
 pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppResult<Created> {
-    let merchant_id = admit(actor, req.source, req.merchant_id, req.order_id.is_some(), req.amount, req.merchant_fee)?;
+    let merchant_id = admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
     if let Some(address) = &req.to_address {
         engine.check_destination(address).await?;
     }

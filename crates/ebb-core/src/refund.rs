@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use crate::ledger::{Account, Entry, LedgerError};
+use crate::Amount;
+
 /// Cobo's refund statuses. A cancelled refund is `Failed` with failed reason "Cancelled": Cobo's status
 /// set has no Cancelled value, and the SDK would read an unknown value as `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,18 +156,15 @@ pub enum RefundRuleError {
     FeeWithoutMerchantSource,
     #[error("the merchant fee must be less than the refund amount")]
     FeeNotBelowAmount,
-    #[error("a refund paid by the merchant (refund type Merchant) needs a merchant")]
-    MerchantSourceWithoutMerchant,
 }
 
 /// The rules a refund request must keep on its own: a merchant fee only on a merchant-paid refund and
-/// less than the refunded amount (the customer gets `amount - fee`, which must be positive), and a
-/// merchant-paid refund names its merchant (directly or through its order).
+/// less than the refunded amount (the customer gets `amount - fee`, which must be positive). Which
+/// merchant pays is decided with the order ([`refund_merchant`]).
 pub fn check_request(
     source: RefundSource,
-    amount: crate::Amount,
-    merchant_fee: Option<crate::Amount>,
-    has_merchant: bool,
+    amount: Amount,
+    merchant_fee: Option<Amount>,
 ) -> Result<(), RefundRuleError> {
     if let Some(fee) = merchant_fee {
         if source != RefundSource::Merchant {
@@ -174,10 +174,95 @@ pub fn check_request(
             return Err(RefundRuleError::FeeNotBelowAmount);
         }
     }
-    if source == RefundSource::Merchant && !has_merchant {
-        return Err(RefundRuleError::MerchantSourceWithoutMerchant);
-    }
     Ok(())
+}
+
+/// The order a refund names, as far as the refund's rules need it.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderFacts<'a> {
+    pub order_id: &'a str,
+    pub merchant_id: &'a str,
+    pub token_id: &'a str,
+}
+
+/// Why a refund cannot be for the merchant or order it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundPartyError {
+    #[error("order {order_id} belongs to another merchant")]
+    OrderOfAnotherMerchant { order_id: String },
+    #[error("order {order_id} was paid in {paid}, not {asked}")]
+    OrderPaidInAnotherToken { order_id: String, paid: String, asked: String },
+    /// The refund is for a merchant other than the one the requester is confined to (or none):
+    /// reported as "merchant not found", so a merchant's key cannot learn which merchants exist.
+    #[error("merchant {merchant_id:?} not found")]
+    OutsideScope { merchant_id: String },
+    #[error("merchant_id is required when refund_type is Merchant")]
+    MerchantSourceWithoutMerchant,
+}
+
+/// Which merchant a refund is for: the one its order belongs to, else the one requested. The order
+/// must belong to the requested merchant and have been paid in the refunded token; a requester confined
+/// to one merchant (`scope`) refunds only that merchant; a merchant-paid refund needs a merchant.
+pub fn refund_merchant(
+    requested: Option<&str>,
+    order: Option<OrderFacts<'_>>,
+    token_id: &str,
+    scope: Option<&str>,
+    source: RefundSource,
+) -> Result<Option<String>, RefundPartyError> {
+    let mut merchant = requested.map(str::to_owned);
+    if let Some(order) = order {
+        if requested.is_some_and(|m| m != order.merchant_id) {
+            return Err(RefundPartyError::OrderOfAnotherMerchant { order_id: order.order_id.to_owned() });
+        }
+        if order.token_id != token_id {
+            return Err(RefundPartyError::OrderPaidInAnotherToken {
+                order_id: order.order_id.to_owned(),
+                paid: order.token_id.to_owned(),
+                asked: token_id.to_owned(),
+            });
+        }
+        merchant = Some(order.merchant_id.to_owned());
+    }
+    if let Some(scope) = scope {
+        if merchant.as_deref() != Some(scope) {
+            return Err(RefundPartyError::OutsideScope { merchant_id: merchant.unwrap_or_default() });
+        }
+    }
+    if merchant.is_none() && source == RefundSource::Merchant {
+        return Err(RefundPartyError::MerchantSourceWithoutMerchant);
+    }
+    Ok(merchant)
+}
+
+/// An order's refunded total after refunding `amount` more: never beyond what it received. `Err` holds
+/// what is left to refund.
+pub fn refunded_after(received: Amount, refunded: Amount, amount: Amount) -> Result<Amount, Amount> {
+    let refundable = received.checked_sub(refunded).unwrap_or(Amount::ZERO);
+    if amount > refundable {
+        return Err(refundable);
+    }
+    refunded.checked_add(amount).ok_or(refundable)
+}
+
+/// The ledger entries that reserve a refund's funds at creation, or with `release` give them back: the
+/// amount, and the merchant fee if any, move between the paying account and `Reserved`. Keeping the fee
+/// reserved until payout (rather than crediting the PSP at creation) means a cancel can always return
+/// it: the PSP cannot have spent it in between.
+pub fn reservation_entries(
+    payer: &Account,
+    token_id: &str,
+    amount: Amount,
+    fee: Option<Amount>,
+    release: bool,
+) -> Result<(Entry, Option<Entry>), LedgerError> {
+    let (from, to) = if release { (Account::Reserved, payer.clone()) } else { (payer.clone(), Account::Reserved) };
+    let amount = Entry::builder().transfer(from.clone(), to.clone(), token_id, amount.base_units())?.build()?;
+    let fee = match fee.filter(|f| !f.is_zero()) {
+        Some(fee) => Some(Entry::builder().transfer(from, to, token_id, fee.base_units())?.build()?),
+        None => None,
+    };
+    Ok((amount, fee))
 }
 
 #[cfg(test)]
@@ -239,22 +324,64 @@ mod tests {
 
     #[test]
     fn a_fee_is_only_for_merchant_refunds_and_below_the_amount() {
-        use crate::Amount;
-        let a = |n| Amount::from_base_units(n);
-        assert_eq!(check_request(RefundSource::Merchant, a(10), Some(a(9)), true), Ok(()));
-        assert_eq!(check_request(RefundSource::Psp, a(10), None, false), Ok(()));
+        let a = Amount::from_base_units;
+        assert_eq!(check_request(RefundSource::Merchant, a(10), Some(a(9))), Ok(()));
+        assert_eq!(check_request(RefundSource::Psp, a(10), None), Ok(()));
+        assert_eq!(check_request(RefundSource::Merchant, a(10), Some(a(10))), Err(RefundRuleError::FeeNotBelowAmount));
+        assert_eq!(check_request(RefundSource::Psp, a(10), Some(a(1))), Err(RefundRuleError::FeeWithoutMerchantSource));
+    }
+
+    #[test]
+    fn a_refund_is_for_its_orders_merchant_in_its_orders_token_within_the_requesters_scope() {
+        let order = OrderFacts { order_id: "O1", merchant_id: "M1", token_id: "ETH_USDT" };
+        let m = RefundSource::Merchant;
+        assert_eq!(refund_merchant(None, Some(order), "ETH_USDT", None, m), Ok(Some("M1".into())));
+        assert_eq!(refund_merchant(Some("M1"), Some(order), "ETH_USDT", Some("M1"), m), Ok(Some("M1".into())));
+        assert!(matches!(
+            refund_merchant(Some("M2"), Some(order), "ETH_USDT", None, m),
+            Err(RefundPartyError::OrderOfAnotherMerchant { .. })
+        ));
+        assert!(matches!(
+            refund_merchant(None, Some(order), "ETH_USDC", None, m),
+            Err(RefundPartyError::OrderPaidInAnotherToken { .. })
+        ));
         assert_eq!(
-            check_request(RefundSource::Merchant, a(10), Some(a(10)), true),
-            Err(RefundRuleError::FeeNotBelowAmount)
+            refund_merchant(None, Some(order), "ETH_USDT", Some("M2"), m),
+            Err(RefundPartyError::OutsideScope { merchant_id: "M1".into() })
         );
         assert_eq!(
-            check_request(RefundSource::Psp, a(10), Some(a(1)), true),
-            Err(RefundRuleError::FeeWithoutMerchantSource)
+            refund_merchant(None, None, "ETH_USDT", None, m),
+            Err(RefundPartyError::MerchantSourceWithoutMerchant)
         );
-        assert_eq!(
-            check_request(RefundSource::Merchant, a(10), None, false),
-            Err(RefundRuleError::MerchantSourceWithoutMerchant)
-        );
+        assert_eq!(refund_merchant(None, None, "ETH_USDT", None, RefundSource::Psp), Ok(None));
+    }
+
+    #[test]
+    fn an_order_is_never_refunded_beyond_what_it_received() {
+        let a = Amount::from_base_units;
+        assert_eq!(refunded_after(a(10), a(4), a(6)), Ok(a(10)));
+        assert_eq!(refunded_after(a(10), a(4), a(7)), Err(a(6)));
+        // A refunded total above the received one (never stored) leaves nothing to refund.
+        assert_eq!(refunded_after(a(3), a(4), a(1)), Err(Amount::ZERO));
+    }
+
+    #[test]
+    fn a_reservation_and_its_release_are_mirror_entries_with_the_fee_apart() {
+        let payer = Account::Merchant("M1".into());
+        let a = Amount::from_base_units;
+        let (amount, fee) = reservation_entries(&payer, "ETH_USDT", a(10), Some(a(2)), false).unwrap();
+        let (back, fee_back) = reservation_entries(&payer, "ETH_USDT", a(10), Some(a(2)), true).unwrap();
+        let flip = |e: &Entry| e.postings().iter().map(|p| (p.account.clone(), -p.delta)).collect::<Vec<_>>();
+        let same = |e: &Entry| e.postings().iter().map(|p| (p.account.clone(), p.delta)).collect::<Vec<_>>();
+        let mut x = flip(&amount);
+        let mut y = same(&back);
+        x.sort_by_key(|p| p.0.key());
+        y.sort_by_key(|p| p.0.key());
+        assert_eq!(x, y);
+        assert!(same(&amount).contains(&(Account::Reserved, 10)));
+        assert!(same(&fee.unwrap()).contains(&(Account::Reserved, 2)));
+        assert!(same(&fee_back.unwrap()).contains(&(payer.clone(), 2)));
+        assert!(reservation_entries(&payer, "ETH_USDT", a(10), Some(Amount::ZERO), false).unwrap().1.is_none());
     }
 
     #[test]

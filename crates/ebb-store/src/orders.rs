@@ -2,6 +2,7 @@
 
 use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
+use ebb_core::order::{self, CreditError, OrderAmounts, PaymentCredit};
 use ebb_core::{Amount, OrderStatus, Token};
 
 use crate::columns::{amount, Columns};
@@ -337,7 +338,8 @@ pub enum Credit {
 /// - in any other token: all of it to the merchant in that token, as `UnexpectedIn`; the order's
 ///   amounts do not change.
 ///
-/// Fails (and changes nothing) when the amount does not fit the ledger's integers.
+/// The split and the status are `ebb_core::order::credit_payment`'s; this applies them. Fails (and
+/// changes nothing) when the amount does not fit the ledger's integers.
 pub(crate) async fn credit_payment(
     conn: &mut Tx<'_>,
     order_id: &str,
@@ -359,27 +361,23 @@ pub(crate) async fn credit_payment(
         store_expiry(conn, &order, now).await?;
         order.status = OrderStatus::Expired;
     }
-    let received = order.received_amount.checked_add(amount).ok_or_else(|| {
-        StoreError::Invalid(format!("a pay-in of {amount} base units overflows order {order_id}'s received amount"))
-    })?;
-    let fee_credited = order.fee_credited;
-    let fee_left = order.fee_amount.checked_sub(fee_credited).unwrap_or(Amount::ZERO);
-    let fee_now = fee_left.min(amount);
-    let to_merchant = amount.checked_sub(fee_now).expect("fee_now <= amount");
-    let late = !order.status.accepts_payment();
-    let new_status = if late {
-        order.status
-    } else if received.checked_add(order.amount_tolerance).is_some_and(|r| r >= order.payable_amount) {
-        OrderStatus::Completed
-    } else {
-        OrderStatus::Underpaid
+    let amounts = OrderAmounts {
+        payable: order.payable_amount,
+        tolerance: order.amount_tolerance,
+        received: order.received_amount,
+        fee: order.fee_amount,
+        fee_credited: order.fee_credited,
     };
-    if order.status != new_status && !order.status.can_move_to(new_status) {
-        return Err(StoreError::InvalidState(format!(
-            "order {order_id} cannot move from {} to {new_status}",
-            order.status
-        )));
-    }
+    let credit = order::credit_payment(order.status, amounts, amount).map_err(|e| match e {
+        CreditError::Overflow => {
+            StoreError::Invalid(format!("a pay-in of {amount} base units overflows order {order_id}'s received amount"))
+        }
+        CreditError::IllegalMove(from, to) => {
+            StoreError::InvalidState(format!("order {order_id} cannot move from {from} to {to}"))
+        }
+    })?;
+    let PaymentCredit { received, fee_now, to_merchant, status: new_status, late } = credit;
+    let fee_credited = order.fee_credited;
     let updated = db::query(
         "UPDATE orders SET received_amount = $1, fee_credited = $2, status = $3, updated_at = $4, watch_until = $5 \
          WHERE order_id = $6 AND status = $7",

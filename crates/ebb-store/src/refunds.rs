@@ -1,12 +1,15 @@
 //! Refunds: created against a balance (and optionally a paid order), idempotent on `request_id`.
 //!
 //! Money moves at creation: the amount and the developer fee go from the paying balance into
-//! `Reserved`. Cancelling moves them back. Paying out (`payouts.rs`) moves the amount to the world and
-//! the fee to the PSP. Keeping the fee reserved until payout, rather than crediting the PSP at creation,
-//! means a cancel can always give it back: the PSP cannot have spent it in between.
+//! `Reserved` (`ebb_core::refund::reservation_entries`). Cancelling moves them back. Paying out
+//! (`payouts/`) moves the amount to the world and the fee to the PSP. Which merchant a refund is for and
+//! how much of an order is left to refund are `ebb-core` rules (`refund_merchant`, `refunded_after`),
+//! applied here under the order's row lock.
 
-use ebb_core::ledger::{Account, Entry};
-use ebb_core::refund::{RefundEvent, CANCELLED_REASON};
+use ebb_core::ledger::Account;
+use ebb_core::refund::{
+    refund_merchant, refunded_after, reservation_entries, OrderFacts, RefundEvent, RefundPartyError, CANCELLED_REASON,
+};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 
 use crate::columns::Columns;
@@ -191,25 +194,14 @@ pub(crate) fn source_account(r: &RefundRow) -> Result<Account, StoreError> {
     }
 }
 
-/// Reserves (or, with `release`, gives back) a refund's amount and fee.
-fn reservation(r: &RefundRow, release: bool) -> Result<(Entry, Option<Entry>), StoreError> {
-    let source = source_account(r)?;
-    let (from, to) = if release { (Account::Reserved, source.clone()) } else { (source.clone(), Account::Reserved) };
-    let amount = Entry::builder().transfer(from.clone(), to.clone(), &r.token_id, r.amount.base_units())?.build()?;
-    let fee = match r.merchant_fee_amount.filter(|f| !f.is_zero()) {
-        Some(fee) => Some(Entry::builder().transfer(from, to, &r.token_id, fee.base_units())?.build()?),
-        None => None,
-    };
-    Ok((amount, fee))
-}
-
 pub(crate) async fn post_reservation(
     conn: &mut Tx<'_>,
     r: &RefundRow,
     release: bool,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (amount, fee) = reservation(r, release)?;
+    let (amount, fee) =
+        reservation_entries(&source_account(r)?, &r.token_id, r.amount, r.merchant_fee_amount, release)?;
     match &fee {
         Some(fee) => {
             ledger::post_many(
@@ -229,19 +221,19 @@ pub(crate) async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add:
     let Some(order_id) = &r.order_id else { return Ok(()) };
     let order = lock_order(conn, order_id).await?;
     let refunded = if add {
-        let refundable = order.received_amount.checked_sub(order.refunded_amount).unwrap_or(Amount::ZERO);
-        if r.amount > refundable {
-            return Err(StoreError::OverRefund {
+        refunded_after(order.received_amount, order.refunded_amount, r.amount).map_err(|refundable| {
+            StoreError::OverRefund {
                 order_id: order_id.clone(),
                 token_id: order.token_id.clone(),
                 refundable: refundable.to_string(),
-            });
-        }
-        order.refunded_amount.checked_add(r.amount)
+            }
+        })?
     } else {
-        order.refunded_amount.checked_sub(r.amount)
-    }
-    .ok_or_else(|| StoreError::Internal(format!("refunded total of order {order_id} out of range")))?;
+        order
+            .refunded_amount
+            .checked_sub(r.amount)
+            .ok_or_else(|| StoreError::Internal(format!("refunded total of order {order_id} out of range")))?
+    };
     db::query("UPDATE orders SET refunded_amount = $1 WHERE order_id = $2")
         .bind(refunded.to_string())
         .bind(order_id)
@@ -387,29 +379,27 @@ impl Store {
 /// the caller's transaction.
 pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<Created, StoreError> {
     let fingerprint = new.fingerprint();
-    let mut merchant_id = new.merchant_id.clone();
-    if let Some(order_id) = &new.order_id {
-        // Lock the order first: concurrent refunds of one order queue here.
-        let order = lock_order(conn, order_id).await?;
-        if merchant_id.as_deref().is_some_and(|m| m != order.merchant_id) {
-            return Err(StoreError::Invalid(format!("order {order_id} belongs to another merchant")));
-        }
-        if order.token_id != new.token.id {
-            return Err(StoreError::Invalid(format!(
-                "order {order_id} was paid in {}, not {}",
-                order.token_id, new.token.id
-            )));
-        }
-        merchant_id = Some(order.merchant_id);
-    }
-    if let IdempotencyScope::Merchant(scope) = &new.idem_scope {
-        if merchant_id.as_deref() != Some(scope.as_str()) {
-            return Err(StoreError::NotFound { what: "merchant", id: merchant_id.unwrap_or_default() });
-        }
-    }
-    if merchant_id.is_none() && new.source == RefundSource::Merchant {
-        return Err(StoreError::Invalid("merchant_id is required when refund_type is Merchant".into()));
-    }
+    // Lock the order first: concurrent refunds of one order queue here.
+    let order = match &new.order_id {
+        Some(order_id) => Some(lock_order(conn, order_id).await?),
+        None => None,
+    };
+    let facts = order.as_ref().map(|o| OrderFacts {
+        order_id: &o.order_id,
+        merchant_id: &o.merchant_id,
+        token_id: &o.token_id,
+    });
+    let scope = match &new.idem_scope {
+        IdempotencyScope::Merchant(m) => Some(m.as_str()),
+        IdempotencyScope::Psp => None,
+    };
+    let merchant_id =
+        refund_merchant(new.merchant_id.as_deref(), facts, &new.token.id, scope, new.source).map_err(|e| match e {
+            RefundPartyError::OutsideScope { merchant_id } => {
+                StoreError::NotFound { what: "merchant", id: merchant_id }
+            }
+            other => StoreError::Invalid(other.to_string()),
+        })?;
     let now = now_s();
     let refund = RefundRow {
         refund_id: ids::new_id("R"),
