@@ -16,7 +16,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use sqlx::AnyConnection;
 
 use crate::columns::{Column, Columns};
-use crate::StoreError;
+use crate::{Backend, StoreError};
 
 /// The connection a write runs on, inside its transaction.
 pub enum Tx<'c> {
@@ -27,10 +27,12 @@ pub enum Tx<'c> {
 }
 
 impl Tx<'_> {
-    pub fn is_sqlite(&self) -> bool {
+    /// Which backend, and so which SQL dialect ([`Backend`]'s methods), this write runs on.
+    pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => true,
-            Tx::Sqlx(conn) => crate::is_sqlite(conn),
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlx(conn) if crate::is_sqlite(conn) => Backend::Sqlite,
+            Tx::Sqlx(_) => Backend::Postgres,
         }
     }
 }

@@ -94,7 +94,7 @@ pub(crate) async fn raise(
     // On SQLite the event, then its deliveries (on the writer a statement is a function call); on
     // PostgreSQL, which takes one statement per round trip, the event insert is a CTE the fan-out
     // reads. The seven parameters bind either way: the SQLite insert does not use the seventh.
-    let sqlite = conn.is_sqlite();
+    let sqlite = conn.backend() == crate::Backend::Sqlite;
     let sql = if sqlite {
         insert_event.to_owned()
     } else {

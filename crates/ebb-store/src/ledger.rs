@@ -7,7 +7,7 @@ use ebb_core::ledger::{Account, Entry};
 
 use crate::columns::Columns;
 use crate::db::{self, Tx};
-use crate::{for_update, ids, StoreError};
+use crate::{ids, Backend, StoreError};
 
 /// Why a balance changed, as ebb records it in `postings.source_type`. Each reason is reported as one
 /// of Cobo's `PaymentBalanceChangeSourceType` values ([`SourceType::cobo`]), so the unmodified SDK
@@ -143,7 +143,7 @@ pub(crate) async fn post_many(
             touched.entry((p.account.key(), p.token_id.clone())).or_default().push((p.delta, *st));
         }
     }
-    let lock = for_update(conn);
+    let lock = conn.backend().for_update();
     let entry_id = ids::new_id("E");
     // (account, token, delta, balance_after or "" for journal-only accounts, source type)
     let mut journal: Vec<JournalRow> = Vec::new();
@@ -211,7 +211,7 @@ pub(crate) async fn post_many(
          VALUES {}",
         values.join(", ")
     );
-    if conn.is_sqlite() || updates.is_empty() {
+    if conn.backend() == Backend::Sqlite || updates.is_empty() {
         // The journal insert, then each balance update: on the SQLite writer a statement is a
         // function call.
         let done = bind_journal(db::query(&insert), &entry_id, source_id, now, &journal).execute(&mut *conn).await?;
@@ -230,7 +230,7 @@ pub(crate) async fn post_many(
              developer_fee = v.developer_fee, refunded = v.refunded \
              FROM (VALUES {}) AS v (account, token_id, balance, received, developer_fee, refunded) \
              WHERE b.account = v.account AND b.token_id = v.token_id",
-            crate::values_placeholders(conn, first_update_param - 1, updates.len(), 6)
+            conn.backend().values(first_update_param - 1, updates.len(), 6)
         );
         let journal_bound = bind_journal(db::query(&sql), &entry_id, source_id, now, &journal);
         let q = updates.iter().fold(journal_bound, |q, bal| bind_update(q, bal));

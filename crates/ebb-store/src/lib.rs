@@ -70,6 +70,34 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+
+    // The SQL dialect: where the two backends' statements differ, the difference is one of these,
+    // reached inside a write as `tx.backend()`.
+
+    /// ` FOR UPDATE` where the backend has row locks; SQLite's single writer already excludes others.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The placeholders of a multi-row `VALUES` list: `rows` groups of `width` parameters, bound in
+    /// order after `before` earlier ones. PostgreSQL gets `($2, $3), ($4, $5)`; SQLite gets anonymous
+    /// `(?, ?), (?, ?)`, because for a named parameter (`$n`) sqlx asks SQLite its name, which SQLite
+    /// finds by a linear scan of the statement's names: quadratic in a statement of hundreds of
+    /// parameters (the webhook recorder's attempt inserts).
+    pub(crate) fn values(self, before: usize, rows: usize, width: usize) -> String {
+        values_list(self == Backend::Sqlite, before, rows, width)
+    }
+
+    /// The first parameter of a statement whose other parameters are [`Backend::values`] lists.
+    pub(crate) fn first_param(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "?",
+            Backend::Postgres => "$1",
+        }
+    }
 }
 
 /// How long SQLite waits for another process's write lock (e.g. `ebb keys add` while serving).
@@ -233,13 +261,9 @@ async fn configure_sqlite(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The placeholders of a multi-row `VALUES` list: `rows` groups of `width` parameters, bound in order
-/// after `before` earlier ones. PostgreSQL gets `($2, $3), ($4, $5)`; SQLite gets anonymous
-/// `(?, ?), (?, ?)`, because for a named parameter (`$n`) sqlx asks SQLite its name, which SQLite finds
-/// by a linear scan of the statement's names: quadratic in a statement of hundreds of parameters (the
-/// webhook recorder's attempt inserts).
-pub(crate) fn values_placeholders(conn: &Tx<'_>, before: usize, rows: usize, width: usize) -> String {
-    values_list(conn.is_sqlite(), before, rows, width)
+/// Whether a connection (inside a write, where only the connection is at hand) is SQLite's.
+pub(crate) fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
 fn values_list(anonymous: bool, before: usize, rows: usize, width: usize) -> String {
@@ -252,20 +276,6 @@ fn values_list(anonymous: bool, before: usize, rows: usize, width: usize) -> Str
         })
         .collect();
     groups.join(", ")
-}
-
-/// Whether a connection (inside a write, where only the connection is at hand) is SQLite's.
-pub(crate) fn is_sqlite(conn: &AnyConnection) -> bool {
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
-}
-
-/// `FOR UPDATE` where the backend has row locks; SQLite's single writer already excludes others.
-pub(crate) fn for_update(conn: &Tx<'_>) -> &'static str {
-    if conn.is_sqlite() {
-        ""
-    } else {
-        " FOR UPDATE"
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use ebb_core::{Address, RefundStatus};
 use crate::columns::Columns;
 use crate::db::{self, Tx};
 use crate::refunds::{compare_and_set, insert_refund, lock_refund, Created, NewRefund, RefundRow};
-use crate::{for_update, ids, now_ms, now_s, Store, StoreError};
+use crate::{ids, now_ms, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkStatus {
@@ -137,7 +137,7 @@ fn from_row(row: &impl Columns) -> Result<LinkRow, StoreError> {
 }
 
 async fn lock_link(conn: &mut Tx<'_>, token_hash: &str) -> Result<Option<LinkRow>, StoreError> {
-    let lock = for_update(conn);
+    let lock = conn.backend().for_update();
     let row = db::query(&format!("SELECT {COLUMNS} FROM refund_links WHERE token_hash = $1{lock}"))
         .bind(token_hash)
         .fetch_optional(&mut *conn)
@@ -319,7 +319,7 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 /// whose payout has not started goes back to waiting for one.
 async fn relink(conn: &mut Tx<'_>, refund: RefundRow, now_ms: i64) -> Result<RefundRow, StoreError> {
     // Links before the refund: the lock order every link operation keeps.
-    let lock = for_update(conn);
+    let lock = conn.backend().for_update();
     db::query(&format!("SELECT link_id FROM refund_links WHERE refund_id = $1 AND status = 'Active'{lock}"))
         .bind(&refund.refund_id)
         .fetch_all(&mut *conn)

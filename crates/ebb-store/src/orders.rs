@@ -11,7 +11,7 @@ use crate::events::{self, EventKind};
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::transactions::{order_transactions_sql, tx_from_row, TransactionRow};
-use crate::{for_update, ids, Store, StoreError};
+use crate::{ids, Store, StoreError};
 use ebb_core::clock::now_s;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -126,7 +126,7 @@ pub struct OrderFilter {
 }
 
 pub(crate) async fn lock_order(conn: &mut Tx<'_>, order_id: &str) -> Result<OrderRow, StoreError> {
-    let lock = for_update(conn);
+    let lock = conn.backend().for_update();
     let row = db::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1{lock}"))
         .bind(order_id)
         .fetch_optional(&mut *conn)

@@ -44,7 +44,7 @@ pub struct UnconfirmedPayin {
 
 /// Locks a pay-in still `Confirming`: its order, token and amount; `None` if it is settled or held.
 async fn lock_confirming(conn: &mut db::Tx<'_>, tx_id: &str) -> Result<Option<(String, String, Amount)>, StoreError> {
-    let lock = crate::for_update(conn);
+    let lock = conn.backend().for_update();
     let row = db::query(&format!(
         "SELECT order_id, token_id, amount, status FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'{lock}"
     ))

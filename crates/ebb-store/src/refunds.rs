@@ -19,7 +19,7 @@ use crate::ledger::{self, SourceType};
 use crate::orders::lock_order;
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::transactions::{tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
-use crate::{for_update, ids, now_s, Store, StoreError};
+use crate::{ids, now_s, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefundRow {
@@ -168,7 +168,7 @@ pub(crate) async fn lock_refund(
     refund_id: &str,
     scope: Option<&str>,
 ) -> Result<RefundRow, StoreError> {
-    let lock = for_update(conn);
+    let lock = conn.backend().for_update();
     let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1{lock}"))
         .bind(refund_id)
         .fetch_optional(&mut *conn)

@@ -233,7 +233,7 @@ async fn append_log(conn: &mut db::Tx<'_>, entries: &[(i64, RequestDigest)]) -> 
     for chunk in entries.chunks(SAVE_CHUNK) {
         let sql = format!(
             "INSERT INTO seen_request_log (seen_at, digest) VALUES {} ON CONFLICT DO NOTHING",
-            crate::values_placeholders(conn, 0, chunk.len(), 2)
+            conn.backend().values(0, chunk.len(), 2)
         );
         let mut q = db::query(&sql);
         for (at, digest) in chunk {

@@ -118,10 +118,10 @@ impl Store {
     /// The chain confirmed a payout: the transaction and the refund complete and the ledger settles,
     /// in one transaction. `false` if the leg was already decided (by another process, or before a restart).
     pub async fn complete_leg(&self, tx_id: &str, block: u64) -> Result<bool, StoreError> {
-        let (tx_id, backend) = (tx_id.to_owned(), self.backend());
+        let tx_id = tx_id.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                let Some((r, leg)) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
+                let Some((r, leg)) = lock_undecided_leg(conn, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
                 db::query(
                     "UPDATE payment_transactions SET status = $1, block_number = $2, updated_at_ms = $3 WHERE tx_id = $4",
@@ -149,10 +149,10 @@ impl Store {
     /// The chain decided a payout did not happen (reverted, or its nonce went to another transaction):
     /// the transaction and the refund fail and the reserved funds go back, in one transaction.
     pub async fn fail_leg(&self, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
-        let (tx_id, reason, backend) = (tx_id.to_owned(), reason.to_owned(), self.backend());
+        let (tx_id, reason) = (tx_id.to_owned(), reason.to_owned());
         self.write(move |conn| {
             Box::pin(async move {
-                let Some((r, _)) = lock_undecided_leg(conn, backend, &tx_id).await? else { return Ok(false) };
+                let Some((r, _)) = lock_undecided_leg(conn, &tx_id).await? else { return Ok(false) };
                 let now = now_s();
                 db::query(
                     "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",

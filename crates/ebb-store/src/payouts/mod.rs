@@ -98,12 +98,8 @@ fn leg_from_row(row: &impl Columns) -> Result<OpenLeg, StoreError> {
 
 /// Locks a refund for a payout step; on PostgreSQL a row another process holds is skipped (`None`)
 /// rather than waited for: that process is doing this step already.
-async fn lock_for_payout(
-    conn: &mut Tx<'_>,
-    backend: Backend,
-    refund_id: &str,
-) -> Result<Option<RefundRow>, StoreError> {
-    if backend == Backend::Postgres {
+async fn lock_for_payout(conn: &mut Tx<'_>, refund_id: &str) -> Result<Option<RefundRow>, StoreError> {
+    if conn.backend() == Backend::Postgres {
         let locked = db::query("SELECT refund_id FROM refunds WHERE refund_id = $1 FOR UPDATE SKIP LOCKED")
             .bind(refund_id)
             .fetch_optional(&mut *conn)
@@ -131,13 +127,9 @@ async fn move_refund(
 
 /// Locks a payout transaction and its refund for the chain's verdict; `None` if the leg was decided
 /// already (by another process, or before a restart) or another process holds the refund.
-async fn lock_undecided_leg(
-    conn: &mut Tx<'_>,
-    backend: Backend,
-    tx_id: &str,
-) -> Result<Option<(RefundRow, OpenLeg)>, StoreError> {
+async fn lock_undecided_leg(conn: &mut Tx<'_>, tx_id: &str) -> Result<Option<(RefundRow, OpenLeg)>, StoreError> {
     let leg = lock_leg(conn, tx_id).await?;
-    let Some(r) = lock_for_payout(conn, backend, &leg.refund_id).await? else { return Ok(None) };
+    let Some(r) = lock_for_payout(conn, &leg.refund_id).await? else { return Ok(None) };
     if !leg.status.is_open() {
         return Ok(None);
     }
@@ -222,7 +214,7 @@ async fn insert_version(conn: &mut Tx<'_>, tx_id: &str, tx_hash: &str, raw: &[u8
 }
 
 async fn lock_leg(conn: &mut Tx<'_>, tx_id: &str) -> Result<OpenLeg, StoreError> {
-    let lock = crate::for_update(conn);
+    let lock = conn.backend().for_update();
     let row = db::query(&format!(
         "SELECT {LEG_COLUMNS} FROM payment_transactions WHERE tx_id = $1 AND direction = 'out'{lock}"
     ))
@@ -325,10 +317,10 @@ impl Store {
     /// Fails a `Pending` refund that was never sent (the chain says the transfer would revert) and
     /// releases its funds. `false` if the refund was no longer `Pending`.
     pub async fn fail_unsent_payout(&self, refund_id: &str, reason: &str) -> Result<bool, StoreError> {
-        let (refund_id, reason, backend) = (refund_id.to_owned(), reason.to_owned(), self.backend());
+        let (refund_id, reason) = (refund_id.to_owned(), reason.to_owned());
         self.write(move |conn| {
             Box::pin(async move {
-                let Some(r) = lock_for_payout(conn, backend, &refund_id).await? else { return Ok(false) };
+                let Some(r) = lock_for_payout(conn, &refund_id).await? else { return Ok(false) };
                 let between_transfers = r.status == RefundStatus::Processing && !has_open_leg(conn, &refund_id).await?;
                 if r.status != RefundStatus::Pending && !between_transfers {
                     return Ok(false);
@@ -359,11 +351,10 @@ impl Store {
     where
         F: FnOnce(u64) -> Result<SignedBytes, String> + Send + 'static,
     {
-        let (refund_id, chain_id, hot_wallet, backend) =
-            (refund_id.to_owned(), chain_id.to_owned(), hot_wallet.to_owned(), self.backend());
+        let (refund_id, chain_id, hot_wallet) = (refund_id.to_owned(), chain_id.to_owned(), hot_wallet.to_owned());
         self.write(move |conn| {
             Box::pin(async move {
-                let Some(r) = lock_for_payout(conn, backend, &refund_id).await? else { return Ok(None) };
+                let Some(r) = lock_for_payout(conn, &refund_id).await? else { return Ok(None) };
                 // The first transfer of a `Pending` refund, or the next of one paid in several.
                 let next_transfer = r.status == RefundStatus::Processing && !has_open_leg(conn, &refund_id).await?;
                 if (r.status != RefundStatus::Pending && !next_transfer) || r.to_address.is_empty() {
@@ -393,7 +384,7 @@ impl Store {
                 .bind(&hot_wallet)
                 .execute(&mut *conn)
                 .await?;
-                let lock = crate::for_update(conn);
+                let lock = conn.backend().for_update();
                 let stored: Option<i64> = db::query(&format!(
                     "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND address = $2{lock}"
                 ))

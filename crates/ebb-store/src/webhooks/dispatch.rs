@@ -273,7 +273,7 @@ async fn insert_attempts(conn: &mut Tx<'_>, records: &[AttemptRecord]) -> Result
     let sql = format!(
         "INSERT INTO webhook_attempts (attempt_id, delivery_seq, created_at_ms, request_headers, request_body, \
          response_status, response_body, response_time_ms, success, failure_reason) VALUES {}",
-        crate::values_placeholders(conn, 0, records.len(), 10)
+        conn.backend().values(0, records.len(), 10)
     );
     let mut q = db::query(&sql);
     for r in records {
@@ -297,11 +297,11 @@ async fn insert_attempts(conn: &mut Tx<'_>, records: &[AttemptRecord]) -> Result
 /// Marks delivered the deliveries still leased by the attempts' leases (a lease that expired and was
 /// taken by another dispatcher is not theirs to close).
 async fn close_delivered(conn: &mut Tx<'_>, records: &[&AttemptRecord]) -> Result<(), StoreError> {
-    let first = if conn.is_sqlite() { "?" } else { "$1" };
+    let first = conn.backend().first_param();
     let sql = format!(
         "UPDATE webhook_deliveries SET status = 'Success', lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = {first} \
          WHERE (seq, lease_owner) IN (VALUES {})",
-        crate::values_placeholders(conn, 1, records.len(), 2)
+        conn.backend().values(1, records.len(), 2)
     );
     let mut q = db::query(&sql).bind(now_ms());
     for r in records {
