@@ -3,12 +3,17 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use ebb_core::{Address, Amount, RefundSource, Token, TxStatus};
-use ebb_store::links::{LinkDisplay, LinkRow, LinkView, NewRefundLink, Refusal};
-use ebb_store::refunds::{NewRefund, RefundRow};
+use ebb_core::clock::{now_ms, now_s};
+use ebb_core::refund::RefundEvent;
+use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token, TxStatus};
+use ebb_store::ids;
+use ebb_store::links::{self as repo, LinkDisplay, LinkRow, LinkStatus, LinkView, Refusal};
+use ebb_store::refunds::{self as refunds_repo, RefundRow};
+use ebb_store::StoreError;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::refunds::{insert_refund, Created, NewRefund};
 use crate::{Actor, AppError, AppResult, Engine};
 
 /// The secret in a refund link's URL. Only its hash ([`LinkToken::hash`]) is stored, so a link
@@ -121,8 +126,10 @@ pub struct CreatedLink {
     pub link: LinkRow,
 }
 
-/// Creates a refund (funds reserved, no address yet) and its link; the same request again makes a
-/// new link for the same refund and the earlier link dies.
+/// Creates a refund (funds reserved, no address yet) and its first link, in one transaction; the same
+/// request again makes a new link for the same refund and the earlier links die. A refund whose address
+/// was submitted but whose payout has not started goes back to `AddressPending`; once its payout has
+/// started it cannot be re-linked.
 pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResult<CreatedLink> {
     if req.source == RefundSource::Merchant && req.merchant_id.is_none() {
         return Err(AppError::Invalid(
@@ -132,27 +139,51 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
     let merchant_id = crate::refunds::admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
     let token = LinkToken::generate();
     let ttl_ms = i64::try_from(engine.link_ttl.as_millis()).unwrap_or(i64::MAX);
-    let new = NewRefundLink {
-        refund: NewRefund {
-            request_id: req.request_id,
-            idem_scope: actor.idem_scope(),
-            merchant_id,
-            order_id: Some(req.payment.order_id),
-            token: req.payment.token,
-            amount: req.amount,
-            to_address: None,
-            source: req.source,
-            merchant_fee: req.merchant_fee,
-            initiator: actor.initiator.clone(),
-            via_link: true,
-        },
-        token_hash: token.hash(),
-        default_address: req.payment.payer,
-        source_tx_id: req.payment.source_tx_id,
-        display: req.display,
-        expires_at_ms: ebb_core::clock::now_ms().saturating_add(ttl_ms),
+    let new = NewRefund {
+        request_id: req.request_id,
+        idem_scope: actor.idem_scope(),
+        merchant_id,
+        order_id: Some(req.payment.order_id),
+        token: req.payment.token,
+        amount: req.amount,
+        to_address: None,
+        source: req.source,
+        merchant_fee: req.merchant_fee,
+        initiator: actor.initiator.clone(),
+        via_link: true,
     };
-    let (refund, link) = engine.store.create_refund_link(new).await?;
+    crate::refunds::check_merchant_exists(engine, new.merchant_id.as_deref()).await?;
+    let (token_hash, payer, source_tx_id, display) =
+        (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);
+    let (refund, link) = engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let now = now_ms();
+                let refund = match insert_refund(tx, &new).await? {
+                    Created::New(r) => r,
+                    // The same link request again: a new link for the same refund.
+                    Created::Existing(r) => repo::relink(tx, r, now).await?,
+                };
+                let link = LinkRow {
+                    link_id: ids::new_id("L"),
+                    refund_id: refund.refund_id.clone(),
+                    status: LinkStatus::Active,
+                    default_address: payer,
+                    source_tx_id,
+                    display,
+                    created_at_ms: now,
+                    expires_at_ms: now.saturating_add(ttl_ms),
+                    opened_at_ms: None,
+                    submitted_at_ms: None,
+                    submitted_address: None,
+                };
+                repo::insert_link(tx, &link, &token_hash).await?;
+                Ok((refund, link))
+            })
+        })
+        .await?;
+    let refund = engine.store.refund(&refund.refund_id, None).await?.unwrap_or(refund);
     Ok(CreatedLink { token, refund, link })
 }
 
@@ -162,17 +193,85 @@ pub async fn view(engine: &Engine, token: &LinkToken) -> AppResult<Option<LinkVi
 }
 
 /// The customer opened the link: recorded the first time, and a refund still waiting for its link to
-/// be opened moves to `AddressPending`.
+/// be opened moves to `AddressPending` (and tells the merchant by webhook). Returns the link as it is
+/// now; `None` for an unknown token.
 pub async fn open(engine: &Engine, token: &LinkToken) -> AppResult<Option<LinkView>> {
-    Ok(engine.store.open_refund_link(&token.hash()).await?)
+    let token_hash = token.hash();
+    let opened = engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let Some(link) = repo::lock_link(tx, &token_hash).await? else { return Ok(false) };
+                let now = now_ms();
+                if link.status != LinkStatus::Active || link.is_expired(now) {
+                    return Ok(true);
+                }
+                if link.opened_at_ms.is_none() {
+                    repo::record_opened(tx, &link.link_id, now).await?;
+                }
+                let refund = refunds_repo::lock_refund(tx, &link.refund_id, None).await?;
+                if refund.status == RefundStatus::PendingConfirmation {
+                    let next = refund.status.apply(RefundEvent::LinkOpened).map_err(internal)?;
+                    refunds_repo::compare_and_set(tx, &refund, next, None, None, now_s()).await?;
+                }
+                Ok(true)
+            })
+        })
+        .await?;
+    match opened {
+        true => view(engine, token).await,
+        false => Ok(None),
+    }
 }
 
-/// Takes the address the customer submitted: the link is used up and the refund becomes `Pending`
-/// with that address. A destination that would lose the money is refused (`Err`); a link that no
-/// longer takes an address is an `Ok(Err(refusal))`, and nothing changes.
+/// Takes the address the customer submitted: the link is used up and the refund moves through
+/// `AddressSubmitted` to `Pending` with that address, in one transaction. A destination that would lose
+/// the money is refused (`Err`); a link that no longer takes an address is an `Ok(Err(refusal))`, and
+/// nothing changes. Single use is the link's row lock and a conditional update: of two concurrent
+/// submits exactly one succeeds. Lock order is link, then refund, as everywhere links are changed.
 pub async fn submit(engine: &Engine, token: &LinkToken, address: Address) -> AppResult<Result<RefundRow, Refusal>> {
     engine.check_destination(&address).await?;
-    Ok(engine.store.submit_refund_link(&token.hash(), address).await?)
+    let token_hash = token.hash();
+    let outcome = engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let Some(link) = repo::lock_link(tx, &token_hash).await? else { return Ok(Err(Refusal::Unknown)) };
+                let now = now_ms();
+                match link.status {
+                    LinkStatus::Used => return Ok(Err(Refusal::AlreadyUsed)),
+                    LinkStatus::Replaced => return Ok(Err(Refusal::Replaced)),
+                    LinkStatus::Active if link.is_expired(now) => return Ok(Err(Refusal::Expired)),
+                    LinkStatus::Active => {}
+                }
+                let mut refund = refunds_repo::lock_refund(tx, &link.refund_id, None).await?;
+                if !refund.status.takes_link_address() {
+                    return Ok(Err(Refusal::RefundClosed(refund.status)));
+                }
+                if !repo::mark_used(tx, &link.link_id, address.as_str(), now).await? {
+                    return Ok(Err(Refusal::AlreadyUsed));
+                }
+                let now_s = now_s();
+                let submitted = refund.status.apply(RefundEvent::LinkAddressSubmitted).map_err(internal)?;
+                refunds_repo::compare_and_set(tx, &refund, submitted, None, Some(address.as_str()), now_s).await?;
+                refund.status = submitted;
+                let pending = submitted.apply(RefundEvent::LinkAddressConfirmed).map_err(internal)?;
+                refunds_repo::compare_and_set(tx, &refund, pending, None, None, now_s).await?;
+                Ok(Ok(link.refund_id))
+            })
+        })
+        .await?;
+    match outcome {
+        Ok(refund_id) => {
+            let refund = engine.store.refund(&refund_id, None).await?;
+            Ok(Ok(refund.ok_or_else(|| internal(format!("refund {refund_id} vanished")))?))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
 }
 
 #[cfg(test)]

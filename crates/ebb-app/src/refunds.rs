@@ -1,9 +1,12 @@
 //! Refunds: create one, set or change its address, cancel it, and read them.
 
-use ebb_core::refund::check_request;
-use ebb_core::{Address, Amount, RefundSource, Token};
+use ebb_core::clock::now_s;
+use ebb_core::refund::{check_request, refund_merchant, OrderFacts, RefundEvent, RefundPartyError, CANCELLED_REASON};
+use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
+use ebb_store::orders::lock_order;
 use ebb_store::page::{Page, PageRequest};
-use ebb_store::refunds::{Created, NewRefund, RefundFilter, RefundRow};
+use ebb_store::refunds::{self as repo, IdempotencyScope, RefundFilter, RefundRow};
+use ebb_store::{ids, StoreError, Tx};
 
 use crate::{Actor, AppError, AppResult, Engine};
 
@@ -48,6 +51,68 @@ pub(crate) fn admit(
     Ok(merchant_id)
 }
 
+/// A refund request as it is stored: typed, with who made it and under which idempotency scope.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRefund {
+    pub request_id: String,
+    /// Who may see this `request_id`; a merchant's scope also limits the refund to that merchant.
+    pub idem_scope: IdempotencyScope,
+    pub merchant_id: Option<String>,
+    pub order_id: Option<String>,
+    pub token: Token,
+    pub amount: Amount,
+    pub to_address: Option<Address>,
+    pub source: RefundSource,
+    pub merchant_fee: Option<Amount>,
+    pub initiator: String,
+    /// Made for a refund link: the address comes through the link. A link request and a refund request
+    /// never count as the same request, whatever their fields.
+    pub via_link: bool,
+}
+
+impl NewRefund {
+    /// What makes two requests "the same request": every field the client chose, amounts in base
+    /// units (so "1.5" and "1.50" are the same), not the initiator.
+    fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}",
+            if self.via_link { "link-v1" } else { "v1" },
+            self.merchant_id.as_deref().unwrap_or(""),
+            self.order_id.as_deref().unwrap_or(""),
+            self.token.id,
+            self.amount,
+            self.to_address.as_ref().map(Address::as_str).unwrap_or(""),
+            self.source.as_str(),
+            self.merchant_fee.map(|f| f.to_string()).unwrap_or_default(),
+        )
+    }
+}
+
+/// Whether a create made a new refund or found the one made earlier by the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(RefundRow),
+    Existing(RefundRow),
+}
+
+impl Created {
+    pub fn into_inner(self) -> RefundRow {
+        match self {
+            Created::New(r) | Created::Existing(r) => r,
+        }
+    }
+}
+
+/// Refuses a refund for a merchant that does not exist. Merchants are never deleted, so this may run
+/// before, and outside, the write: it keeps a read off the serial SQLite writer and out of
+/// PostgreSQL's lock-holding span. The foreign key on `refunds.merchant_id` backs it.
+pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&str>) -> AppResult<()> {
+    match merchant_id {
+        Some(m) if !engine.store.merchant_exists(m).await? => Err(AppError::not_found("merchant", m)),
+        _ => Ok(()),
+    }
+}
+
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
 pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppResult<Created> {
     let merchant_id = admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
@@ -67,7 +132,72 @@ pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppRe
         initiator: actor.initiator.clone(),
         via_link: false,
     };
-    Ok(engine.store.create_refund(new).await?)
+    check_merchant_exists(engine, new.merchant_id.as_deref()).await?;
+    let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
+    Ok(match created {
+        // A refund found by its request_id may have payout legs by now; the transaction read only its row.
+        Created::Existing(r) => Created::Existing(engine.store.with_transactions(r).await?),
+        new => new,
+    })
+}
+
+/// Inserts a refund and reserves its funds, or finds the one an identical earlier request made; inside
+/// the caller's transaction (a refund's, or a link's with its refund).
+pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Created, StoreError> {
+    let fingerprint = new.fingerprint();
+    // Lock the order first: concurrent refunds of one order queue here.
+    let order = match &new.order_id {
+        Some(order_id) => Some(lock_order(tx, order_id).await?),
+        None => None,
+    };
+    let facts = order.as_ref().map(|o| OrderFacts {
+        order_id: &o.order_id,
+        merchant_id: &o.merchant_id,
+        token_id: &o.token_id,
+    });
+    let scope = match &new.idem_scope {
+        IdempotencyScope::Merchant(m) => Some(m.as_str()),
+        IdempotencyScope::Psp => None,
+    };
+    let merchant_id =
+        refund_merchant(new.merchant_id.as_deref(), facts, &new.token.id, scope, new.source).map_err(|e| match e {
+            RefundPartyError::OutsideScope { merchant_id } => {
+                StoreError::NotFound { what: "merchant", id: merchant_id }
+            }
+            other => StoreError::Invalid(other.to_string()),
+        })?;
+    let now = now_s();
+    let refund = RefundRow {
+        refund_id: ids::new_id("R"),
+        request_id: new.request_id.clone(),
+        order_id: new.order_id.clone(),
+        merchant_id,
+        token_id: new.token.id.clone(),
+        chain_id: new.token.chain_id.clone(),
+        amount: new.amount,
+        to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
+        failed_reason: None,
+        hold_reason: None,
+        refund_type: new.source,
+        charge_merchant_fee: new.merchant_fee.is_some(),
+        merchant_fee_amount: new.merchant_fee,
+        initiator: new.initiator.clone(),
+        created_at: now,
+        updated_at: now,
+        transactions: Vec::new(),
+    };
+    if !repo::insert_row(tx, &refund, &new.idem_scope, &fingerprint).await? {
+        let (existing, stored_fingerprint) = repo::find_by_request(tx, &new.idem_scope, &new.request_id).await?;
+        if stored_fingerprint != fingerprint {
+            return Err(StoreError::IdempotencyConflict { request_id: new.request_id.clone() });
+        }
+        return Ok(Created::Existing(existing));
+    }
+    repo::adjust_order_refunded(tx, &refund, true).await?;
+    repo::post_reservation(tx, &refund, false, now).await?;
+    repo::raise_refund_created(tx, &refund).await?;
+    Ok(Created::New(refund))
 }
 
 /// A refund the actor may see, with its transactions.
@@ -109,10 +239,55 @@ where
     })?;
     let address = parse(token)?;
     engine.check_destination(&address).await?;
-    Ok(engine.store.set_refund_address(refund_id, scope, address).await.map_err(AppError::from)?)
+    let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
+    let r = engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let mut r = repo::lock_refund(tx, &refund_id, scope.as_deref()).await?;
+                let next = r.status.apply(RefundEvent::AddressSet).map_err(|_| {
+                    StoreError::InvalidState(format!(
+                        "refund {refund_id} is {} and its address can no longer change",
+                        r.status
+                    ))
+                })?;
+                let now = now_s();
+                repo::compare_and_set(tx, &r, next, None, Some(address.as_str()), now).await?;
+                r.status = next;
+                r.to_address = address.into_string();
+                r.updated_at = now;
+                Ok(r)
+            })
+        })
+        .await
+        .map_err(AppError::from)?;
+    Ok(engine.store.with_transactions(r).await.map_err(AppError::from)?)
 }
 
 /// Cancels a refund that has not started paying out; its reserved funds go back where they came from.
 pub async fn cancel(engine: &Engine, actor: &Actor, refund_id: &str) -> AppResult<RefundRow> {
-    Ok(engine.store.cancel_refund(refund_id, actor.merchant.as_deref()).await?)
+    let (refund_id, scope) = (refund_id.to_owned(), actor.merchant.clone());
+    let r = engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let mut r = repo::lock_refund(tx, &refund_id, scope.as_deref()).await?;
+                let next = r.status.apply(RefundEvent::Cancelled).map_err(|_| {
+                    StoreError::InvalidState(format!(
+                        "refund {refund_id} is {} and can no longer be cancelled",
+                        r.status
+                    ))
+                })?;
+                let now = now_s();
+                repo::compare_and_set(tx, &r, next, Some(CANCELLED_REASON), None, now).await?;
+                repo::adjust_order_refunded(tx, &r, false).await?;
+                repo::post_reservation(tx, &r, true, now).await?;
+                r.status = next;
+                r.failed_reason = Some(CANCELLED_REASON.to_owned());
+                r.updated_at = now;
+                Ok(r)
+            })
+        })
+        .await?;
+    Ok(engine.store.with_transactions(r).await?)
 }

@@ -97,6 +97,12 @@ impl RefundStatus {
             .ok_or(InvalidTransition { from: self, event })
     }
 
+    /// Whether a refund in this status takes an address through a refund link (it has none yet, or
+    /// the customer has opened the link and not submitted one).
+    pub fn takes_link_address(self) -> bool {
+        matches!(self, RefundStatus::PendingConfirmation | RefundStatus::AddressPending)
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(self, S::Completed | S::PartiallyCompleted | S::Failed)
     }

@@ -41,7 +41,7 @@ use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
-pub(crate) use db::Tx;
+pub use db::Tx;
 
 pub use ebb_core::clock::{now_ms, now_s};
 pub use error::StoreError;
@@ -197,8 +197,9 @@ impl Store {
     }
 
     /// Runs `f` in one database transaction and returns its result once the transaction is durable.
-    /// If `f` fails, none of its writes happen.
-    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// If `f` fails, none of its writes happen. `f` composes the repositories' functions (`refunds::…`,
+    /// `orders::…`), which take the transaction: this is how a use case of `ebb-app` is one transaction.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Tx<'c>) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,

@@ -125,7 +125,9 @@ pub struct OrderFilter {
     pub statuses: Vec<OrderStatus>,
 }
 
-pub(crate) async fn lock_order(conn: &mut Tx<'_>, order_id: &str) -> Result<OrderRow, StoreError> {
+/// Reads an order and locks its row until the transaction ends (PostgreSQL; SQLite's single writer
+/// already excludes others).
+pub async fn lock_order(conn: &mut Tx<'_>, order_id: &str) -> Result<OrderRow, StoreError> {
     let lock = conn.backend().for_update();
     let row = db::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1{lock}"))
         .bind(order_id)

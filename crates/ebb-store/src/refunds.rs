@@ -4,13 +4,12 @@
 //! `Reserved` (`ebb_core::refund::reservation_entries`). Cancelling moves them back. Paying out
 //! (`payouts/`) moves the amount to the world and the fee to the PSP. Which merchant a refund is for and
 //! how much of an order is left to refund are `ebb-core` rules (`refund_merchant`, `refunded_after`),
-//! applied here under the order's row lock.
+//! applied under the order's row lock. The use cases (create, set the address, cancel) are composed in
+//! `ebb-app/src/refunds.rs` from the functions here, each in one transaction.
 
 use ebb_core::ledger::Account;
-use ebb_core::refund::{
-    refund_merchant, refunded_after, reservation_entries, OrderFacts, RefundEvent, RefundPartyError, CANCELLED_REASON,
-};
-use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
+use ebb_core::refund::{refunded_after, reservation_entries};
+use ebb_core::{Amount, RefundSource, RefundStatus};
 
 use crate::columns::Columns;
 use crate::db::{self, Tx};
@@ -19,7 +18,7 @@ use crate::ledger::{self, SourceType};
 use crate::orders::lock_order;
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::transactions::{tx_from_prefixed_row, TransactionRow, TX_COLUMNS};
-use crate::{ids, now_s, Store, StoreError};
+use crate::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefundRow {
@@ -62,59 +61,6 @@ impl IdempotencyScope {
         match self {
             IdempotencyScope::Psp => "*",
             IdempotencyScope::Merchant(m) => m,
-        }
-    }
-}
-
-/// A validated request to create a refund. Amounts are in the token's base units.
-#[derive(Debug, Clone)]
-pub struct NewRefund {
-    pub request_id: String,
-    /// Who may see this `request_id`; a merchant's scope also limits the refund to that merchant.
-    pub idem_scope: IdempotencyScope,
-    pub merchant_id: Option<String>,
-    pub order_id: Option<String>,
-    pub token: Token,
-    pub amount: Amount,
-    pub to_address: Option<Address>,
-    pub source: RefundSource,
-    /// The developer fee charged to the merchant (only with `RefundSource::Merchant`).
-    pub merchant_fee: Option<Amount>,
-    pub initiator: String,
-    /// Made by `POST /links/refunds`: the address comes through the link. A link request and a refund
-    /// request never count as the same request, whatever their fields.
-    pub via_link: bool,
-}
-
-impl NewRefund {
-    /// What makes two requests "the same request": every field the client chose, amounts in base
-    /// units (so "1.5" and "1.50" are the same), not the initiator.
-    fn fingerprint(&self) -> String {
-        format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}",
-            if self.via_link { "link-v1" } else { "v1" },
-            self.merchant_id.as_deref().unwrap_or(""),
-            self.order_id.as_deref().unwrap_or(""),
-            self.token.id,
-            self.amount,
-            self.to_address.as_ref().map(Address::as_str).unwrap_or(""),
-            self.source.as_str(),
-            self.merchant_fee.map(|f| f.to_string()).unwrap_or_default(),
-        )
-    }
-}
-
-/// Whether `create_refund` made a new refund or found the one made earlier by the same request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Created {
-    New(RefundRow),
-    Existing(RefundRow),
-}
-
-impl Created {
-    pub fn into_inner(self) -> RefundRow {
-        match self {
-            Created::New(r) | Created::Existing(r) => r,
         }
     }
 }
@@ -163,11 +109,7 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
     })
 }
 
-pub(crate) async fn lock_refund(
-    conn: &mut Tx<'_>,
-    refund_id: &str,
-    scope: Option<&str>,
-) -> Result<RefundRow, StoreError> {
+pub async fn lock_refund(conn: &mut Tx<'_>, refund_id: &str, scope: Option<&str>) -> Result<RefundRow, StoreError> {
     let lock = conn.backend().for_update();
     let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE refund_id = $1{lock}"))
         .bind(refund_id)
@@ -194,12 +136,7 @@ pub(crate) fn source_account(r: &RefundRow) -> Result<Account, StoreError> {
     }
 }
 
-pub(crate) async fn post_reservation(
-    conn: &mut Tx<'_>,
-    r: &RefundRow,
-    release: bool,
-    now: i64,
-) -> Result<(), StoreError> {
+pub async fn post_reservation(conn: &mut Tx<'_>, r: &RefundRow, release: bool, now: i64) -> Result<(), StoreError> {
     let (amount, fee) =
         reservation_entries(&source_account(r)?, &r.token_id, r.amount, r.merchant_fee_amount, release)?;
     match &fee {
@@ -217,7 +154,7 @@ pub(crate) async fn post_reservation(
 }
 
 /// Moves an order's refunded total by `delta` (positive on create, negative on release).
-pub(crate) async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add: bool) -> Result<(), StoreError> {
+pub async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add: bool) -> Result<(), StoreError> {
     let Some(order_id) = &r.order_id else { return Ok(()) };
     let order = lock_order(conn, order_id).await?;
     let refunded = if add {
@@ -243,26 +180,8 @@ pub(crate) async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add:
 }
 
 impl Store {
-    /// Creates a refund, or returns the one an identical earlier request created.
-    pub async fn create_refund(&self, new: NewRefund) -> Result<Created, StoreError> {
-        // Merchants are never deleted, so this check may run before, and outside, the write: it keeps a
-        // read off the serial SQLite writer and out of PostgreSQL's lock-holding span. The foreign key
-        // on refunds.merchant_id backs it.
-        if let Some(m) = &new.merchant_id {
-            if !self.merchant_exists(m).await? {
-                return Err(StoreError::NotFound { what: "merchant", id: m.clone() });
-            }
-        }
-        let created = self.write(move |conn| Box::pin(async move { insert_refund(conn, &new).await })).await;
-        match created {
-            // A refund found by its request_id may have payout legs by now; the transaction above read only
-            // the refund row.
-            Ok(Created::Existing(r)) => Ok(Created::Existing(self.with_transactions(r).await?)),
-            other => other,
-        }
-    }
-
-    async fn with_transactions(&self, mut r: RefundRow) -> Result<RefundRow, StoreError> {
+    /// The refund with its transactions read afresh (after a write that read only the refund row).
+    pub async fn with_transactions(&self, mut r: RefundRow) -> Result<RefundRow, StoreError> {
         r.transactions = self.transactions_of("refund_id", std::slice::from_ref(&r.refund_id)).await?;
         Ok(r)
     }
@@ -316,113 +235,17 @@ impl Store {
         }
         Ok(page)
     }
-
-    /// Sets or changes the receiving address of a refund that has not started paying out.
-    pub async fn set_refund_address(
-        &self,
-        refund_id: &str,
-        scope: Option<&str>,
-        to: Address,
-    ) -> Result<RefundRow, StoreError> {
-        let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
-        let r = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    let mut r = lock_refund(conn, &refund_id, scope.as_deref()).await?;
-                    let next = r.status.apply(RefundEvent::AddressSet).map_err(|_| {
-                        StoreError::InvalidState(format!(
-                            "refund {refund_id} is {} and its address can no longer change",
-                            r.status
-                        ))
-                    })?;
-                    let now = now_s();
-                    compare_and_set(conn, &r, next, None, Some(to.as_str()), now).await?;
-                    r.status = next;
-                    r.to_address = to.into_string();
-                    r.updated_at = now;
-                    Ok(r)
-                })
-            })
-            .await?;
-        self.with_transactions(r).await
-    }
-
-    /// Cancels a refund that has not started paying out; its reserved funds go back where they came from.
-    pub async fn cancel_refund(&self, refund_id: &str, scope: Option<&str>) -> Result<RefundRow, StoreError> {
-        let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
-        let r = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    let mut r = lock_refund(conn, &refund_id, scope.as_deref()).await?;
-                    let next = r.status.apply(RefundEvent::Cancelled).map_err(|_| {
-                        StoreError::InvalidState(format!(
-                            "refund {refund_id} is {} and can no longer be cancelled",
-                            r.status
-                        ))
-                    })?;
-                    let now = now_s();
-                    compare_and_set(conn, &r, next, Some(CANCELLED_REASON), None, now).await?;
-                    adjust_order_refunded(conn, &r, false).await?;
-                    post_reservation(conn, &r, true, now).await?;
-                    r.status = next;
-                    r.failed_reason = Some(CANCELLED_REASON.to_owned());
-                    r.updated_at = now;
-                    Ok(r)
-                })
-            })
-            .await?;
-        self.with_transactions(r).await
-    }
 }
 
-/// Inserts a refund and reserves its funds, or finds the one an identical earlier request made; inside
-/// the caller's transaction.
-pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<Created, StoreError> {
-    let fingerprint = new.fingerprint();
-    // Lock the order first: concurrent refunds of one order queue here.
-    let order = match &new.order_id {
-        Some(order_id) => Some(lock_order(conn, order_id).await?),
-        None => None,
-    };
-    let facts = order.as_ref().map(|o| OrderFacts {
-        order_id: &o.order_id,
-        merchant_id: &o.merchant_id,
-        token_id: &o.token_id,
-    });
-    let scope = match &new.idem_scope {
-        IdempotencyScope::Merchant(m) => Some(m.as_str()),
-        IdempotencyScope::Psp => None,
-    };
-    let merchant_id =
-        refund_merchant(new.merchant_id.as_deref(), facts, &new.token.id, scope, new.source).map_err(|e| match e {
-            RefundPartyError::OutsideScope { merchant_id } => {
-                StoreError::NotFound { what: "merchant", id: merchant_id }
-            }
-            other => StoreError::Invalid(other.to_string()),
-        })?;
-    let now = now_s();
-    let refund = RefundRow {
-        refund_id: ids::new_id("R"),
-        request_id: new.request_id.clone(),
-        order_id: new.order_id.clone(),
-        merchant_id,
-        token_id: new.token.id.clone(),
-        chain_id: new.token.chain_id.clone(),
-        amount: new.amount,
-        to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
-        status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
-        failed_reason: None,
-        hold_reason: None,
-        refund_type: new.source,
-        charge_merchant_fee: new.merchant_fee.is_some(),
-        merchant_fee_amount: new.merchant_fee,
-        initiator: new.initiator.clone(),
-        created_at: now,
-        updated_at: now,
-        transactions: Vec::new(),
-    };
-    // On PostgreSQL a concurrent identical request waits here on the unique index
-    // until this transaction ends, then finds the row.
+/// Inserts a new refund row under its idempotency scope and request fingerprint; `false` (nothing
+/// written) if the scope already has this `request_id`. On PostgreSQL a concurrent insert of the same
+/// request waits here on the unique index until the other transaction ends.
+pub async fn insert_row(
+    conn: &mut Tx<'_>,
+    refund: &RefundRow,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+) -> Result<bool, StoreError> {
     let inserted = db::query(
         "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
              token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
@@ -432,8 +255,8 @@ pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<
     )
     .bind(&refund.refund_id)
     .bind(&refund.request_id)
-    .bind(new.idem_scope.key())
-    .bind(&fingerprint)
+    .bind(scope.key())
+    .bind(fingerprint)
     .bind(&refund.order_id)
     .bind(&refund.merchant_id)
     .bind(&refund.token_id)
@@ -445,26 +268,25 @@ pub(crate) async fn insert_refund(conn: &mut Tx<'_>, new: &NewRefund) -> Result<
     .bind(i64::from(refund.charge_merchant_fee))
     .bind(refund.merchant_fee_amount.map(|f| f.to_string()))
     .bind(&refund.initiator)
-    .bind(now)
-    .bind(now)
+    .bind(refund.created_at)
+    .bind(refund.updated_at)
     .execute(&mut *conn)
     .await?;
-    if inserted.rows_affected() == 0 {
-        let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
-            .bind(new.idem_scope.key())
-            .bind(&new.request_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let stored_fingerprint: String = row.col("request_fingerprint")?;
-        if stored_fingerprint != fingerprint {
-            return Err(StoreError::IdempotencyConflict { request_id: new.request_id.clone() });
-        }
-        return Ok(Created::Existing(from_row(&row)?));
-    }
-    adjust_order_refunded(conn, &refund, true).await?;
-    post_reservation(conn, &refund, false, now).await?;
-    raise_refund_created(conn, &refund).await?;
-    Ok(Created::New(refund))
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The refund a scope's `request_id` made, with the fingerprint of the request that made it.
+pub async fn find_by_request(
+    conn: &mut Tx<'_>,
+    scope: &IdempotencyScope,
+    request_id: &str,
+) -> Result<(RefundRow, String), StoreError> {
+    let row = db::query(&format!("SELECT {COLUMNS} FROM refunds WHERE idem_scope = $1 AND request_id = $2"))
+        .bind(scope.key())
+        .bind(request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((from_row(&row)?, row.col("request_fingerprint")?))
 }
 
 /// The refund-with-transactions join: one row per transaction (or one with NULL `t_` columns).
@@ -505,7 +327,7 @@ fn add_join_row(refund: &mut Option<RefundRow>, row: &impl Columns) -> Result<()
 
 /// Moves a refund from its current status to `next`, only if nobody moved it meanwhile. Any change of
 /// status or address ends a payout hold: the executor judges the refund afresh.
-pub(crate) async fn compare_and_set(
+pub async fn compare_and_set(
     conn: &mut Tx<'_>,
     r: &RefundRow,
     next: RefundStatus,
@@ -533,7 +355,7 @@ pub(crate) async fn compare_and_set(
 }
 
 /// A refund was created: its snapshot is the row just inserted (it has no transactions yet).
-pub(crate) async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<(), StoreError> {
+pub async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<(), StoreError> {
     events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, events::json(r)?).await?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use ebb_app::refunds::{self, RefundRequest};
+use ebb_app::refunds::{self, Created, RefundRequest};
 use ebb_core::token::API_AMOUNT_MAX_SCALE;
 use ebb_core::{RefundSource, RefundStatus};
-use ebb_store::refunds::{Created, RefundFilter};
+use ebb_store::refunds::RefundFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

@@ -101,6 +101,8 @@ pub struct TestApp {
     pub server_key_hex: String,
     pub database_url: String,
     pub store: Store,
+    /// The server's use cases, for a test that acts inside the server as a surface would.
+    pub engine: ebb_app::Engine,
     pg_database: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -234,6 +236,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     let sandboxes = app.sandbox_chains();
     let addr = app.local_addr();
     let store = app.store().clone();
+    let engine = app.engine().clone();
     let key = SigningKey::from_bytes(&rand_bytes());
     store.add_api_key(&hex::encode(key.verifying_key().to_bytes()), "test", None).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -248,6 +251,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         server_key_hex: hex::encode(server_key.to_bytes()),
         database_url,
         store,
+        engine,
         pg_database,
         shutdown: Some(tx),
         server: Some(server),

@@ -29,13 +29,17 @@ async fn an_address_changed_while_the_payout_is_prepared_is_never_paid(app: &Tes
     let chain = app.sandbox("ETH");
     let m = app.create_merchant("Shop").await;
     app.paid_order(&m, "10", "0").await;
-    let (store, merchant, changed) =
-        (app.store.clone(), m.clone(), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let (store, engine, merchant, changed) = (
+        app.store.clone(),
+        app.engine.clone(),
+        m.clone(),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let fired = changed.clone();
     let hook = ebb_worker::failpoint::set_hook(
         "payout.before_store",
         std::sync::Arc::new(move |refund_id: String| {
-            let (store, merchant, changed) = (store.clone(), merchant.clone(), changed.clone());
+            let (store, engine, merchant, changed) = (store.clone(), engine.clone(), merchant.clone(), changed.clone());
             Box::pin(async move {
                 let Ok(Some(r)) = store.refund(&refund_id, None).await else { return };
                 if r.merchant_id.as_deref() != Some(merchant.as_str())
@@ -43,8 +47,14 @@ async fn an_address_changed_while_the_payout_is_prepared_is_never_paid(app: &Tes
                 {
                     return;
                 }
-                let new = ebb_core::Address::parse(ebb_core::ChainFamily::Evm, NEW_ADDRESS).unwrap();
-                store.set_refund_address(&refund_id, None, new).await.expect("the address changes while Pending");
+                let operator = ebb_app::Actor::psp("test");
+                let parse = |t: &ebb_core::Token| {
+                    ebb_core::Address::parse(t.family, NEW_ADDRESS)
+                        .map_err(|e| ebb_app::AppError::Invalid(e.to_string()))
+                };
+                ebb_app::refunds::set_address(&engine, &operator, &refund_id, parse)
+                    .await
+                    .expect("the address changes while Pending");
             })
         }),
     );
