@@ -244,13 +244,7 @@ where
         .store
         .write(move |tx| {
             Box::pin(async move {
-                let mut r = repo::lock_refund(tx, &refund_id, scope.as_deref()).await?;
-                let next = r.status.apply(RefundEvent::AddressSet).map_err(|_| {
-                    StoreError::InvalidState(format!(
-                        "refund {refund_id} is {} and its address can no longer change",
-                        r.status
-                    ))
-                })?;
+                let (mut r, next) = lock_for(tx, &refund_id, scope.as_deref(), RefundEvent::AddressSet).await?;
                 let now = now_s();
                 repo::compare_and_set(tx, &r, next, None, Some(address.as_str()), now).await?;
                 r.status = next;
@@ -271,13 +265,7 @@ pub async fn cancel(engine: &Engine, actor: &Actor, refund_id: &str) -> AppResul
         .store
         .write(move |tx| {
             Box::pin(async move {
-                let mut r = repo::lock_refund(tx, &refund_id, scope.as_deref()).await?;
-                let next = r.status.apply(RefundEvent::Cancelled).map_err(|_| {
-                    StoreError::InvalidState(format!(
-                        "refund {refund_id} is {} and can no longer be cancelled",
-                        r.status
-                    ))
-                })?;
+                let (mut r, next) = lock_for(tx, &refund_id, scope.as_deref(), RefundEvent::Cancelled).await?;
                 let now = now_s();
                 repo::compare_and_set(tx, &r, next, Some(CANCELLED_REASON), None, now).await?;
                 repo::adjust_order_refunded(tx, &r, false).await?;
@@ -290,4 +278,25 @@ pub async fn cancel(engine: &Engine, actor: &Actor, refund_id: &str) -> AppResul
         })
         .await?;
     Ok(engine.store.with_transactions(r).await?)
+}
+
+/// Locks a refund the actor may see and finds the status `event` moves it to; a refund that cannot
+/// take the event any more is an invalid state, said in terms of what was asked.
+async fn lock_for(
+    tx: &mut Tx<'_>,
+    refund_id: &str,
+    scope: Option<&str>,
+    event: RefundEvent,
+) -> Result<(RefundRow, RefundStatus), StoreError> {
+    let r = repo::lock_refund(tx, refund_id, scope).await?;
+    let cannot = match event {
+        RefundEvent::AddressSet => "its address can no longer change",
+        RefundEvent::Cancelled => "can no longer be cancelled",
+        _ => "cannot take this change",
+    };
+    let next = r
+        .status
+        .apply(event)
+        .map_err(|_| StoreError::InvalidState(format!("refund {refund_id} is {} and {cannot}", r.status)))?;
+    Ok((r, next))
 }
