@@ -1,9 +1,13 @@
 //! Pay-in orders: create one (with its own receiving address), expire it, read them.
 
+use ebb_core::address::derive_deposit_address;
+use ebb_core::clock::now_s;
 use ebb_core::order::developer_fee_at_rate;
-use ebb_core::{Amount, Token};
-use ebb_store::orders::{NewOrder, OrderFilter, OrderRow};
+use ebb_core::{Amount, OrderStatus, Token};
+use ebb_store::merchants as merchants_repo;
+use ebb_store::orders::{self as repo, OrderFilter, OrderRow, LATE_PAYMENT_WATCH_S};
 use ebb_store::page::{Page, PageRequest};
+use ebb_store::{ids, StoreError};
 
 use crate::{Actor, AppError, AppResult, Engine};
 
@@ -51,21 +55,51 @@ pub async fn create(engine: &Engine, actor: &Actor, req: OrderRequest) -> AppRes
             ))?;
         }
     }
+    let seed = engine.deposit_seed();
     let order = engine
         .store
-        .create_order(NewOrder {
-            merchant_id: req.merchant_id,
-            merchant_order_code: req.merchant_order_code,
-            psp_order_code: req.psp_order_code,
-            pricing_currency: req.pricing_currency,
-            pricing_amount: req.pricing_amount,
-            token: req.token,
-            payable_amount: req.payable_amount,
-            fee_amount: req.fee_amount,
-            exchange_rate: "1".into(),
-            amount_tolerance: req.amount_tolerance,
-            expires_in_s: req.expires_in_s,
-            deposit_seed: engine.deposit_seed.to_vec(),
+        .write(move |tx| {
+            Box::pin(async move {
+                if !merchants_repo::exists(tx, &req.merchant_id).await? {
+                    return Err(StoreError::NotFound { what: "merchant", id: req.merchant_id });
+                }
+                let now = now_s();
+                let order_id = ids::new_id("O");
+                let receive_address = derive_deposit_address(req.token.family, &seed[..], &order_id).into_string();
+                let row = OrderRow {
+                    order_id,
+                    merchant_id: req.merchant_id,
+                    merchant_order_code: req.merchant_order_code,
+                    psp_order_code: req.psp_order_code,
+                    pricing_currency: req.pricing_currency,
+                    pricing_amount: req.pricing_amount,
+                    token_id: req.token.id,
+                    chain_id: req.token.chain_id,
+                    payable_amount: req.payable_amount,
+                    fee_amount: req.fee_amount,
+                    fee_credited: Amount::ZERO,
+                    exchange_rate: "1".into(),
+                    amount_tolerance: req.amount_tolerance,
+                    receive_address,
+                    status: OrderStatus::Pending,
+                    received_amount: Amount::ZERO,
+                    refunded_amount: Amount::ZERO,
+                    expired_at: now + req.expires_in_s,
+                    created_at: now,
+                    updated_at: now,
+                    // The address stays watched for late payments after the order's end.
+                    watch_until: now + req.expires_in_s + LATE_PAYMENT_WATCH_S,
+                    transactions: Vec::new(),
+                };
+                if !repo::insert_order(tx, &row).await? {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "an order with psp_order_code {:?}",
+                        row.psp_order_code
+                    )));
+                }
+                repo::raise_order_changed(tx, &row.order_id).await?;
+                repo::lock_order(tx, &row.order_id).await
+            })
         })
         .await?;
     Ok(order)
@@ -92,8 +126,22 @@ pub async fn list(
     Ok(engine.store.list_orders(&filter, page).await?)
 }
 
-/// Expires an order that has taken no payment yet.
+/// Expires an order that has taken no payment yet (Cobo's `update_payment_order` with `expired: true`).
 pub async fn expire(engine: &Engine, actor: &Actor, order_id: &str) -> AppResult<OrderRow> {
     get(engine, actor, order_id).await?;
-    Ok(engine.store.expire_order(order_id).await?)
+    let id = order_id.to_owned();
+    engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let order = repo::lock_order(tx, &id).await?;
+                if !order.status.can_move_to(OrderStatus::Expired) {
+                    return Err(StoreError::InvalidState(format!("order {id} is {} and cannot expire", order.status)));
+                }
+                repo::mark_expired(tx, &id, order.status, now_s()).await?;
+                repo::raise_order_changed(tx, &id).await
+            })
+        })
+        .await?;
+    engine.store.order(order_id).await?.ok_or_else(|| AppError::not_found("order", order_id))
 }

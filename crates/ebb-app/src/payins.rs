@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use ebb_store::orders::Credit;
+use ebb_core::clock::now_s;
+use ebb_store::orders::{self, Credit};
 use ebb_store::payins::{SeenPayin, UnconfirmedPayin};
 use ebb_store::{Store, StoreError};
 
@@ -48,7 +49,27 @@ pub async fn fail(store: &Store, tx_id: &str, reason: &str) -> Result<(), StoreE
     store.fail_payin(tx_id, reason).await
 }
 
-/// Expires up to `limit` orders on a chain whose time is up; returns how many.
+/// Stores the expiry of up to `limit` `Pending` orders on a chain whose time has run out, each with its
+/// order event, in one transaction; returns how many. The watcher calls this every tick, so a merchant
+/// hears of an expiry without reading the order.
 pub async fn expire_due_orders(store: &Store, chain_id: &str, limit: i64) -> Result<usize, StoreError> {
-    store.expire_due_orders(chain_id, limit).await
+    let now = now_s();
+    let due = store.orders_due_for_expiry(chain_id, now, limit).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let mut expired = 0;
+                for order_id in &due {
+                    let order = orders::lock_order(tx, order_id).await?;
+                    if orders::store_expiry(tx, &order, now).await? {
+                        expired += 1;
+                    }
+                }
+                Ok(expired)
+            })
+        })
+        .await
 }

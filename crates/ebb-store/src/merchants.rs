@@ -41,6 +41,15 @@ fn from_row(row: &impl Columns) -> Result<MerchantRow, StoreError> {
     })
 }
 
+/// Whether a merchant exists, read inside a write.
+pub async fn exists(conn: &mut crate::Tx<'_>, merchant_id: &str) -> Result<bool, StoreError> {
+    let found = db::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
+        .bind(merchant_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
 impl Store {
     pub async fn create_merchant(&self, m: NewMerchant) -> Result<MerchantRow, StoreError> {
         self.write(move |conn| {

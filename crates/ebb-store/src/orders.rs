@@ -1,9 +1,8 @@
 //! Pay-in orders and the payments that settle them.
 
-use ebb_core::address::derive_deposit_address;
 use ebb_core::ledger::{Account, Entry};
 use ebb_core::order::{self, CreditError, OrderAmounts, PaymentCredit};
-use ebb_core::{Amount, OrderStatus, Token};
+use ebb_core::{Amount, OrderStatus};
 
 use crate::columns::{amount, Columns};
 use crate::db::{self, Tx};
@@ -11,7 +10,7 @@ use crate::events::{self, EventKind};
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
 use crate::transactions::{order_transactions_sql, tx_from_row, TransactionRow};
-use crate::{ids, Store, StoreError};
+use crate::{Store, StoreError};
 use ebb_core::clock::now_s;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,22 +60,6 @@ impl OrderRow {
             self.status
         }
     }
-}
-
-pub struct NewOrder {
-    pub merchant_id: String,
-    pub merchant_order_code: Option<String>,
-    pub psp_order_code: String,
-    pub pricing_currency: Option<String>,
-    pub pricing_amount: Option<String>,
-    pub token: Token,
-    pub payable_amount: Amount,
-    pub fee_amount: Amount,
-    pub exchange_rate: String,
-    pub amount_tolerance: Amount,
-    pub expires_in_s: i64,
-    /// Seed of the wallet whose per-order addresses receive pay-ins.
-    pub deposit_seed: Vec<u8>,
 }
 
 /// How long after an order's end (its expiry, or its last credited payment) the watcher keeps looking
@@ -137,58 +120,57 @@ pub async fn lock_order(conn: &mut Tx<'_>, order_id: &str) -> Result<OrderRow, S
     from_row(&row)
 }
 
-impl Store {
-    pub async fn create_order(&self, o: NewOrder) -> Result<OrderRow, StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let merchant = db::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
-                    .bind(&o.merchant_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if merchant.is_none() {
-                    return Err(StoreError::NotFound { what: "merchant", id: o.merchant_id });
-                }
-                let now = now_s();
-                let order_id = ids::new_id("O");
-                let receive_address = derive_deposit_address(o.token.family, &o.deposit_seed, &order_id).into_string();
-                let inserted = db::query(
-                    "INSERT INTO orders (order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, \
-                     pricing_amount, token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, \
-                     amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at, \
-                     watch_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '0', $11, $12, $13, $14, '0', '0', $15, $16, $17, $18) \
-                     ON CONFLICT (psp_order_code) DO NOTHING",
-                )
-                .bind(&order_id)
-                .bind(&o.merchant_id)
-                .bind(&o.merchant_order_code)
-                .bind(&o.psp_order_code)
-                .bind(&o.pricing_currency)
-                .bind(&o.pricing_amount)
-                .bind(&o.token.id)
-                .bind(&o.token.chain_id)
-                .bind(o.payable_amount.to_string())
-                .bind(o.fee_amount.to_string())
-                .bind(&o.exchange_rate)
-                .bind(o.amount_tolerance.to_string())
-                .bind(&receive_address)
-                .bind(OrderStatus::Pending.as_str())
-                .bind(now + o.expires_in_s)
-                .bind(now)
-                .bind(now)
-                .bind(now + o.expires_in_s + LATE_PAYMENT_WATCH_S)
-                .execute(&mut *conn)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    return Err(StoreError::AlreadyExists(format!("an order with psp_order_code {:?}", o.psp_order_code)));
-                }
-                raise_order_changed(conn, &order_id).await?;
-                lock_order(conn, &order_id).await
-            })
-        })
-        .await
-    }
+/// Inserts a new order; `false` (nothing written) if its `psp_order_code` is taken.
+pub async fn insert_order(conn: &mut Tx<'_>, o: &OrderRow) -> Result<bool, StoreError> {
+    let inserted = db::query(
+        "INSERT INTO orders (order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, \
+         pricing_amount, token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, \
+         amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at, \
+         watch_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         ON CONFLICT (psp_order_code) DO NOTHING",
+    )
+    .bind(&o.order_id)
+    .bind(&o.merchant_id)
+    .bind(&o.merchant_order_code)
+    .bind(&o.psp_order_code)
+    .bind(&o.pricing_currency)
+    .bind(&o.pricing_amount)
+    .bind(&o.token_id)
+    .bind(&o.chain_id)
+    .bind(o.payable_amount.to_string())
+    .bind(o.fee_amount.to_string())
+    .bind(o.fee_credited.to_string())
+    .bind(&o.exchange_rate)
+    .bind(o.amount_tolerance.to_string())
+    .bind(&o.receive_address)
+    .bind(o.status.as_str())
+    .bind(o.received_amount.to_string())
+    .bind(o.refunded_amount.to_string())
+    .bind(o.expired_at)
+    .bind(o.created_at)
+    .bind(o.updated_at)
+    .bind(o.watch_until)
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
 
+/// Stores an order `Expired` now, if it is still in status `from`; `false` if it was not.
+pub async fn mark_expired(conn: &mut Tx<'_>, order_id: &str, from: OrderStatus, now: i64) -> Result<bool, StoreError> {
+    let done = db::query(
+        "UPDATE orders SET status = $1, expired_at = $2, updated_at = $2 WHERE order_id = $3 AND status = $4",
+    )
+    .bind(OrderStatus::Expired.as_str())
+    .bind(now)
+    .bind(order_id)
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+impl Store {
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {
         if let Some(reader) = self.point_reader() {
             let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1");
@@ -247,12 +229,9 @@ impl Store {
         Ok(page)
     }
 
-    /// Stores the expiry of up to `limit` `Pending` orders on `chain_id` whose time has run out, each
-    /// with its `payment.order.status.updated` event; returns how many. The pay-in watcher calls this
-    /// every tick, so a merchant hears of an expiry without reading the order.
-    pub async fn expire_due_orders(&self, chain_id: &str, limit: i64) -> Result<usize, StoreError> {
-        let now = now_s();
-        let due: Vec<String> = sqlx::query_scalar(
+    /// Up to `limit` `Pending` orders on `chain_id` whose time has run out at `now`, the earliest first.
+    pub async fn orders_due_for_expiry(&self, chain_id: &str, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
             "SELECT order_id FROM orders WHERE chain_id = $1 AND status = 'Pending' AND expired_at <= $2 \
              ORDER BY expired_at LIMIT $3",
         )
@@ -260,23 +239,7 @@ impl Store {
         .bind(now)
         .bind(limit)
         .fetch_all(self.pool())
-        .await?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut expired = 0;
-                for order_id in &due {
-                    let order = lock_order(conn, order_id).await?;
-                    if store_expiry(conn, &order, now).await? {
-                        expired += 1;
-                    }
-                }
-                Ok(expired)
-            })
-        })
-        .await
+        .await?)
     }
 
     /// Whether `address` (as stored: EIP-55 on EVM chains) is the receiving address of an order.
@@ -288,32 +251,6 @@ impl Store {
         }
         let found = sqlx::query(SQL).bind(address).fetch_optional(self.pool()).await?;
         Ok(found.is_some())
-    }
-
-    /// Expires a pending order now (Cobo's `update_payment_order` with `expired: true`).
-    pub async fn expire_order(&self, order_id: &str) -> Result<OrderRow, StoreError> {
-        let order_id = order_id.to_owned();
-        let row = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    let order = lock_order(conn, &order_id).await?;
-                    if !order.status.can_move_to(OrderStatus::Expired) {
-                        return Err(StoreError::InvalidState(format!("order {order_id} is {} and cannot expire", order.status)));
-                    }
-                    let now = now_s();
-                    db::query("UPDATE orders SET status = $1, expired_at = $2, updated_at = $2 WHERE order_id = $3 AND status = $4")
-                        .bind(OrderStatus::Expired.as_str())
-                        .bind(now)
-                        .bind(&order_id)
-                        .bind(order.status.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                    raise_order_changed(conn, &order_id).await?;
-                    Ok(order_id)
-                })
-            })
-            .await?;
-        self.order(&row).await?.ok_or_else(|| StoreError::Internal("expired order vanished".into()))
     }
 }
 
@@ -416,7 +353,7 @@ pub(crate) async fn credit_payment(
 
 /// Stores the expiry of a `Pending` order whose time has run out, and raises its event. The address
 /// stays watched for [`LATE_PAYMENT_WATCH_S`] past the expiry.
-pub(crate) async fn store_expiry(conn: &mut Tx<'_>, order: &OrderRow, now: i64) -> Result<bool, StoreError> {
+pub async fn store_expiry(conn: &mut Tx<'_>, order: &OrderRow, now: i64) -> Result<bool, StoreError> {
     let expired = db::query(
         "UPDATE orders SET status = 'Expired', updated_at = $1 WHERE order_id = $2 AND status = 'Pending' AND expired_at <= $1",
     )
@@ -431,7 +368,7 @@ pub(crate) async fn store_expiry(conn: &mut Tx<'_>, order: &OrderRow, now: i64) 
 }
 
 /// An order was created or its status changed.
-pub(crate) async fn raise_order_changed(conn: &mut Tx<'_>, order_id: &str) -> Result<(), StoreError> {
+pub async fn raise_order_changed(conn: &mut Tx<'_>, order_id: &str) -> Result<(), StoreError> {
     let mut order = lock_order(conn, order_id).await?;
     let rows = db::query(&order_transactions_sql()).bind(order_id).fetch_all(&mut *conn).await?;
     order.transactions = rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
