@@ -1,15 +1,45 @@
 //! Merchants: created and read by the PSP; a merchant may rename itself, only the PSP sets its
 //! developer fee rate.
 
-use ebb_store::merchants::{MerchantRow, NewMerchant};
+use ebb_core::clock::now_s;
+use ebb_store::ids;
+use ebb_store::merchants::{self as repo, MerchantRow};
 use ebb_store::page::{Page, PageRequest};
 use ebb_store::Store;
 
 use crate::{Actor, AppError, AppResult};
 
+/// A new merchant, as its creator gives it.
+#[derive(Debug, Clone)]
+pub struct NewMerchant {
+    pub name: String,
+    pub wallet_id: String,
+    /// A decimal fraction (at most four decimals), as the surface checked it.
+    pub developer_fee_rate: String,
+    pub wallet_setup: String,
+}
+
 pub async fn create(store: &Store, actor: &Actor, new: NewMerchant) -> AppResult<MerchantRow> {
     actor.require_psp_for("make this call")?;
-    Ok(store.create_merchant(new).await?)
+    let merchant = store
+        .write(move |tx| {
+            Box::pin(async move {
+                let now = now_s();
+                let row = MerchantRow {
+                    merchant_id: ids::new_id("M"),
+                    name: new.name,
+                    wallet_id: new.wallet_id,
+                    developer_fee_rate: new.developer_fee_rate,
+                    wallet_setup: new.wallet_setup,
+                    created_at: now,
+                    updated_at: now,
+                };
+                repo::insert(tx, &row).await?;
+                Ok(row)
+            })
+        })
+        .await?;
+    Ok(merchant)
 }
 
 pub async fn get(store: &Store, actor: &Actor, merchant_id: &str) -> AppResult<MerchantRow> {
@@ -39,5 +69,9 @@ pub async fn update(
     if developer_fee_rate.is_some() {
         actor.require_psp_for("set developer_fee_rate")?;
     }
-    Ok(store.update_merchant(merchant_id, name, developer_fee_rate).await?)
+    let id = merchant_id.to_owned();
+    let updated = store
+        .write(move |tx| Box::pin(async move { repo::update(tx, &id, name, developer_fee_rate, now_s()).await }))
+        .await?;
+    updated.ok_or_else(|| AppError::not_found("merchant", merchant_id))
 }

@@ -1,9 +1,9 @@
 //! Merchants: the businesses a PSP collects for. Each has its own balance per token.
 
 use crate::columns::Columns;
-use crate::db;
+use crate::db::{self, Tx};
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::{ids, now_s, Store, StoreError};
+use crate::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MerchantRow {
@@ -15,13 +15,6 @@ pub struct MerchantRow {
     pub wallet_setup: String,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-pub struct NewMerchant {
-    pub name: String,
-    pub wallet_id: String,
-    pub developer_fee_rate: String,
-    pub wallet_setup: String,
 }
 
 /// How many merchant ids [`Store::merchant_exists`] remembers (~100 bytes each).
@@ -41,8 +34,55 @@ fn from_row(row: &impl Columns) -> Result<MerchantRow, StoreError> {
     })
 }
 
+/// Inserts a new merchant.
+pub async fn insert(conn: &mut Tx<'_>, m: &MerchantRow) -> Result<(), StoreError> {
+    db::query(
+        "INSERT INTO merchants (merchant_id, name, wallet_id, developer_fee_rate, wallet_setup, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&m.merchant_id)
+    .bind(&m.name)
+    .bind(&m.wallet_id)
+    .bind(&m.developer_fee_rate)
+    .bind(&m.wallet_setup)
+    .bind(m.created_at)
+    .bind(m.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Changes a merchant's name and/or developer fee rate (`None` keeps each) and returns it as it is
+/// now; `None` if there is no such merchant.
+pub async fn update(
+    conn: &mut Tx<'_>,
+    merchant_id: &str,
+    name: Option<String>,
+    developer_fee_rate: Option<String>,
+    now: i64,
+) -> Result<Option<MerchantRow>, StoreError> {
+    let done = db::query(
+        "UPDATE merchants SET name = COALESCE($1, name), developer_fee_rate = COALESCE($2, developer_fee_rate), \
+         updated_at = $3 WHERE merchant_id = $4",
+    )
+    .bind(name)
+    .bind(developer_fee_rate)
+    .bind(now)
+    .bind(merchant_id)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let row = db::query(&format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1"))
+        .bind(merchant_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Some(from_row(&row)?))
+}
+
 /// Whether a merchant exists, read inside a write.
-pub async fn exists(conn: &mut crate::Tx<'_>, merchant_id: &str) -> Result<bool, StoreError> {
+pub async fn exists(conn: &mut Tx<'_>, merchant_id: &str) -> Result<bool, StoreError> {
     let found = db::query("SELECT 1 AS one FROM merchants WHERE merchant_id = $1")
         .bind(merchant_id)
         .fetch_optional(&mut *conn)
@@ -51,38 +91,6 @@ pub async fn exists(conn: &mut crate::Tx<'_>, merchant_id: &str) -> Result<bool,
 }
 
 impl Store {
-    pub async fn create_merchant(&self, m: NewMerchant) -> Result<MerchantRow, StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let now = now_s();
-                let row = MerchantRow {
-                    merchant_id: ids::new_id("M"),
-                    name: m.name,
-                    wallet_id: m.wallet_id,
-                    developer_fee_rate: m.developer_fee_rate,
-                    wallet_setup: m.wallet_setup,
-                    created_at: now,
-                    updated_at: now,
-                };
-                db::query(
-                    "INSERT INTO merchants (merchant_id, name, wallet_id, developer_fee_rate, wallet_setup, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&row.merchant_id)
-                .bind(&row.name)
-                .bind(&row.wallet_id)
-                .bind(&row.developer_fee_rate)
-                .bind(&row.wallet_setup)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(row)
-            })
-        })
-        .await
-    }
-
     pub async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1");
         if let Some(reader) = self.point_reader() {
@@ -127,45 +135,12 @@ impl Store {
         }
         page::list(self.pool(), "merchants", COLUMNS, &f, page_req, from_row).await
     }
-
-    pub async fn update_merchant(
-        &self,
-        merchant_id: &str,
-        name: Option<String>,
-        developer_fee_rate: Option<String>,
-    ) -> Result<MerchantRow, StoreError> {
-        let merchant_id = merchant_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let done = db::query(
-                    "UPDATE merchants SET name = COALESCE($1, name), developer_fee_rate = COALESCE($2, developer_fee_rate), \
-                     updated_at = $3 WHERE merchant_id = $4",
-                )
-                .bind(name)
-                .bind(developer_fee_rate)
-                .bind(now_s())
-                .bind(&merchant_id)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound { what: "merchant", id: merchant_id });
-                }
-                let row = db::query(&format!("SELECT {COLUMNS} FROM merchants WHERE merchant_id = $1"))
-                    .bind(&merchant_id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                from_row(&row)
-            })
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use sqlx::Executor;
 
-    use super::NewMerchant;
     use crate::Store;
 
     #[tokio::test]
@@ -174,13 +149,17 @@ mod tests {
         let store = Store::connect(&Store::sqlite_url_for_dir(dir.path()), 2).await.unwrap();
         store.migrate().await.unwrap();
         assert!(!store.merchant_exists("M_not_yet").await.unwrap());
-        let new = || NewMerchant {
+        let m = super::MerchantRow {
+            merchant_id: "M_shop".into(),
             name: "shop".into(),
             wallet_id: String::new(),
             developer_fee_rate: "0".into(),
             wallet_setup: "Default".into(),
+            created_at: 0,
+            updated_at: 0,
         };
-        let m = store.create_merchant(new()).await.unwrap();
+        let row = m.clone();
+        store.write(move |tx| Box::pin(async move { super::insert(tx, &row).await })).await.unwrap();
         assert!(store.merchant_exists(&m.merchant_id).await.unwrap());
         // Remembered: answered without the database (ebb never deletes a merchant; the test does, to
         // tell a remembered answer from a fresh read).

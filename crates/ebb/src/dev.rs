@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use ebb_api::pages::LinkPages;
 use ebb_app::links::{self, LinkRequest, RefundedPayment};
+use ebb_app::merchants::NewMerchant;
 use ebb_app::orders::{self, OrderRequest};
 use ebb_app::{sandbox, Actor, Engine};
 use ebb_core::{Address, Amount, OrderStatus, RefundSource};
 use ebb_store::links::LinkDisplay;
-use ebb_store::merchants::NewMerchant;
 use ebb_store::Store;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};

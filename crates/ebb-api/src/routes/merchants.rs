@@ -2,7 +2,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use ebb_app::merchants;
-use ebb_store::merchants::NewMerchant;
+use ebb_app::merchants::NewMerchant;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

@@ -93,7 +93,7 @@ async fn every_authentication_failure_is_refused(app: &TestApp) {
     let mut s = app.signing();
     s.key = revoked.clone();
     app.call_signed(&s, Method::GET, "/v2/payments/refunds", None).await.ok();
-    app.store.revoke_api_key(&hex::encode(revoked.verifying_key().to_bytes())).await.unwrap();
+    ebb_app::keys::revoke(&app.store, &hex::encode(revoked.verifying_key().to_bytes())).await.unwrap();
     // Revoked directly in the database, as `ebb keys revoke` in another process does: a server refuses
     // the key once its key cache entry expires.
     tokio::time::sleep(ebb_api::auth::KEY_CACHE_TTL + std::time::Duration::from_millis(50)).await;

@@ -238,7 +238,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     let store = app.store().clone();
     let engine = app.engine().clone();
     let key = SigningKey::from_bytes(&rand_bytes());
-    store.add_api_key(&hex::encode(key.verifying_key().to_bytes()), "test", None).await.unwrap();
+    ebb_app::keys::add(&store, &hex::encode(key.verifying_key().to_bytes()), "test", None).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -395,7 +395,7 @@ impl TestApp {
     /// Registers another client key, optionally restricted to one merchant.
     pub async fn new_key(&self, merchant: Option<&str>) -> SigningKey {
         let key = SigningKey::from_bytes(&rand_bytes());
-        self.store.add_api_key(&hex::encode(key.verifying_key().to_bytes()), "extra", merchant).await.unwrap();
+        ebb_app::keys::add(&self.store, &hex::encode(key.verifying_key().to_bytes()), "extra", merchant).await.unwrap();
         key
     }
 
