@@ -1,16 +1,21 @@
 //! Webhook endpoints and their deliveries, as the PSP manages them (the API, the CLI). Sending is
 //! the webhook dispatcher's (`deliveries`).
 
-use ebb_store::webhooks::{EndpointRow, EndpointUpdate, NewEndpoint};
+use ebb_store::webhooks::{self as repo, EndpointRow, EndpointUpdate, NewEndpoint};
 use ebb_store::Store;
 
-use ebb_store::events::{is_event_type, EVENT_TYPES};
+use ebb_core::clock::{now_ms, now_s};
+use ebb_store::events::{self, is_event_type, EventKind, EVENT_TYPES};
+use ebb_store::ids;
 
 use crate::{Actor, AppError, AppResult};
 
 pub async fn create_endpoint(store: &Store, actor: &Actor, new: NewEndpoint) -> AppResult<EndpointRow> {
     actor.require_psp_for("make this call")?;
-    Ok(store.create_endpoint(new).await?)
+    let endpoint = store
+        .write(move |tx| Box::pin(async move { repo::insert_endpoint(tx, &ids::new_id("W"), &new, now_s()).await }))
+        .await?;
+    Ok(endpoint)
 }
 
 pub async fn update_endpoint(
@@ -20,13 +25,20 @@ pub async fn update_endpoint(
     update: EndpointUpdate,
 ) -> AppResult<EndpointRow> {
     actor.require_psp_for("make this call")?;
-    Ok(store.update_endpoint(endpoint_id, update).await?)
+    let id = endpoint_id.to_owned();
+    let endpoint =
+        store.write(move |tx| Box::pin(async move { repo::update_endpoint(tx, &id, &update, now_s()).await })).await?;
+    Ok(endpoint)
 }
 
 /// Sends an event again now; `false` if there is no such delivery to retry.
 pub async fn retry_delivery(store: &Store, actor: &Actor, endpoint_id: &str, event_id: &str) -> AppResult<bool> {
     actor.require_psp_for("make this call")?;
-    Ok(store.retry_delivery(endpoint_id, event_id).await?)
+    let (endpoint_id, event_id) = (endpoint_id.to_owned(), event_id.to_owned());
+    let retried = store
+        .write(move |tx| Box::pin(async move { repo::retry_now(tx, &endpoint_id, &event_id, now_ms()).await }))
+        .await?;
+    Ok(retried)
 }
 
 /// Sends every failed delivery of an endpoint again (since `since_ms`, if given); returns how many.
@@ -37,19 +49,35 @@ pub async fn retry_failed_deliveries(
     since_ms: Option<i64>,
 ) -> AppResult<u64> {
     actor.require_psp_for("make this call")?;
-    Ok(store.retry_failed_deliveries(endpoint_id, since_ms).await?)
+    let endpoint_id = endpoint_id.to_owned();
+    let retried = store
+        .write(move |tx| {
+            Box::pin(async move {
+                repo::endpoint_on(tx, &endpoint_id).await?;
+                repo::retry_failed(tx, &endpoint_id, since_ms.unwrap_or(0), now_ms()).await
+            })
+        })
+        .await?;
+    Ok(retried)
 }
 
 /// Raises a test event (`test: true`) with `data` to every active endpoint subscribed to its type.
 pub async fn raise_test_event(store: &Store, actor: &Actor, event_type: &str, data: String) -> AppResult<String> {
     actor.require_psp_for("make this call")?;
-    Ok(store.raise_test_event(event_type, data).await?)
+    let event_type = event_type.to_owned();
+    let event_id = store
+        .write(move |tx| {
+            Box::pin(async move { events::raise(tx, &event_type, EventKind::Test, &ids::new_id("T"), data).await })
+        })
+        .await?;
+    Ok(event_id)
 }
 
 /// Deletes the delivery attempts recorded before `before_ms`; returns how many.
 pub async fn prune_attempts(store: &Store, actor: &Actor, before_ms: i64) -> AppResult<u64> {
     actor.require_psp_for("make this call")?;
-    Ok(store.prune_webhook_attempts(before_ms).await?)
+    let pruned = store.write(move |tx| Box::pin(async move { repo::prune_attempts(tx, before_ms).await })).await?;
+    Ok(pruned)
 }
 
 const MAX_URL_LEN: usize = 500;

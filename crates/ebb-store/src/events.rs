@@ -70,7 +70,7 @@ pub(crate) fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
 }
 
 /// Writes an event and one delivery for each active endpoint subscribed to its type.
-pub(crate) async fn raise(
+pub async fn raise(
     conn: &mut Tx<'_>,
     event_type: &str,
     kind: EventKind,

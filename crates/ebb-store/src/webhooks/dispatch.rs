@@ -6,9 +6,7 @@ use crate::db::{self, Tx};
 use crate::{ids, Store, StoreError};
 use ebb_core::clock::{now_ms, now_s};
 
-use super::{
-    delivery_from_row, endpoint_on, AfterAttempt, AttemptRecord, LeasedDelivery, DELIVERY_COLUMNS, STATUS_INACTIVE,
-};
+use super::{delivery_from_row, AfterAttempt, AttemptRecord, LeasedDelivery, DELIVERY_COLUMNS, STATUS_INACTIVE};
 
 /// The lease's choice (`$1` the endpoint, `$2` now, over `webhook_deliveries d`): due, not held by a
 /// live lease, and the first event of its subject still `Retrying` at this endpoint. The subject check
@@ -50,66 +48,62 @@ fn leased_from_rows(rows: &[impl Columns], owner: &str) -> Result<Vec<LeasedDeli
         .collect()
 }
 
+/// Schedules another attempt at `now`: a finished delivery (`Success` or `Failed`) gets one more try;
+/// one still retrying is moved forward, keeping its remaining tries. `false` while an attempt is in
+/// flight (it is already being tried); not found if there is no such delivery.
+pub async fn retry_now(conn: &mut Tx<'_>, endpoint_id: &str, event_id: &str, now: i64) -> Result<bool, StoreError> {
+    let done = db::query(
+        "UPDATE webhook_deliveries SET retries_left = CASE WHEN status = 'Retrying' THEN retries_left ELSE 0 END, \
+         status = 'Retrying', next_attempt_ms = $1, updated_at_ms = $1 \
+         WHERE endpoint_id = $2 AND event_id = $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $1)",
+    )
+    .bind(now)
+    .bind(endpoint_id)
+    .bind(event_id)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        let exists = db::query("SELECT 1 AS one FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2")
+            .bind(endpoint_id)
+            .bind(event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound { what: "webhook event", id: event_id.to_owned() });
+        }
+    }
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives an endpoint's failed deliveries created at or after `since_ms` one more try at `now`;
+/// returns how many.
+pub async fn retry_failed(conn: &mut Tx<'_>, endpoint_id: &str, since_ms: i64, now: i64) -> Result<u64, StoreError> {
+    let done = db::query(
+        "UPDATE webhook_deliveries SET status = 'Retrying', retries_left = 0, next_attempt_ms = $1, updated_at_ms = $1 \
+         WHERE endpoint_id = $2 AND status = 'Failed' AND created_at_ms >= $3",
+    )
+    .bind(now)
+    .bind(endpoint_id)
+    .bind(since_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the logged attempts older than `before_ms` of finished deliveries (`Success` or `Failed`);
+/// the events and their delivery states stay. Returns how many attempts went.
+pub async fn prune_attempts(conn: &mut Tx<'_>, before_ms: i64) -> Result<u64, StoreError> {
+    let done = db::query(
+        "DELETE FROM webhook_attempts WHERE created_at_ms < $1 AND delivery_seq IN \
+         (SELECT seq FROM webhook_deliveries WHERE status <> 'Retrying')",
+    )
+    .bind(before_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 impl Store {
-    /// Schedules another attempt now. A finished delivery (`Success` or `Failed`) gets one more try; one
-    /// still retrying is moved forward, keeping its remaining tries. Returns false while an attempt is
-    /// in flight (it is already being tried).
-    pub async fn retry_delivery(&self, endpoint_id: &str, event_id: &str) -> Result<bool, StoreError> {
-        let (endpoint_id, event_id) = (endpoint_id.to_owned(), event_id.to_owned());
-        self.write(move |conn| {
-            Box::pin(async move {
-                let now = now_ms();
-                let done = db::query(
-                    "UPDATE webhook_deliveries SET retries_left = CASE WHEN status = 'Retrying' THEN retries_left ELSE 0 END, \
-                     status = 'Retrying', next_attempt_ms = $1, updated_at_ms = $1 \
-                     WHERE endpoint_id = $2 AND event_id = $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $1)",
-                )
-                .bind(now)
-                .bind(&endpoint_id)
-                .bind(&event_id)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() == 0 {
-                    let exists = db::query("SELECT 1 AS one FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2")
-                        .bind(&endpoint_id)
-                        .bind(&event_id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    if exists.is_none() {
-                        return Err(StoreError::NotFound { what: "webhook event", id: event_id });
-                    }
-                }
-                Ok(done.rows_affected() == 1)
-            })
-        })
-        .await
-    }
-
-    /// Replays an endpoint's failed deliveries (optionally only those created at or after `since_ms`):
-    /// each gets one more try now. Returns how many.
-    pub async fn retry_failed_deliveries(&self, endpoint_id: &str, since_ms: Option<i64>) -> Result<u64, StoreError> {
-        let endpoint_id = endpoint_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                endpoint_on(conn, &endpoint_id).await?;
-                let now = now_ms();
-                let done = db::query(
-                    "UPDATE webhook_deliveries SET status = 'Retrying', retries_left = 0, next_attempt_ms = $1, updated_at_ms = $1 \
-                     WHERE endpoint_id = $2 AND status = 'Failed' AND created_at_ms >= $3",
-                )
-                .bind(now)
-                .bind(&endpoint_id)
-                .bind(since_ms.unwrap_or(0))
-                .execute(&mut *conn)
-                .await?;
-                Ok(done.rows_affected())
-            })
-        })
-        .await
-    }
-
-    /// Raises a test event of `event_type` whose `data` is `data` as given, delivered to every active
-
     /// Active endpoints with at least one delivery due at `now_ms`.
     pub async fn endpoints_with_due_deliveries(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
@@ -191,24 +185,6 @@ impl Store {
                 .fetch_all(&mut *conn)
                 .await?;
                 leased_from_rows(&rows, &owner)
-            })
-        })
-        .await
-    }
-
-    /// Deletes the logged attempts older than `before_ms` of deliveries that are finished (`Success` or
-    /// `Failed`); the events and their delivery states stay. Returns how many attempts went.
-    pub async fn prune_webhook_attempts(&self, before_ms: i64) -> Result<u64, StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let done = db::query(
-                    "DELETE FROM webhook_attempts WHERE created_at_ms < $1 AND delivery_seq IN \
-                     (SELECT seq FROM webhook_deliveries WHERE status <> 'Retrying')",
-                )
-                .bind(before_ms)
-                .execute(&mut *conn)
-                .await?;
-                Ok(done.rows_affected())
             })
         })
         .await

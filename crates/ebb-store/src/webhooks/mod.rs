@@ -11,13 +11,13 @@
 //! deliveries.
 
 mod dispatch;
+pub use dispatch::{prune_attempts, retry_failed, retry_now};
 
 use crate::columns::Columns;
 use crate::db::{self, Tx};
-use crate::events::{self, EventKind};
+use crate::events::EventKind;
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::{ids, Store, StoreError};
-use ebb_core::clock::now_s;
+use crate::{Store, StoreError};
 
 pub const STATUS_ACTIVE: &str = "STATUS_ACTIVE";
 pub const STATUS_INACTIVE: &str = "STATUS_INACTIVE";
@@ -176,13 +176,63 @@ fn attempt_from_row(row: &impl Columns) -> Result<AttemptRow, StoreError> {
     })
 }
 
-async fn endpoint_on(conn: &mut Tx<'_>, endpoint_id: &str) -> Result<EndpointRow, StoreError> {
+/// The endpoint, read inside a write; not found if there is none.
+pub async fn endpoint_on(conn: &mut Tx<'_>, endpoint_id: &str) -> Result<EndpointRow, StoreError> {
     let row = db::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"))
         .bind(endpoint_id)
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::NotFound { what: "webhook endpoint", id: endpoint_id.to_owned() })?;
     endpoint_from_row(&row)
+}
+
+/// Inserts a new endpoint, active, and returns it as stored.
+pub async fn insert_endpoint(
+    conn: &mut Tx<'_>,
+    endpoint_id: &str,
+    e: &NewEndpoint,
+    now: i64,
+) -> Result<EndpointRow, StoreError> {
+    db::query(
+        "INSERT INTO webhook_endpoints (endpoint_id, url, description, subscribed_events, status, \
+         disabled_reason, signing_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $7)",
+    )
+    .bind(endpoint_id)
+    .bind(&e.url)
+    .bind(&e.description)
+    .bind(encode_events(&e.subscribed_events))
+    .bind(STATUS_ACTIVE)
+    .bind(&e.signing_secret)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    endpoint_on(conn, endpoint_id).await
+}
+
+/// Applies the given changes to an endpoint (a status change clears the reason it was disabled) and
+/// returns it as it is now; not found if there is no such endpoint.
+pub async fn update_endpoint(
+    conn: &mut Tx<'_>,
+    endpoint_id: &str,
+    u: &EndpointUpdate,
+    now: i64,
+) -> Result<EndpointRow, StoreError> {
+    endpoint_on(conn, endpoint_id).await?;
+    db::query(
+        "UPDATE webhook_endpoints SET url = COALESCE($1, url), description = COALESCE($2, description), \
+         subscribed_events = COALESCE($3, subscribed_events), status = COALESCE($4, status), \
+         disabled_reason = CASE WHEN $4 IS NULL THEN disabled_reason ELSE NULL END, updated_at = $5 \
+         WHERE endpoint_id = $6",
+    )
+    .bind(&u.url)
+    .bind(&u.description)
+    .bind(u.subscribed_events.as_deref().map(encode_events))
+    .bind(&u.status)
+    .bind(now)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await?;
+    endpoint_on(conn, endpoint_id).await
 }
 
 /// Filters for listing deliveries of one endpoint.
@@ -193,30 +243,6 @@ pub struct DeliveryFilter {
 }
 
 impl Store {
-    pub async fn create_endpoint(&self, e: NewEndpoint) -> Result<EndpointRow, StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let endpoint_id = ids::new_id("W");
-                let now = now_s();
-                db::query(
-                    "INSERT INTO webhook_endpoints (endpoint_id, url, description, subscribed_events, status, \
-                     disabled_reason, signing_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $7)",
-                )
-                .bind(&endpoint_id)
-                .bind(&e.url)
-                .bind(&e.description)
-                .bind(encode_events(&e.subscribed_events))
-                .bind(STATUS_ACTIVE)
-                .bind(&e.signing_secret)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                endpoint_on(conn, &endpoint_id).await
-            })
-        })
-        .await
-    }
-
     pub async fn endpoint(&self, endpoint_id: &str) -> Result<Option<EndpointRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"))
             .bind(endpoint_id)
@@ -244,30 +270,6 @@ impl Store {
 
     /// Changes an endpoint. Setting `STATUS_ACTIVE` clears a `disabled_reason`; the deliveries that
     /// waited while it was inactive resume.
-    pub async fn update_endpoint(&self, endpoint_id: &str, u: EndpointUpdate) -> Result<EndpointRow, StoreError> {
-        let endpoint_id = endpoint_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                endpoint_on(conn, &endpoint_id).await?;
-                db::query(
-                    "UPDATE webhook_endpoints SET url = COALESCE($1, url), description = COALESCE($2, description), \
-                     subscribed_events = COALESCE($3, subscribed_events), status = COALESCE($4, status), \
-                     disabled_reason = CASE WHEN $4 IS NULL THEN disabled_reason ELSE NULL END, updated_at = $5 \
-                     WHERE endpoint_id = $6",
-                )
-                .bind(&u.url)
-                .bind(&u.description)
-                .bind(u.subscribed_events.as_deref().map(encode_events))
-                .bind(&u.status)
-                .bind(now_s())
-                .bind(&endpoint_id)
-                .execute(&mut *conn)
-                .await?;
-                endpoint_on(conn, &endpoint_id).await
-            })
-        })
-        .await
-    }
 
     pub async fn list_deliveries(
         &self,
@@ -306,16 +308,5 @@ impl Store {
         let mut f = Filter::default();
         f.cmp_int("delivery_seq", "=", delivery_seq);
         page::list(self.pool(), "webhook_attempts", ATTEMPT_COLUMNS, &f, page_req, attempt_from_row).await
-    }
-    /// endpoint subscribed to that type. Returns the event id.
-    pub async fn raise_test_event(&self, event_type: &str, data: String) -> Result<String, StoreError> {
-        let event_type = event_type.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let subject = ids::new_id("T");
-                events::raise(conn, &event_type, EventKind::Test, &subject, data).await
-            })
-        })
-        .await
     }
 }
