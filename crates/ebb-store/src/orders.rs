@@ -9,7 +9,7 @@ use crate::db::{self, Tx};
 use crate::events::{self, EventKind};
 use crate::ledger::{self, SourceType};
 use crate::page::{self, Filter, Page, PageRequest};
-use crate::transactions::{order_transactions_sql, tx_from_row, TransactionRow};
+use crate::transactions::{order_transactions_sql, tx_from_prefixed_row, tx_from_row, TransactionRow, TX_COLUMNS};
 use crate::{Store, StoreError};
 use ebb_core::clock::now_s;
 
@@ -100,6 +100,34 @@ fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
     })
 }
 
+/// The order-with-transactions join: one row per transaction (or one with NULL `t_` columns).
+fn order_join_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let o: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{}", c.trim())).collect();
+        let t: Vec<String> = TX_COLUMNS.split(", ").map(|c| format!("t.{0} AS t_{0}", c.trim())).collect();
+        format!(
+            "SELECT {}, {} FROM orders o LEFT JOIN payment_transactions t ON t.order_id = o.order_id \
+             WHERE o.order_id = $1 ORDER BY t.seq",
+            o.join(", "),
+            t.join(", ")
+        )
+    })
+}
+
+/// Folds one row of [`order_join_sql`] into the order: the first row gives the order, every row with a
+/// transaction adds it.
+fn add_join_row(order: &mut Option<OrderRow>, row: &impl Columns) -> Result<(), StoreError> {
+    let o = match order {
+        Some(o) => o,
+        None => order.insert(from_row(row)?),
+    };
+    if row.col::<Option<String>>("t_tx_id")?.is_some() {
+        o.transactions.push(tx_from_prefixed_row(row, "t_")?);
+    }
+    Ok(())
+}
+
 /// Filters for listing orders.
 #[derive(Debug, Default, Clone)]
 pub struct OrderFilter {
@@ -171,24 +199,20 @@ pub async fn mark_expired(conn: &mut Tx<'_>, order_id: &str, from: OrderStatus, 
 }
 
 impl Store {
+    /// An order with its transactions, read in one statement, so that its totals and its
+    /// transactions are of one moment (a credit commits both together).
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {
-        if let Some(reader) = self.point_reader() {
-            let sql = format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1");
-            let Some(mut order) = reader.by_id(&sql, order_id, |row| from_row(row))? else { return Ok(None) };
-            reader.each_by_id(&order_transactions_sql(), order_id, |row| {
-                order.transactions.push(tx_from_row(row)?);
-                Ok(())
-            })?;
-            return Ok(Some(order));
+        let mut order = None;
+        match self.point_reader() {
+            Some(reader) => reader.each_by_id(order_join_sql(), order_id, |row| add_join_row(&mut order, row))?,
+            None => {
+                let rows = sqlx::query(order_join_sql()).bind(order_id).fetch_all(self.pool()).await?;
+                for row in &rows {
+                    add_join_row(&mut order, row)?;
+                }
+            }
         }
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE order_id = $1"))
-            .bind(order_id)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut order = from_row(&row)?;
-        order.transactions = self.transactions_of("order_id", std::slice::from_ref(&order.order_id)).await?;
-        Ok(Some(order))
+        Ok(order)
     }
 
     pub async fn list_orders(

@@ -31,6 +31,10 @@ pub const MAX_RANGE: u64 = 1_000;
 
 /// The most orders one tick expires (the rest wait for the next tick).
 const EXPIRE_PER_TICK: i64 = 500;
+/// How far back from the head the first scan on a chain starts: well beyond the blocks a chain makes
+/// between ebb's start and its watcher's first look at the head (one tick), at the cost of one scan of
+/// that many blocks, once.
+const FIRST_SCAN_BLOCKS: u64 = 100;
 
 /// Whether a store error says something about this pay-in (it cannot be recorded or credited) rather
 /// than about the database being unreachable or refusing statements (worth a retry of the whole tick).
@@ -82,10 +86,11 @@ impl PayinWatcher {
         let chain_id = self.chain.chain_id();
         payins::expire_due_orders(&self.store, chain_id, EXPIRE_PER_TICK).await?;
         let head = self.chain.head().await?;
-        // A fresh deployment starts at the head: there are no orders in older blocks.
+        // A fresh deployment has no orders in older blocks, but an order can be created and paid
+        // before the first tick reads the head: the first scan reaches back FIRST_SCAN_BLOCKS.
         let from = match payins::cursor(&self.store, chain_id).await? {
             Some(next) => next,
-            None => head,
+            None => head.saturating_sub(FIRST_SCAN_BLOCKS),
         };
         let mut seen = 0;
         if from <= head && !self.tokens.is_empty() {
@@ -158,5 +163,73 @@ impl PayinWatcher {
             }
         }
         Ok((seen, confirmed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ebb_app::merchants::{self, NewMerchant};
+    use ebb_app::orders::{self, OrderRequest};
+    use ebb_app::{Actor, Engine, RefusedDestinations};
+    use ebb_chain::sandbox::SandboxChain;
+    use ebb_core::{Amount, ChainFamily, TokenRegistry};
+    use ebb_store::Store;
+
+    use super::PayinWatcher;
+
+    /// An order created and paid before the watcher's first look at the head (ebb just started, the
+    /// watcher's first tick still waiting for the database) is seen by that first scan.
+    #[tokio::test]
+    async fn an_order_paid_before_the_first_scan_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url_for_dir(dir.path()), 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let registry = Arc::new(TokenRegistry::cobo_defaults());
+        let engine = Engine::new(
+            store.clone(),
+            registry.clone(),
+            RefusedDestinations::default(),
+            [7; 32],
+            Duration::from_secs(60),
+        );
+        let psp = Actor::psp("test");
+        let new = NewMerchant {
+            name: "shop".into(),
+            wallet_id: String::new(),
+            developer_fee_rate: "0".into(),
+            wallet_setup: "Default".into(),
+        };
+        let merchant = merchants::create(&store, &psp, new).await.unwrap();
+        let token = registry.get("ETH_USDT").unwrap().clone();
+        let request = OrderRequest {
+            merchant_id: merchant.merchant_id,
+            merchant_order_code: None,
+            psp_order_code: "early".into(),
+            pricing_currency: None,
+            pricing_amount: None,
+            token,
+            payable_amount: Amount::from_base_units(10_000_000),
+            fee_amount: Amount::ZERO,
+            amount_tolerance: Amount::ZERO,
+            expires_in_s: 600,
+        };
+        let order = orders::create(&engine, &psp, request).await.unwrap();
+        let chain = SandboxChain::start("ETH", ChainFamily::Evm, Duration::from_secs(3600), 1);
+        chain.pay_from_outside(
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            &order.receive_address,
+            "ETH_USDT",
+            10_000_000,
+        );
+        for _ in 0..5 {
+            chain.mine();
+        }
+        let watcher = PayinWatcher::new(store.clone(), chain, &registry, Duration::from_secs(1));
+        let (seen, _) = watcher.tick().await.unwrap();
+        assert_eq!(seen, 1, "the first scan missed a payment made before it");
+        store.close().await;
     }
 }

@@ -209,8 +209,9 @@ pub async fn insert_endpoint(
     endpoint_on(conn, endpoint_id).await
 }
 
-/// Applies the given changes to an endpoint (a status change clears the reason it was disabled) and
-/// returns it as it is now; not found if there is no such endpoint.
+/// Applies the given changes to an endpoint and returns it as it is now; not found if there is no such
+/// endpoint. A status change clears a `disabled_reason`; setting `STATUS_ACTIVE` lets the deliveries
+/// that waited while it was inactive resume.
 pub async fn update_endpoint(
     conn: &mut Tx<'_>,
     endpoint_id: &str,
@@ -267,9 +268,6 @@ impl Store {
         }
         page::list(self.pool(), "webhook_endpoints", ENDPOINT_COLUMNS, &f, page_req, endpoint_from_row).await
     }
-
-    /// Changes an endpoint. Setting `STATUS_ACTIVE` clears a `disabled_reason`; the deliveries that
-    /// waited while it was inactive resume.
 
     pub async fn list_deliveries(
         &self,

@@ -17,7 +17,60 @@ both_backends_paying!(
     sandbox_extra_payments_are_credited_and_never_stall_the_chain,
     sandbox_another_token_is_credited_in_its_own_token,
     sandbox_an_expired_order_is_stored_expired_and_takes_late_payments,
+    sandbox_an_order_is_read_whole_while_payments_are_credited,
 );
+
+/// A read of an order sees its totals and its transactions as of one moment: while thirty payments
+/// are confirmed one after another, every read's `received_token_amount` is the sum of its `Completed`
+/// transactions. (Read as two statements, the row before a credit commits and the transactions after
+/// it, an order once showed a confirmed payment that its total did not count.)
+async fn sandbox_an_order_is_read_whole_while_payments_are_credited(app: &TestApp) {
+    const PAYMENTS: u128 = 30;
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    let order = app
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": m, "psp_order_code": "whole", "payable_currency": "ETH_USDT",
+                   "payable_amount": "1000", "fee_amount": "0"}),
+        )
+        .await
+        .ok();
+    let (id, address) = (order["order_id"].as_str().unwrap(), order["receive_address"].as_str().unwrap());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let pay = async {
+        for _ in 0..PAYMENTS {
+            chain.send(address, "ETH_USDT", U256::from(base_units("1"))).await;
+            chain.mine().await;
+        }
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            chain.mine().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let read = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut reads = 0;
+        loop {
+            let o = app.get(&format!("/v2/payments/orders/{id}")).await.ok();
+            let completed: u128 = o["transactions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["status"] == "Completed")
+                .map(|t| base_units(t["amount"].as_str().unwrap()))
+                .sum();
+            assert_eq!(base_units(o["received_token_amount"].as_str().unwrap()), completed, "read {reads}: {o}");
+            reads += 1;
+            if completed == PAYMENTS * base_units("1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the payments were not all credited: {o}");
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    tokio::join!(pay, read);
+}
 
 async fn sandbox_extra_payments_are_credited_and_never_stall_the_chain(app: &TestApp) {
     extra_payments_are_credited_and_never_stall_the_chain(app, &app.sandbox("ETH")).await;
