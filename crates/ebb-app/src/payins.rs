@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
-use ebb_core::clock::now_s;
+use ebb_core::clock::{now_ms, now_s};
+use ebb_core::{Amount, OrderStatus, TxDirection, TxStatus};
 use ebb_store::orders::{self, Credit};
-use ebb_store::payins::{SeenPayin, UnconfirmedPayin};
-use ebb_store::{Store, StoreError};
+use ebb_store::payins::{self as repo, SeenPayin, UnconfirmedPayin};
+use ebb_store::transactions::{self, TransactionRow};
+use ebb_store::{events, ids, Store, StoreError};
 
 /// Receiving addresses (lower case) still watched on a chain, with their order ids.
 pub async fn watched_addresses(store: &Store, chain_id: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -20,12 +22,66 @@ pub async fn cursor(store: &Store, chain_id: &str) -> Result<Option<u64>, StoreE
 }
 
 pub async fn set_cursor(store: &Store, chain_id: &str, next_block: u64) -> Result<(), StoreError> {
-    store.set_chain_cursor(chain_id, next_block).await
+    let chain_id = chain_id.to_owned();
+    store.write(move |tx| Box::pin(async move { repo::set_cursor(tx, &chain_id, next_block).await })).await
 }
 
-/// A transfer to an order's address, first seen; `false` if it was recorded before.
+/// A transfer to an order's address, first seen: a `Confirming` transaction on the order, which moves
+/// to `Processing` if it was `Pending` and the transfer is in its token (a `Pending` order past its
+/// expiry is expired first: a payment now is late). A transfer whose amount does not fit the ledger is
+/// recorded held at once. `false` if this transfer was recorded before.
 pub async fn seen(store: &Store, order_id: &str, payin: SeenPayin) -> Result<bool, StoreError> {
-    store.record_payin_seen(order_id, payin).await
+    let order_id = order_id.to_owned();
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let p = payin;
+                let mut order = orders::lock_order(tx, &order_id).await?;
+                if repo::transfer_recorded(tx, &p.chain_id, &p.tx_hash, p.log_index).await? {
+                    return Ok(false);
+                }
+                let now = now_ms();
+                if order.effective_status(now_s()) != order.status && orders::store_expiry(tx, &order, now_s()).await? {
+                    order.status = OrderStatus::Expired;
+                }
+                let held_reason = p.amount.is_none().then(|| {
+                    "held: the amount is more than 2^128 - 1 base units, beyond what ebb's ledger can hold; \
+                     not credited (the tokens are at the receiving address)"
+                        .to_owned()
+                });
+                let row = TransactionRow {
+                    tx_id: ids::new_id("T"),
+                    direction: TxDirection::In,
+                    order_id: Some(order_id.clone()),
+                    refund_id: None,
+                    tx_hash: Some(p.tx_hash.clone()),
+                    token_id: p.token_id.clone(),
+                    chain_id: p.chain_id.clone(),
+                    from_address: p.from.clone(),
+                    to_address: p.to.clone(),
+                    amount: p.amount.unwrap_or(Amount::ZERO),
+                    status: if held_reason.is_some() { TxStatus::Rejected } else { TxStatus::Confirming },
+                    failed_reason: held_reason.clone(),
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                repo::insert_payin(tx, &row, p.log_index, p.block).await?;
+                transactions::raise_transaction_changed(tx, events::TRANSACTION_CREATED, &row.tx_id).await?;
+                if held_reason.is_some() {
+                    transactions::raise_transaction_changed(tx, events::TRANSACTION_HELD, &row.tx_id).await?;
+                    orders::raise_order_changed(tx, &order_id).await?;
+                    return Ok(true);
+                }
+                if order.status == OrderStatus::Pending
+                    && p.token_id == order.token_id
+                    && orders::mark_processing(tx, &order_id, now_s()).await?
+                {
+                    orders::raise_order_changed(tx, &order_id).await?;
+                }
+                Ok(true)
+            })
+        })
+        .await
 }
 
 /// Pay-ins on a chain waiting for their confirmations.
@@ -35,18 +91,75 @@ pub async fn unconfirmed(store: &Store, chain_id: &str) -> Result<Vec<Unconfirme
 
 /// A pay-in has its confirmations: credited as its order's classification says (the order, a late
 /// payment, another token), in one transaction with the ledger.
+///
+/// The transaction completes first, so the order's event shows it completed; a late payment also
+/// raises `payment.transaction.late`. `None` if it was already settled. An error that is not the
+/// database's means this pay-in cannot be credited: the caller holds it ([`hold`]).
 pub async fn confirm(store: &Store, tx_id: &str) -> Result<Option<Credit>, StoreError> {
-    store.confirm_payin(tx_id).await
+    let tx_id = tx_id.to_owned();
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let Some((order_id, token_id, amount)) = repo::lock_confirming(tx, &tx_id).await? else {
+                    return Ok(None);
+                };
+                repo::settle(tx, &tx_id, TxStatus::Completed, None, now_ms()).await?;
+                transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
+                let credit = orders::credit_payment(tx, &order_id, &token_id, amount).await?;
+                if credit == Credit::Late {
+                    transactions::raise_transaction_changed(tx, events::TRANSACTION_LATE, &tx_id).await?;
+                }
+                Ok(Some(credit))
+            })
+        })
+        .await
 }
 
 /// A pay-in that cannot be credited is held for the operator, never dropped.
+///
+/// `Rejected` with the reason, `payment.transaction.held` raised, never confirmed; `false` if it was
+/// no longer waiting.
 pub async fn hold(store: &Store, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
-    store.hold_payin(tx_id, reason).await
+    let (tx_id, reason) = (tx_id.to_owned(), format!("held: {reason}"));
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let Some((order_id, _, _)) = repo::lock_confirming(tx, &tx_id).await? else { return Ok(false) };
+                orders::lock_order(tx, &order_id).await?;
+                repo::settle(tx, &tx_id, TxStatus::Rejected, Some(&reason), now_ms()).await?;
+                transactions::raise_transaction_changed(tx, events::TRANSACTION_HELD, &tx_id).await?;
+                orders::raise_order_changed(tx, &order_id).await?;
+                Ok(true)
+            })
+        })
+        .await
 }
 
 /// A pay-in left the chain before its confirmations (a reorg).
+///
+/// It is not credited, and an order that was `Processing` only because of it is `Pending` again.
 pub async fn fail(store: &Store, tx_id: &str, reason: &str) -> Result<(), StoreError> {
-    store.fail_payin(tx_id, reason).await
+    let (tx_id, reason) = (tx_id.to_owned(), reason.to_owned());
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let Some(order_id) = repo::order_of(tx, &tx_id).await? else { return Ok(()) };
+                let order = orders::lock_order(tx, &order_id).await?;
+                if !repo::settle(tx, &tx_id, TxStatus::Failed, Some(&reason), now_ms()).await? {
+                    return Ok(());
+                }
+                transactions::raise_transaction_changed(tx, events::TRANSACTION_FAILED, &tx_id).await?;
+                if order.status == OrderStatus::Processing
+                    && order.status.can_move_to(OrderStatus::Pending)
+                    && !repo::has_confirming(tx, &order_id).await?
+                    && orders::mark_pending_again(tx, &order_id, now_s()).await?
+                {
+                    orders::raise_order_changed(tx, &order_id).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
 }
 
 /// Stores the expiry of up to `limit` `Pending` orders on a chain whose time has run out, each with its

@@ -198,6 +198,32 @@ pub async fn mark_expired(conn: &mut Tx<'_>, order_id: &str, from: OrderStatus, 
     Ok(done.rows_affected() == 1)
 }
 
+/// Moves a `Pending` order to `Processing` (a payment in its token was seen); `false` if it was not
+/// `Pending`.
+pub async fn mark_processing(conn: &mut Tx<'_>, order_id: &str, now: i64) -> Result<bool, StoreError> {
+    let done = db::query(
+        "UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'",
+    )
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a `Processing` order back to `Pending` (its only payment left the chain); `false` if it was
+/// not `Processing`.
+pub async fn mark_pending_again(conn: &mut Tx<'_>, order_id: &str, now: i64) -> Result<bool, StoreError> {
+    let done = db::query(
+        "UPDATE orders SET status = 'Pending', updated_at = $1 WHERE order_id = $2 AND status = 'Processing'",
+    )
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 impl Store {
     /// An order with its transactions, read in one statement, so that its totals and its
     /// transactions are of one moment (a credit commits both together).
@@ -303,7 +329,7 @@ pub enum Credit {
 ///
 /// The split and the status are `ebb_core::order::credit_payment`'s; this applies them. Fails (and
 /// changes nothing) when the amount does not fit the ledger's integers.
-pub(crate) async fn credit_payment(
+pub async fn credit_payment(
     conn: &mut Tx<'_>,
     order_id: &str,
     token_id: &str,

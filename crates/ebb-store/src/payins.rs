@@ -2,7 +2,8 @@
 //! it first sees it (`Confirming`, order `Processing`), and credits the balances only once the
 //! transfer is deep enough (`Completed`; see [`crate::orders::credit_payment`] for where the money
 //! goes). A transfer is identified by (chain, tx hash, log index), unique in the database, so
-//! rescanning a block after a crash or an RPC error never counts a transfer twice.
+//! rescanning a block after a crash or an RPC error never counts a transfer twice. The steps are
+//! composed in `ebb-app/src/payins.rs` from the functions here, each in one transaction.
 //!
 //! A pay-in that cannot be credited (its amount does not fit the ledger's integers) is `held`: its
 //! transaction is `Rejected` with the reason, a `payment.transaction.held` event is raised, and it is
@@ -11,14 +12,13 @@
 
 use std::collections::HashMap;
 
-use ebb_core::{Amount, OrderStatus, TxDirection, TxStatus};
+use ebb_core::{Amount, TxStatus};
 
 use crate::columns::Columns;
-use crate::db;
-use crate::orders::{self, credit_payment, lock_order, store_expiry, Credit};
-use crate::transactions::{self, insert_transaction, TransactionRow};
-use crate::{events, ids, Store, StoreError};
-use ebb_core::clock::{now_ms, now_s};
+use crate::db::{self, Tx};
+use crate::transactions::{insert_transaction, TransactionRow};
+use crate::{Store, StoreError};
+use ebb_core::clock::now_s;
 
 /// A token transfer into a watched address, as the chain reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct UnconfirmedPayin {
 }
 
 /// Locks a pay-in still `Confirming`: its order, token and amount; `None` if it is settled or held.
-async fn lock_confirming(conn: &mut db::Tx<'_>, tx_id: &str) -> Result<Option<(String, String, Amount)>, StoreError> {
+pub async fn lock_confirming(conn: &mut Tx<'_>, tx_id: &str) -> Result<Option<(String, String, Amount)>, StoreError> {
     let lock = conn.backend().for_update();
     let row = db::query(&format!(
         "SELECT order_id, token_id, amount, status FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'{lock}"
@@ -58,6 +58,97 @@ async fn lock_confirming(conn: &mut db::Tx<'_>, tx_id: &str) -> Result<Option<(S
     let order_id: String = row.col::<Option<String>>("order_id")?.unwrap_or_default();
     let amount = Amount::from_base_units_str(&row.col::<String>("amount")?)?;
     Ok(Some((order_id, row.col("token_id")?, amount)))
+}
+
+/// Whether a transfer (chain, tx hash, log index) was recorded before.
+pub async fn transfer_recorded(
+    conn: &mut Tx<'_>,
+    chain_id: &str,
+    tx_hash: &str,
+    log_index: u64,
+) -> Result<bool, StoreError> {
+    let found = db::query(
+        "SELECT 1 AS one FROM payment_transactions \
+         WHERE direction = 'in' AND chain_id = $1 AND tx_hash = $2 AND log_index = $3",
+    )
+    .bind(chain_id)
+    .bind(tx_hash)
+    .bind(log_index as i64)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Inserts a pay-in's transaction with where the chain has it (block, log index).
+pub async fn insert_payin(
+    conn: &mut Tx<'_>,
+    tx: &TransactionRow,
+    log_index: u64,
+    block: u64,
+) -> Result<(), StoreError> {
+    insert_transaction(conn, tx).await?;
+    db::query("UPDATE payment_transactions SET log_index = $1, block_number = $2 WHERE tx_id = $3")
+        .bind(log_index as i64)
+        .bind(block as i64)
+        .bind(&tx.tx_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends a pay-in's transaction in `status` (`Completed`, `Rejected`, `Failed`) with an optional reason,
+/// only if it is still `Confirming`; `false` if it was not.
+pub async fn settle(
+    conn: &mut Tx<'_>,
+    tx_id: &str,
+    status: TxStatus,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let done = db::query(
+        "UPDATE payment_transactions SET status = $1, failed_reason = COALESCE($2, failed_reason), updated_at_ms = $3 \
+         WHERE tx_id = $4 AND status = 'Confirming'",
+    )
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now_ms)
+    .bind(tx_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The order a pay-in was recorded on.
+pub async fn order_of(conn: &mut Tx<'_>, tx_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(db::query("SELECT order_id FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'")
+        .bind(tx_id)
+        .fetch_optional_scalar::<Option<String>>(&mut *conn)
+        .await?
+        .flatten())
+}
+
+/// Whether an order has a pay-in still waiting for its confirmations.
+pub async fn has_confirming(conn: &mut Tx<'_>, order_id: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = db::query(
+        "SELECT 1 FROM payment_transactions WHERE order_id = $1 AND direction = 'in' AND status = 'Confirming'",
+    )
+    .bind(order_id)
+    .fetch_optional_scalar(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Where the watcher scans next on a chain.
+pub async fn set_cursor(conn: &mut Tx<'_>, chain_id: &str, next_block: u64) -> Result<(), StoreError> {
+    db::query(
+        "INSERT INTO chain_cursors (chain_id, next_block) VALUES ($1, $2) \
+         ON CONFLICT (chain_id) DO UPDATE SET next_block = excluded.next_block",
+    )
+    .bind(chain_id)
+    .bind(next_block as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -84,97 +175,6 @@ impl Store {
         Ok(next.map(|n| n as u64))
     }
 
-    pub async fn set_chain_cursor(&self, chain_id: &str, next_block: u64) -> Result<(), StoreError> {
-        let chain_id = chain_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                db::query(
-                    "INSERT INTO chain_cursors (chain_id, next_block) VALUES ($1, $2) \
-                     ON CONFLICT (chain_id) DO UPDATE SET next_block = excluded.next_block",
-                )
-                .bind(chain_id)
-                .bind(next_block as i64)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Records a pay-in on first sight: a `Confirming` transaction on the order, which moves to
-    /// `Processing` if it was `Pending` and the transfer is in its token (a `Pending` order past its
-    /// expiry is expired first: a payment now is late). A transfer whose amount does not fit is
-    /// recorded held at once. `false` if this transfer was recorded before.
-    pub async fn record_payin_seen(&self, order_id: &str, p: SeenPayin) -> Result<bool, StoreError> {
-        let order_id = order_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut order = lock_order(conn, &order_id).await?;
-                let exists = db::query(
-                    "SELECT 1 AS one FROM payment_transactions \
-                     WHERE direction = 'in' AND chain_id = $1 AND tx_hash = $2 AND log_index = $3",
-                )
-                .bind(&p.chain_id)
-                .bind(&p.tx_hash)
-                .bind(p.log_index as i64)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if exists.is_some() {
-                    return Ok(false);
-                }
-                let now = now_ms();
-                if order.effective_status(now_s()) != order.status && store_expiry(conn, &order, now_s()).await? {
-                    order.status = OrderStatus::Expired;
-                }
-                let held_reason = p.amount.is_none().then(|| {
-                    "held: the amount is more than 2^128 - 1 base units, beyond what ebb's ledger can hold; \
-                     not credited (the tokens are at the receiving address)"
-                        .to_owned()
-                });
-                let tx = TransactionRow {
-                    tx_id: ids::new_id("T"),
-                    direction: TxDirection::In,
-                    order_id: Some(order_id.clone()),
-                    refund_id: None,
-                    tx_hash: Some(p.tx_hash.clone()),
-                    token_id: p.token_id.clone(),
-                    chain_id: p.chain_id.clone(),
-                    from_address: p.from.clone(),
-                    to_address: p.to.clone(),
-                    amount: p.amount.unwrap_or(Amount::ZERO),
-                    status: if held_reason.is_some() { TxStatus::Rejected } else { TxStatus::Confirming },
-                    failed_reason: held_reason.clone(),
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                };
-                insert_transaction(conn, &tx).await?;
-                db::query("UPDATE payment_transactions SET log_index = $1, block_number = $2 WHERE tx_id = $3")
-                    .bind(p.log_index as i64)
-                    .bind(p.block as i64)
-                    .bind(&tx.tx_id)
-                    .execute(&mut *conn)
-                    .await?;
-                transactions::raise_transaction_changed(conn, events::TRANSACTION_CREATED, &tx.tx_id).await?;
-                if held_reason.is_some() {
-                    transactions::raise_transaction_changed(conn, events::TRANSACTION_HELD, &tx.tx_id).await?;
-                    orders::raise_order_changed(conn, &order_id).await?;
-                    return Ok(true);
-                }
-                if order.status == OrderStatus::Pending && p.token_id == order.token_id {
-                    db::query("UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'")
-                        .bind(now_s())
-                        .bind(&order_id)
-                        .execute(&mut *conn)
-                        .await?;
-                    orders::raise_order_changed(conn, &order_id).await?;
-                }
-                Ok(true)
-            })
-        })
-        .await
-    }
-
     /// Pay-ins on `chain_id` seen but not yet confirmed, oldest first.
     pub async fn unconfirmed_payins(&self, chain_id: &str) -> Result<Vec<UnconfirmedPayin>, StoreError> {
         let rows = sqlx::query(
@@ -193,104 +193,5 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// A pay-in reached its confirmation depth: the transaction completes and the money is credited
-    /// ([`credit_payment`] says where), in one transaction; a late one also raises
-    /// `payment.transaction.late`. `None` if it was already settled. An error that is not the
-    /// database's means this pay-in cannot be credited: the caller holds it ([`Store::hold_payin`]).
-    pub async fn confirm_payin(&self, tx_id: &str) -> Result<Option<Credit>, StoreError> {
-        let tx_id = tx_id.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let Some((order_id, token_id, amount)) = lock_confirming(conn, &tx_id).await? else { return Ok(None) };
-                // The transaction first, so the order's event shows it completed.
-                db::query("UPDATE payment_transactions SET status = 'Completed', updated_at_ms = $1 WHERE tx_id = $2")
-                    .bind(now_ms())
-                    .bind(&tx_id)
-                    .execute(&mut *conn)
-                    .await?;
-                transactions::raise_transaction_changed(conn, events::TRANSACTION_COMPLETED, &tx_id).await?;
-                let credit = credit_payment(conn, &order_id, &token_id, amount).await?;
-                if credit == Credit::Late {
-                    transactions::raise_transaction_changed(conn, events::TRANSACTION_LATE, &tx_id).await?;
-                }
-                Ok(Some(credit))
-            })
-        })
-        .await
-    }
-
-    /// Holds a pay-in that cannot be credited: `Rejected` with `reason`, `payment.transaction.held`
-    /// raised, never confirmed. `false` if it was no longer waiting.
-    pub async fn hold_payin(&self, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
-        let (tx_id, reason) = (tx_id.to_owned(), format!("held: {reason}"));
-        self.write(move |conn| {
-            Box::pin(async move {
-                let Some((order_id, _, _)) = lock_confirming(conn, &tx_id).await? else { return Ok(false) };
-                lock_order(conn, &order_id).await?;
-                db::query(
-                    "UPDATE payment_transactions SET status = $1, failed_reason = $2, updated_at_ms = $3 WHERE tx_id = $4",
-                )
-                .bind(TxStatus::Rejected.as_str())
-                .bind(&reason)
-                .bind(now_ms())
-                .bind(&tx_id)
-                .execute(&mut *conn)
-                .await?;
-                transactions::raise_transaction_changed(conn, events::TRANSACTION_HELD, &tx_id).await?;
-                orders::raise_order_changed(conn, &order_id).await?;
-                Ok(true)
-            })
-        })
-        .await
-    }
-
-    /// A pay-in left the chain before its confirmations (a reorg): it is not credited, and an order
-    /// that was `Processing` only because of it is `Pending` again.
-    pub async fn fail_payin(&self, tx_id: &str, reason: &str) -> Result<(), StoreError> {
-        let (tx_id, reason) = (tx_id.to_owned(), reason.to_owned());
-        self.write(move |conn| {
-            Box::pin(async move {
-                let order_id: Option<String> =
-                    db::query("SELECT order_id FROM payment_transactions WHERE tx_id = $1 AND direction = 'in'")
-                        .bind(&tx_id)
-                        .fetch_optional_scalar(&mut *conn)
-                        .await?
-                        .flatten();
-                let Some(order_id) = order_id else { return Ok(()) };
-                let order = lock_order(conn, &order_id).await?;
-                let failed = db::query(
-                    "UPDATE payment_transactions SET status = 'Failed', failed_reason = $1, updated_at_ms = $2 \
-                     WHERE tx_id = $3 AND status = 'Confirming'",
-                )
-                .bind(&reason)
-                .bind(now_ms())
-                .bind(&tx_id)
-                .execute(&mut *conn)
-                .await?;
-                if failed.rows_affected() == 1 {
-                    transactions::raise_transaction_changed(conn, events::TRANSACTION_FAILED, &tx_id).await?;
-                }
-                if failed.rows_affected() == 1 && order.status == OrderStatus::Processing {
-                    let others: Option<i64> = db::query(
-                        "SELECT 1 FROM payment_transactions WHERE order_id = $1 AND direction = 'in' AND status = 'Confirming'",
-                    )
-                    .bind(&order_id)
-                    .fetch_optional_scalar(&mut *conn)
-                    .await?;
-                    if others.is_none() && order.status.can_move_to(OrderStatus::Pending) {
-                        db::query("UPDATE orders SET status = 'Pending', updated_at = $1 WHERE order_id = $2 AND status = 'Processing'")
-                            .bind(now_s())
-                            .bind(&order_id)
-                            .execute(&mut *conn)
-                            .await?;
-                        orders::raise_order_changed(conn, &order_id).await?;
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
     }
 }

@@ -94,7 +94,7 @@ pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -
 }
 
 /// A transaction was created, completed or failed (`event_type` is one of the `TRANSACTION_*`).
-pub(crate) async fn raise_transaction_changed(
+pub async fn raise_transaction_changed(
     conn: &mut Tx<'_>,
     event_type: &'static str,
     tx_id: &str,

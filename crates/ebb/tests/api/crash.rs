@@ -385,7 +385,20 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                 if page["pagination"]["total_count"] == 100 {
                     break;
                 }
-                assert!(std::time::Instant::now() < deadline, "refunds did not all complete: {page}");
+                if std::time::Instant::now() >= deadline {
+                    // What the stuck ones look like: status, hold reason, their legs.
+                    let (_, stuck) = call(
+                        &http,
+                        &base,
+                        &client,
+                        reqwest::Method::GET,
+                        "/v2/payments/refunds?statuses=Pending,Processing,Failed&limit=5",
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                    panic!("refunds did not all complete: {page}\nsome of the others: {stuck}");
+                }
                 mine_a_block(&anvil).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -412,7 +425,21 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                     .fetch_all(store.pool())
                     .await
                     .unwrap();
-                    panic!("failpoint {failpoints} never fired; refunds {by_status:?}, payout legs {legs:?}");
+                    let open: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                        "SELECT nonce, status, tx_hash FROM payment_transactions \
+                         WHERE direction = 'out' AND status IN ('Broadcasting', 'Confirming') ORDER BY nonce LIMIT 5",
+                    )
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                    let chain_nonce = (
+                        anvil.rpc("eth_getTransactionCount", json!([anvil.hot_wallet(), "latest"])).await,
+                        anvil.rpc("eth_getTransactionCount", json!([anvil.hot_wallet(), "pending"])).await,
+                    );
+                    panic!(
+                        "failpoint {failpoints} never fired; refunds {by_status:?}, payout legs {legs:?}, \
+                         first open legs (nonce, status, hash) {open:?}, the hot wallet's nonce on chain (latest, pending) {chain_nonce:?}"
+                    );
                 }
                 mine_a_block(&anvil).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;

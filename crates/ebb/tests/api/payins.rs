@@ -304,7 +304,7 @@ pub async fn never_counts_a_rescanned_payin_twice(app: &TestApp, chain: &dyn Tes
     let m = app.create_merchant("Shop").await;
     let order = app.paid_order_on(chain, &m, "10", "0").await;
     let id = order["order_id"].as_str().unwrap();
-    app.store.set_chain_cursor("ETH", 0).await.unwrap();
+    ebb_app::payins::set_cursor(&app.store, "ETH", 0).await.unwrap();
     for _ in 0..5 {
         chain.mine().await;
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
