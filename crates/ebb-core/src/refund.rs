@@ -271,9 +271,75 @@ pub fn reservation_entries(
     Ok((amount, fee))
 }
 
+/// The ledger entries of a transfer of `amount` the chain confirmed: it leaves `Reserved` for the
+/// world; when the refund is paid in full (`last`), its merchant fee goes to the PSP (a fee is charged
+/// only for a refund paid in full).
+pub fn settlement_entries(
+    token_id: &str,
+    amount: Amount,
+    fee: Option<Amount>,
+    last: bool,
+) -> Result<(Entry, Option<Entry>), LedgerError> {
+    let paid = Entry::builder().transfer(Account::Reserved, Account::World, token_id, amount.base_units())?.build()?;
+    let fee = match fee.filter(|f| !f.is_zero() && last) {
+        Some(fee) => {
+            Some(Entry::builder().transfer(Account::Reserved, Account::Psp, token_id, fee.base_units())?.build()?)
+        }
+        None => None,
+    };
+    Ok((paid, fee))
+}
+
+/// How a refund ends whose transfer failed or could not be sent, having paid `paid` of `amount` in
+/// earlier transfers: `Failed` if nothing was paid, `PartiallyCompleted` otherwise; with what is to be
+/// released (the unpaid rest; the merchant fee with it, as a fee is charged only for a refund paid in
+/// full). `None` if more was paid than asked, which the payout start never allows.
+pub fn unpaid_ending(amount: Amount, paid: Amount) -> Option<(RefundEvent, Amount)> {
+    let rest = amount.checked_sub(paid)?;
+    if paid.is_zero() {
+        Some((RefundEvent::PayoutFailed, rest))
+    } else {
+        Some((RefundEvent::PayoutPartiallyCompleted, rest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refund_that_paid_nothing_fails_and_releases_everything() {
+        let amount = Amount::from_base_units(100);
+        assert_eq!(unpaid_ending(amount, Amount::ZERO), Some((RefundEvent::PayoutFailed, amount)));
+    }
+
+    #[test]
+    fn a_refund_paid_in_part_ends_partially_completed_releasing_the_rest() {
+        let (amount, paid) = (Amount::from_base_units(100), Amount::from_base_units(30));
+        assert_eq!(
+            unpaid_ending(amount, paid),
+            Some((RefundEvent::PayoutPartiallyCompleted, Amount::from_base_units(70)))
+        );
+        assert_eq!(unpaid_ending(paid, amount), None, "overpaid");
+    }
+
+    #[test]
+    fn the_merchant_fee_settles_only_with_the_last_transfer() {
+        let fee = Some(Amount::from_base_units(5));
+        let (paid, none) = settlement_entries("ETH", Amount::from_base_units(40), fee, false).unwrap();
+        assert!(none.is_none());
+        assert_eq!(
+            paid,
+            Entry::builder().transfer(Account::Reserved, Account::World, "ETH", 40).unwrap().build().unwrap()
+        );
+        let (_, fee) = settlement_entries("ETH", Amount::from_base_units(60), fee, true).unwrap();
+        assert_eq!(
+            fee,
+            Some(Entry::builder().transfer(Account::Reserved, Account::Psp, "ETH", 5).unwrap().build().unwrap())
+        );
+        let (_, zero) = settlement_entries("ETH", Amount::from_base_units(60), Some(Amount::ZERO), true).unwrap();
+        assert!(zero.is_none());
+    }
 
     #[test]
     fn statuses_round_trip_through_their_names() {

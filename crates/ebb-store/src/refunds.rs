@@ -8,7 +8,7 @@
 //! `ebb-app/src/refunds.rs` from the functions here, each in one transaction.
 
 use ebb_core::ledger::Account;
-use ebb_core::refund::{refunded_after, reservation_entries};
+use ebb_core::refund::{refunded_after, reservation_entries, settlement_entries};
 use ebb_core::{Amount, RefundSource, RefundStatus};
 
 use crate::columns::Columns;
@@ -150,6 +150,23 @@ pub async fn post_reservation(conn: &mut Tx<'_>, r: &RefundRow, release: bool, n
             .await
         }
         None => ledger::post(conn, &amount, SourceType::RefundOut, &r.refund_id, now).await,
+    }
+}
+
+/// Settles a transfer of `amount` the chain confirmed (see [`settlement_entries`]).
+pub async fn post_settlement(
+    conn: &mut Tx<'_>,
+    r: &RefundRow,
+    amount: Amount,
+    last: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    match settlement_entries(&r.token_id, amount, r.merchant_fee_amount, last)? {
+        (paid, Some(fee)) => {
+            ledger::post_many(conn, &[(&paid, SourceType::RefundOut), (&fee, SourceType::RefundFee)], &r.refund_id, now)
+                .await
+        }
+        (paid, None) => ledger::post(conn, &paid, SourceType::RefundOut, &r.refund_id, now).await,
     }
 }
 
