@@ -1,8 +1,11 @@
-//! Webhook deliveries, as the dispatcher drives them: which endpoints have deliveries due, leasing a
+//! Webhook deliveries, as the dispatcher drives it: which endpoints have deliveries due, leasing a
 //! batch (one holder per delivery across processes), and recording finished attempts. Sending is the
 //! dispatcher's. Errors stay the store's (see [`crate::payouts`]).
 
-use ebb_store::webhooks::{AttemptRecord, LeasedDelivery};
+use std::sync::Arc;
+
+use ebb_store::webhooks::lease::{self, DeliveryLease};
+use ebb_store::webhooks::{self as repo, AttemptRecord, LeasedDelivery};
 use ebb_store::{Store, StoreError};
 
 /// Active endpoints with a delivery due at `now_ms`.
@@ -10,23 +13,33 @@ pub async fn endpoints_due(store: &Store, now_ms: i64) -> Result<Vec<String>, St
     store.endpoints_with_due_deliveries(now_ms).await
 }
 
-/// Leases up to `limit` due deliveries of an endpoint for `lease_ms`.
-pub async fn lease(
-    store: &Store,
-    endpoint_id: &str,
-    limit: i64,
-    lease_ms: i64,
-) -> Result<Vec<LeasedDelivery>, StoreError> {
-    store.lease_deliveries(endpoint_id, limit, lease_ms).await
+/// A dispatcher's hold on deliveries, with its backend's way of leasing chosen once.
+#[derive(Clone)]
+pub struct Leases {
+    store: Store,
+    lease: Arc<dyn DeliveryLease>,
 }
 
-/// Records finished attempts, and each delivery's next state where the lease is still held.
+impl Leases {
+    pub fn new(store: Store) -> Self {
+        let lease = lease::for_store(&store);
+        Leases { store, lease }
+    }
+
+    /// Leases up to `limit` due deliveries of an endpoint for `lease_ms`.
+    pub async fn take(&self, endpoint_id: &str, limit: i64, lease_ms: i64) -> Result<Vec<LeasedDelivery>, StoreError> {
+        self.lease.lease(&self.store, endpoint_id, limit, lease_ms).await
+    }
+
+    /// At start: frees what a crashed run of this process left leased, where the backend can tell
+    /// (SQLite: one server per file); how many.
+    pub async fn release_stale(&self) -> Result<u64, StoreError> {
+        self.lease.release_stale(&self.store).await
+    }
+}
+
+/// Records finished attempts, and each delivery's next state where the lease is still held, in one
+/// transaction.
 pub async fn record(store: &Store, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
-    store.record_attempts(records).await
-}
-
-/// Frees every lease of a SQLite database at start (one server per SQLite file: a lease still there
-/// is a crashed run's).
-pub async fn release_sqlite_leases(store: &Store) -> Result<u64, StoreError> {
-    store.release_sqlite_leases().await
+    store.write(move |tx| Box::pin(async move { repo::record_attempts(tx, &records).await })).await
 }

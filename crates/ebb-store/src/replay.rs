@@ -8,14 +8,14 @@
 //! replaying one of those only reads again what its first sending read.
 //!
 //! "No later than the request's writes" costs no disk wait of its own:
-//! - PostgreSQL: changes go to `seen_write_signatures` (logged), reads to `seen_signatures` (UNLOGGED),
+//! - PostgreSQL ([`SharedTables`]): changes go to `seen_write_signatures` (logged), reads to `seen_signatures` (UNLOGGED),
 //!   both shared by every ebb process. A change's insert commits asynchronously
 //!   (`synchronous_commit = off` for that statement alone): its WAL record precedes the request's own
 //!   transaction in the WAL, and that transaction's synchronous commit flushes the WAL up to its own
 //!   commit record, so both are on disk together. A request that writes nothing may lose its record in
 //!   a crash, and replaying it then changes nothing either. A signature covers the method, so a
 //!   request's signature can only ever be in the table of its kind.
-//! - SQLite: one ebb process serves a database file, so the authority is an in-memory set of 16-byte
+//! - SQLite ([`MemoryAndLog`]): one ebb process serves a database file, so the authority is an in-memory set of 16-byte
 //!   digests of key and signature, logged to `seen_request_log` and loaded back at start. A change's
 //!   digest is queued to the writer before the request runs; the writer commits its queue in order,
 //!   so the digest commits with or before the request's own write. A read's digest is saved in the
@@ -25,6 +25,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
@@ -69,9 +70,149 @@ impl Durability {
     }
 }
 
+/// Refuses replays; its memory is the backend's (see the module's documentation), chosen once when it
+/// is made.
 #[derive(Clone)]
 pub struct ReplayGuard {
+    seen: Arc<dyn SeenSignatures>,
+}
+
+/// Where seen signatures are remembered.
+trait SeenSignatures: Send + Sync {
+    /// Records the signature; `Ok(false)` if it was seen before.
+    fn first_use<'a>(
+        &'a self,
+        api_key: &'a str,
+        signature: &'a str,
+        now_ms: i64,
+        durability: Durability,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Saves what is kept only in memory.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+impl ReplayGuard {
+    pub async fn new(store: Store, now_ms: i64) -> Result<Self, StoreError> {
+        let seen: Arc<dyn SeenSignatures> = match store.backend() {
+            Backend::Postgres => SharedTables::start(store),
+            Backend::Sqlite => MemoryAndLog::start(store, now_ms).await?,
+        };
+        Ok(ReplayGuard { seen })
+    }
+
+    /// Records the signature; `Ok(false)` if it was seen before (a replay). With
+    /// [`Durability::BeforeAnswer`] the record is on disk when this returns `Ok(true)`.
+    pub async fn first_use(
+        &self,
+        api_key: &str,
+        signature: &str,
+        now_ms: i64,
+        durability: Durability,
+    ) -> Result<bool, StoreError> {
+        self.seen.first_use(api_key, signature, now_ms, durability).await
+    }
+
+    /// Writes what is not saved yet (tests; a background task does this every [`FLUSH_INTERVAL`]).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.seen.flush().await
+    }
+}
+
+/// PostgreSQL: two tables every ebb process shares.
+struct SharedTables {
+    store: Store,
+}
+
+impl SharedTables {
+    fn start(store: Store) -> Arc<dyn SeenSignatures> {
+        let tables = Arc::new(SharedTables { store });
+        tokio::spawn(prune_tables(Arc::downgrade(&tables)));
+        tables
+    }
+}
+
+impl SeenSignatures for SharedTables {
+    fn first_use<'a>(
+        &'a self,
+        api_key: &'a str,
+        signature: &'a str,
+        now_ms: i64,
+        durability: Durability,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let sql = match durability {
+                // set_config(…, true) lasts until the end of the statement's own transaction, whose
+                // commit then does not wait for the disk (see the module's documentation).
+                Durability::BeforeAnswer => {
+                    "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) \
+                     INSERT INTO seen_write_signatures (api_key, signature, seen_at) \
+                     SELECT $1, $2, $3 FROM async_commit ON CONFLICT DO NOTHING"
+                }
+                Durability::Background => {
+                    "INSERT INTO seen_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                }
+            };
+            let done = sqlx::query(sql).bind(api_key).bind(signature).bind(now_ms).execute(self.store.pool()).await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+async fn prune_tables(tables: Weak<SharedTables>) {
+    loop {
+        tokio::time::sleep(FLUSH_INTERVAL * PRUNE_EVERY).await;
+        let Some(tables) = tables.upgrade() else { return };
+        let before = ebb_core::clock::now_ms() - RETAIN_MS;
+        let pruned = tables
+            .store
+            .write(move |conn| {
+                Box::pin(async move {
+                    for sql in [
+                        "DELETE FROM seen_signatures WHERE seen_at < $1",
+                        "DELETE FROM seen_write_signatures WHERE seen_at < $1",
+                    ] {
+                        db::query(sql).bind(before).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(e) = pruned {
+            tracing::warn!(error = %e, "could not prune seen request signatures");
+        }
+    }
+}
+
+/// SQLite: an in-memory set, logged to `seen_request_log` and loaded back at start.
+struct MemoryAndLog {
     inner: Arc<Inner>,
+}
+
+impl MemoryAndLog {
+    async fn start(store: Store, now_ms: i64) -> Result<Arc<dyn SeenSignatures>, StoreError> {
+        let mut memory = Memory::default();
+        let rows = sqlx::query("SELECT seen_at, digest FROM seen_request_log WHERE seen_at > $1 ORDER BY seen_at")
+            .bind(now_ms - RETAIN_MS)
+            .fetch_all(store.pool())
+            .await?;
+        for r in rows {
+            let (at, bytes): (i64, Vec<u8>) = (r.try_get(0)?, r.try_get(1)?);
+            let digest: RequestDigest = bytes
+                .try_into()
+                .map_err(|_| StoreError::Internal("seen_request_log holds a digest that is not 16 bytes".into()))?;
+            if memory.seen.insert(digest) {
+                memory.order.push_back((at, digest));
+            }
+        }
+        let inner = Arc::new(Inner { store, memory: Mutex::new(memory) });
+        tokio::spawn(maintain(Arc::downgrade(&inner)));
+        Ok(Arc::new(MemoryAndLog { inner }))
+    }
 }
 
 struct Inner {
@@ -88,90 +229,46 @@ struct Memory {
     unsaved: Vec<(i64, RequestDigest)>,
 }
 
-impl ReplayGuard {
-    pub async fn new(store: Store, now_ms: i64) -> Result<Self, StoreError> {
-        let mut memory = Memory::default();
-        if store.backend() == Backend::Sqlite {
-            let rows = sqlx::query("SELECT seen_at, digest FROM seen_request_log WHERE seen_at > $1 ORDER BY seen_at")
-                .bind(now_ms - RETAIN_MS)
-                .fetch_all(store.pool())
-                .await?;
-            for r in rows {
-                let (at, bytes): (i64, Vec<u8>) = (r.try_get(0)?, r.try_get(1)?);
-                let digest: RequestDigest = bytes
-                    .try_into()
-                    .map_err(|_| StoreError::Internal("seen_request_log holds a digest that is not 16 bytes".into()))?;
-                if memory.seen.insert(digest) {
-                    memory.order.push_back((at, digest));
-                }
-            }
-        }
-        let inner = Arc::new(Inner { store, memory: Mutex::new(memory) });
-        tokio::spawn(maintain(Arc::downgrade(&inner)));
-        Ok(ReplayGuard { inner })
-    }
-
-    /// Records the signature; `Ok(false)` if it was seen before (a replay). With
-    /// [`Durability::BeforeAnswer`] the record is on disk when this returns `Ok(true)`.
-    pub async fn first_use(
-        &self,
-        api_key: &str,
-        signature: &str,
+impl SeenSignatures for MemoryAndLog {
+    fn first_use<'a>(
+        &'a self,
+        api_key: &'a str,
+        signature: &'a str,
         now_ms: i64,
         durability: Durability,
-    ) -> Result<bool, StoreError> {
-        let store = &self.inner.store;
-        match store.backend() {
-            Backend::Postgres => {
-                let sql = match durability {
-                    // set_config(…, true) lasts until the end of the statement's own transaction, whose
-                    // commit then does not wait for the disk (see the module's documentation).
-                    Durability::BeforeAnswer => {
-                        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) \
-                         INSERT INTO seen_write_signatures (api_key, signature, seen_at) \
-                         SELECT $1, $2, $3 FROM async_commit ON CONFLICT DO NOTHING"
-                    }
-                    Durability::Background => {
-                        "INSERT INTO seen_signatures (api_key, signature, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-                    }
-                };
-                let done = sqlx::query(sql).bind(api_key).bind(signature).bind(now_ms).execute(store.pool()).await?;
-                Ok(done.rows_affected() == 1)
-            }
-            Backend::Sqlite => {
-                let digest = request_digest(api_key, signature);
-                {
-                    let mut m = self.inner.memory.lock().expect("replay memory lock");
-                    if !m.seen.insert(digest) {
-                        return Ok(false);
-                    }
-                    if durability == Durability::Background {
-                        m.order.push_back((now_ms, digest));
-                        m.unsaved.push((now_ms, digest));
-                        return Ok(true);
-                    }
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let digest = request_digest(api_key, signature);
+            {
+                let mut m = self.inner.memory.lock().expect("replay memory lock");
+                if !m.seen.insert(digest) {
+                    return Ok(false);
                 }
-                // Queued ahead of any write the request makes (see the module's documentation); in
-                // `seen` meanwhile, so a concurrent replay is refused while this one is queued.
-                match enqueue_log(store, vec![(now_ms, digest)]).await {
-                    Ok(saved) => {
-                        tokio::spawn(report_failure(saved));
-                        self.inner.memory.lock().expect("replay memory lock").order.push_back((now_ms, digest));
-                        Ok(true)
-                    }
-                    Err(e) => {
-                        // Not queued, so not served: the client may send it again.
-                        self.inner.memory.lock().expect("replay memory lock").seen.remove(&digest);
-                        Err(e)
-                    }
+                if durability == Durability::Background {
+                    m.order.push_back((now_ms, digest));
+                    m.unsaved.push((now_ms, digest));
+                    return Ok(true);
                 }
             }
-        }
+            // Queued ahead of any write the request makes (see the module's documentation); in
+            // `seen` meanwhile, so a concurrent replay is refused while this one is queued.
+            match enqueue_log(&self.inner.store, vec![(now_ms, digest)]).await {
+                Ok(saved) => {
+                    tokio::spawn(report_failure(saved));
+                    self.inner.memory.lock().expect("replay memory lock").order.push_back((now_ms, digest));
+                    Ok(true)
+                }
+                Err(e) => {
+                    // Not queued, so not served: the client may send it again.
+                    self.inner.memory.lock().expect("replay memory lock").seen.remove(&digest);
+                    Err(e)
+                }
+            }
+        })
     }
 
-    /// Writes what is not saved yet (tests; the background task does this every [`FLUSH_INTERVAL`]).
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        save_and_prune(&self.inner, false).await
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(save_and_prune(&self.inner, false))
     }
 }
 
@@ -205,7 +302,7 @@ async fn save_and_prune(inner: &Inner, prune: bool) -> Result<(), StoreError> {
     write_log(&inner.store, unsaved, prune.then_some(now - RETAIN_MS)).await
 }
 
-async fn report_failure(saved: futures::future::BoxFuture<'static, Result<(), StoreError>>) {
+async fn report_failure(saved: BoxFuture<'static, Result<(), StoreError>>) {
     if let Err(e) = saved.await {
         tracing::warn!(error = %e, "could not log the signatures of requests that change something; a crash now would let them be replayed");
     }
@@ -216,7 +313,7 @@ async fn report_failure(saved: futures::future::BoxFuture<'static, Result<(), St
 async fn enqueue_log(
     store: &Store,
     entries: Vec<(i64, RequestDigest)>,
-) -> Result<futures::future::BoxFuture<'static, Result<(), StoreError>>, StoreError> {
+) -> Result<BoxFuture<'static, Result<(), StoreError>>, StoreError> {
     store
         .enqueue_write(move |conn| {
             Box::pin(async move {
@@ -244,27 +341,22 @@ async fn append_log(conn: &mut db::Tx<'_>, entries: &[(i64, RequestDigest)]) -> 
     Ok(())
 }
 
-/// Appends digests to the SQLite log and, with `prune_before`, deletes the backend's records older
-/// than that, in one write.
+/// Appends digests to the SQLite log and, with `prune_before`, deletes its records older than
+/// that, in one write.
 async fn write_log(
     store: &Store,
     entries: Vec<(i64, RequestDigest)>,
     prune_before: Option<i64>,
 ) -> Result<(), StoreError> {
-    let prune_sql: &[&str] = match store.backend() {
-        Backend::Sqlite => &["DELETE FROM seen_request_log WHERE seen_at < $1"],
-        Backend::Postgres => {
-            &["DELETE FROM seen_signatures WHERE seen_at < $1", "DELETE FROM seen_write_signatures WHERE seen_at < $1"]
-        }
-    };
     store
         .write(move |conn| {
             Box::pin(async move {
                 append_log(conn, &entries).await?;
                 if let Some(before) = prune_before {
-                    for sql in prune_sql {
-                        db::query(sql).bind(before).execute(&mut *conn).await?;
-                    }
+                    db::query("DELETE FROM seen_request_log WHERE seen_at < $1")
+                        .bind(before)
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(())
             })
@@ -304,13 +396,14 @@ mod tests {
             store.close().await;
         }
         let store = Store::connect(&url, 2).await.unwrap();
+        let store_again = store.clone();
         let guard = ReplayGuard::new(store, now).await.unwrap();
         assert!(!guard.first_use("k1", "s1", now, Durability::Background).await.unwrap(), "a replay after the restart");
         assert!(!guard.first_use("k2", "s1", now, Durability::Background).await.unwrap());
         assert!(guard.first_use("k1", "s2", now, Durability::Background).await.unwrap());
         // Older than the window at start: forgotten, as the nonce check refuses such requests anyway.
         let later = now + RETAIN_MS + 1;
-        let guard = ReplayGuard::new(guard.inner.store.clone(), later).await.unwrap();
+        let guard = ReplayGuard::new(store_again, later).await.unwrap();
         assert!(guard.first_use("k1", "s1", later, Durability::Background).await.unwrap());
     }
 

@@ -126,7 +126,8 @@ impl WebhookDispatcher {
         let per_endpoint: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         // A lease outlives the longest attempt, so no other dispatcher takes a delivery mid-attempt.
         let lease_ms = (self.settings.timeout + LEASE_MARGIN).as_millis() as i64;
-        match deliveries::release_sqlite_leases(&self.store).await {
+        let leases = deliveries::Leases::new(self.store.clone());
+        match leases.release_stale().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(n, "webhook deliveries held by a previous run are due again"),
             Err(e) => {
@@ -152,7 +153,7 @@ impl WebhookDispatcher {
                         if room == 0 || (busy > 0 && room < refill_at) {
                             continue;
                         }
-                        let leased = match deliveries::lease(&self.store, &endpoint, room as i64, lease_ms).await {
+                        let leased = match leases.take(&endpoint, room as i64, lease_ms).await {
                             Ok(l) => l,
                             Err(e) => {
                                 tracing::warn!(error = %e, endpoint = %endpoint, "leasing webhook deliveries failed");

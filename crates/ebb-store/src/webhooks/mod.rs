@@ -7,11 +7,12 @@
 //! endpoint, a delivery waits while an earlier event of the same subject is still `Retrying`: a refund's
 //! events arrive in the order they happened.
 //!
-//! This file: endpoints and reading deliveries; `dispatch.rs`: leasing, retrying and recording
-//! deliveries.
+//! This file: endpoints and reading deliveries; `dispatch.rs`: retrying and recording deliveries;
+//! `lease.rs`: leasing them.
 
 mod dispatch;
-pub use dispatch::{prune_attempts, retry_failed, retry_now};
+pub mod lease;
+pub use dispatch::{prune_attempts, record_attempts, retry_failed, retry_now};
 
 use crate::columns::Columns;
 use crate::db::{self, Tx};
