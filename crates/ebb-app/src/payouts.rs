@@ -71,7 +71,7 @@ where
                     return Ok(None);
                 }
                 // The signature must be for what the locked row asks now, not for what was read before.
-                if r.to_address != transfer.to_address || r.token_id != transfer.token_id {
+                if r.to_address != transfer.to_address.as_str() || r.token_id != transfer.token_id {
                     tracing::info!(refund = %refund_id, prepared_for = %transfer.to_address, now = %r.to_address,
                         "the refund changed while its payout was prepared; the attempt is abandoned before signing");
                     return Ok(None);

@@ -22,6 +22,7 @@ use alloy::sol;
 use alloy::sol_types::{SolCall, SolEvent};
 use alloy::transports::{RpcError, TransportErrorKind};
 use async_trait::async_trait;
+use ebb_core::{Address as EbbAddress, Amount};
 
 use crate::{Chain, ChainError, Funds, Inclusion, IncomingTransfer, Outcome, Prepared, Signed, TokenRef};
 
@@ -207,7 +208,7 @@ impl Chain for EvmChain {
         let token_balance = IERC20::balanceOfCall::abi_decode_returns(&out)
             .map_err(|e| ChainError::Rejected(format!("{} is not an ERC-20 contract: {e}", token.contract)))?;
         let native = self.rpc(self.provider.get_balance(self.wallet())).await?;
-        Ok(Funds { token: to_u128(token_balance), native: to_u128(native) })
+        Ok(Funds { token: Amount::from_base_units(to_u128(token_balance)), native: to_u128(native) })
     }
 
     async fn pending_nonce(&self) -> Result<u64, ChainError> {
@@ -218,13 +219,13 @@ impl Chain for EvmChain {
         self.rpc(self.provider.get_transaction_count(self.wallet()).latest()).await
     }
 
-    async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError> {
+    async fn prepare(&self, token: &TokenRef, to: &EbbAddress, amount: Amount) -> Result<Prepared, ChainError> {
         let contract = parse_address(&token.contract)?;
-        let recipient = parse_address(to)?;
+        let recipient = parse_address(to.as_str())?;
         let request = TransactionRequest::default()
             .from(self.wallet())
             .to(contract)
-            .input(Self::transfer_input(recipient, amount).into());
+            .input(Self::transfer_input(recipient, amount.base_units()).into());
         // The dry run: a transfer the contract would refuse fails here, before any gas is spent.
         let gas = self.rpc(self.provider.estimate_gas(request)).await?;
         let fees = self.fees().await?;
@@ -235,7 +236,7 @@ impl Chain for EvmChain {
         }
         Ok(Prepared {
             token: token.clone(),
-            to: recipient.to_checksum(None),
+            to: EbbAddress::evm_from_bytes(&recipient.into_array()),
             amount,
             // 20 % above the estimate: state can change between the dry run and the block.
             gas_limit: gas.saturating_mul(6) / 5,
@@ -254,7 +255,7 @@ impl Chain for EvmChain {
             to: TxKind::Call(parse_address(&p.token.contract)?),
             value: U256::ZERO,
             access_list: Default::default(),
-            input: Self::transfer_input(parse_address(&p.to)?, p.amount),
+            input: Self::transfer_input(parse_address(p.to.as_str())?, p.amount.base_units()),
         };
         let signature = self.signer.sign_transaction_sync(&mut tx).map_err(|e| ChainError::Config(e.to_string()))?;
         let envelope = TxEnvelope::from(tx.into_signed(signature));
@@ -374,7 +375,7 @@ impl Chain for EvmChain {
                 block: log.block_number.unwrap_or(0),
                 from: event.from.to_checksum(None),
                 to: to_address,
-                amount: u128::try_from(event.value).ok(),
+                amount: u128::try_from(event.value).ok().map(Amount::from_base_units),
             });
         }
         Ok(found)

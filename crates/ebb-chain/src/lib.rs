@@ -11,6 +11,7 @@ pub mod evm;
 pub mod sandbox;
 
 use async_trait::async_trait;
+use ebb_core::{Address, Amount};
 
 /// A token as a chain needs it: its contract on this chain and its id in ebb.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +29,8 @@ impl From<&ebb_core::Token> for TokenRef {
 /// What the hot wallet holds right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Funds {
-    /// Of the token, in base units.
-    pub token: u128,
+    /// Of the token.
+    pub token: Amount,
     /// Of the chain's native coin (gas), in base units (wei on EVM).
     pub native: u128,
 }
@@ -38,8 +39,8 @@ pub struct Funds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
     pub token: TokenRef,
-    pub to: String,
-    pub amount: u128,
+    pub to: Address,
+    pub amount: Amount,
     pub gas_limit: u64,
     pub max_fee_per_gas: u128,
     pub max_priority_fee_per_gas: u128,
@@ -90,9 +91,9 @@ pub struct IncomingTransfer {
     pub block: u64,
     pub from: String,
     pub to: String,
-    /// Base units; `None` when the chain's integer (an ERC-20's uint256) holds more than a `u128`.
+    /// `None` when the chain's integer (an ERC-20's uint256) holds more than a `u128` of base units.
     /// Such a transfer is still reported, so that it is recorded rather than silently skipped.
-    pub amount: Option<u128>,
+    pub amount: Option<Amount>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +131,10 @@ pub trait Chain: Send + Sync {
     /// How much of the `remaining` amount of a payout its next transfer carries: all of it, unless the
     /// chain splits payouts (the sandbox does for [`sandbox::PARTIAL_ADDRESS`]). A refund paid in several
     /// transfers is `Completed` when all are mined, `PartiallyCompleted` when one fails after others.
-    fn leg_amount(&self, _token: &TokenRef, _to: &str, remaining: u128) -> u128 {
+    fn leg_amount(&self, _token: &TokenRef, _to: &Address, remaining: Amount) -> Amount {
         remaining
     }
-    async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError>;
+    async fn prepare(&self, token: &TokenRef, to: &Address, amount: Amount) -> Result<Prepared, ChainError>;
     /// Signs locally; no I/O, so it can run inside the database transaction that stores the result.
     fn sign(&self, prepared: &Prepared, nonce: u64) -> Result<Signed, ChainError>;
     /// A replacement for a transaction that is not being mined because its fees are now too low: the

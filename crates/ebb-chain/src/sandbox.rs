@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ebb_core::ChainFamily;
+use ebb_core::{Address, Amount, ChainFamily};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -255,7 +255,7 @@ impl Chain for SandboxChain {
     }
 
     async fn funds(&self, token: &TokenRef) -> Result<Funds, ChainError> {
-        Ok(Funds { token: self.balance(&self.hot_wallet, &token.token_id), native: u128::MAX })
+        Ok(Funds { token: Amount::from_base_units(self.balance(&self.hot_wallet, &token.token_id)), native: u128::MAX })
     }
 
     async fn pending_nonce(&self) -> Result<u64, ChainError> {
@@ -269,25 +269,26 @@ impl Chain for SandboxChain {
         Ok(self.state().nonces.get(&key(&self.hot_wallet)).copied().unwrap_or(0))
     }
 
-    fn leg_amount(&self, _token: &TokenRef, to: &str, remaining: u128) -> u128 {
-        if key(to) != PARTIAL_ADDRESS || remaining < 2 {
-            return remaining;
+    fn leg_amount(&self, _token: &TokenRef, to: &Address, remaining: Amount) -> Amount {
+        let remaining = remaining.base_units();
+        if key(to.as_str()) != PARTIAL_ADDRESS || remaining < 2 {
+            return Amount::from_base_units(remaining);
         }
         let mut s = self.state();
         if take_one(&mut s.partial_rests, remaining) {
             // The second transfer of a split payout: it will revert.
             *s.partial_doomed.entry(remaining).or_default() += 1;
-            return remaining;
+            return Amount::from_base_units(remaining);
         }
         let first = remaining.div_ceil(2);
         *s.partial_rests.entry(remaining - first).or_default() += 1;
-        first
+        Amount::from_base_units(first)
     }
 
-    async fn prepare(&self, token: &TokenRef, to: &str, amount: u128) -> Result<Prepared, ChainError> {
+    async fn prepare(&self, token: &TokenRef, to: &Address, amount: Amount) -> Result<Prepared, ChainError> {
         Ok(Prepared {
             token: token.clone(),
-            to: to.to_owned(),
+            to: to.clone(),
             amount,
             gas_limit: 0,
             max_fee_per_gas: 0,
@@ -301,8 +302,8 @@ impl Chain for SandboxChain {
             from: self.hot_wallet.clone(),
             nonce,
             token_id: p.token.token_id.clone(),
-            to: p.to.clone(),
-            amount: p.amount.to_string(),
+            to: p.to.as_str().to_owned(),
+            amount: p.amount.base_units().to_string(),
         };
         let raw = serde_json::to_vec(&tx).map_err(|e| ChainError::Config(e.to_string()))?;
         Ok(Signed { tx_hash: hash_of(&raw), raw, nonce, from: self.hot_wallet.clone() })
@@ -362,7 +363,7 @@ impl Chain for SandboxChain {
                 block: *block,
                 from: tx.from.clone(),
                 to: tx.to.clone(),
-                amount: tx.amount.parse().ok(),
+                amount: tx.amount.parse().ok().map(Amount::from_base_units),
             })
             .collect())
     }
@@ -381,12 +382,16 @@ mod tests {
         SandboxChain::start("ETH", ChainFamily::Evm, Duration::from_secs(3600), 2)
     }
 
+    fn to(address: &str) -> Address {
+        Address::parse(ChainFamily::Evm, address).unwrap()
+    }
+
     const CUSTOMER: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 
     #[tokio::test]
     async fn a_transfer_is_mined_once_and_confirms() {
         let c = chain().await;
-        let p = c.prepare(&token(), CUSTOMER, 250).await.unwrap();
+        let p = c.prepare(&token(), &to(CUSTOMER), Amount::from_base_units(250)).await.unwrap();
         let signed = c.sign(&p, c.pending_nonce().await.unwrap()).unwrap();
         c.broadcast(&signed.raw).await.unwrap();
         c.broadcast(&signed.raw).await.unwrap();
@@ -407,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn the_magic_address_reverts_and_an_empty_wallet_cannot_pay() {
         let c = chain().await;
-        let p = c.prepare(&token(), REVERT_ADDRESS, 1).await.unwrap();
+        let p = c.prepare(&token(), &to(REVERT_ADDRESS), Amount::from_base_units(1)).await.unwrap();
         let s = c.sign(&p, 0).unwrap();
         c.broadcast(&s.raw).await.unwrap();
         c.mine();
@@ -416,14 +421,14 @@ mod tests {
             Inclusion::Included { outcome: Outcome::Reverted { .. }, .. }
         ));
         c.set_balance(c.hot_wallet(), "ETH_USDT", 5);
-        assert_eq!(c.funds(&token()).await.unwrap().token, 5);
+        assert_eq!(c.funds(&token()).await.unwrap().token, Amount::from_base_units(5));
     }
 
     #[tokio::test]
     async fn a_second_transaction_with_a_used_nonce_is_refused() {
         let c = chain().await;
-        let a = c.sign(&c.prepare(&token(), CUSTOMER, 1).await.unwrap(), 0).unwrap();
-        let b = c.sign(&c.prepare(&token(), CUSTOMER, 2).await.unwrap(), 0).unwrap();
+        let a = c.sign(&c.prepare(&token(), &to(CUSTOMER), Amount::from_base_units(1)).await.unwrap(), 0).unwrap();
+        let b = c.sign(&c.prepare(&token(), &to(CUSTOMER), Amount::from_base_units(2)).await.unwrap(), 0).unwrap();
         c.broadcast(&a.raw).await.unwrap();
         c.mine();
         assert!(matches!(c.broadcast(&b.raw).await, Err(ChainError::Rejected(_))));
@@ -433,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn a_reorg_drops_a_transfer_until_it_is_broadcast_again() {
         let c = chain().await;
-        let s = c.sign(&c.prepare(&token(), CUSTOMER, 7).await.unwrap(), 0).unwrap();
+        let s = c.sign(&c.prepare(&token(), &to(CUSTOMER), Amount::from_base_units(7)).await.unwrap(), 0).unwrap();
         c.broadcast(&s.raw).await.unwrap();
         c.mine();
         c.reorg(1);
@@ -452,6 +457,6 @@ mod tests {
         c.mine();
         let found = c.scan(&[token()], 0, 10, &|a| a.eq_ignore_ascii_case(deposit)).await.unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].tx_hash.as_str(), found[0].amount), (hash.as_str(), Some(100)));
+        assert_eq!((found[0].tx_hash.as_str(), found[0].amount), (hash.as_str(), Some(Amount::from_base_units(100))));
     }
 }

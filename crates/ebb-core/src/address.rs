@@ -42,6 +42,12 @@ impl Address {
         }
     }
 
+    /// An address read back from ebb's own database, which stores only addresses that were parsed
+    /// for their token's chain family before they were stored.
+    pub fn from_stored(s: String) -> Self {
+        Address(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -110,6 +110,11 @@ impl Amount {
         self.0.checked_add(other.0).map(Amount)
     }
 
+    /// `self - other`, or zero if `other` is larger.
+    pub fn saturating_sub(self, other: Amount) -> Amount {
+        Amount(self.0.saturating_sub(other.0))
+    }
+
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
         self.0.checked_sub(other.0).map(Amount)
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ebb_app::payins;
 use ebb_chain::{Chain, Inclusion, Outcome, TokenRef};
-use ebb_core::{Amount, TokenRegistry};
+use ebb_core::TokenRegistry;
 use ebb_store::payins::SeenPayin;
 use ebb_store::{Store, StoreError};
 use tokio::sync::watch;
@@ -111,7 +111,7 @@ impl PayinWatcher {
                         block: t.block,
                         from: t.from,
                         to: t.to,
-                        amount: t.amount.map(Amount::from_base_units),
+                        amount: t.amount,
                     };
                     match payins::seen(&self.store, order_id, payin).await {
                         Ok(true) => {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ebb_app::payouts;
 use ebb_chain::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, TokenRef};
-use ebb_core::TokenRegistry;
+use ebb_core::{Amount, TokenRegistry};
 use ebb_store::payouts::{OpenLeg, PayableRefund, PreparedTransfer, SignedBytes};
 use ebb_store::{Store, StoreError};
 use futures::stream::{self, StreamExt};
@@ -107,12 +107,13 @@ impl PayoutExecutor {
         let tracking: Vec<_> = open.iter().map(|leg| self.track_one(leg)).collect();
         let tracked: Vec<Result<(&OpenLeg, bool, TickReport), WorkerError>> =
             stream::iter(tracking).buffer_unordered(CONCURRENCY).collect().await;
-        let mut in_flight: HashMap<String, u128> = HashMap::new();
+        let mut in_flight: HashMap<String, Amount> = HashMap::new();
         for t in tracked {
             let (leg, still_open, r) = t?;
             report.add(&r);
             if still_open {
-                *in_flight.entry(leg.token_id.clone()).or_default() += leg.amount.base_units();
+                let sum = in_flight.entry(leg.token_id.clone()).or_default();
+                *sum = sum.checked_add(leg.amount).unwrap_or(Amount::from_base_units(u128::MAX));
             }
         }
         self.start_new(&in_flight, &mut report).await?;
@@ -129,7 +130,7 @@ impl PayoutExecutor {
         &self,
         r: PayableRefund,
         token: TokenRef,
-        amount: u128,
+        amount: Amount,
     ) -> (PayableRefund, Result<Prepared, ChainError>) {
         let p = self.chain.prepare(&token, &r.to_address, amount).await;
         (r, p)
@@ -140,7 +141,7 @@ impl PayoutExecutor {
         let transfer = PreparedTransfer {
             token_id: prepared.token.token_id.clone(),
             to_address: prepared.to.clone(),
-            amount: ebb_core::Amount::from_base_units(prepared.amount),
+            amount: prepared.amount,
         };
         failpoint::pause("payout.before_store", &r.refund_id).await;
         let chain = self.chain.clone();
@@ -304,7 +305,7 @@ impl PayoutExecutor {
         Ok(())
     }
 
-    async fn start_new(&self, in_flight: &HashMap<String, u128>, report: &mut TickReport) -> Result<(), WorkerError> {
+    async fn start_new(&self, in_flight: &HashMap<String, Amount>, report: &mut TickReport) -> Result<(), WorkerError> {
         let payable = payouts::payable(&self.store, self.chain.chain_id(), BATCH).await?;
         if payable.is_empty() {
             return Ok(());
@@ -322,12 +323,12 @@ impl PayoutExecutor {
             let token = TokenRef::from(token);
             if !available.contains_key(&r.token_id) {
                 let mut f = self.chain.funds(&token).await?;
-                f.token = f.token.saturating_sub(in_flight.get(&r.token_id).copied().unwrap_or(0));
+                f.token = f.token.saturating_sub(in_flight.get(&r.token_id).copied().unwrap_or_default());
                 available.insert(r.token_id.clone(), f);
             }
             let funds = available.get_mut(&r.token_id).expect("inserted above");
             // This transfer's share of what is left to pay (all of it unless the chain splits payouts).
-            let remaining = r.amount.base_units().saturating_sub(r.paid.base_units());
+            let remaining = r.amount.saturating_sub(r.paid);
             let amount = self.chain.leg_amount(&token, &r.to_address, remaining);
             if funds.token < amount {
                 let reason = format!(
@@ -339,7 +340,7 @@ impl PayoutExecutor {
                 self.hold(&r.refund_id, r.hold_reason.as_deref(), reason, report).await?;
                 continue;
             }
-            funds.token -= amount;
+            funds.token = funds.token.saturating_sub(amount);
             covered.push((r, token, amount));
         }
         // 2. Dry runs and fee estimates, several at once (RPC round trips, nothing stored).

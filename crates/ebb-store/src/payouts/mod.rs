@@ -16,7 +16,7 @@ pub use legs::{add_version, lock_undecided_leg, mark_decided, mark_seen, show_ve
 
 use std::collections::HashMap;
 
-use ebb_core::{Amount, TxStatus};
+use ebb_core::{Address, Amount, TxStatus};
 
 use crate::columns::Columns;
 use crate::db::{self, Tx};
@@ -33,7 +33,7 @@ pub struct PayableRefund {
     pub amount: Amount,
     /// What earlier transfers of this refund have paid (a payout split in several transfers).
     pub paid: Amount,
-    pub to_address: String,
+    pub to_address: Address,
     pub hold_reason: Option<String>,
 }
 
@@ -41,7 +41,7 @@ pub struct PayableRefund {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedTransfer {
     pub token_id: String,
-    pub to_address: String,
+    pub to_address: Address,
     pub amount: Amount,
 }
 
@@ -219,7 +219,7 @@ impl Store {
                 token_id: row.col("token_id")?,
                 amount: Amount::from_base_units_str(&row.col::<String>("amount")?)?,
                 paid: Amount::ZERO,
-                to_address: row.col("to_address")?,
+                to_address: Address::from_stored(row.col("to_address")?),
                 hold_reason: row.col("hold_reason")?,
             })
         };
