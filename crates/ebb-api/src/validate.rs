@@ -1,6 +1,7 @@
 //! Turning request strings into domain values, with messages that say what is wrong.
 
 use ebb_core::amount::AmountError;
+use ebb_core::refund::RequestId;
 use ebb_core::{Address, Amount, Token, TokenRegistry};
 
 use crate::error::{ApiError, ErrorCode};
@@ -36,6 +37,10 @@ pub fn address(field: &str, s: &str, token: &Token) -> Result<Address, ApiError>
             format!("{field}: {e} (token {} is on chain {})", token.id, token.chain_id),
         )
     })
+}
+
+pub fn request_id(s: &str) -> Result<RequestId, ApiError> {
+    RequestId::parse(s).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 /// Client-chosen identifiers and names: non-empty, bounded, no control characters.

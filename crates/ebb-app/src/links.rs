@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use ebb_core::clock::{now_ms, now_s};
-use ebb_core::refund::RefundEvent;
+use ebb_core::refund::{RefundEvent, RequestId};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token, TxStatus};
 use ebb_store::ids;
 use ebb_store::links::{self as repo, LinkDisplay, LinkRow, LinkStatus, LinkView, Refusal};
@@ -13,7 +13,7 @@ use ebb_store::StoreError;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::refunds::{insert_refund, Created, NewRefund};
+use crate::refunds::{insert_refund, Created, NewRefund, RefundRequest};
 use crate::{Actor, AppError, AppResult, Engine};
 
 /// The secret in a refund link's URL. Only its hash ([`LinkToken::hash`]) is stored, so a link
@@ -109,7 +109,8 @@ pub async fn find_payment(engine: &Engine, actor: &Actor, payment: RefundedPayme
 /// A request for a refund link, typed.
 #[derive(Debug, Clone)]
 pub struct LinkRequest {
-    pub request_id: String,
+    /// `None`: a fresh one is made (a link request need not be idempotent).
+    pub request_id: Option<RequestId>,
     pub payment: PaymentToRefund,
     pub amount: Amount,
     pub source: RefundSource,
@@ -137,11 +138,16 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         ));
     }
     let merchant_id = crate::refunds::admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
+    let request_id = match req.request_id {
+        Some(id) => id,
+        // Generated ids are short alphanumerics, which always pass.
+        None => RequestId::parse(&ids::new_id("link_")).map_err(internal)?,
+    };
     let token = LinkToken::generate();
     let ttl_ms = i64::try_from(engine.link_ttl.as_millis()).unwrap_or(i64::MAX);
-    let new = NewRefund {
-        request_id: req.request_id,
-        idem_scope: actor.idem_scope(),
+    crate::refunds::check_merchant_exists(engine, merchant_id.as_deref()).await?;
+    let request = RefundRequest {
+        request_id,
         merchant_id,
         order_id: Some(req.payment.order_id),
         token: req.payment.token,
@@ -149,10 +155,8 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         to_address: None,
         source: req.source,
         merchant_fee: req.merchant_fee,
-        initiator: actor.initiator.clone(),
-        via_link: true,
     };
-    crate::refunds::check_merchant_exists(engine, new.merchant_id.as_deref()).await?;
+    let new = NewRefund { request, idem_scope: actor.idem_scope(), initiator: actor.initiator.clone(), via_link: true };
     let (token_hash, payer, source_tx_id, display) =
         (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);
     let (refund, link) = engine

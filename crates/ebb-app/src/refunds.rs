@@ -1,7 +1,9 @@
 //! Refunds: create one, set or change its address, cancel it, and read them.
 
 use ebb_core::clock::now_s;
-use ebb_core::refund::{check_request, refund_merchant, OrderFacts, RefundEvent, RefundPartyError, CANCELLED_REASON};
+use ebb_core::refund::{
+    check_request, refund_merchant, OrderFacts, RefundEvent, RefundPartyError, RequestId, CANCELLED_REASON,
+};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use ebb_store::orders::lock_order;
 use ebb_store::page::{Page, PageRequest};
@@ -14,7 +16,7 @@ use crate::{Actor, AppError, AppResult, Engine};
 #[derive(Debug, Clone)]
 pub struct RefundRequest {
     /// Makes the request idempotent within the actor's scope.
-    pub request_id: String,
+    pub request_id: RequestId,
     pub merchant_id: Option<String>,
     /// The paid order refunded, if any: it bounds the amount and decides the merchant.
     pub order_id: Option<String>,
@@ -54,16 +56,10 @@ pub(crate) fn admit(
 /// A refund request as it is stored: typed, with who made it and under which idempotency scope.
 #[derive(Debug, Clone)]
 pub(crate) struct NewRefund {
-    pub request_id: String,
+    /// As admitted: its merchant is the one the actor may refund for.
+    pub request: RefundRequest,
     /// Who may see this `request_id`; a merchant's scope also limits the refund to that merchant.
     pub idem_scope: IdempotencyScope,
-    pub merchant_id: Option<String>,
-    pub order_id: Option<String>,
-    pub token: Token,
-    pub amount: Amount,
-    pub to_address: Option<Address>,
-    pub source: RefundSource,
-    pub merchant_fee: Option<Amount>,
     pub initiator: String,
     /// Made for a refund link: the address comes through the link. A link request and a refund request
     /// never count as the same request, whatever their fields.
@@ -74,16 +70,17 @@ impl NewRefund {
     /// What makes two requests "the same request": every field the client chose, amounts in base
     /// units (so "1.5" and "1.50" are the same), not the initiator.
     fn fingerprint(&self) -> String {
+        let r = &self.request;
         format!(
             "{}|{}|{}|{}|{}|{}|{}|{}",
             if self.via_link { "link-v1" } else { "v1" },
-            self.merchant_id.as_deref().unwrap_or(""),
-            self.order_id.as_deref().unwrap_or(""),
-            self.token.id,
-            self.amount,
-            self.to_address.as_ref().map(Address::as_str).unwrap_or(""),
-            self.source.as_str(),
-            self.merchant_fee.map(|f| f.to_string()).unwrap_or_default(),
+            r.merchant_id.as_deref().unwrap_or(""),
+            r.order_id.as_deref().unwrap_or(""),
+            r.token.id,
+            r.amount,
+            r.to_address.as_ref().map(Address::as_str).unwrap_or(""),
+            r.source.as_str(),
+            r.merchant_fee.map(|f| f.to_string()).unwrap_or_default(),
         )
     }
 }
@@ -114,25 +111,14 @@ pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&
 }
 
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
-pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppResult<Created> {
-    let merchant_id = admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
+pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> AppResult<Created> {
+    req.merchant_id = admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
     if let Some(address) = &req.to_address {
         engine.check_destination(address).await?;
     }
-    let new = NewRefund {
-        request_id: req.request_id,
-        idem_scope: actor.idem_scope(),
-        merchant_id,
-        order_id: req.order_id,
-        token: req.token,
-        amount: req.amount,
-        to_address: req.to_address,
-        source: req.source,
-        merchant_fee: req.merchant_fee,
-        initiator: actor.initiator.clone(),
-        via_link: false,
-    };
-    check_merchant_exists(engine, new.merchant_id.as_deref()).await?;
+    check_merchant_exists(engine, req.merchant_id.as_deref()).await?;
+    let new =
+        NewRefund { request: req, idem_scope: actor.idem_scope(), initiator: actor.initiator.clone(), via_link: false };
     let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
     Ok(match created {
         // A refund found by its request_id may have payout legs by now; the transaction read only its row.
@@ -145,8 +131,9 @@ pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppRe
 /// the caller's transaction (a refund's, or a link's with its refund).
 pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Created, StoreError> {
     let fingerprint = new.fingerprint();
+    let req = &new.request;
     // Lock the order first: concurrent refunds of one order queue here.
-    let order = match &new.order_id {
+    let order = match &req.order_id {
         Some(order_id) => Some(lock_order(tx, order_id).await?),
         None => None,
     };
@@ -160,7 +147,7 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
         IdempotencyScope::Psp => None,
     };
     let merchant_id =
-        refund_merchant(new.merchant_id.as_deref(), facts, &new.token.id, scope, new.source).map_err(|e| match e {
+        refund_merchant(req.merchant_id.as_deref(), facts, &req.token.id, scope, req.source).map_err(|e| match e {
             RefundPartyError::OutsideScope { merchant_id } => {
                 StoreError::NotFound { what: "merchant", id: merchant_id }
             }
@@ -169,28 +156,29 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
     let now = now_s();
     let refund = RefundRow {
         refund_id: ids::new_id("R"),
-        request_id: new.request_id.clone(),
-        order_id: new.order_id.clone(),
+        request_id: req.request_id.as_str().to_owned(),
+        order_id: req.order_id.clone(),
         merchant_id,
-        token_id: new.token.id.clone(),
-        chain_id: new.token.chain_id.clone(),
-        amount: new.amount,
-        to_address: new.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
-        status: if new.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
+        token_id: req.token.id.clone(),
+        chain_id: req.token.chain_id.clone(),
+        amount: req.amount,
+        to_address: req.to_address.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        status: if req.to_address.is_some() { RefundStatus::Pending } else { RefundStatus::PendingConfirmation },
         failed_reason: None,
         hold_reason: None,
-        refund_type: new.source,
-        charge_merchant_fee: new.merchant_fee.is_some(),
-        merchant_fee_amount: new.merchant_fee,
+        refund_type: req.source,
+        charge_merchant_fee: req.merchant_fee.is_some(),
+        merchant_fee_amount: req.merchant_fee,
         initiator: new.initiator.clone(),
         created_at: now,
         updated_at: now,
         transactions: Vec::new(),
     };
     if !repo::insert_row(tx, &refund, &new.idem_scope, &fingerprint).await? {
-        let (existing, stored_fingerprint) = repo::find_by_request(tx, &new.idem_scope, &new.request_id).await?;
+        let (existing, stored_fingerprint) =
+            repo::find_by_request(tx, &new.idem_scope, req.request_id.as_str()).await?;
         if stored_fingerprint != fingerprint {
-            return Err(StoreError::IdempotencyConflict { request_id: new.request_id.clone() });
+            return Err(StoreError::IdempotencyConflict { request_id: req.request_id.to_string() });
         }
         return Ok(Created::Existing(existing));
     }

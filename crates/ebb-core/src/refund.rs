@@ -6,6 +6,49 @@ use std::fmt;
 use crate::ledger::{Account, Entry, LedgerError};
 use crate::Amount;
 
+/// The client's name for a refund request, which makes it idempotent within its scope: non-empty,
+/// at most [`RequestId::MAX_CHARS`] characters, no control characters (it is echoed in webhooks and
+/// logs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestIdError {
+    #[error("request_id must not be empty")]
+    Empty,
+    #[error("request_id is longer than {} characters", RequestId::MAX_CHARS)]
+    TooLong,
+    #[error("request_id must not contain control characters")]
+    ControlCharacter,
+}
+
+impl RequestId {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(s: &str) -> Result<Self, RequestIdError> {
+        if s.trim().is_empty() {
+            return Err(RequestIdError::Empty);
+        }
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(RequestIdError::TooLong);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(RequestIdError::ControlCharacter);
+        }
+        Ok(RequestId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Cobo's refund statuses. A cancelled refund is `Failed` with failed reason "Cancelled": Cobo's status
 /// set has no Cancelled value, and the SDK would read an unknown value as `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -306,6 +349,15 @@ pub fn unpaid_ending(amount: Amount, paid: Amount) -> Option<(RefundEvent, Amoun
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_is_named_text_of_bounded_length() {
+        assert_eq!(RequestId::parse("order-42/refund-1").unwrap().as_str(), "order-42/refund-1");
+        assert_eq!(RequestId::parse("  "), Err(RequestIdError::Empty));
+        assert_eq!(RequestId::parse(&"r".repeat(129)), Err(RequestIdError::TooLong));
+        assert!(RequestId::parse(&"é".repeat(128)).is_ok(), "characters, not bytes");
+        assert_eq!(RequestId::parse("a\nb"), Err(RequestIdError::ControlCharacter));
+    }
 
     #[test]
     fn a_refund_that_paid_nothing_fails_and_releases_everything() {

@@ -130,7 +130,7 @@ pub async fn demo_link(engine: &Engine, pages: &LinkPages, merchant_id: &str) ->
         engine,
         &actor,
         LinkRequest {
-            request_id: ebb_store::ids::new_id("demo-link-"),
+            request_id: Some(ebb_core::refund::RequestId::parse(&ebb_store::ids::new_id("demo-link-"))?),
             payment,
             amount: amount("5")?,
             source: RefundSource::Merchant,

@@ -24,10 +24,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateRefundLinkRequest>,
 ) -> ApiResult<(StatusCode, Json<Link>)> {
     let info = &req.business_info;
-    let request_id = match req.request_id.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => validate::text("request_id", r, 128)?,
-        None => ebb_store::ids::new_id("link_"),
-    };
+    let request_id = req.request_id.as_deref().filter(|r| !r.is_empty()).map(validate::request_id).transpose()?;
     let order_id = validate::optional_text("business_info.order_id", info.order_id.as_deref(), 128)?;
     let tx_id = validate::optional_text("business_info.transaction_id", info.transaction_id.as_deref(), 128)?;
     // The refunded payment decides the order, the token and the pre-filled address.

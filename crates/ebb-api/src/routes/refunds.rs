@@ -22,7 +22,7 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateRefundRequest>,
 ) -> ApiResult<(StatusCode, Json<Refund>)> {
-    let request_id = validate::text("request_id", &req.request_id, 128)?;
+    let request_id = validate::request_id(&req.request_id)?;
     let token = validate::token(&state.registry, "token_id", &req.token_id)?.clone();
     let amount = validate::positive_amount("payable_amount", &req.payable_amount, &token, API_AMOUNT_MAX_SCALE)?;
     let source = RefundSource::parse(&req.refund_type)
