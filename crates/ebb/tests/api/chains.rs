@@ -194,6 +194,11 @@ impl Anvil {
         TestToken::new(self.token, self.owner.clone())
     }
 
+    /// A call whose failure is information, not a test failure (diagnostics).
+    pub async fn try_rpc(&self, method: &'static str, params: Value) -> Result<Value, String> {
+        self.owner.raw_request::<Value, Value>(Cow::Borrowed(method), params).await.map_err(|e| e.to_string())
+    }
+
     pub async fn rpc(&self, method: &'static str, params: Value) -> Value {
         self.owner
             .raw_request::<Value, Value>(Cow::Borrowed(method), params)

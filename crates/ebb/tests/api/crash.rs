@@ -314,6 +314,43 @@ async fn acknowledged_refunds_survive_kill_9_postgres() {
     db.drop().await;
 }
 
+/// Where the payouts stand, so that a stalled phase shows its cause: refunds and payout legs by status,
+/// the first open legs, the hot wallet's nonce on chain and what anvil's pool holds.
+async fn payout_standing(db_url: &str, anvil: &crate::chains::Anvil) -> String {
+    use crate::chains::TestChain;
+    let store = Store::connect(db_url, 1).await.unwrap();
+    let by_status: Vec<(String, Option<String>, i64)> =
+        sqlx::query_as("SELECT status, hold_reason, COUNT(*) FROM refunds GROUP BY status, hold_reason")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let legs: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM payment_transactions WHERE direction = 'out' GROUP BY status")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let open: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT nonce, status, tx_hash FROM payment_transactions \
+         WHERE direction = 'out' AND status IN ('Broadcasting', 'Confirming') ORDER BY nonce LIMIT 5",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let next_nonce: Vec<(String, i64)> =
+        sqlx::query_as("SELECT address, next_nonce FROM chain_nonces").fetch_all(store.pool()).await.unwrap();
+    store.close().await;
+    let chain_nonce = (
+        anvil.rpc("eth_getTransactionCount", json!([anvil.hot_wallet(), "latest"])).await,
+        anvil.rpc("eth_getTransactionCount", json!([anvil.hot_wallet(), "pending"])).await,
+    );
+    let pool = anvil.try_rpc("txpool_inspect", json!([])).await;
+    format!(
+        "refunds {by_status:?}, payout legs {legs:?}, first open legs (nonce, status, hash) {open:?}, \
+         stored next nonce {next_nonce:?}, the hot wallet's nonce on chain (latest, pending) {chain_nonce:?}, \
+         anvil's pool {pool:?}"
+    )
+}
+
 /// Payouts are exactly-once across crashes: 100 refunds on anvil while `ebb serve` aborts at chosen
 /// points of the payout (after the signed transaction is stored, after it is broadcast, before the
 /// ledger settles), restarting each time. Afterwards every refund is `Completed`, the chain holds
@@ -397,7 +434,8 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                     )
                     .await
                     .unwrap();
-                    panic!("refunds did not all complete: {page}\nsome of the others: {stuck}");
+                    let standing = payout_standing(db_url, &anvil).await;
+                    panic!("refunds did not all complete: {page}\nsome of the others: {stuck}\n{standing}");
                 }
                 mine_a_block(&anvil).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -411,35 +449,8 @@ async fn payouts_are_exactly_once_across_crashes(db_url: &str) {
                     break;
                 }
                 if std::time::Instant::now() >= deadline {
-                    // Say where the payouts stand, so a stall shows its cause.
-                    let store = Store::connect(db_url, 1).await.unwrap();
-                    let by_status: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-                        "SELECT status, hold_reason, COUNT(*) FROM refunds GROUP BY status, hold_reason",
-                    )
-                    .fetch_all(store.pool())
-                    .await
-                    .unwrap();
-                    let legs: Vec<(String, i64)> = sqlx::query_as(
-                        "SELECT status, COUNT(*) FROM payment_transactions WHERE direction = 'out' GROUP BY status",
-                    )
-                    .fetch_all(store.pool())
-                    .await
-                    .unwrap();
-                    let open: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-                        "SELECT nonce, status, tx_hash FROM payment_transactions \
-                         WHERE direction = 'out' AND status IN ('Broadcasting', 'Confirming') ORDER BY nonce LIMIT 5",
-                    )
-                    .fetch_all(store.pool())
-                    .await
-                    .unwrap();
-                    let chain_nonce = (
-                        anvil.rpc("eth_getTransactionCount", json!([anvil.hot_wallet(), "latest"])).await,
-                        anvil.rpc("eth_getTransactionCount", json!([anvil.hot_wallet(), "pending"])).await,
-                    );
-                    panic!(
-                        "failpoint {failpoints} never fired; refunds {by_status:?}, payout legs {legs:?}, \
-                         first open legs (nonce, status, hash) {open:?}, the hot wallet's nonce on chain (latest, pending) {chain_nonce:?}"
-                    );
+                    let standing = payout_standing(db_url, &anvil).await;
+                    panic!("failpoint {failpoints} never fired; {standing}");
                 }
                 mine_a_block(&anvil).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
