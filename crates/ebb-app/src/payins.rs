@@ -74,7 +74,8 @@ pub async fn seen(store: &Store, order_id: &str, payin: SeenPayin) -> Result<boo
                 }
                 if order.status == OrderStatus::Pending
                     && p.token_id == order.token_id
-                    && orders::mark_processing(tx, &order_id, now_s()).await?
+                    && orders::move_status(tx, &order_id, OrderStatus::Pending, OrderStatus::Processing, now_s())
+                        .await?
                 {
                     orders::raise_order_changed(tx, &order_id).await?;
                 }
@@ -150,9 +151,9 @@ pub async fn fail(store: &Store, tx_id: &str, reason: &str) -> Result<(), StoreE
                 }
                 transactions::raise_transaction_changed(tx, events::TRANSACTION_FAILED, &tx_id).await?;
                 if order.status == OrderStatus::Processing
-                    && order.status.can_move_to(OrderStatus::Pending)
                     && !repo::has_confirming(tx, &order_id).await?
-                    && orders::mark_pending_again(tx, &order_id, now_s()).await?
+                    && orders::move_status(tx, &order_id, OrderStatus::Processing, OrderStatus::Pending, now_s())
+                        .await?
                 {
                     orders::raise_order_changed(tx, &order_id).await?;
                 }

@@ -198,29 +198,26 @@ pub async fn mark_expired(conn: &mut Tx<'_>, order_id: &str, from: OrderStatus, 
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves a `Pending` order to `Processing` (a payment in its token was seen); `false` if it was not
-/// `Pending`.
-pub async fn mark_processing(conn: &mut Tx<'_>, order_id: &str, now: i64) -> Result<bool, StoreError> {
-    let done = db::query(
-        "UPDATE orders SET status = 'Processing', updated_at = $1 WHERE order_id = $2 AND status = 'Pending'",
-    )
-    .bind(now)
-    .bind(order_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Moves a `Processing` order back to `Pending` (its only payment left the chain); `false` if it was
-/// not `Processing`.
-pub async fn mark_pending_again(conn: &mut Tx<'_>, order_id: &str, now: i64) -> Result<bool, StoreError> {
-    let done = db::query(
-        "UPDATE orders SET status = 'Pending', updated_at = $1 WHERE order_id = $2 AND status = 'Processing'",
-    )
-    .bind(now)
-    .bind(order_id)
-    .execute(&mut *conn)
-    .await?;
+/// Moves an order from `from` to `to` (a payment in its token was seen: `Pending` → `Processing`; its
+/// only payment left the chain: back again), only if it is still `from` and the order state machine
+/// allows the move; `false` otherwise.
+pub async fn move_status(
+    conn: &mut Tx<'_>,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    now: i64,
+) -> Result<bool, StoreError> {
+    if !from.can_move_to(to) {
+        return Ok(false);
+    }
+    let done = db::query("UPDATE orders SET status = $1, updated_at = $2 WHERE order_id = $3 AND status = $4")
+        .bind(to.as_str())
+        .bind(now)
+        .bind(order_id)
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
