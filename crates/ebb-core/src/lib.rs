@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod amount;
+pub mod approval;
 pub mod clock;
 pub mod ledger;
 pub mod order;
