@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ebb_app::Actor;
-use ebb_store::keys::ApiKeyRow;
+use ebb_store::keys::{ApiKeyRow, KeyRole};
 use ebb_store::{Store, StoreError};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
@@ -36,9 +36,9 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn new(api_key: String, merchant: Option<String>) -> Self {
+    pub fn new(api_key: String, merchant: Option<String>, role: KeyRole) -> Self {
         let initiator = format!("api_key_{api_key}");
-        Caller { api_key, actor: Actor { merchant, initiator } }
+        Caller { api_key, actor: Actor { merchant, initiator, role } }
     }
 
     /// Refuses a PSP-only operation to a merchant-restricted key (403, 40300).
@@ -199,7 +199,13 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
             "this exact signed request was already received (a replay); sign each request anew",
         ));
     }
-    parts.extensions.insert(Caller::new(key.row.api_key.clone(), key.row.merchant_id.clone()));
+    let caller = Caller::new(key.row.api_key.clone(), key.row.merchant_id.clone(), key.row.role);
+    // An approver's key changes nothing: every method but GET and HEAD is refused here, before any
+    // handler runs, so no endpoint can forget the check.
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        caller.require_operator_for("make this call")?;
+    }
+    parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, Body::from(body)))
 }
 

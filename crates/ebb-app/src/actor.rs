@@ -1,26 +1,28 @@
 //! Who asks for a use case, and what that lets them do.
 
+use ebb_store::keys::KeyRole;
 use ebb_store::refunds::IdempotencyScope;
 
 use crate::AppError;
 
 /// The party behind a request: the PSP (a PSP-wide key, the CLI, `ebb dev`) or one merchant (a
-/// merchant-restricted key), and the `initiator` recorded on what it creates.
+/// merchant-restricted key), the `initiator` recorded on what it creates, and its role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// `Some(merchant)`: this actor sees and acts only on that merchant.
     pub merchant: Option<String>,
     /// Cobo's `initiator` value for objects this actor creates.
     pub initiator: String,
+    pub role: KeyRole,
 }
 
 impl Actor {
     pub fn psp(initiator: impl Into<String>) -> Self {
-        Actor { merchant: None, initiator: initiator.into() }
+        Actor { merchant: None, initiator: initiator.into(), role: KeyRole::Operator }
     }
 
     pub fn merchant(merchant_id: impl Into<String>, initiator: impl Into<String>) -> Self {
-        Actor { merchant: Some(merchant_id.into()), initiator: initiator.into() }
+        Actor { merchant: Some(merchant_id.into()), initiator: initiator.into(), role: KeyRole::Operator }
     }
 
     /// The scope idempotency keys live in: one per merchant actor, one for the PSP.
@@ -38,6 +40,16 @@ impl Actor {
             None => Ok(()),
             Some(_) => Err(AppError::Forbidden(format!(
                 "this API key is restricted to one merchant and cannot {what}; that needs a PSP-wide key"
+            ))),
+        }
+    }
+
+    /// Refuses a change to an approver: it reads, and approves or rejects refunds, nothing else.
+    pub fn require_operator_for(&self, what: &str) -> Result<(), AppError> {
+        match self.role {
+            KeyRole::Operator => Ok(()),
+            KeyRole::Approver => Err(AppError::Forbidden(format!(
+                "this API key is an approver's: it may read, approve and reject refunds, and cannot {what}"
             ))),
         }
     }

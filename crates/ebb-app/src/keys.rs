@@ -1,18 +1,30 @@
-//! API keys: the client public keys that may sign requests, PSP-wide or confined to one merchant.
-//! Managed by the operator (the CLI, `ebb dev`), never over the API.
+//! API keys: the client public keys that may sign requests, PSP-wide or confined to one merchant,
+//! each an operator's or an approver's. Managed by the operator (the CLI, `ebb dev`), never over the
+//! API.
 
 use ebb_core::clock::now_s;
-use ebb_store::keys::{self as repo, ApiKeyRow};
+use ebb_store::keys::{self as repo, ApiKeyRow, KeyRole};
 use ebb_store::{merchants, Store, StoreError};
 
-use crate::AppResult;
+use crate::{AppError, AppResult};
 
-/// Registers a client public key (lower-case hex); refuses one that exists already.
-pub async fn add(store: &Store, public_key: &str, name: &str, merchant_id: Option<&str>) -> AppResult<ApiKeyRow> {
+/// Registers a client public key (lower-case hex); refuses one that exists already, and an approver's
+/// key confined to a merchant (a merchant never approves its own refunds).
+pub async fn add(
+    store: &Store,
+    public_key: &str,
+    name: &str,
+    merchant_id: Option<&str>,
+    role: KeyRole,
+) -> AppResult<ApiKeyRow> {
+    if role == KeyRole::Approver && merchant_id.is_some() {
+        return Err(AppError::Invalid("an approver's key is PSP-wide: a merchant's key never approves refunds".into()));
+    }
     let key = ApiKeyRow {
         api_key: public_key.to_ascii_lowercase(),
         name: name.to_owned(),
         merchant_id: merchant_id.map(str::to_owned),
+        role,
         created_at: now_s(),
         revoked_at: None,
     };

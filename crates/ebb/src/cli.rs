@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use ebb_store::keys::KeyRole;
 use ebb_store::Store;
 use ebb_worker::WebhookSettings;
 
@@ -138,6 +139,10 @@ enum KeysCommand {
         merchant: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
+        /// `operator` (does what its scope allows) or `approver` (reads, approves and rejects refunds,
+        /// changes nothing else; PSP-wide only).
+        #[arg(long, default_value = "operator", value_parser = parse_role)]
+        role: KeyRole,
     },
     List,
     /// Revoke a key: requests signed with it are refused from then on.
@@ -380,17 +385,18 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
             Ok(())
         }
-        KeysCommand::Add { public_key, merchant, name } => {
+        KeysCommand::Add { public_key, merchant, name, role } => {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(&public_key, &mut bytes).context("--public-key must be 64 hex digits")?;
             ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                 .context("--public-key is not a valid Ed25519 public key")?;
             let store = open_store(db).await?;
-            let k = ebb_app::keys::add(&store, &public_key, &name, merchant.as_deref()).await?;
+            let k = ebb_app::keys::add(&store, &public_key, &name, merchant.as_deref(), role).await?;
             println!(
-                "added {} ({})",
+                "added {} ({}, {})",
                 k.api_key,
-                k.merchant_id.as_deref().map(|m| format!("merchant {m}")).unwrap_or_else(|| "PSP-wide".into())
+                k.merchant_id.as_deref().map(|m| format!("merchant {m}")).unwrap_or_else(|| "PSP-wide".into()),
+                k.role
             );
             Ok(())
         }
@@ -398,9 +404,10 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             let store = open_store(db).await?;
             for k in store.list_api_keys().await? {
                 println!(
-                    "{}  {}  {}  {}",
+                    "{}  {}  {}  {}  {}",
                     k.api_key,
                     k.merchant_id.as_deref().unwrap_or("PSP-wide"),
+                    k.role,
                     if k.revoked_at.is_some() { "revoked" } else { "active" },
                     k.name
                 );
@@ -414,4 +421,8 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_role(s: &str) -> Result<KeyRole, String> {
+    KeyRole::parse(s).ok_or_else(|| format!("--role must be operator or approver, not {s:?}"))
 }

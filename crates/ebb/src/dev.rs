@@ -13,6 +13,7 @@ use ebb_app::merchants::NewMerchant;
 use ebb_app::orders::{self, OrderRequest};
 use ebb_app::{sandbox, Actor, Engine};
 use ebb_core::{Address, Amount, OrderStatus, RefundSource};
+use ebb_store::keys::KeyRole;
 use ebb_store::links::LinkDisplay;
 use ebb_store::Store;
 use ed25519_dalek::SigningKey;
@@ -69,7 +70,7 @@ pub async fn ensure_demo(
             let merchant = ebb_app::merchants::create(store, &Actor::psp("ebb_dev"), new).await?;
             let client = SigningKey::generate(&mut rand::rngs::OsRng);
             let api_key = hex::encode(client.verifying_key().to_bytes());
-            ebb_app::keys::add(store, &api_key, "ebb dev (PSP-wide)", None).await?;
+            ebb_app::keys::add(store, &api_key, "ebb dev (PSP-wide)", None, KeyRole::Operator).await?;
             DevInfo {
                 base_url: String::new(),
                 api_key,

@@ -7,6 +7,7 @@ use ebb::config::{ChainSetting, FileConfig, WorkerSettings};
 use ebb::{Application, Settings};
 use ebb_api::auth::{double_sha256, request_message};
 use ebb_chain::sandbox::SandboxChain;
+use ebb_store::keys::KeyRole;
 
 use crate::chains::{Sandbox, TestChain};
 use ebb_store::Store;
@@ -238,7 +239,9 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     let store = app.store().clone();
     let engine = app.engine().clone();
     let key = SigningKey::from_bytes(&rand_bytes());
-    ebb_app::keys::add(&store, &hex::encode(key.verifying_key().to_bytes()), "test", None).await.unwrap();
+    ebb_app::keys::add(&store, &hex::encode(key.verifying_key().to_bytes()), "test", None, KeyRole::Operator)
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -394,8 +397,13 @@ impl TestApp {
 
     /// Registers another client key, optionally restricted to one merchant.
     pub async fn new_key(&self, merchant: Option<&str>) -> SigningKey {
+        self.new_key_with_role(merchant, KeyRole::Operator).await
+    }
+
+    pub async fn new_key_with_role(&self, merchant: Option<&str>, role: KeyRole) -> SigningKey {
         let key = SigningKey::from_bytes(&rand_bytes());
-        ebb_app::keys::add(&self.store, &hex::encode(key.verifying_key().to_bytes()), "extra", merchant).await.unwrap();
+        let public = hex::encode(key.verifying_key().to_bytes());
+        ebb_app::keys::add(&self.store, &public, "extra", merchant, role).await.unwrap();
         key
     }
 

@@ -6,10 +6,14 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use ebb_store::keys::KeyRole;
+use ed25519_dalek::SigningKey;
+
 use crate::both_backends;
-use crate::helpers::{TestApp, USER_ADDRESS};
+use crate::helpers::{Signing, TestApp, USER_ADDRESS};
 
 both_backends!(every_endpoint_answers_each_key_as_its_scope_allows);
+both_backends!(an_approvers_key_reads_and_changes_nothing);
 
 async fn every_endpoint_answers_each_key_as_its_scope_allows(app: &TestApp) {
     let mine = app.create_merchant("Mine").await;
@@ -192,4 +196,63 @@ async fn every_endpoint_answers_each_key_as_its_scope_allows(app: &TestApp) {
     // key's own two refunds (one direct, one link).
     let psp = app.get("/v2/payments/balance/psp?token_id=ETH_USDT").await.ok();
     assert_eq!(psp["total_balance"], "0.8", "{psp}");
+}
+
+/// An approver's key (issue 15) reads everything a PSP-wide key reads and changes nothing: every
+/// method but GET is refused with 403 (40300) before any handler runs, and nothing is written. A
+/// merchant's key is never an approver's.
+async fn an_approvers_key_reads_and_changes_nothing(app: &TestApp) {
+    let merchant = app.create_merchant("M").await;
+    app.paid_order(&merchant, "100", "0").await;
+    let refund = app
+        .post(
+            "/v2/payments/refunds",
+            json!({"request_id": "r1", "merchant_id": merchant, "payable_amount": "1", "token_id": "ETH_USDT",
+                   "refund_type": "Merchant"}),
+        )
+        .await
+        .ok();
+    let refund_id = refund["refund_id"].as_str().unwrap();
+    let approver = Signing { key: app.new_key_with_role(None, KeyRole::Approver).await, ..app.signing() };
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let approver = approver.clone();
+        async move { app.call_signed(&approver, method, &path, body.map(|b| b.to_string().into_bytes())).await }
+    };
+
+    let read = call(Method::GET, format!("/v2/payments/refunds/{refund_id}"), None).await.ok();
+    assert_eq!(read["status"], "PendingConfirmation");
+    call(Method::GET, "/v2/payments/merchants".into(), None).await.ok();
+    call(Method::GET, "/v2/webhooks/endpoints".into(), None).await.ok();
+
+    let changes: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::POST,
+            "/v2/payments/refunds".into(),
+            Some(json!({"request_id": "by-approver", "merchant_id": merchant, "payable_amount": "1",
+                        "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": USER_ADDRESS})),
+        ),
+        (Method::PUT, format!("/v2/payments/refunds/{refund_id}"), Some(json!({"to_address": USER_ADDRESS}))),
+        (Method::PUT, format!("/v2/payments/refunds/{refund_id}/cancel"), None),
+        (Method::POST, "/v2/payments/merchants".into(), Some(json!({"name": "by approver"}))),
+        (
+            Method::POST,
+            "/v2/webhooks/endpoints".into(),
+            Some(json!({"url": "http://127.0.0.1:9/x", "subscribed_events": ["payment.refund.status.updated"]})),
+        ),
+    ];
+    for (method, path, body) in changes {
+        let refused = call(method.clone(), path.clone(), body).await.error(403, 40300);
+        assert!(refused["error_message"].as_str().unwrap().contains("approver"), "{method} {path}: {refused}");
+    }
+    // Nothing changed: the refund still waits for its address, no refund or merchant was made.
+    assert_eq!(app.get(&format!("/v2/payments/refunds/{refund_id}")).await.ok()["status"], "PendingConfirmation");
+    let refunds = app.get("/v2/payments/refunds?limit=50").await.ok();
+    assert_eq!(refunds["pagination"]["total_count"], 1, "{refunds}");
+    let merchants = app.get("/v2/payments/merchants?limit=50").await.ok();
+    assert_eq!(merchants["pagination"]["total_count"], 1, "{merchants}");
+
+    let key = SigningKey::from_bytes(&crate::helpers::rand_bytes());
+    let public = hex::encode(key.verifying_key().to_bytes());
+    let refused = ebb_app::keys::add(&app.store, &public, "x", Some(&merchant), KeyRole::Approver).await;
+    assert!(matches!(refused, Err(ebb_app::AppError::Invalid(_))), "{refused:?}");
 }
