@@ -138,7 +138,7 @@ pub async fn expire(engine: &Engine, actor: &Actor, order_id: &str) -> AppResult
                 if !order.status.can_move_to(OrderStatus::Expired) {
                     return Err(StoreError::InvalidState(format!("order {id} is {} and cannot expire", order.status)));
                 }
-                repo::mark_expired(tx, &id, order.status, now_s()).await?;
+                repo::move_status(tx, &id, order.status, OrderStatus::Expired, now_s()).await?;
                 repo::raise_order_changed(tx, &id).await
             })
         })

@@ -184,23 +184,9 @@ pub async fn insert_order(conn: &mut Tx<'_>, o: &OrderRow) -> Result<bool, Store
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Stores an order `Expired` now, if it is still in status `from`; `false` if it was not.
-pub async fn mark_expired(conn: &mut Tx<'_>, order_id: &str, from: OrderStatus, now: i64) -> Result<bool, StoreError> {
-    let done = db::query(
-        "UPDATE orders SET status = $1, expired_at = $2, updated_at = $2 WHERE order_id = $3 AND status = $4",
-    )
-    .bind(OrderStatus::Expired.as_str())
-    .bind(now)
-    .bind(order_id)
-    .bind(from.as_str())
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// Moves an order from `from` to `to` (a payment in its token was seen: `Pending` → `Processing`; its
-/// only payment left the chain: back again), only if it is still `from` and the order state machine
-/// allows the move; `false` otherwise.
+/// only payment left the chain: back again; expired on request, which also stamps `expired_at`), only
+/// if it is still `from` and the order state machine allows the move; `false` otherwise.
 pub async fn move_status(
     conn: &mut Tx<'_>,
     order_id: &str,
@@ -211,13 +197,16 @@ pub async fn move_status(
     if !from.can_move_to(to) {
         return Ok(false);
     }
-    let done = db::query("UPDATE orders SET status = $1, updated_at = $2 WHERE order_id = $3 AND status = $4")
-        .bind(to.as_str())
-        .bind(now)
-        .bind(order_id)
-        .bind(from.as_str())
-        .execute(&mut *conn)
-        .await?;
+    let done = db::query(
+        "UPDATE orders SET status = $1, updated_at = $2, \
+         expired_at = CASE WHEN $1 = 'Expired' THEN $2 ELSE expired_at END WHERE order_id = $3 AND status = $4",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(order_id)
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
