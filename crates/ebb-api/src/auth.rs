@@ -200,13 +200,24 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
         ));
     }
     let caller = Caller::new(key.row.api_key.clone(), key.row.merchant_id.clone(), key.row.role);
-    // An approver's key changes nothing: every method but GET and HEAD is refused here, before any
-    // handler runs, so no endpoint can forget the check.
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
+    // An approver's key changes nothing but approvals: every method but GET and HEAD is refused here,
+    // before any handler runs, so no endpoint can forget the check; approving and rejecting a refund
+    // are the only changes let through.
+    if !matches!(parts.method, Method::GET | Method::HEAD) && !is_approval_decision(&parts.method, parts.uri.path()) {
         caller.require_operator_for("make this call")?;
     }
     parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// `POST /v2/payments/refunds/{refund_id}/approve` or `…/reject`.
+fn is_approval_decision(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v2/payments/refunds/") else { return false };
+    let decision = match rest.split_once('/') {
+        Some((id, action)) if !id.is_empty() => action,
+        _ => return false,
+    };
+    method == Method::POST && matches!(decision, "approve" | "reject")
 }
 
 /// Signs every response body with the server's key.
@@ -232,5 +243,21 @@ mod tests {
     fn request_message_joins_parts_with_bars() {
         assert_eq!(request_message("GET", "/v2/x", "1", "a=1", b""), b"GET|/v2/x|1|a=1|".to_vec());
         assert_eq!(request_message("POST", "/v2/x", "1", "", b"{}"), b"POST|/v2/x|1||{}".to_vec());
+    }
+
+    #[test]
+    fn only_approving_and_rejecting_a_refund_count_as_approval_decisions() {
+        assert!(is_approval_decision(&Method::POST, "/v2/payments/refunds/R1/approve"));
+        assert!(is_approval_decision(&Method::POST, "/v2/payments/refunds/R1/reject"));
+        for (m, p) in [
+            (Method::PUT, "/v2/payments/refunds/R1/approve"),
+            (Method::POST, "/v2/payments/refunds/R1/cancel"),
+            (Method::POST, "/v2/payments/refunds//approve"),
+            (Method::POST, "/v2/payments/refunds/R1/approve/x"),
+            (Method::POST, "/v2/payments/refunds/approve"),
+            (Method::POST, "/v2/payments/approval_policies"),
+        ] {
+            assert!(!is_approval_decision(&m, p), "{m} {p}");
+        }
     }
 }

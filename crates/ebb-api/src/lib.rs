@@ -89,6 +89,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/payments/refunds", post(refunds::create).get(refunds::list))
         .route("/v2/payments/refunds/{refund_id}", get(refunds::get).put(refunds::update))
         .route("/v2/payments/refunds/{refund_id}/cancel", put(refunds::cancel))
+        .route("/v2/payments/refunds/{refund_id}/approve", post(approvals::approve))
+        .route("/v2/payments/refunds/{refund_id}/reject", post(approvals::reject))
+        .route("/v2/payments/approvals", get(approvals::queue))
+        .route("/v2/payments/approval_policies", post(approvals::create_policy).get(approvals::list_policies))
+        .route(
+            "/v2/payments/approval_policies/{policy_id}",
+            get(approvals::get_policy).put(approvals::update_policy).delete(approvals::delete_policy),
+        )
         .route("/v2/payments/links/refunds", post(links::create))
         .route("/v2/payments/merchants", post(merchants::create).get(merchants::list))
         .route("/v2/payments/merchants/{merchant_id}", get(merchants::get).put(merchants::update))

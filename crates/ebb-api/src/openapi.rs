@@ -12,6 +12,9 @@ use crate::routes;
     paths(
         routes::refunds::create, routes::refunds::list, routes::refunds::get, routes::refunds::update, routes::refunds::cancel,
         routes::links::create,
+        routes::approvals::create_policy, routes::approvals::list_policies, routes::approvals::get_policy,
+        routes::approvals::update_policy, routes::approvals::delete_policy, routes::approvals::queue,
+        routes::approvals::approve, routes::approvals::reject,
         routes::merchants::create, routes::merchants::list, routes::merchants::get, routes::merchants::update,
         routes::orders::create, routes::orders::list, routes::orders::get, routes::orders::update,
         routes::balances::merchants, routes::balances::psp, routes::balances::changes,

@@ -13,6 +13,7 @@ use ebb_store::transactions::TransactionRow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod approvals;
 pub mod webhooks;
 
 /// Formats base units of a token as a decimal string; an unknown token (removed from configuration
@@ -133,6 +134,12 @@ pub struct Refund {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merchant_fee_token_id: Option<String>,
     pub commission_fee: CommissionFee,
+    /// ebb extension: how the refund was made, `Api` or `Link` (approval policies match on it).
+    pub source: String,
+    /// ebb extension: the maker-checker approval the refund waits for (it stays `Pending` meanwhile)
+    /// or passed. Absent when no approval policy applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<approvals::RefundApproval>,
 }
 
 impl Refund {
@@ -157,6 +164,8 @@ impl Refund {
             transactions: r.transactions.into_iter().map(|t| PaymentTransaction::from_row(reg, t)).collect(),
             charge_merchant_fee: r.charge_merchant_fee,
             commission_fee: CommissionFee { fee_amount: "0".into() },
+            source: r.channel.as_str().to_owned(),
+            approval: r.approval.map(Into::into),
             token_id: r.token_id,
         }
     }

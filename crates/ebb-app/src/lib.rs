@@ -15,6 +15,7 @@
 //! database to retry from a refusal.
 
 pub mod actor;
+pub mod approvals;
 pub mod deliveries;
 pub mod destinations;
 mod error;

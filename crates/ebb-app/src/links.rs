@@ -236,6 +236,7 @@ pub async fn open(engine: &Engine, token: &LinkToken) -> AppResult<Option<LinkVi
 pub async fn submit(engine: &Engine, token: &LinkToken, address: Address) -> AppResult<Result<RefundRow, Refusal>> {
     engine.check_destination(&address).await?;
     let token_hash = token.hash();
+    let registry = engine.registry.clone();
     let outcome = engine
         .store
         .write(move |tx| {
@@ -260,7 +261,19 @@ pub async fn submit(engine: &Engine, token: &LinkToken, address: Address) -> App
                 refunds_repo::compare_and_set(tx, &refund, submitted, None, Some(address.as_str()), now_s).await?;
                 refund.status = submitted;
                 let pending = submitted.apply(RefundEvent::LinkAddressConfirmed).map_err(internal)?;
+                refund.to_address = address.into_string();
+                let decimals = registry
+                    .get(&refund.token_id)
+                    .ok_or_else(|| internal(format!("unknown token {}", refund.token_id)))?
+                    .decimals;
+                let approval = crate::approvals::on_destination(tx, &refund, decimals).await?;
+                if let Some(a) = &approval {
+                    ebb_store::approvals::set_approval(tx, &refund.refund_id, a, now_s).await?;
+                }
                 refunds_repo::compare_and_set(tx, &refund, pending, None, None, now_s).await?;
+                if approval.is_some() {
+                    refunds_repo::raise_approval_changed(tx, &refund.refund_id).await?;
+                }
                 Ok(Ok(link.refund_id))
             })
         })

@@ -67,7 +67,10 @@ where
         .write(move |tx| {
             Box::pin(async move {
                 let Some(r) = repo::lock_for_payout(tx, &refund_id).await? else { return Ok(None) };
-                if r.to_address.is_empty() || !waits_for_transfer(tx, &r).await? {
+                // A refund under an approval policy pays out only once approved (the payable list
+                // says so too; this is the check under the lock).
+                let approved = r.approval.as_ref().is_none_or(|a| a.releases_payout());
+                if r.to_address.is_empty() || !approved || !waits_for_transfer(tx, &r).await? {
                     return Ok(None);
                 }
                 // The signature must be for what the locked row asks now, not for what was read before.

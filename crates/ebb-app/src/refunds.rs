@@ -1,16 +1,18 @@
 //! Refunds: create one, set or change its address, cancel it, and read them.
 
+use ebb_core::approval::RefundChannel;
 use ebb_core::clock::now_s;
 use ebb_core::refund::{
     check_request, refund_merchant, OrderFacts, RefundEvent, RefundPartyError, RequestId, CANCELLED_REASON,
 };
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
+use ebb_store::approvals as approvals_repo;
 use ebb_store::orders::lock_order;
 use ebb_store::page::{Page, PageRequest};
 use ebb_store::refunds::{self as repo, IdempotencyScope, RefundFilter, RefundRow};
 use ebb_store::{ids, StoreError, Tx};
 
-use crate::{Actor, AppError, AppResult, Engine};
+use crate::{approvals, Actor, AppError, AppResult, Engine};
 
 /// A request to refund `amount` of `token`, typed; what the surface parsed from its wire format.
 #[derive(Debug, Clone)]
@@ -154,7 +156,7 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
             other => StoreError::Invalid(other.to_string()),
         })?;
     let now = now_s();
-    let refund = RefundRow {
+    let mut refund = RefundRow {
         refund_id: ids::new_id("R"),
         request_id: req.request_id.as_str().to_owned(),
         order_id: req.order_id.clone(),
@@ -170,10 +172,15 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
         charge_merchant_fee: req.merchant_fee.is_some(),
         merchant_fee_amount: req.merchant_fee,
         initiator: new.initiator.clone(),
+        channel: if new.via_link { RefundChannel::Link } else { RefundChannel::Api },
+        approval: None,
         created_at: now,
         updated_at: now,
         transactions: Vec::new(),
     };
+    if req.to_address.is_some() {
+        refund.approval = approvals::on_destination(tx, &refund, req.token.decimals).await?;
+    }
     if !repo::insert_row(tx, &refund, &new.idem_scope, &fingerprint).await? {
         let (existing, stored_fingerprint) =
             repo::find_by_request(tx, &new.idem_scope, req.request_id.as_str()).await?;
@@ -226,6 +233,7 @@ where
         AppError::Store(ebb_store::StoreError::Internal(format!("unknown token {}", current.token_id)))
     })?;
     let address = parse(token)?;
+    let decimals = token.decimals;
     engine.check_destination(&address).await?;
     let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
     let r = engine
@@ -234,9 +242,17 @@ where
             Box::pin(async move {
                 let (mut r, next) = lock_for(tx, &refund_id, scope.as_deref(), RefundEvent::AddressSet).await?;
                 let now = now_s();
-                repo::compare_and_set(tx, &r, next, None, Some(address.as_str()), now).await?;
-                r.status = next;
                 r.to_address = address.into_string();
+                let approval = approvals::on_destination(tx, &r, decimals).await?;
+                if let Some(a) = &approval {
+                    approvals_repo::set_approval(tx, &r.refund_id, a, now).await?;
+                }
+                repo::compare_and_set(tx, &r, next, None, Some(&r.to_address), now).await?;
+                if approval.is_some() {
+                    repo::raise_approval_changed(tx, &r.refund_id).await?;
+                }
+                r.status = next;
+                r.approval = approval;
                 r.updated_at = now;
                 Ok(r)
             })

@@ -85,6 +85,8 @@ pub enum RefundEvent {
     PayoutPartiallyCompleted,
     PayoutFailed,
     Cancelled,
+    /// An approver rejected the refund its approval policy held (`crate::approval`).
+    Rejected,
 }
 
 use RefundEvent as E;
@@ -109,6 +111,7 @@ pub const TRANSITIONS: &[(RefundStatus, RefundEvent, RefundStatus)] = &[
     (S::AddressPending, E::Cancelled, S::Failed),
     (S::AddressSubmitted, E::Cancelled, S::Failed),
     (S::Pending, E::Cancelled, S::Failed),
+    (S::Pending, E::Rejected, S::Failed),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +122,11 @@ pub struct InvalidTransition {
 }
 
 pub const CANCELLED_REASON: &str = "Cancelled";
+
+/// The `failed_reason` of a refund an approver rejected: `Rejected: <their reason>`.
+pub fn rejected_reason(reason: &str) -> String {
+    format!("Rejected: {reason}")
+}
 
 impl RefundStatus {
     pub const ALL: [RefundStatus; 8] = [
@@ -414,6 +422,7 @@ mod tests {
             E::PayoutPartiallyCompleted,
             E::PayoutFailed,
             E::Cancelled,
+            E::Rejected,
         ];
         for s in RefundStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
             for e in events {
@@ -427,6 +436,14 @@ mod tests {
         assert_eq!(S::Pending.apply(E::Cancelled), Ok(S::Failed));
         assert_eq!(S::PendingConfirmation.apply(E::Cancelled), Ok(S::Failed));
         assert!(S::Processing.apply(E::Cancelled).is_err());
+    }
+
+    #[test]
+    fn only_a_refund_waiting_for_its_payout_can_be_rejected() {
+        assert_eq!(S::Pending.apply(E::Rejected), Ok(S::Failed));
+        for s in RefundStatus::ALL.into_iter().filter(|s| *s != S::Pending) {
+            assert!(s.apply(E::Rejected).is_err(), "{s} must not take Rejected");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::{ids, StoreError};
 use ebb_core::clock::now_ms;
 
 pub const REFUND_STATUS_UPDATED: &str = "payment.refund.status.updated";
+pub const REFUND_APPROVAL_UPDATED: &str = "payment.refund.approval.updated";
 pub const ORDER_STATUS_UPDATED: &str = "payment.order.status.updated";
 pub const TRANSACTION_CREATED: &str = "payment.transaction.created";
 pub const TRANSACTION_COMPLETED: &str = "payment.transaction.completed";
@@ -23,6 +24,7 @@ pub const TRANSACTION_HELD: &str = "payment.transaction.held";
 /// The event types ebb raises, with what each means (`GET /webhooks/events/definitions`).
 pub const EVENT_TYPES: &[(&str, &str)] = &[
     (REFUND_STATUS_UPDATED, "A refund was created or its status changed."),
+    (REFUND_APPROVAL_UPDATED, "A refund's approval changed: an approval policy began to hold it, an approver approved or rejected it, or its approvals started again after its address changed."),
     (ORDER_STATUS_UPDATED, "A pay-in order was created or its status changed."),
     (TRANSACTION_CREATED, "A payout leg was signed and stored, or a pay-in was first seen on chain."),
     (TRANSACTION_COMPLETED, "A payout or pay-in reached its confirmation depth."),

@@ -10,6 +10,7 @@
 //! only after its batch is durable. Reads go through the sqlx pool on both backends, except SQLite's
 //! reads of one object by id (`sqlite_read.rs`).
 
+pub mod approvals;
 pub mod balances;
 mod columns;
 mod db;

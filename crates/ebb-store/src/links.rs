@@ -217,8 +217,19 @@ pub async fn relink(conn: &mut Tx<'_>, refund: RefundRow, now_ms: i64) -> Result
                     refund.refund_id, refund.status
                 ))
             })?;
-            // The address submitted through the old link no longer stands.
+            // The address submitted through the old link no longer stands, nor do approvals of it.
+            let approval = refund.approval.take().map(|mut a| {
+                a.reset();
+                a
+            });
+            if let Some(a) = &approval {
+                crate::approvals::set_approval(conn, &refund.refund_id, a, now_ms / 1000).await?;
+            }
             compare_and_set(conn, &refund, next, None, Some(""), now_ms / 1000).await?;
+            if approval.is_some() {
+                crate::refunds::raise_approval_changed(conn, &refund.refund_id).await?;
+            }
+            refund.approval = approval;
             refund.status = next;
             refund.to_address = String::new();
         }

@@ -62,6 +62,11 @@ impl Filter {
         self
     }
 
+    pub(crate) fn not_null(&mut self, column: &str) -> &mut Self {
+        self.clauses.push(format!("{column} IS NOT NULL"));
+        self
+    }
+
     pub(crate) fn is_in(&mut self, column: &str, values: &[String]) -> &mut Self {
         if values.is_empty() {
             return self;

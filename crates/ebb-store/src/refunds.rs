@@ -7,6 +7,7 @@
 //! applied under the order's row lock. The use cases (create, set the address, cancel) are composed in
 //! `ebb-app/src/refunds.rs` from the functions here, each in one transaction.
 
+use ebb_core::approval::{Approval, ApprovalStatus, RefundChannel};
 use ebb_core::ledger::Account;
 use ebb_core::refund::{refunded_after, reservation_entries, settlement_entries};
 use ebb_core::{Amount, RefundSource, RefundStatus};
@@ -43,6 +44,12 @@ pub struct RefundRow {
     #[serde(with = "crate::snapshot::amount_opt")]
     pub merchant_fee_amount: Option<Amount>,
     pub initiator: String,
+    /// How the refund was made; approval policies match on it.
+    #[serde(with = "crate::snapshot::refund_channel", default = "crate::snapshot::api_channel")]
+    pub channel: RefundChannel,
+    /// The maker-checker approval the refund waits for or passed; `None`: no policy applied.
+    #[serde(with = "crate::snapshot::approval_opt", default)]
+    pub approval: Option<Approval>,
     pub created_at: i64,
     pub updated_at: i64,
     pub transactions: Vec<TransactionRow>,
@@ -71,6 +78,10 @@ pub struct RefundFilter {
     pub merchant_id: Option<String>,
     pub request_id: Option<String>,
     pub statuses: Vec<RefundStatus>,
+    /// Only refunds under an approval policy (the approval queue)...
+    pub under_approval: bool,
+    /// ...and of those, only the ones whose approval has this status.
+    pub approval_status: Option<ApprovalStatus>,
     pub min_created_at: Option<i64>,
     pub max_created_at: Option<i64>,
     pub min_updated_at: Option<i64>,
@@ -79,12 +90,14 @@ pub struct RefundFilter {
 
 const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_id, chain_id, amount, to_address, \
      status, failed_reason, refund_type, charge_merchant_fee, merchant_fee_amount, initiator, created_at, updated_at, \
-     idem_scope, request_fingerprint, hold_reason";
+     idem_scope, request_fingerprint, hold_reason, channel, approval";
 
 fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
     let status: String = row.col("status")?;
     let refund_type: String = row.col("refund_type")?;
     let fee: Option<String> = row.col("merchant_fee_amount")?;
+    let channel: String = row.col("channel")?;
+    let approval: Option<String> = row.col("approval")?;
     Ok(RefundRow {
         refund_id: row.col("refund_id")?,
         request_id: row.col("request_id")?,
@@ -103,6 +116,13 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
         charge_merchant_fee: row.col::<i64>("charge_merchant_fee")? != 0,
         merchant_fee_amount: fee.as_deref().map(Amount::from_base_units_str).transpose()?,
         initiator: row.col("initiator")?,
+        channel: RefundChannel::parse(&channel)
+            .ok_or_else(|| StoreError::Internal(format!("stored refund channel {channel:?}")))?,
+        approval: approval
+            .as_deref()
+            .map(crate::snapshot::approval_from_json)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("stored approval: {e}")))?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
         transactions: Vec::new(),
@@ -234,6 +254,15 @@ impl Store {
         }
         let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
         f.is_in("status", &statuses);
+        match filter.approval_status {
+            Some(a) => {
+                f.eq("approval_status", a.as_str());
+            }
+            None if filter.under_approval => {
+                f.not_null("approval_status");
+            }
+            None => {}
+        }
         for (col, op, v) in [
             ("created_at", ">=", filter.min_created_at),
             ("created_at", "<=", filter.max_created_at),
@@ -266,8 +295,8 @@ pub async fn insert_row(
     let inserted = db::query(
         "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
              token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
-             merchant_fee_amount, initiator, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17) \
+             merchant_fee_amount, initiator, created_at, updated_at, channel, approval, approval_status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
              ON CONFLICT (idem_scope, request_id) DO NOTHING",
     )
     .bind(&refund.refund_id)
@@ -287,6 +316,9 @@ pub async fn insert_row(
     .bind(&refund.initiator)
     .bind(refund.created_at)
     .bind(refund.updated_at)
+    .bind(refund.channel.as_str())
+    .bind(refund.approval.as_ref().map(crate::snapshot::approval_json))
+    .bind(refund.approval.as_ref().map(|a| a.status.as_str()))
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -372,16 +404,30 @@ pub async fn compare_and_set(
 }
 
 /// A refund was created: its snapshot is the row just inserted (it has no transactions yet).
+/// One made under an approval policy also says its approval began.
 pub async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<(), StoreError> {
-    events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, events::json(r)?).await?;
+    let snapshot = events::json(r)?;
+    if r.approval.is_some() {
+        events::raise(conn, events::REFUND_APPROVAL_UPDATED, EventKind::Refund, &r.refund_id, snapshot.clone()).await?;
+    }
+    events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, snapshot).await?;
     Ok(())
 }
 
 /// A refund's status changed: reads it back, with its transactions, inside the transaction.
 pub(crate) async fn raise_refund_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
+    raise_refund_event(conn, refund_id, events::REFUND_STATUS_UPDATED).await
+}
+
+/// A refund's approval changed (it began, a vote counted, it was decided or started again).
+pub async fn raise_approval_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
+    raise_refund_event(conn, refund_id, events::REFUND_APPROVAL_UPDATED).await
+}
+
+async fn raise_refund_event(conn: &mut Tx<'_>, refund_id: &str, event_type: &str) -> Result<(), StoreError> {
     let rows = db::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
     let r = refund_from_join_rows(&rows)?
         .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished inside its transaction")))?;
-    events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, refund_id, events::json(&r)?).await?;
+    events::raise(conn, event_type, EventKind::Refund, refund_id, events::json(&r)?).await?;
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! base-unit strings, statuses as their names. The snapshot is a storage format, read back only by
 //! ebb; the API renders it in Cobo's shape.
 
+use ebb_core::approval::{Approval, ApprovalStatus, RefundChannel, Vote};
 use ebb_core::{Amount, OrderStatus, RefundSource, RefundStatus, TxDirection, TxStatus};
-use serde::{de::Error, Deserialize, Deserializer, Serializer};
+use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 
 fn parse<'de, D: Deserializer<'de>, T>(d: D, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<T, D::Error> {
     let s = String::deserialize(d)?;
@@ -54,3 +55,82 @@ named!(refund_source, RefundSource, "refund source");
 named!(order_status, OrderStatus, "order status");
 named!(tx_status, TxStatus, "transaction status");
 named!(tx_direction, TxDirection, "transaction direction");
+named!(refund_channel, RefundChannel, "refund channel");
+
+/// Snapshots written before refunds recorded their channel were all made through the API.
+pub(crate) fn api_channel() -> RefundChannel {
+    RefundChannel::Api
+}
+
+/// A refund's approval as stored, in `refunds.approval` and inside refund snapshots.
+#[derive(Serialize, Deserialize)]
+struct StoredApproval {
+    policy_id: String,
+    required: u8,
+    approvals: Vec<StoredVote>,
+    status: String,
+    rejection: Option<StoredVote>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredVote {
+    approver: String,
+    at: i64,
+    comment: Option<String>,
+}
+
+impl From<&Vote> for StoredVote {
+    fn from(v: &Vote) -> Self {
+        StoredVote { approver: v.approver.clone(), at: v.at, comment: v.comment.clone() }
+    }
+}
+
+impl From<StoredVote> for Vote {
+    fn from(v: StoredVote) -> Self {
+        Vote { approver: v.approver, at: v.at, comment: v.comment }
+    }
+}
+
+impl From<&Approval> for StoredApproval {
+    fn from(a: &Approval) -> Self {
+        StoredApproval {
+            policy_id: a.policy_id.clone(),
+            required: a.required,
+            approvals: a.approvals.iter().map(StoredVote::from).collect(),
+            status: a.status.as_str().to_owned(),
+            rejection: a.rejection.as_ref().map(StoredVote::from),
+        }
+    }
+}
+
+impl StoredApproval {
+    fn into_approval(self) -> Result<Approval, String> {
+        Ok(Approval {
+            status: ApprovalStatus::parse(&self.status)
+                .ok_or_else(|| format!("not an approval status: {:?}", self.status))?,
+            policy_id: self.policy_id,
+            required: self.required,
+            approvals: self.approvals.into_iter().map(Vote::from).collect(),
+            rejection: self.rejection.map(Vote::from),
+        })
+    }
+}
+
+/// `refunds.approval`'s text.
+pub(crate) fn approval_json(a: &Approval) -> String {
+    serde_json::to_string(&StoredApproval::from(a)).expect("an approval always serialises")
+}
+
+pub(crate) fn approval_from_json(s: &str) -> Result<Approval, String> {
+    serde_json::from_str::<StoredApproval>(s).map_err(|e| e.to_string())?.into_approval()
+}
+
+pub(crate) mod approval_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(a: &Option<Approval>, s: S) -> Result<S::Ok, S::Error> {
+        a.as_ref().map(StoredApproval::from).serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Approval>, D::Error> {
+        Option::<StoredApproval>::deserialize(d)?.map(|a| a.into_approval().map_err(D::Error::custom)).transpose()
+    }
+}

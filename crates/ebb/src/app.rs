@@ -52,6 +52,9 @@ impl Application {
     pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Self> {
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        ebb_app::approvals::load_config_policies(&store, settings.approval_policies.clone())
+            .await
+            .context("loading the configuration file's approval policies")?;
         let replay = ReplayGuard::new(store.clone(), ebb_api::now_ms()).await?;
         let mut links = settings.links.clone();
         if links.public_url.is_empty() {

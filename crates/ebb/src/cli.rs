@@ -75,8 +75,30 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// The approval queue: refunds an approval policy holds (approving takes a signed API call, so
+    /// that every approval is made by a key and recorded under it).
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Refunds under an approval policy, newest first.
+    List {
+        /// Pending (waiting), Approved or Rejected; default: all.
+        #[arg(long, value_parser = parse_approval_status)]
+        status: Option<ebb_core::approval::ApprovalStatus>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One refund's approval: its policy, the approvals so far, the decision.
+    Show { refund_id: String },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +223,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command, db } => keys(command, &db).await,
+        Command::Approvals { command, db } => approvals(command, &db).await,
         Command::Webhooks { command, db } => webhooks(command, &db).await,
         Command::Orders { command: OrdersCommand::DepositKey { order_id }, db } => deposit_key(&order_id, &db).await,
         Command::Openapi => {
@@ -224,6 +247,7 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         // A newcomer's first endpoint is on localhost: the SSRF guard is for production.
         webhooks: WebhookSettings { allow_private_addresses: true, ..Default::default() },
         links: FileConfig::load(None)?.link_settings()?,
+        approval_policies: Vec::new(),
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());
@@ -245,6 +269,10 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         "Webhooks: python3 scripts/webhook_receiver.py --data-dir {0}, then \
          ebb webhooks add --url http://127.0.0.1:9000/hook --data-dir {0} (docs/WEBHOOKS.md)",
         data_dir.display()
+    );
+    println!(
+        "No approval policy holds refunds; add one with POST /v2/payments/approval_policies and approve with \
+         an approver's key (ebb keys add --role approver; docs/RISK.md)."
     );
     println!("Ctrl-C stops.");
     dev::spawn_demo_link(app.engine().clone(), app.link_pages(), info.merchant_id.clone());
@@ -421,6 +449,82 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn approvals(command: ApprovalsCommand, db: &DbArgs) -> anyhow::Result<()> {
+    let store = open_store(db).await?;
+    let registry = match &db.config {
+        Some(cfg) => FileConfig::load(Some(cfg))?.registry()?,
+        None => FileConfig::load(None)?.registry()?,
+    };
+    let amount = |r: &ebb_store::refunds::RefundRow| match registry.get(&r.token_id) {
+        Some(t) => r.amount.to_decimal_string(t.decimals),
+        None => format!("{} base units", r.amount),
+    };
+    match command {
+        ApprovalsCommand::List { status, limit } => {
+            let filter = ebb_store::refunds::RefundFilter {
+                under_approval: true,
+                approval_status: status,
+                statuses: match status {
+                    Some(ebb_core::approval::ApprovalStatus::Pending) => vec![ebb_core::RefundStatus::Pending],
+                    _ => Vec::new(),
+                },
+                ..Default::default()
+            };
+            let limit = limit.clamp(1, ebb_store::page::MAX_LIMIT);
+            let page =
+                store.list_refunds(&filter, &ebb_store::page::PageRequest { limit, ..Default::default() }).await?;
+            for r in page.items {
+                let Some(a) = &r.approval else { continue };
+                println!(
+                    "{}  {}  {} {}  {}  {}/{} approvals  policy {}  refund {}",
+                    r.refund_id,
+                    r.merchant_id.as_deref().unwrap_or("PSP"),
+                    amount(&r),
+                    r.token_id,
+                    a.status,
+                    a.approvals.len(),
+                    a.required,
+                    a.policy_id,
+                    r.status,
+                );
+            }
+        }
+        ApprovalsCommand::Show { refund_id } => {
+            let r = store.refund(&refund_id, None).await?.with_context(|| format!("no refund {refund_id}"))?;
+            println!("refund     {}  {} {}  to {}  {}", r.refund_id, amount(&r), r.token_id, r.to_address, r.status);
+            println!("initiator  {}", r.initiator);
+            let Some(a) = r.approval else {
+                println!("approval   none (no approval policy applied)");
+                return Ok(());
+            };
+            println!(
+                "approval   {}  policy {}  {} of {} approvals",
+                a.status,
+                a.policy_id,
+                a.approvals.len(),
+                a.required
+            );
+            for v in &a.approvals {
+                println!(
+                    "  approved by {} at {}{}",
+                    v.approver,
+                    v.at,
+                    v.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
+                );
+            }
+            if let Some(v) = &a.rejection {
+                println!("  rejected by {} at {}: {}", v.approver, v.at, v.comment.as_deref().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_approval_status(s: &str) -> Result<ebb_core::approval::ApprovalStatus, String> {
+    ebb_core::approval::ApprovalStatus::parse(s)
+        .ok_or_else(|| format!("--status must be Pending, Approved or Rejected, not {s:?}"))
 }
 
 fn parse_role(s: &str) -> Result<KeyRole, String> {

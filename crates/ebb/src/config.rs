@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ebb_api::pages::LinkSettings;
 use ebb_chain::evm::EvmConfig;
+use ebb_core::approval::{ApprovalPolicy, RefundChannel};
 use ebb_core::screening::Denylist;
-use ebb_core::{ChainFamily, Token, TokenRegistry};
+use ebb_core::{ChainFamily, RefundSource, Token, TokenRegistry};
 use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
@@ -67,6 +68,64 @@ pub struct FileConfig {
     /// A header a reverse proxy sets to the client's address (`X-Forwarded-For`: its last entry); unset,
     /// the TCP peer's address is the client's.
     pub client_ip_header: Option<String>,
+    /// Maker-checker approval policies (`[[approval_policies]]`, docs/RISK.md); they replace, at every
+    /// start, the policies an earlier start read from the file.
+    #[serde(default)]
+    pub approval_policies: Vec<PolicyConfig>,
+}
+
+/// One approval policy of the configuration file; the fields of `POST /v2/payments/approval_policies`
+/// with a `policy_id` of the operator's choosing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub policy_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub token_ids: Vec<String>,
+    #[serde(default)]
+    pub merchant_ids: Vec<String>,
+    /// `Merchant` and/or `Psp`.
+    #[serde(default)]
+    pub refund_types: Vec<String>,
+    pub min_amount: Option<String>,
+    #[serde(default)]
+    pub new_destination_only: bool,
+    /// `Api` and/or `Link`.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    pub approvals_required: u8,
+}
+
+impl PolicyConfig {
+    fn resolve(&self, registry: &TokenRegistry) -> anyhow::Result<ApprovalPolicy> {
+        let what = || format!("approval policy {:?}", self.policy_id);
+        if self.policy_id.trim().is_empty() || self.policy_id.len() > 64 {
+            bail!("an approval policy's policy_id must be 1 to 64 characters");
+        }
+        if let Some(t) = self.token_ids.iter().find(|t| registry.get(t).is_none()) {
+            bail!("{}: token_ids names {t:?}, which is not a supported token", what());
+        }
+        let listed = |field: &str, v: &[String], ok: &dyn Fn(&str) -> bool| match v.iter().find(|s| !ok(s)) {
+            Some(bad) => Err(anyhow::anyhow!("{}: {field} holds {bad:?}, which is not one of its values", what())),
+            None => Ok(()),
+        };
+        listed("refund_types", &self.refund_types, &|s| RefundSource::parse(s).is_some())?;
+        listed("sources", &self.sources, &|s| RefundChannel::parse(s).is_some())?;
+        let policy = ApprovalPolicy {
+            policy_id: self.policy_id.clone(),
+            name: self.name.clone(),
+            token_ids: self.token_ids.clone(),
+            merchant_ids: self.merchant_ids.clone(),
+            refund_types: self.refund_types.iter().filter_map(|s| RefundSource::parse(s)).collect(),
+            min_amount: self.min_amount.clone(),
+            new_destination_only: self.new_destination_only,
+            channels: self.sources.iter().filter_map(|s| RefundChannel::parse(s)).collect(),
+            approvals_required: self.approvals_required,
+        };
+        policy.check().with_context(what)?;
+        Ok(policy)
+    }
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -197,6 +256,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Refund links; an empty `public_url` means `http://` + the bound address.
     pub links: LinkSettings,
+    /// The configuration file's approval policies.
+    pub approval_policies: Vec<ApprovalPolicy>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -362,6 +423,17 @@ impl FileConfig {
         })
     }
 
+    pub fn approval_policies(&self, registry: &TokenRegistry) -> anyhow::Result<Vec<ApprovalPolicy>> {
+        let policies: Vec<ApprovalPolicy> =
+            self.approval_policies.iter().map(|p| p.resolve(registry)).collect::<anyhow::Result<_>>()?;
+        let mut ids: Vec<&str> = policies.iter().map(|p| p.policy_id.as_str()).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            bail!("two approval policies have the policy_id {:?}", w[0]);
+        }
+        Ok(policies)
+    }
+
     /// The server key: `EBB_SERVER_KEY` (hex), else the configured file.
     pub fn server_key(&self) -> anyhow::Result<SigningKey> {
         if let Ok(hex_seed) = std::env::var("EBB_SERVER_KEY") {
@@ -388,6 +460,7 @@ impl FileConfig {
             workers: self.workers(),
             webhooks: self.webhook_settings(),
             links: self.link_settings()?,
+            approval_policies: self.approval_policies(&self.registry()?)?,
         })
     }
 }
@@ -452,6 +525,35 @@ mod tests {
         for id in ids {
             assert!(registry.iter().any(|t| t.chain_id == id), "{id}");
         }
+        let policies = mainnet.approval_policies(&registry).unwrap();
+        assert_eq!(policies.len(), 2);
+        assert_eq!(policies[1].channels, vec![RefundChannel::Link]);
+    }
+
+    #[test]
+    fn approval_policies_of_the_file_are_checked_at_start() {
+        let registry = TokenRegistry::cobo_defaults();
+        let parse = |extra: &str| -> anyhow::Result<Vec<ApprovalPolicy>> {
+            let cfg: FileConfig = toml::from_str(&format!(
+                "[[approval_policies]]\npolicy_id = \"p\"\nname = \"P\"\napprovals_required = 1\n{extra}"
+            ))?;
+            cfg.approval_policies(&registry)
+        };
+        assert_eq!(parse("min_amount = \"10.5\"").unwrap()[0].min_amount.as_deref(), Some("10.5"));
+        for (extra, says) in [
+            ("token_ids = [\"NOPE\"]", "NOPE"),
+            ("sources = [\"Email\"]", "Email"),
+            ("refund_types = [\"Anyone\"]", "Anyone"),
+            ("min_amount = \"ten\"", "min_amount"),
+            ("approver = \"x\"", "unknown field"),
+            ("[[approval_policies]]\npolicy_id = \"p\"\nname = \"Q\"\napprovals_required = 2", "two approval policies"),
+        ] {
+            let err = format!("{:#}", parse(extra).unwrap_err());
+            assert!(err.contains(says), "{extra}: {err}");
+        }
+        let cfg: FileConfig =
+            toml::from_str("[[approval_policies]]\npolicy_id = \"p\"\nname = \"P\"\napprovals_required = 0").unwrap();
+        assert!(format!("{:#}", cfg.approval_policies(&registry).unwrap_err()).contains("approvals_required"));
     }
 
     #[test]

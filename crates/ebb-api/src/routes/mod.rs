@@ -1,5 +1,6 @@
 //! One module per resource, each exposing its handlers; `crate::router` mounts them.
 
+pub mod approvals;
 pub mod balances;
 pub mod links;
 pub mod merchants;

@@ -111,6 +111,7 @@ pub async fn list(
         max_created_at: q.max_created_timestamp,
         min_updated_at: q.min_updated_timestamp,
         max_updated_at: q.max_updated_timestamp,
+        ..RefundFilter::default()
     };
     let page = refunds::list(&state.engine, &caller, filter, &page).await?;
     Ok(Json(ListResponse::from_page(page, |r| Refund::from_row(&state.registry, r))))

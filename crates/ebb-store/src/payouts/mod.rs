@@ -225,7 +225,8 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT refund_id, token_id, amount, to_address, hold_reason FROM refunds \
-             WHERE status = 'Pending' AND chain_id = $1 AND to_address <> '' ORDER BY seq LIMIT $2",
+             WHERE status = 'Pending' AND chain_id = $1 AND to_address <> '' \
+             AND (approval_status IS NULL OR approval_status = 'Approved') ORDER BY seq LIMIT $2",
         )
         .bind(chain_id)
         .bind(limit)

@@ -157,6 +157,8 @@ pub struct Options {
     pub webhooks: Option<WebhookSettings>,
     /// Refund-link settings (denylist, rate limits, TTL); default [`ebb_api::pages::LinkSettings`].
     pub links: Option<ebb_api::pages::LinkSettings>,
+    /// Approval policies as the configuration file gives them.
+    pub approval_policies: Vec<ebb_core::approval::ApprovalPolicy>,
 }
 
 /// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
@@ -231,6 +233,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         },
         webhooks: options.webhooks.clone().unwrap_or_else(test_webhook_settings),
         links: options.links.clone().unwrap_or_default(),
+        approval_policies: options.approval_policies.clone(),
     };
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("ebb starts");

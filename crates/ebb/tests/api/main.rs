@@ -7,6 +7,7 @@
 mod chains;
 mod helpers;
 
+mod approvals;
 mod auth;
 mod balances;
 mod crash;

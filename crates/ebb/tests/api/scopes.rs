@@ -147,6 +147,18 @@ async fn every_endpoint_answers_each_key_as_its_scope_allows(app: &TestApp) {
             [201, 403, 403],
         ),
         (Method::GET, "/v2/webhooks/events/definitions".into(), None, [200, 403, 403]),
+        (
+            Method::POST,
+            "/v2/payments/approval_policies".into(),
+            Some(json!({"name": "p-{k}", "min_amount": "1000000", "approvals_required": 2})),
+            [201, 403, 403],
+        ),
+        (Method::GET, "/v2/payments/approval_policies".into(), None, [200, 403, 403]),
+        (Method::GET, "/v2/payments/approvals".into(), None, [200, 200, 200]),
+        (Method::GET, format!("/v2/payments/approvals?merchant_id={mine}"), None, [200, 200, 404]),
+        // The PSP key made `seen`: as its initiator it may not decide on it either.
+        (Method::POST, format!("/v2/payments/refunds/{seen}/approve"), Some(json!({})), [403, 403, 403]),
+        (Method::POST, format!("/v2/payments/refunds/{seen}/reject"), Some(json!({"reason": "x"})), [403, 403, 403]),
     ];
 
     let mut failures = Vec::new();
@@ -234,6 +246,11 @@ async fn an_approvers_key_reads_and_changes_nothing(app: &TestApp) {
         (Method::PUT, format!("/v2/payments/refunds/{refund_id}"), Some(json!({"to_address": USER_ADDRESS}))),
         (Method::PUT, format!("/v2/payments/refunds/{refund_id}/cancel"), None),
         (Method::POST, "/v2/payments/merchants".into(), Some(json!({"name": "by approver"}))),
+        (
+            Method::POST,
+            "/v2/payments/approval_policies".into(),
+            Some(json!({"name": "by approver", "approvals_required": 1})),
+        ),
         (
             Method::POST,
             "/v2/webhooks/endpoints".into(),

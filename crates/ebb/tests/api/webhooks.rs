@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
 
-pub const ALL_EVENTS: [&str; 7] = [
+pub const ALL_EVENTS: [&str; 8] = [
     "payment.refund.status.updated",
+    "payment.refund.approval.updated",
     "payment.order.status.updated",
     "payment.transaction.created",
     "payment.transaction.completed",
