@@ -86,7 +86,7 @@ impl From<ebb_app::AppError> for ApiError {
             A::Forbidden(_) => ErrorCode::Forbidden,
             A::Invalid(_) => ErrorCode::InvalidRequest,
             A::InvalidAmount(_) => ErrorCode::InvalidAmount,
-            A::RefusedDestination { .. } => ErrorCode::RefusedDestination,
+            A::RefusedDestination { .. } | A::RefusedByScreening { .. } => ErrorCode::RefusedDestination,
             A::InvalidState(_) => ErrorCode::InvalidState,
             A::NotFound { .. } => ErrorCode::NotFound,
             A::Store(_) => match e {

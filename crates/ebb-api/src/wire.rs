@@ -140,6 +140,9 @@ pub struct Refund {
     /// or passed. Absent when no approval policy applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<approvals::RefundApproval>,
+    /// ebb extension: the screening of `to_address` (absent until the refund has one). docs/RISK.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screening: Option<approvals::DestinationScreening>,
 }
 
 impl Refund {
@@ -166,6 +169,7 @@ impl Refund {
             commission_fee: CommissionFee { fee_amount: "0".into() },
             source: r.channel.as_str().to_owned(),
             approval: r.approval.map(Into::into),
+            screening: r.screening.map(Into::into),
             token_id: r.token_id,
         }
     }

@@ -12,12 +12,14 @@
 use ebb_core::approval::{applicable, Approval, ApprovalError, ApprovalPolicy, ApprovalStatus, RefundFacts, Vote};
 use ebb_core::clock::now_s;
 use ebb_core::refund::{rejected_reason, RefundEvent};
+use ebb_core::screening::Verdict;
 use ebb_core::RefundStatus;
 use ebb_store::approvals::{self as repo, PolicyOrigin, PolicyRow};
 use ebb_store::page::{Page, PageRequest};
 use ebb_store::refunds::{self as refunds_repo, RefundFilter, RefundRow};
 use ebb_store::{ids, StoreError, Tx};
 
+use crate::screening::SCREENING_POLICY_ID;
 use crate::{Actor, AppError, AppResult, Engine};
 
 /// The most policies ebb keeps (each refund that gets an address is matched against all of them).
@@ -34,7 +36,8 @@ pub(crate) async fn on_destination(
 ) -> Result<Option<Approval>, StoreError> {
     let policies = repo::policies_in(tx).await?;
     let previous = refund.approval.clone();
-    if policies.is_empty() && previous.is_none() {
+    let screening_holds = refund.screening.as_ref().is_some_and(|s| s.verdict == Verdict::Hold);
+    if policies.is_empty() && previous.is_none() && !screening_holds {
         return Ok(None);
     }
     let destination_is_new = match policies.iter().any(|p| p.new_destination_only) {
@@ -51,13 +54,29 @@ pub(crate) async fn on_destination(
         channel: refund.channel,
     };
     let policy = applicable(&policies, &facts);
-    Ok(match (previous, policy) {
+    let approval = match (previous, policy) {
         (Some(prev), Some(p)) if p.approvals_required > prev.required => Some(Approval::new(p)),
         (Some(mut prev), _) => {
             prev.reset();
             Some(prev)
         }
         (None, p) => p.map(Approval::new),
+    };
+    // An address screening held is reviewed like a refund under a one-approver policy; an approval the
+    // refund needs anyway covers the review.
+    Ok(match approval {
+        None if screening_holds => Some(Approval::new(&ApprovalPolicy {
+            policy_id: SCREENING_POLICY_ID.into(),
+            name: "screening review".into(),
+            token_ids: Vec::new(),
+            merchant_ids: Vec::new(),
+            refund_types: Vec::new(),
+            min_amount: None,
+            new_destination_only: false,
+            channels: Vec::new(),
+            approvals_required: 1,
+        })),
+        other => other,
     })
 }
 

@@ -16,6 +16,9 @@ pub enum AppError {
     /// A refund destination that would lose the money (see [`crate::destinations`]).
     #[error("{address} is {why}; a refund sent there would be lost")]
     RefusedDestination { address: String, why: String },
+    /// A refund destination screening refused (sanctioned, or what the operator's rules refuse).
+    #[error("{address} is refused by screening ({why}); nothing is sent there")]
+    RefusedByScreening { address: String, why: String },
     /// The object is not in a status that allows this.
     #[error("{0}")]
     InvalidState(String),

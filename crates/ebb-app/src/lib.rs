@@ -27,6 +27,7 @@ pub mod payins;
 pub mod payouts;
 pub mod refunds;
 pub mod sandbox;
+pub mod screening;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub struct Engine {
     sandboxes: Arc<HashMap<String, Arc<SandboxChain>>>,
     /// How long a refund link stays valid.
     link_ttl: Duration,
+    /// Screens refund destinations.
+    screener: Arc<screening::Screener>,
 }
 
 impl Engine {
@@ -70,7 +73,14 @@ impl Engine {
             deposit_seed: Arc::new(deposit_seed),
             sandboxes: Arc::default(),
             link_ttl,
+            screener: Arc::new(screening::Screener::none()),
         }
+    }
+
+    /// Screens refund destinations with these providers and rules.
+    pub fn with_screener(mut self, screener: screening::Screener) -> Self {
+        self.screener = Arc::new(screener);
+        self
     }
 
     /// Lets [`sandbox::pay_order`] pay orders on these sandbox chains.

@@ -156,7 +156,13 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         source: req.source,
         merchant_fee: req.merchant_fee,
     };
-    let new = NewRefund { request, idem_scope: actor.idem_scope(), initiator: actor.initiator.clone(), via_link: true };
+    let new = NewRefund {
+        request,
+        idem_scope: actor.idem_scope(),
+        initiator: actor.initiator.clone(),
+        via_link: true,
+        screening: None,
+    };
     let (token_hash, payer, source_tx_id, display) =
         (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);
     let (refund, link) = engine
@@ -235,6 +241,12 @@ pub async fn open(engine: &Engine, token: &LinkToken) -> AppResult<Option<LinkVi
 /// submits exactly one succeeds. Lock order is link, then refund, as everywhere links are changed.
 pub async fn submit(engine: &Engine, token: &LinkToken, address: Address) -> AppResult<Result<RefundRow, Refusal>> {
     engine.check_destination(&address).await?;
+    // The refund's chain is known once the link is read; a link that no longer takes an address is
+    // refused inside the write, before the screening would matter.
+    let screening = match engine.store.refund_link(&token.hash()).await? {
+        Some(view) => Some(engine.screen_destination(&view.refund.chain_id, &address).await?),
+        None => None,
+    };
     let token_hash = token.hash();
     let registry = engine.registry.clone();
     let outcome = engine
@@ -262,6 +274,10 @@ pub async fn submit(engine: &Engine, token: &LinkToken, address: Address) -> App
                 refund.status = submitted;
                 let pending = submitted.apply(RefundEvent::LinkAddressConfirmed).map_err(internal)?;
                 refund.to_address = address.into_string();
+                refund.screening = screening;
+                if let Some(s) = &refund.screening {
+                    ebb_store::screening::set_refund_screening(tx, &refund.refund_id, s).await?;
+                }
                 let decimals = registry
                     .get(&refund.token_id)
                     .ok_or_else(|| internal(format!("unknown token {}", refund.token_id)))?

@@ -5,6 +5,7 @@ use ebb_core::clock::now_s;
 use ebb_core::refund::{
     check_request, refund_merchant, OrderFacts, RefundEvent, RefundPartyError, RequestId, CANCELLED_REASON,
 };
+use ebb_core::screening::Screening;
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use ebb_store::approvals as approvals_repo;
 use ebb_store::orders::lock_order;
@@ -66,6 +67,8 @@ pub(crate) struct NewRefund {
     /// Made for a refund link: the address comes through the link. A link request and a refund request
     /// never count as the same request, whatever their fields.
     pub via_link: bool,
+    /// The screening of `request.to_address` (not part of the request's fingerprint).
+    pub screening: Option<Screening>,
 }
 
 impl NewRefund {
@@ -115,12 +118,21 @@ pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
 pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> AppResult<Created> {
     req.merchant_id = admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
-    if let Some(address) = &req.to_address {
-        engine.check_destination(address).await?;
-    }
+    let screening = match &req.to_address {
+        Some(address) => {
+            engine.check_destination(address).await?;
+            Some(engine.screen_destination(&req.token.chain_id, address).await?)
+        }
+        None => None,
+    };
     check_merchant_exists(engine, req.merchant_id.as_deref()).await?;
-    let new =
-        NewRefund { request: req, idem_scope: actor.idem_scope(), initiator: actor.initiator.clone(), via_link: false };
+    let new = NewRefund {
+        request: req,
+        idem_scope: actor.idem_scope(),
+        initiator: actor.initiator.clone(),
+        via_link: false,
+        screening,
+    };
     let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
     Ok(match created {
         // A refund found by its request_id may have payout legs by now; the transaction read only its row.
@@ -174,6 +186,7 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
         initiator: new.initiator.clone(),
         channel: if new.via_link { RefundChannel::Link } else { RefundChannel::Api },
         approval: None,
+        screening: new.screening.clone(),
         created_at: now,
         updated_at: now,
         transactions: Vec::new(),
@@ -235,6 +248,7 @@ where
     let address = parse(token)?;
     let decimals = token.decimals;
     engine.check_destination(&address).await?;
+    let screening = engine.screen_destination(&token.chain_id, &address).await?;
     let (refund_id, scope) = (refund_id.to_owned(), scope.map(str::to_owned));
     let r = engine
         .store
@@ -243,9 +257,13 @@ where
                 let (mut r, next) = lock_for(tx, &refund_id, scope.as_deref(), RefundEvent::AddressSet).await?;
                 let now = now_s();
                 r.to_address = address.into_string();
+                r.screening = Some(screening);
                 let approval = approvals::on_destination(tx, &r, decimals).await?;
                 if let Some(a) = &approval {
                     approvals_repo::set_approval(tx, &r.refund_id, a, now).await?;
+                }
+                if let Some(s) = &r.screening {
+                    ebb_store::screening::set_refund_screening(tx, &r.refund_id, s).await?;
                 }
                 repo::compare_and_set(tx, &r, next, None, Some(&r.to_address), now).await?;
                 if approval.is_some() {

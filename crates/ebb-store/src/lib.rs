@@ -27,6 +27,7 @@ pub mod payins;
 pub mod payouts;
 pub mod refunds;
 pub mod replay;
+pub mod screening;
 mod snapshot;
 mod sqlite_read;
 pub mod transactions;

@@ -10,6 +10,7 @@
 use ebb_core::approval::{Approval, ApprovalStatus, RefundChannel};
 use ebb_core::ledger::Account;
 use ebb_core::refund::{refunded_after, reservation_entries, settlement_entries};
+use ebb_core::screening::Screening;
 use ebb_core::{Amount, RefundSource, RefundStatus};
 
 use crate::columns::Columns;
@@ -50,6 +51,9 @@ pub struct RefundRow {
     /// The maker-checker approval the refund waits for or passed; `None`: no policy applied.
     #[serde(with = "crate::snapshot::approval_opt", default)]
     pub approval: Option<Approval>,
+    /// The screening of its destination, when it got one.
+    #[serde(with = "crate::snapshot::screening_opt", default)]
+    pub screening: Option<Screening>,
     pub created_at: i64,
     pub updated_at: i64,
     pub transactions: Vec<TransactionRow>,
@@ -90,7 +94,7 @@ pub struct RefundFilter {
 
 const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_id, chain_id, amount, to_address, \
      status, failed_reason, refund_type, charge_merchant_fee, merchant_fee_amount, initiator, created_at, updated_at, \
-     idem_scope, request_fingerprint, hold_reason, channel, approval";
+     idem_scope, request_fingerprint, hold_reason, channel, approval, screening";
 
 fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
     let status: String = row.col("status")?;
@@ -98,6 +102,7 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
     let fee: Option<String> = row.col("merchant_fee_amount")?;
     let channel: String = row.col("channel")?;
     let approval: Option<String> = row.col("approval")?;
+    let screening: Option<String> = row.col("screening")?;
     Ok(RefundRow {
         refund_id: row.col("refund_id")?,
         request_id: row.col("request_id")?,
@@ -123,6 +128,11 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
             .map(crate::snapshot::approval_from_json)
             .transpose()
             .map_err(|e| StoreError::Internal(format!("stored approval: {e}")))?,
+        screening: screening
+            .as_deref()
+            .map(crate::snapshot::screening_from_json)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("stored screening: {e}")))?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
         transactions: Vec::new(),
@@ -295,8 +305,8 @@ pub async fn insert_row(
     let inserted = db::query(
         "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
              token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
-             merchant_fee_amount, initiator, created_at, updated_at, channel, approval, approval_status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+             merchant_fee_amount, initiator, created_at, updated_at, channel, approval, approval_status, screening) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
              ON CONFLICT (idem_scope, request_id) DO NOTHING",
     )
     .bind(&refund.refund_id)
@@ -319,6 +329,7 @@ pub async fn insert_row(
     .bind(refund.channel.as_str())
     .bind(refund.approval.as_ref().map(crate::snapshot::approval_json))
     .bind(refund.approval.as_ref().map(|a| a.status.as_str()))
+    .bind(refund.screening.as_ref().map(crate::snapshot::screening_json))
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

@@ -3,6 +3,7 @@
 //! ebb; the API renders it in Cobo's shape.
 
 use ebb_core::approval::{Approval, ApprovalStatus, RefundChannel, Vote};
+use ebb_core::screening::{Finding, RiskLevel, Screening, Verdict};
 use ebb_core::{Amount, OrderStatus, RefundSource, RefundStatus, TxDirection, TxStatus};
 use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -132,5 +133,90 @@ pub(crate) mod approval_opt {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Approval>, D::Error> {
         Option::<StoredApproval>::deserialize(d)?.map(|a| a.into_approval().map_err(D::Error::custom)).transpose()
+    }
+}
+
+/// A screening as stored, in `refunds.screening` and inside refund snapshots.
+#[derive(Serialize, Deserialize)]
+struct StoredScreening {
+    address: String,
+    level: String,
+    verdict: String,
+    findings: Vec<StoredFinding>,
+    unavailable: Vec<(String, String)>,
+    screened_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredFinding {
+    provider: String,
+    level: String,
+    categories: Vec<String>,
+    reference: Option<String>,
+}
+
+impl From<&Screening> for StoredScreening {
+    fn from(s: &Screening) -> Self {
+        StoredScreening {
+            address: s.address.clone(),
+            level: s.level.as_str().to_owned(),
+            verdict: s.verdict.as_str().to_owned(),
+            findings: s
+                .findings
+                .iter()
+                .map(|f| StoredFinding {
+                    provider: f.provider.clone(),
+                    level: f.level.as_str().to_owned(),
+                    categories: f.categories.clone(),
+                    reference: f.reference.clone(),
+                })
+                .collect(),
+            unavailable: s.unavailable.clone(),
+            screened_at: s.screened_at,
+        }
+    }
+}
+
+impl StoredScreening {
+    fn into_screening(self) -> Result<Screening, String> {
+        let level = |s: &str| RiskLevel::parse(s).ok_or_else(|| format!("not a risk level: {s:?}"));
+        Ok(Screening {
+            level: level(&self.level)?,
+            verdict: Verdict::parse(&self.verdict).ok_or_else(|| format!("not a verdict: {:?}", self.verdict))?,
+            findings: self
+                .findings
+                .into_iter()
+                .map(|f| {
+                    Ok(Finding {
+                        level: level(&f.level)?,
+                        provider: f.provider,
+                        categories: f.categories,
+                        reference: f.reference,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+            address: self.address,
+            unavailable: self.unavailable,
+            screened_at: self.screened_at,
+        })
+    }
+}
+
+/// `refunds.screening`'s text.
+pub(crate) fn screening_json(s: &Screening) -> String {
+    serde_json::to_string(&StoredScreening::from(s)).expect("a screening always serialises")
+}
+
+pub(crate) fn screening_from_json(s: &str) -> Result<Screening, String> {
+    serde_json::from_str::<StoredScreening>(s).map_err(|e| e.to_string())?.into_screening()
+}
+
+pub(crate) mod screening_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<Screening>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(StoredScreening::from).serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Screening>, D::Error> {
+        Option::<StoredScreening>::deserialize(d)?.map(|v| v.into_screening().map_err(D::Error::custom)).transpose()
     }
 }

@@ -68,9 +68,13 @@ impl Application {
         let registry = Arc::new(settings.registry);
         let (chains, sandboxes) = build_chains(&settings.chains, settings.sandbox, &registry, settings.workers).await?;
         let destinations = RefusedDestinations::new(&registry, chains.iter().map(|c| c.hot_wallet()));
+        ebb_app::screening::ensure_shipped_ofac(&store).await.context("loading the shipped OFAC list")?;
+        let screener =
+            settings.screening.screener(&store, links.denylist.clone()).context("the [screening] settings")?;
         let engine =
             Engine::new(store.clone(), registry.clone(), destinations, deposit_seed(&settings.server_key), links.ttl)
-                .with_sandboxes(sandboxes.clone());
+                .with_sandboxes(sandboxes.clone())
+                .with_screener(screener);
         let shared = Shared {
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             engine,

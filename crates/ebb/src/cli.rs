@@ -83,8 +83,37 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Screening: check an address as ebb would, or load a newer sanctions list.
+    Screening {
+        #[command(subcommand)]
+        command: ScreeningCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum ScreeningCommand {
+    /// Screens ADDRESS on a chain with the configured providers and rules, and prints the verdict.
+    Check {
+        address: String,
+        #[arg(long)]
+        chain: String,
+    },
+    /// Replaces the OFAC list in the database (every ebb process uses it from the next screening on):
+    /// one address per line, `#` comments. The shipped list is of 2024-09-27.
+    Load {
+        #[arg(long)]
+        file: PathBuf,
+        /// The list's date, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// Replace a list of a later date too.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,6 +253,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Keys { command, db } => keys(command, &db).await,
         Command::Approvals { command, db } => approvals(command, &db).await,
+        Command::Screening { command, db } => screening(command, &db).await,
         Command::Webhooks { command, db } => webhooks(command, &db).await,
         Command::Orders { command: OrdersCommand::DepositKey { order_id }, db } => deposit_key(&order_id, &db).await,
         Command::Openapi => {
@@ -248,6 +278,7 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         webhooks: WebhookSettings { allow_private_addresses: true, ..Default::default() },
         links: FileConfig::load(None)?.link_settings()?,
         approval_policies: Vec::new(),
+        screening: Default::default(),
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());
@@ -449,6 +480,49 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn screening(command: ScreeningCommand, db: &DbArgs) -> anyhow::Result<()> {
+    let store = open_store(db).await?;
+    match command {
+        ScreeningCommand::Load { file, date, force } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let addresses = ebb_app::screening::parse_list(&text);
+            let source = format!("OFAC SDN list ({})", file.display());
+            let meta =
+                ebb_app::screening::load_list(&store, ebb_app::screening::OFAC_LIST, &date, &source, addresses, force)
+                    .await?;
+            println!("loaded {} addresses of the OFAC list of {}", meta.entries, meta.dated);
+        }
+        ScreeningCommand::Check { address, chain } => {
+            let cfg = FileConfig::load(db.config.as_deref())?;
+            let registry = cfg.registry()?;
+            let family = registry
+                .iter()
+                .find(|t| t.chain_id == chain)
+                .map(|t| t.family)
+                .with_context(|| format!("no token of chain {chain} is configured"))?;
+            let address = ebb_core::Address::parse(family, &address).with_context(|| format!("{address:?}"))?;
+            ebb_app::screening::ensure_shipped_ofac(&store).await?;
+            let denylist = cfg.link_settings()?.denylist;
+            let screener = cfg.screening.resolve()?.screener(&store, denylist)?;
+            let s = screener.screen(&chain, address.as_str()).await;
+            println!("{}  on {chain}: {} risk, verdict {}", s.address, s.level.as_str(), s.verdict.as_str());
+            for f in &s.findings {
+                println!(
+                    "  {}: {}{}{}",
+                    f.provider,
+                    f.level.as_str(),
+                    if f.categories.is_empty() { String::new() } else { format!(" ({})", f.categories.join(", ")) },
+                    f.reference.as_deref().map(|r| format!(", {r}")).unwrap_or_default()
+                );
+            }
+            for (p, why) in &s.unavailable {
+                println!("  {p}: could not answer ({why})");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn approvals(command: ApprovalsCommand, db: &DbArgs) -> anyhow::Result<()> {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ebb_api::pages::LinkSettings;
+use ebb_app::screening::{ChainalysisSettings, ScreeningSettings};
 use ebb_chain::evm::EvmConfig;
 use ebb_core::approval::{ApprovalPolicy, RefundChannel};
-use ebb_core::screening::Denylist;
+use ebb_core::screening::{Denylist, ScreeningRules, Verdict};
 use ebb_core::{ChainFamily, RefundSource, Token, TokenRegistry};
 use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
@@ -72,6 +73,72 @@ pub struct FileConfig {
     /// start, the policies an earlier start read from the file.
     #[serde(default)]
     pub approval_policies: Vec<PolicyConfig>,
+    /// Screening of refund destinations (`[screening]`, docs/RISK.md).
+    #[serde(default)]
+    pub screening: ScreeningConfig,
+}
+
+/// `[screening]`: which providers, and what each risk level does (`allow`, `hold` or `refuse`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScreeningConfig {
+    /// Screen against the OFAC SDN list shipped with ebb (or a newer one loaded); default true.
+    pub ofac: Option<bool>,
+    pub severe: Option<String>,
+    pub high: Option<String>,
+    pub medium: Option<String>,
+    pub low: Option<String>,
+    pub unknown: Option<String>,
+    /// When a provider cannot answer; `hold` (default) or `refuse`, never `allow`.
+    pub unavailable: Option<String>,
+    /// The base URL of a Chainalysis-style sanctions API (`GET {url}/api/v1/address/{address}`).
+    pub chainalysis_url: Option<String>,
+    /// The environment variable holding its API key (default `EBB_CHAINALYSIS_API_KEY`).
+    pub chainalysis_api_key_env: Option<String>,
+    /// How long one screening request may take (default 3000 ms).
+    pub timeout_ms: Option<u64>,
+}
+
+impl ScreeningConfig {
+    pub fn resolve(&self) -> anyhow::Result<ScreeningSettings> {
+        let d = ScreeningRules::default();
+        let verdict = |name: &str, v: &Option<String>, default: Verdict| -> anyhow::Result<Verdict> {
+            match v {
+                None => Ok(default),
+                Some(s) => Verdict::parse(s)
+                    .with_context(|| format!("[screening] {name} must be allow, hold or refuse, not {s:?}")),
+            }
+        };
+        let rules = ScreeningRules {
+            severe: verdict("severe", &self.severe, d.severe)?,
+            high: verdict("high", &self.high, d.high)?,
+            medium: verdict("medium", &self.medium, d.medium)?,
+            low: verdict("low", &self.low, d.low)?,
+            unknown: verdict("unknown", &self.unknown, d.unknown)?,
+            unavailable: verdict("unavailable", &self.unavailable, d.unavailable)?,
+        };
+        rules.check().context("[screening]")?;
+        let chainalysis = match &self.chainalysis_url {
+            None => None,
+            Some(url) => {
+                let parsed = url::Url::parse(url).with_context(|| format!("[screening] chainalysis_url {url:?}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    bail!("[screening] chainalysis_url must be http or https, not {url:?}");
+                }
+                let env = self.chainalysis_api_key_env.as_deref().unwrap_or("EBB_CHAINALYSIS_API_KEY");
+                let api_key = std::env::var(env)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .with_context(|| format!("[screening] chainalysis_url is set but {env} holds no API key"))?;
+                Some(ChainalysisSettings {
+                    base_url: url.clone(),
+                    api_key,
+                    timeout: Duration::from_millis(self.timeout_ms.unwrap_or(3000)),
+                })
+            }
+        };
+        Ok(ScreeningSettings { rules, ofac: self.ofac.unwrap_or(true), chainalysis })
+    }
 }
 
 /// One approval policy of the configuration file; the fields of `POST /v2/payments/approval_policies`
@@ -258,6 +325,7 @@ pub struct Settings {
     pub links: LinkSettings,
     /// The configuration file's approval policies.
     pub approval_policies: Vec<ApprovalPolicy>,
+    pub screening: ScreeningSettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -461,6 +529,7 @@ impl FileConfig {
             webhooks: self.webhook_settings(),
             links: self.link_settings()?,
             approval_policies: self.approval_policies(&self.registry()?)?,
+            screening: self.screening.resolve()?,
         })
     }
 }

@@ -466,6 +466,12 @@ async fn submit(
                 }
             }
         }
+        // Screening refused the address: the customer gets the same neutral message as for the denylist.
+        Err(e @ ebb_app::AppError::RefusedByScreening { .. }) => {
+            tracing::warn!(link = %p.view.link.link_id, refund = %p.view.refund.refund_id, reason = %e,
+                "refund page: screening refused the address");
+            refused_address(&state, &p, &raw, t.denied)
+        }
         Err(e) => store_error(p.lang, e),
     }
 }

@@ -1,7 +1,8 @@
-//! Approval policies and refunds' approvals (ebb extensions: Cobo's Payments API has no approval
+//! Approval policies, refunds' approvals and destination screenings (ebb extensions: Cobo's Payments API has no approval
 //! objects; its refund keeps status `Pending` while it waits).
 
 use ebb_core::approval::{Approval, ApprovalPolicy, RefundChannel};
+use ebb_core::screening::Screening;
 use ebb_core::RefundSource;
 use ebb_store::approvals::PolicyRow;
 use serde::{Deserialize, Serialize};
@@ -157,4 +158,58 @@ pub struct ApproveRefundRequest {
 pub struct RejectRefundRequest {
     /// Becomes the refund's `failed_reason`: `Rejected: <reason>`.
     pub reason: String,
+}
+
+/// ebb extension on a refund: the screening of its destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationScreening {
+    /// The highest level any provider found: `Severe`, `High`, `Medium`, `Low` or `Unknown`.
+    pub level: String,
+    /// `Allow`, or `Hold` (the refund waits for review as an approval).
+    pub verdict: String,
+    pub findings: Vec<ScreeningFinding>,
+    /// Providers that could not answer, with why (such an answer holds the refund).
+    pub unavailable: Vec<UnavailableProvider>,
+    /// Seconds.
+    pub screened_timestamp: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScreeningFinding {
+    pub provider: String,
+    pub level: String,
+    pub categories: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnavailableProvider {
+    pub provider: String,
+    pub reason: String,
+}
+
+impl From<Screening> for DestinationScreening {
+    fn from(s: Screening) -> Self {
+        DestinationScreening {
+            level: s.level.as_str().to_owned(),
+            verdict: s.verdict.as_str().to_owned(),
+            findings: s
+                .findings
+                .into_iter()
+                .map(|f| ScreeningFinding {
+                    provider: f.provider,
+                    level: f.level.as_str().to_owned(),
+                    categories: f.categories,
+                    reference: f.reference,
+                })
+                .collect(),
+            unavailable: s
+                .unavailable
+                .into_iter()
+                .map(|(provider, reason)| UnavailableProvider { provider, reason })
+                .collect(),
+            screened_timestamp: s.screened_at,
+        }
+    }
 }

@@ -134,7 +134,39 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
 /// earlier payout after later ones) becomes minable only when that one arrives, and would wait for the
 /// next transaction if nothing else made blocks. A real chain keeps making them.
 async fn mine_a_block(anvil: &crate::chains::Anvil) {
+    unstick_anvil_pool(anvil).await;
     anvil.rpc("evm_mine", json!([])).await;
+}
+
+/// Works around a fault of anvil's pool, not of ebb: after fee-bumping replacements under manual
+/// mining, anvil (1.7) can keep the hot wallet's next executable transaction in its `queued` set
+/// (txpool_content) although its nonce is the account's, and then never mines it or anything after
+/// it (foundry-rs/foundry#10122 is a relative). No real node keeps an executable transaction queued.
+/// Dropping it makes the node forget it; ebb's executor then re-broadcasts the stored signed bytes
+/// (decision 12: re-broadcast, never re-sign), which anvil files afresh.
+async fn unstick_anvil_pool(anvil: &crate::chains::Anvil) {
+    use crate::chains::TestChain;
+    let wallet = anvil.hot_wallet().to_lowercase();
+    let Ok(nonce) = anvil.try_rpc("eth_getTransactionCount", json!([wallet, "latest"])).await else { return };
+    let Some(nonce) = nonce.as_str().and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok()) else {
+        return;
+    };
+    let Ok(pool) = anvil.try_rpc("txpool_content", json!([])).await else { return };
+    let mine = |set: &str| {
+        pool[set]
+            .as_object()
+            .and_then(|by_sender| by_sender.iter().find(|(k, _)| k.to_lowercase() == wallet).map(|(_, v)| v.clone()))
+    };
+    let pending_next = mine("pending").is_some_and(|txs| txs.get(nonce.to_string()).is_some());
+    let queued_next = mine("queued").and_then(|txs| txs.get(nonce.to_string()).cloned());
+    if let (false, Some(tx)) = (pending_next, queued_next) {
+        if let Some(hash) = tx["hash"].as_str() {
+            eprintln!(
+                "anvil kept executable transaction {hash} (nonce {nonce}) queued: dropping it for ebb to re-broadcast"
+            );
+            let _ = anvil.try_rpc("anvil_dropTransaction", json!([hash])).await;
+        }
+    }
 }
 
 /// `ebb serve --config CONFIG` with the anvil hot wallet's key and the given failpoints.

@@ -159,6 +159,8 @@ pub struct Options {
     pub links: Option<ebb_api::pages::LinkSettings>,
     /// Approval policies as the configuration file gives them.
     pub approval_policies: Vec<ebb_core::approval::ApprovalPolicy>,
+    /// Screening settings; default the OFAC list and the default rules.
+    pub screening: Option<ebb_app::screening::ScreeningSettings>,
 }
 
 /// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
@@ -234,6 +236,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         webhooks: options.webhooks.clone().unwrap_or_else(test_webhook_settings),
         links: options.links.clone().unwrap_or_default(),
         approval_policies: options.approval_policies.clone(),
+        screening: options.screening.clone().unwrap_or_default(),
     };
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("ebb starts");

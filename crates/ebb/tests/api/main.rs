@@ -19,4 +19,5 @@ mod payins;
 mod payouts;
 mod refunds;
 mod scopes;
+mod screening;
 mod webhooks;

@@ -1,0 +1,264 @@
+//! Screening refund destinations (issue 15): an OFAC-listed address (real entries of the shipped list)
+//! is refused wherever a refund gets an address; a high-risk one is held for review and paid once
+//! approved; an HTTP provider in the shape of Chainalysis' sanctions API is asked with its key, and
+//! every way it can fail (slow, 429, 5xx, garbage, a huge answer) holds, never allows.
+//!
+//! Chainalysis has no local version, so the suite runs its own server in the API's published shape
+//! (`GET /api/v1/address/{address}` with `X-API-Key`, answering `{"identifications": [...]}`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ebb_api::pages::LinkSettings;
+use ebb_app::screening::{ChainalysisSettings, ScreeningSettings};
+use ebb_core::screening::Denylist;
+use ebb_store::keys::KeyRole;
+use serde_json::{json, Value};
+
+use crate::chains::TestChain;
+use crate::helpers::{spawn_app_with, Db, Options, Signing, TestApp, USER_ADDRESS};
+
+/// Real entries of the shipped OFAC list (data/ofac, 2024-09-27), as a client may type them.
+const OFAC_ETH: &str = "0x01e2919679362dfbc9ee1644ba9c6da6d6245bb1";
+const OFAC_ETH_2: &str = "0x0931ca4d13bb4ba75d9b7132ab690265d749a5e7";
+/// An address only the operator's denylist names.
+const DENIED: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+
+crate::both_backends!(an_ofac_address_is_refused_wherever_a_refund_gets_one);
+crate::both_backends_with!(a_denylisted_destination_is_held_for_review_then_paid, super::denying());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_provider_is_asked_and_its_failures_hold_sqlite() {
+    the_http_provider_is_asked_and_its_failures_hold(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_provider_is_asked_and_its_failures_hold_postgres() {
+    if crate::helpers::postgres_wanted().await {
+        the_http_provider_is_asked_and_its_failures_hold(Db::Postgres).await;
+    }
+}
+
+async fn refund_to(app: &TestApp, merchant: &str, request_id: &str, to: Option<&str>) -> crate::helpers::Response {
+    let mut body = json!({"request_id": request_id, "merchant_id": merchant, "payable_amount": "1",
+                          "token_id": "ETH_USDT", "refund_type": "Merchant"});
+    if let Some(to) = to {
+        body["to_address"] = json!(to);
+    }
+    app.post("/v2/payments/refunds", body).await
+}
+
+async fn an_ofac_address_is_refused_wherever_a_refund_gets_one(app: &TestApp) {
+    let m = app.create_merchant("Shop").await;
+    let order = app.paid_order(&m, "10", "0").await;
+    let before = app.merchant_balance(&m, "ETH_USDT").await;
+
+    // Create.
+    for a in [OFAC_ETH, OFAC_ETH_2] {
+        let refused = refund_to(app, &m, "sanctioned", Some(a)).await.error(400, 40004);
+        let text = refused["error_message"].as_str().unwrap();
+        assert!(text.contains("ofac says Severe: sanctions"), "{text}");
+    }
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await, before, "nothing reserved");
+
+    // Update.
+    let r = refund_to(app, &m, "later", None).await.ok();
+    let id = r["refund_id"].as_str().unwrap();
+    app.put(&format!("/v2/payments/refunds/{id}"), Some(json!({"to_address": OFAC_ETH}))).await.error(400, 40004);
+    let unchanged = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();
+    assert_eq!(
+        (unchanged["status"].as_str(), unchanged["to_address"].as_str()),
+        (Some("PendingConfirmation"), Some(""))
+    );
+    assert!(unchanged.get("screening").is_none());
+
+    // A refund link's submitted address: refused, and the link still takes a good one.
+    let link = app
+        .post(
+            "/v2/payments/links/refunds",
+            json!({"request_id": "link", "business_info": {"order_id": order["order_id"], "amount": "1",
+                   "refund_source": "Merchant", "merchant_id": m}}),
+        )
+        .await
+        .ok();
+    let token = ebb_app::links::LinkToken::parse(link["token"].as_str().unwrap()).unwrap();
+    let evm = |a: &str| ebb_core::Address::parse(ebb_core::ChainFamily::Evm, a).unwrap();
+    let refused = ebb_app::links::submit(&app.engine, &token, evm(OFAC_ETH)).await;
+    assert!(matches!(refused, Err(ebb_app::AppError::RefusedByScreening { .. })), "{refused:?}");
+    let ok = ebb_app::links::submit(&app.engine, &token, evm(USER_ADDRESS)).await.unwrap().unwrap();
+    assert_eq!(ok.to_address, USER_ADDRESS);
+    let shown = app.get(&format!("/v2/payments/refunds/{}", ok.refund_id)).await.ok();
+    assert_eq!(shown["screening"]["verdict"], "Allow", "{shown}");
+    assert_eq!(shown["screening"]["level"], "Unknown");
+    let providers: Vec<&str> =
+        shown["screening"]["findings"].as_array().unwrap().iter().map(|f| f["provider"].as_str().unwrap()).collect();
+    assert_eq!(providers, ["denylist", "ofac"]);
+}
+
+fn denying() -> Options {
+    Options {
+        payouts: true,
+        links: Some(LinkSettings { denylist: Arc::new(Denylist::parse(DENIED)), ..LinkSettings::default() }),
+        ..Options::default()
+    }
+}
+
+async fn a_denylisted_destination_is_held_for_review_then_paid(app: &TestApp) {
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "10", "0").await;
+    let r = refund_to(app, &m, "held", Some(DENIED)).await.ok();
+    let id = r["refund_id"].as_str().unwrap();
+    assert_eq!(r["screening"]["level"], "High", "{r}");
+    assert_eq!(r["screening"]["verdict"], "Hold");
+    assert_eq!(r["approval"]["policy_id"], "screening");
+    assert_eq!(r["approval"]["required"], 1);
+    for _ in 0..5 {
+        chain.mine().await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let waiting = app.get(&format!("/v2/payments/refunds/{id}")).await.ok();
+    assert_eq!((waiting["status"].as_str(), waiting["transactions"].as_array().unwrap().len()), (Some("Pending"), 0));
+    let approver = Signing { key: app.new_key_with_role(None, KeyRole::Approver).await, ..app.signing() };
+    let path = format!("/v2/payments/refunds/{id}/approve");
+    app.call_signed(&approver, reqwest::Method::POST, &path, Some(b"{}".to_vec())).await.ok();
+    let done = app.mine_until(&chain, id, "Completed").await;
+    assert_eq!(done["to_address"], DENIED);
+}
+
+/// What the test server answers for an address.
+#[derive(Clone, Copy)]
+enum Answer {
+    Identified(&'static str),
+    Nothing,
+    Slow,
+    Status(u16),
+    Garbage,
+    Huge,
+}
+
+#[derive(Default)]
+struct ProviderState {
+    answers: HashMap<String, Answer>,
+    keys_seen: Vec<String>,
+}
+
+async fn identify(
+    State(state): State<Arc<Mutex<ProviderState>>>,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let answer = {
+        let mut s = state.lock().unwrap();
+        s.keys_seen.push(headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned());
+        s.answers.get(&address.to_lowercase()).copied().unwrap_or(Answer::Nothing)
+    };
+    match answer {
+        Answer::Identified(category) => axum::Json(json!({"identifications": [{
+            "category": category, "name": format!("{category} identification"),
+            "description": "test", "url": "https://example.test/identification"}]}))
+        .into_response(),
+        Answer::Nothing => axum::Json(json!({"identifications": []})).into_response(),
+        Answer::Slow => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            axum::Json(json!({"identifications": []})).into_response()
+        }
+        Answer::Status(code) => (StatusCode::from_u16(code).unwrap(), "try later").into_response(),
+        Answer::Garbage => (StatusCode::OK, "<html>not json</html>").into_response(),
+        Answer::Huge => {
+            let big: Vec<Value> = (0..5000).map(|i| json!({"category": "x", "name": format!("n{i}")})).collect();
+            axum::Json(json!({"identifications": big})).into_response()
+        }
+    }
+}
+
+fn address(n: u32) -> String {
+    format!("0x{n:040x}")
+}
+
+async fn the_http_provider_is_asked_and_its_failures_hold(db: Db) {
+    let state: Arc<Mutex<ProviderState>> = Arc::default();
+    let cases: Vec<(u32, Answer)> = vec![
+        (0x5a1, Answer::Identified("sanctions")),
+        (0x5ca, Answer::Identified("scam")),
+        (0xc1e, Answer::Nothing),
+        (0x510, Answer::Slow),
+        (0x429, Answer::Status(429)),
+        (0x500, Answer::Status(500)),
+        (0x503, Answer::Status(503)),
+        (0x6a6, Answer::Garbage),
+        (0xb16, Answer::Huge),
+    ];
+    state.lock().unwrap().answers = cases.iter().map(|(n, a)| (address(*n), *a)).collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router =
+        axum::Router::new().route("/api/v1/address/{address}", axum::routing::get(identify)).with_state(state.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let options = Options {
+        screening: Some(ScreeningSettings {
+            chainalysis: Some(ChainalysisSettings {
+                base_url: url,
+                api_key: "test-key".into(),
+                timeout: Duration::from_millis(500),
+            }),
+            ..ScreeningSettings::default()
+        }),
+        ..Options::default()
+    };
+    let app = spawn_app_with(db, options).await;
+    let m = app.create_merchant("Shop").await;
+    app.paid_order(&m, "100", "0").await;
+
+    let sanctioned = refund_to(&app, &m, "sanctioned", Some(&address(0x5a1))).await.error(400, 40004);
+    assert!(
+        sanctioned["error_message"].as_str().unwrap().contains("chainalysis says Severe: sanctions"),
+        "{sanctioned}"
+    );
+    let scam = refund_to(&app, &m, "scam", Some(&address(0x5ca))).await.ok();
+    assert_eq!(
+        (scam["screening"]["level"].as_str(), scam["screening"]["verdict"].as_str()),
+        (Some("High"), Some("Hold"))
+    );
+    let finding =
+        scam["screening"]["findings"].as_array().unwrap().iter().find(|f| f["provider"] == "chainalysis").unwrap();
+    assert_eq!(finding["categories"], json!(["scam"]));
+    assert_eq!(finding["reference"], "https://example.test/identification");
+    assert_eq!(scam["approval"]["status"], "Pending");
+    let clean = refund_to(&app, &m, "clean", Some(&address(0xc1e))).await.ok();
+    assert_eq!(clean["screening"]["verdict"], "Allow", "{clean}");
+    assert!(clean.get("approval").is_none());
+
+    for (n, says) in [
+        (0x510, "timed out"),
+        (0x429, "HTTP 429"),
+        (0x500, "HTTP 500"),
+        (0x503, "HTTP 503"),
+        (0x6a6, "not an identification list"),
+        (0xb16, "bytes is not an identification list"),
+    ] {
+        let r = refund_to(&app, &m, &format!("down-{n:x}"), Some(&address(n))).await.ok();
+        let s = &r["screening"];
+        assert_eq!(s["verdict"], "Hold", "provider failure {says} must hold: {r}");
+        assert_eq!(s["unavailable"][0]["provider"], "chainalysis");
+        assert!(s["unavailable"][0]["reason"].as_str().unwrap().contains(says), "{says}: {s}");
+        assert_eq!(r["approval"]["status"], "Pending", "held for review: {r}");
+    }
+    // A held refund's address changed to a clean one: screened again, but it stays under review.
+    let held = refund_to(&app, &m, "moved", Some(&address(0x429))).await.ok();
+    let id = held["refund_id"].as_str().unwrap();
+    let moved = app.put(&format!("/v2/payments/refunds/{id}"), Some(json!({"to_address": address(0xc1e)}))).await.ok();
+    assert_eq!(moved["screening"]["verdict"], "Allow");
+    assert_eq!(moved["approval"]["status"], "Pending", "a review once asked for is never dropped: {moved}");
+
+    let keys = state.lock().unwrap().keys_seen.clone();
+    assert!(!keys.is_empty() && keys.iter().all(|k| k == "test-key"), "{keys:?}");
+    app.finish().await;
+    server.abort();
+}
