@@ -195,6 +195,39 @@ def main() -> None:
         assert fees.data and all(c.source_type != unknown for c in fees.data + changes.data), (fees.data, changes.data)
         step("source types the SDK knows", sorted({str(c.source_type.value) for c in fees.data + changes.data}))
 
+        # Address screening (KYA) through the SDK's ComplianceApi: an entry of the OFAC list ebb ships
+        # (2024-09-27) is High risk with a sanctions detail; the customer's own address is Low.
+        compliance = cobo_waas2.ComplianceApi(client)
+        sanctioned = "0x01e2919679362dFBC9ee1644Ba9C6da6D6245BB1"
+        results = compliance.create_kya_screenings(
+            cobo_waas2.CreateKyaScreeningsBody(
+                screenings=[
+                    cobo_waas2.KyaScreeningRequest(request_id="tour-kya-1", address=sanctioned, chain_id="ETH", note="tour"),
+                    cobo_waas2.KyaScreeningRequest(request_id="tour-kya-2", address=paid["from_address"], chain_id="ETH"),
+                ]
+            )
+        )
+        assert [r.risk_assessment.level for r in results] == [cobo_waas2.KyaRiskLevel.HIGH, cobo_waas2.KyaRiskLevel.LOW], results
+        assert results[0].status == cobo_waas2.KyaScreeningStatus.SCREENED, results[0]
+        assert any(d.category == "sanctions" for d in results[0].risk_assessment.details), results[0]
+        again = compliance.get_kya_screening(results[0].screening_id)
+        assert again.address.lower() == sanctioned.lower() and again.note == "tour", again
+        listed = compliance.list_kya_screenings(screening_ids=",".join(r.screening_id for r in results), limit=10)
+        assert {r.screening_id for r in listed.data} == {r.screening_id for r in results}, listed
+        step("KYA screenings", [(r.address, r.risk_assessment.level.value) for r in results])
+        # A refund to the sanctioned address is refused: nothing is ever sent there.
+        try:
+            api.create_refund(
+                create_refund_request=cobo_waas2.CreateRefundRequest(
+                    request_id="tour-sanctioned", merchant_id=merchant.merchant_id, payable_amount="1",
+                    to_address=sanctioned, token_id="ETH_USDT", refund_type="Merchant",
+                )
+            )
+            raise AssertionError("a refund to a sanctioned address was accepted")
+        except cobo_waas2.exceptions.ApiException as e:
+            assert e.status == 400 and "40004" in str(e.body), e
+        step("refund to a sanctioned address", "refused (40004)")
+
     print("\ntour complete: every step checked")
 
 

@@ -92,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/payments/refunds/{refund_id}/approve", post(approvals::approve))
         .route("/v2/payments/refunds/{refund_id}/reject", post(approvals::reject))
         .route("/v2/payments/approvals", get(approvals::queue))
+        .route("/v2/compliance/kya/screenings", post(compliance::create_kya).get(compliance::list_kya))
+        .route("/v2/compliance/kya/screenings/{screening_id}", get(compliance::get_kya))
         .route("/v2/payments/approval_policies", post(approvals::create_policy).get(approvals::list_policies))
         .route(
             "/v2/payments/approval_policies/{policy_id}",

@@ -8,13 +8,14 @@ use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ebb", description = "Self-hosted crypto refunds with Cobo's Payments API (WaaS 2.0). Every /v2/payments, /v2/webhooks and /v2/sandbox request is signed (Biz-Api-Key, Biz-Api-Nonce, Biz-Api-Signature); every response carries Biz-Timestamp and Biz-Resp-Signature."),
+    info(title = "ebb", description = "Self-hosted crypto refunds with Cobo's Payments API (WaaS 2.0). Every /v2/payments, /v2/compliance, /v2/webhooks and /v2/sandbox request is signed (Biz-Api-Key, Biz-Api-Nonce, Biz-Api-Signature); every response carries Biz-Timestamp and Biz-Resp-Signature."),
     paths(
         routes::refunds::create, routes::refunds::list, routes::refunds::get, routes::refunds::update, routes::refunds::cancel,
         routes::links::create,
         routes::approvals::create_policy, routes::approvals::list_policies, routes::approvals::get_policy,
         routes::approvals::update_policy, routes::approvals::delete_policy, routes::approvals::queue,
         routes::approvals::approve, routes::approvals::reject,
+        routes::compliance::create_kya, routes::compliance::list_kya, routes::compliance::get_kya,
         routes::merchants::create, routes::merchants::list, routes::merchants::get, routes::merchants::update,
         routes::orders::create, routes::orders::list, routes::orders::get, routes::orders::update,
         routes::balances::merchants, routes::balances::psp, routes::balances::changes,

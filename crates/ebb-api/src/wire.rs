@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod approvals;
+pub mod compliance;
 pub mod webhooks;
 
 /// Formats base units of a token as a decimal string; an unknown token (removed from configuration

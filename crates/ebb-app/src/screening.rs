@@ -15,6 +15,7 @@ use std::time::Duration;
 use ebb_core::clock::now_s;
 use ebb_core::screening::{judge, Denylist, Finding, RiskLevel, Screening, ScreeningRules, Verdict};
 use ebb_core::Address;
+use ebb_store::kya::{self as kya_repo, KyaRow};
 use ebb_store::screening::{self as repo, ListMeta};
 use ebb_store::Store;
 use futures::future::BoxFuture;
@@ -271,6 +272,59 @@ impl crate::Engine {
     pub fn screener(&self) -> &Screener {
         &self.screener
     }
+}
+
+/// One address to screen through Cobo's KYA API, parsed for its chain.
+#[derive(Debug, Clone)]
+pub struct KyaRequest {
+    pub request_id: String,
+    pub address: Address,
+    pub chain_id: String,
+    pub note: Option<String>,
+}
+
+/// Screens addresses on request (Cobo's `create_kya_screenings`) with the same providers and rules as
+/// refund destinations, and stores each answer. A `request_id` used before answers with the screening
+/// it made (if the same address and chain were asked; otherwise it is a conflict).
+pub async fn screen_addresses(
+    engine: &crate::Engine,
+    actor: &crate::Actor,
+    requests: Vec<KyaRequest>,
+) -> AppResult<Vec<KyaRow>> {
+    actor.require_psp_for("screen addresses")?;
+    actor.require_operator_for("screen addresses")?;
+    let mut out = Vec::with_capacity(requests.len());
+    for req in requests {
+        let s = engine.screener.screen(&req.chain_id, req.address.as_str()).await;
+        let row = KyaRow {
+            screening_id: ebb_store::ids::new_uuid(),
+            request_id: req.request_id.clone(),
+            requested_by: actor.initiator.clone(),
+            address: req.address.as_str().to_owned(),
+            chain_id: req.chain_id.clone(),
+            note: req.note.clone(),
+            status: if s.unavailable.is_empty() { "Screened" } else { "Failed" }.to_owned(),
+            screening: s,
+            created_at_ms: ebb_core::clock::now_ms(),
+        };
+        let stored = engine
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    if kya_repo::insert(tx, &row).await? {
+                        return Ok(row);
+                    }
+                    let existing = kya_repo::find_by_request(tx, &row.request_id).await?;
+                    if existing.address != row.address || existing.chain_id != row.chain_id {
+                        return Err(ebb_store::StoreError::IdempotencyConflict { request_id: row.request_id });
+                    }
+                    Ok(existing)
+                })
+            })
+            .await?;
+        out.push(stored);
+    }
+    Ok(out)
 }
 
 /// Parses a list file: one address per line, blank lines and `#` comments ignored.

@@ -18,6 +18,7 @@ mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod kya;
 mod ledger;
 pub mod links;
 pub mod merchants;

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod balances;
+pub mod compliance;
 pub mod links;
 pub mod merchants;
 pub mod ops;

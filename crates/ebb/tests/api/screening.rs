@@ -262,3 +262,71 @@ async fn the_http_provider_is_asked_and_its_failures_hold(db: Db) {
     app.finish().await;
     server.abort();
 }
+
+crate::both_backends!(cobo_kya_screenings_answer_as_the_sdk_reads_them);
+
+/// Cobo's KYA API over the same providers: real OFAC entries (EVM and Tron) are `High` with a
+/// `sanctions` detail (ebb's verdict `Refuse` beside it), a clean address `Low`; idempotent on
+/// `request_id`; listed, filtered and paged; the PSP's alone.
+async fn cobo_kya_screenings_answer_as_the_sdk_reads_them(app: &TestApp) {
+    const OFAC_TRON: &str = "TBHTJqAy4DhHhmT3dNceJYNRz4SdLofLre";
+    let path = "/v2/compliance/kya/screenings";
+    let body = json!({"screenings": [
+        {"request_id": "k1", "address": OFAC_ETH, "chain_id": "ETH", "note": "customer 42"},
+        {"request_id": "k2", "address": USER_ADDRESS, "chain_id": "ETH"},
+        {"request_id": "k3", "address": OFAC_TRON, "chain_id": "TRON"},
+    ]});
+    let created = app.post(path, body.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let rows = created.body.as_array().unwrap().clone();
+    assert_eq!(rows.len(), 3);
+    let (sanctioned, clean, tron) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(sanctioned["status"], "Screened");
+    assert_eq!(sanctioned["risk_assessment"]["level"], "High");
+    assert_eq!(sanctioned["risk_assessment"]["details"], json!([{"category": "sanctions", "exposure": "high"}]));
+    assert_eq!(sanctioned["screening"]["verdict"], "Refuse");
+    assert_eq!(sanctioned["note"], "customer 42");
+    assert_eq!(sanctioned["screening_id"].as_str().unwrap().len(), 36);
+    assert_eq!(clean["risk_assessment"]["level"], "Low");
+    assert_eq!(clean["screening"]["verdict"], "Allow");
+    assert_eq!(tron["risk_assessment"]["level"], "High", "{tron}");
+
+    // The same requests again: the same screenings.
+    let again = app.post(path, body).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body[0]["screening_id"], sanctioned["screening_id"]);
+    app.post(path, json!({"screenings": [{"request_id": "k1", "address": USER_ADDRESS, "chain_id": "ETH"}]}))
+        .await
+        .error(409, 40900);
+
+    let id = sanctioned["screening_id"].as_str().unwrap();
+    let one = app.get(&format!("{path}/{id}")).await.ok();
+    assert_eq!(one["address"].as_str().unwrap().to_lowercase(), OFAC_ETH, "stored in EIP-55 form: {one}");
+    app.get(&format!("{path}/00000000-0000-4000-8000-000000000000")).await.error(404, 40400);
+    let listed = app.get(&format!("{path}?limit=2")).await.ok();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["pagination"]["total_count"], 3);
+    let filtered = app.get(&format!("{path}?screening_ids={id}")).await.ok();
+    assert_eq!(filtered["data"][0]["screening_id"], id);
+    assert_eq!(filtered["pagination"]["total_count"], 1);
+
+    for bad in [
+        json!({"screenings": []}),
+        json!({"screenings": (0..51).map(|i| json!({"request_id": format!("b{i}"), "address": USER_ADDRESS, "chain_id": "ETH"})).collect::<Vec<_>>()}),
+        json!({"screenings": [{"request_id": "b", "address": USER_ADDRESS, "chain_id": "MOON"}]}),
+        json!({"screenings": [{"request_id": "b", "address": "0x123", "chain_id": "ETH"}]}),
+        json!({"screenings": [{"request_id": "", "address": USER_ADDRESS, "chain_id": "ETH"}]}),
+    ] {
+        let resp = app.post(path, bad.clone()).await;
+        assert_eq!(resp.status, 400, "{bad} -> {}", resp.body);
+    }
+    let m = app.create_merchant("Shop").await;
+    let merchant = Signing { key: app.new_key(Some(&m)).await, ..app.signing() };
+    let approver = Signing { key: app.new_key_with_role(None, KeyRole::Approver).await, ..app.signing() };
+    let one = json!({"screenings": [{"request_id": "x", "address": USER_ADDRESS, "chain_id": "ETH"}]}).to_string();
+    for s in [&merchant, &approver] {
+        app.call_signed(s, reqwest::Method::POST, path, Some(one.clone().into_bytes())).await.error(403, 40300);
+    }
+    app.call_signed(&merchant, reqwest::Method::GET, path, None).await.error(403, 40300);
+    app.call_signed(&approver, reqwest::Method::GET, path, None).await.ok();
+}

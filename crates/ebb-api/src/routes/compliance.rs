@@ -1,0 +1,85 @@
+//! Cobo's Compliance API: address screenings (KYA). docs/RISK.md.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use ebb_app::screening::{self, KyaRequest};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorResponse};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::wire::compliance::{CreateKyaScreeningsBody, KyaScreeningResult};
+use crate::wire::ListResponse;
+use crate::{validate, AppState};
+
+/// Screens 1 to 50 addresses with the configured providers (PSP-wide operator keys).
+#[utoipa::path(post, path = "/v2/compliance/kya/screenings", tag = "compliance", request_body = CreateKyaScreeningsBody,
+    responses((status = 201, body = Vec<KyaScreeningResult>), (status = "4XX", body = ErrorResponse)))]
+pub async fn create_kya(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<CreateKyaScreeningsBody>,
+) -> ApiResult<(StatusCode, Json<Vec<KyaScreeningResult>>)> {
+    if body.screenings.is_empty() || body.screenings.len() > 50 {
+        return Err(ApiError::invalid("screenings must hold 1 to 50 addresses"));
+    }
+    let mut requests = Vec::with_capacity(body.screenings.len());
+    for (i, s) in body.screenings.into_iter().enumerate() {
+        let field = |f: &str| format!("screenings[{i}].{f}");
+        let request_id = validate::text(&field("request_id"), &s.request_id, 128)?;
+        let family = state.registry.iter().find(|t| t.chain_id == s.chain_id).map(|t| t.family).ok_or_else(|| {
+            ApiError::invalid(format!("{} {:?} is not a chain ebb supports", field("chain_id"), s.chain_id))
+        })?;
+        let address = ebb_core::Address::parse(family, s.address.trim())
+            .map_err(|e| ApiError::invalid(format!("{}: {e}", field("address"))))?;
+        let note = validate::optional_text(&field("note"), s.note.as_deref(), 100)?;
+        requests.push(KyaRequest { request_id, address, chain_id: s.chain_id, note });
+    }
+    let rows = screening::screen_addresses(&state.engine, &caller, requests).await?;
+    Ok((StatusCode::CREATED, Json(rows.into_iter().map(Into::into).collect())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KyaListQuery {
+    /// Comma-separated screening ids.
+    pub screening_ids: Option<String>,
+    /// 1 to 50, default 10.
+    pub limit: Option<i64>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Address screenings, newest first (PSP-wide keys).
+#[utoipa::path(get, path = "/v2/compliance/kya/screenings", tag = "compliance", params(KyaListQuery),
+    responses((status = 200, body = ListResponse<KyaScreeningResult>), (status = "4XX", body = ErrorResponse)))]
+pub async fn list_kya(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<KyaListQuery>,
+) -> ApiResult<Json<ListResponse<KyaScreeningResult>>> {
+    caller.require_psp_for("read address screenings")?;
+    let page = super::page_request(q.limit, q.before, q.after)?;
+    let ids: Vec<String> = validate::list_of("screening_ids", q.screening_ids.as_deref(), |s| Some(s.to_owned()))?;
+    let page = state.store.list_kya_screenings(&ids, &page).await?;
+    Ok(Json(ListResponse::from_page(page, Into::into)))
+}
+
+#[utoipa::path(get, path = "/v2/compliance/kya/screenings/{screening_id}", tag = "compliance",
+    params(("screening_id" = String, Path)),
+    responses((status = 200, body = KyaScreeningResult), (status = "4XX", body = ErrorResponse)))]
+pub async fn get_kya(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(screening_id): Path<String>,
+) -> ApiResult<Json<KyaScreeningResult>> {
+    caller.require_psp_for("read address screenings")?;
+    let row = state
+        .store
+        .kya_screening(&screening_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("screening", &screening_id))?;
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,101 @@
+//! Cobo's Compliance API shapes (the SDK's `ComplianceApi`): address screenings (KYA).
+
+use ebb_core::screening::{RiskLevel, Screening};
+use ebb_store::kya::KyaRow;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::approvals::DestinationScreening;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateKyaScreeningsBody {
+    /// 1 to 50 addresses.
+    pub screenings: Vec<KyaScreeningRequest>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct KyaScreeningRequest {
+    /// 1 to 128 characters, unique: the same request again answers with the screening it made.
+    pub request_id: String,
+    pub address: String,
+    pub chain_id: String,
+    /// At most 100 characters.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KyaScreeningResult {
+    pub request_id: String,
+    /// A UUID.
+    pub screening_id: String,
+    pub address: String,
+    pub chain_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Milliseconds.
+    pub created_timestamp: i64,
+    pub requested_by: String,
+    /// `Screened`, or `Failed` when a provider could not answer (the assessment then covers the others).
+    pub status: String,
+    pub risk_assessment: KyaRiskAssessment,
+    /// ebb extension: every provider's finding and ebb's verdict (`Allow`, `Hold`, `Refuse`) under
+    /// the configured rules, as a refund destination would get it.
+    pub screening: DestinationScreening,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KyaRiskAssessment {
+    /// Cobo's levels: `High` (ebb's `Severe` and `High`), `Medium`, `Low` (ebb's `Low` and `Unknown`).
+    pub level: String,
+    pub summary: String,
+    pub details: Vec<KyaRiskDetail>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KyaRiskDetail {
+    pub category: String,
+    /// `high`, `medium` or `low`: the level of the finding that named the category.
+    pub exposure: String,
+}
+
+fn cobo_level(l: RiskLevel) -> &'static str {
+    match l {
+        RiskLevel::Severe | RiskLevel::High => "High",
+        RiskLevel::Medium => "Medium",
+        RiskLevel::Low | RiskLevel::Unknown => "Low",
+    }
+}
+
+fn assessment(s: &Screening) -> KyaRiskAssessment {
+    let details = s
+        .findings
+        .iter()
+        .flat_map(|f| {
+            f.categories
+                .iter()
+                .map(move |c| KyaRiskDetail { category: c.clone(), exposure: cobo_level(f.level).to_lowercase() })
+        })
+        .collect();
+    KyaRiskAssessment {
+        level: cobo_level(s.level).to_owned(),
+        summary: format!("{}: {}", s.level.as_str(), s.summary()),
+        details,
+    }
+}
+
+impl From<KyaRow> for KyaScreeningResult {
+    fn from(r: KyaRow) -> Self {
+        KyaScreeningResult {
+            risk_assessment: assessment(&r.screening),
+            screening: r.screening.into(),
+            request_id: r.request_id,
+            screening_id: r.screening_id,
+            address: r.address,
+            chain_id: r.chain_id,
+            note: r.note,
+            created_timestamp: r.created_at_ms,
+            requested_by: r.requested_by,
+            status: r.status,
+        }
+    }
+}
