@@ -228,6 +228,34 @@ def main() -> None:
             assert e.status == 400 and "40004" in str(e.body), e
         step("refund to a sanctioned address", "refused (40004)")
 
+        # A pay-in from the sanctioned address is held: received, credited to nobody, until unfrozen.
+        held_order = api.create_payment_order(
+            cobo_waas2.CreatePaymentOrderRequest(
+                merchant_id=merchant.merchant_id, psp_order_code=f"tour-held-{uuid.uuid4()}",
+                payable_currency="ETH_USDT", payable_amount="10", fee_amount="0.15",
+            )
+        )
+        balance_before = api.list_merchant_balances(merchant_ids=merchant.merchant_id, token_id="ETH_USDT").data[0].total_balance
+        sandbox_pay(client, dev["base_url"], held_order.order_id, from_address=sanctioned)
+        held_order = wait_for(
+            lambda: api.get_payment_order_detail_by_id(held_order.order_id),
+            lambda o: o.transactions and o.transactions[0].status == "Completed",
+        )
+        assert held_order.status == "Processing", held_order.status
+        held_tx = held_order.transactions[0].tx_id
+        kyt = compliance.get_kyt_screening_status(transaction_id=held_tx)
+        assert kyt.review_status == cobo_waas2.ReviewStatusType.PENDINGREVIEW, kyt
+        assert kyt.funds_status == cobo_waas2.FundsStatusType.FROZEN, kyt
+        assert api.list_merchant_balances(merchant_ids=merchant.merchant_id, token_id="ETH_USDT").data[0].total_balance == balance_before
+        step("pay-in from the sanctioned address", f"{kyt.review_status.value}, funds {kyt.funds_status.value}")
+        released = compliance.unfreeze_funds(cobo_waas2.UnfreezeDisposition(transaction_id=held_tx))
+        assert released.status == cobo_waas2.DispositionStatus.UNFROZEN, released
+        disposition = compliance.get_disposition_status(transaction_id=held_tx)
+        assert disposition.disposition_type == cobo_waas2.DispositionType.UNFREEZE, disposition
+        held_order = api.get_payment_order_detail_by_id(held_order.order_id)
+        assert held_order.status == "Completed", held_order.status
+        step("unfrozen", f"order {held_order.status}, disposition {disposition.disposition_status.value}")
+
     print("\ntour complete: every step checked")
 
 
@@ -272,10 +300,12 @@ class Receiver:
         return list(self.received)
 
 
-def sandbox_pay(client: "cobo_waas2.ApiClient", base_url: str, order_id: str) -> dict:
+def sandbox_pay(client: "cobo_waas2.ApiClient", base_url: str, order_id: str, from_address: str | None = None) -> dict:
     """POST /sandbox/orders/{id}/payments through the SDK's own signing client (not a Cobo endpoint)."""
-    # An empty body: the SDK signs "" for a falsy body, so send none at all.
+    # Without a sender, an empty body: the SDK signs "" for a falsy body, so send none at all.
     method, url, headers, body = "POST", f"{base_url}/sandbox/orders/{order_id}/payments", {}, None
+    if from_address:
+        headers, body = {"Content-Type": "application/json"}, {"from_address": from_address}
     response = client.call_api(method, url, header_params=headers, body=body)
     response.read()
     if response.status != 201:

@@ -94,6 +94,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/payments/approvals", get(approvals::queue))
         .route("/v2/compliance/kya/screenings", post(compliance::create_kya).get(compliance::list_kya))
         .route("/v2/compliance/kya/screenings/{screening_id}", get(compliance::get_kya))
+        .route("/v2/compliance/kyt/screenings/status", get(compliance::kyt_status))
+        .route("/v2/compliance/funds/disposition/unfreeze", post(compliance::unfreeze))
+        .route("/v2/compliance/funds/disposition", get(compliance::disposition))
         .route("/v2/payments/approval_policies", post(approvals::create_policy).get(approvals::list_policies))
         .route(
             "/v2/payments/approval_policies/{policy_id}",

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use ebb_core::clock::{now_ms, now_s};
+use ebb_core::screening::{Screening, Verdict};
 use ebb_core::{Amount, OrderStatus, TxDirection, TxStatus};
 use ebb_store::orders::{self, Credit};
 use ebb_store::payins::{self as repo, SeenPayin, UnconfirmedPayin};
@@ -30,7 +31,15 @@ pub async fn set_cursor(store: &Store, chain_id: &str, next_block: u64) -> Resul
 /// to `Processing` if it was `Pending` and the transfer is in its token (a `Pending` order past its
 /// expiry is expired first: a payment now is late). A transfer whose amount does not fit the ledger is
 /// recorded held at once. `false` if this transfer was recorded before.
-pub async fn seen(store: &Store, order_id: &str, payin: SeenPayin) -> Result<bool, StoreError> {
+///
+/// `screening` is the sender's (taken before the write); a sender held or refused by it makes the
+/// pay-in held when it confirms ([`confirm`]).
+pub async fn seen(
+    store: &Store,
+    order_id: &str,
+    payin: SeenPayin,
+    screening: Option<Screening>,
+) -> Result<bool, StoreError> {
     let order_id = order_id.to_owned();
     store
         .write(move |tx| {
@@ -64,6 +73,8 @@ pub async fn seen(store: &Store, order_id: &str, payin: SeenPayin) -> Result<boo
                     failed_reason: held_reason.clone(),
                     created_at_ms: now,
                     updated_at_ms: now,
+                    screening,
+                    funds_status: None,
                 };
                 repo::insert_payin(tx, &row, p.log_index, p.block).await?;
                 transactions::raise_transaction_changed(tx, events::TRANSACTION_CREATED, &row.tx_id).await?;
@@ -104,7 +115,19 @@ pub async fn confirm(store: &Store, tx_id: &str) -> Result<Option<Credit>, Store
                 let Some((order_id, token_id, amount)) = repo::lock_confirming(tx, &tx_id).await? else {
                     return Ok(None);
                 };
+                let (screening, _) = repo::screening_of(tx, &tx_id).await?;
+                let held = screening.as_ref().is_some_and(|s| s.verdict != Verdict::Allow);
                 repo::settle(tx, &tx_id, TxStatus::Completed, None, now_ms()).await?;
+                if held {
+                    // Received, and kept from the merchant until a person disposes of it.
+                    orders::lock_order(tx, &order_id).await?;
+                    repo::post_held(tx, &tx_id, &token_id, amount, true).await?;
+                    repo::set_funds_status(tx, &tx_id, FROZEN, now_ms()).await?;
+                    transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
+                    transactions::raise_transaction_changed(tx, events::TRANSACTION_HELD, &tx_id).await?;
+                    orders::raise_order_changed(tx, &order_id).await?;
+                    return Ok(Some(Credit::Held));
+                }
                 transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
                 let credit = orders::credit_payment(tx, &order_id, &token_id, amount).await?;
                 if credit == Credit::Late {
@@ -114,6 +137,41 @@ pub async fn confirm(store: &Store, tx_id: &str) -> Result<Option<Credit>, Store
             })
         })
         .await
+}
+
+/// Cobo's funds status of a pay-in in the `held` account.
+pub const FROZEN: &str = "Frozen";
+/// ...and of one released from it to the merchant.
+pub const UNFROZEN: &str = "Unfrozen";
+
+/// Releases a held pay-in (Cobo's `unfreeze` disposition): out of the `held` account and credited as
+/// its order's classification says, as if it had never been held, in one transaction. PSP-wide
+/// operator keys only.
+pub async fn unfreeze(engine: &crate::Engine, actor: &crate::Actor, tx_id: &str) -> crate::AppResult<Credit> {
+    actor.require_psp_for("dispose of held funds")?;
+    actor.require_operator_for("dispose of held funds")?;
+    let tx_id = tx_id.to_owned();
+    Ok(engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let Some((order_id, token_id, amount, funds)) = repo::lock_payin(tx, &tx_id).await? else {
+                    return Err(StoreError::NotFound { what: "transaction", id: tx_id.clone() });
+                };
+                if funds.as_deref() != Some(FROZEN) {
+                    return Err(StoreError::InvalidState(format!(
+                        "transaction {tx_id} holds no frozen funds (funds status {})",
+                        funds.as_deref().unwrap_or("Normal")
+                    )));
+                }
+                repo::post_held(tx, &tx_id, &token_id, amount, false).await?;
+                repo::set_funds_status(tx, &tx_id, UNFROZEN, now_ms()).await?;
+                let credit = orders::credit_payment(tx, &order_id, &token_id, amount).await?;
+                transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
+                Ok(credit)
+            })
+        })
+        .await?)
 }
 
 /// A pay-in that cannot be credited is held for the operator, never dropped.

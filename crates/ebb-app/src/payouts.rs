@@ -105,6 +105,8 @@ where
                     failed_reason: None,
                     created_at_ms: now,
                     updated_at_ms: now,
+                    screening: None,
+                    funds_status: None,
                 };
                 repo::insert_leg(tx, &row, nonce, &signed).await?;
                 transactions::raise_transaction_changed(tx, events::TRANSACTION_CREATED, &row.tx_id).await?;

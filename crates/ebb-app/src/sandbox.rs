@@ -62,5 +62,7 @@ pub async fn pay_order(
         failed_reason: None,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
+        screening: None,
+        funds_status: None,
     })
 }

@@ -269,7 +269,7 @@ impl crate::Engine {
         Ok(s)
     }
 
-    pub fn screener(&self) -> &Screener {
+    pub fn screener(&self) -> &Arc<Screener> {
         &self.screener
     }
 }

@@ -15,6 +15,8 @@ pub enum Account {
     Psp,
     /// Funds set aside for refunds that are created but not yet paid out.
     Reserved,
+    /// Pay-ins whose sender screening held them: received, credited to nobody until disposed of.
+    Held,
 }
 
 impl Account {
@@ -25,6 +27,7 @@ impl Account {
             Account::Merchant(id) => format!("merchant:{id}"),
             Account::Psp => "psp".into(),
             Account::Reserved => "reserved".into(),
+            Account::Held => "held".into(),
         }
     }
 
@@ -33,6 +36,7 @@ impl Account {
             "world" => Some(Account::World),
             "psp" => Some(Account::Psp),
             "reserved" => Some(Account::Reserved),
+            "held" => Some(Account::Held),
             _ => key.strip_prefix("merchant:").map(|id| Account::Merchant(id.to_owned())),
         }
     }

@@ -30,7 +30,7 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     (TRANSACTION_COMPLETED, "A payout or pay-in reached its confirmation depth."),
     (TRANSACTION_FAILED, "A payout reverted or could not be sent, or a pay-in left the chain in a reorg."),
     (TRANSACTION_LATE, "A pay-in reached its confirmation depth after its order was Completed or Expired; it was credited to the merchant as a late payment."),
-    (TRANSACTION_HELD, "A pay-in could not be credited (its amount is beyond the ledger's range); it is Rejected with the reason and waits for the operator."),
+    (TRANSACTION_HELD, "A pay-in was not credited: its sender's screening held it (Completed, funds Frozen in the held account until disposed of), or its amount is beyond the ledger's range (Rejected with the reason); it waits for the operator."),
 ];
 
 pub fn is_event_type(t: &str) -> bool {

@@ -24,15 +24,18 @@ pub enum SourceType {
     RefundOut,
     /// A refund's developer fee, moved with its amount.
     RefundFee,
+    /// A pay-in held by its sender's screening, into the `held` account or out of it.
+    Held,
 }
 
 impl SourceType {
-    pub const ALL: [SourceType; 5] = [
+    pub const ALL: [SourceType; 6] = [
         SourceType::OrderIn,
         SourceType::LatePayment,
         SourceType::UnexpectedIn,
         SourceType::RefundOut,
         SourceType::RefundFee,
+        SourceType::Held,
     ];
 
     /// The stored name, shown as the balance change's `reason`.
@@ -43,6 +46,7 @@ impl SourceType {
             SourceType::UnexpectedIn => "UnexpectedIn",
             SourceType::RefundOut => "RefundOut",
             SourceType::RefundFee => "RefundFee",
+            SourceType::Held => "Held",
         }
     }
 
@@ -57,6 +61,8 @@ impl SourceType {
             SourceType::LatePayment => "LatePayment",
             SourceType::UnexpectedIn => "UnexceptedIn",
             SourceType::RefundOut | SourceType::RefundFee => "RefundOut",
+            // Only the `held` account carries these; no merchant or PSP balance change shows one.
+            SourceType::Held => "OrderIn",
         }
     }
 

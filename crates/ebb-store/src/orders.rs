@@ -300,6 +300,9 @@ pub enum Credit {
     Late,
     /// In another token than the order's: credited to the merchant in that token, not to the order.
     Unexpected,
+    /// Its sender's screening held it: in the `held` account, credited to nobody (see
+    /// `ebb-app/src/payins.rs`).
+    Held,
 }
 
 /// Credits a confirmed pay-in of `amount` of `token_id` to the merchant of `order_id`, under the

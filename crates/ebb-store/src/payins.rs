@@ -195,3 +195,72 @@ impl Store {
             .collect()
     }
 }
+
+/// A pay-in's sender screening and funds status (under the caller's lock on it).
+pub async fn screening_of(
+    conn: &mut Tx<'_>,
+    tx_id: &str,
+) -> Result<(Option<ebb_core::screening::Screening>, Option<String>), StoreError> {
+    let row = db::query("SELECT screening, funds_status FROM payment_transactions WHERE tx_id = $1")
+        .bind(tx_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let screening = row
+        .col::<Option<String>>("screening")?
+        .as_deref()
+        .map(crate::snapshot::screening_from_json)
+        .transpose()
+        .map_err(|e| StoreError::Internal(format!("stored pay-in screening: {e}")))?;
+    Ok((screening, row.col("funds_status")?))
+}
+
+/// Sets a pay-in's funds status (`Frozen`, `Unfrozen`).
+pub async fn set_funds_status(conn: &mut Tx<'_>, tx_id: &str, status: &str, now_ms: i64) -> Result<(), StoreError> {
+    db::query("UPDATE payment_transactions SET funds_status = $1, updated_at_ms = $2 WHERE tx_id = $3")
+        .bind(status)
+        .bind(now_ms)
+        .bind(tx_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Locks a pay-in for a disposition: its order, token, amount and funds status.
+pub async fn lock_payin(
+    conn: &mut Tx<'_>,
+    tx_id: &str,
+) -> Result<Option<(String, String, Amount, Option<String>)>, StoreError> {
+    let lock = conn.backend().for_update();
+    let row = db::query(&format!(
+        "SELECT order_id, token_id, amount, funds_status FROM payment_transactions \
+         WHERE tx_id = $1 AND direction = 'in'{lock}"
+    ))
+    .bind(tx_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some((
+        row.col::<Option<String>>("order_id")?.unwrap_or_default(),
+        row.col("token_id")?,
+        Amount::from_base_units_str(&row.col::<String>("amount")?)?,
+        row.col("funds_status")?,
+    )))
+}
+
+/// Moves a held pay-in's amount between the world and the `held` account: into it (`into_held`) when
+/// the pay-in confirms, out of it when it is disposed of.
+pub async fn post_held(
+    conn: &mut Tx<'_>,
+    tx_id: &str,
+    token_id: &str,
+    amount: Amount,
+    into_held: bool,
+) -> Result<(), StoreError> {
+    use ebb_core::ledger::{Account, Entry};
+    let (from, to) = if into_held { (Account::World, Account::Held) } else { (Account::Held, Account::World) };
+    let entry = Entry::builder()
+        .transfer(from, to, token_id, amount.base_units())
+        .map_err(|e| StoreError::Invalid(format!("a held pay-in of {amount} base units: {e}")))?
+        .build()?;
+    crate::ledger::post(conn, &entry, crate::ledger::SourceType::Held, tx_id, ebb_core::clock::now_s()).await
+}

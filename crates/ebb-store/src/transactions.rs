@@ -1,5 +1,6 @@
 //! Transfers on a chain, as ebb records them: pay-ins to orders and payout legs of refunds.
 
+use ebb_core::screening::Screening;
 use ebb_core::{Amount, TxDirection, TxStatus};
 
 use crate::columns::{amount, Columns};
@@ -28,11 +29,17 @@ pub struct TransactionRow {
     pub failed_reason: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// A pay-in's sender screening (taken when the transfer was first seen).
+    #[serde(with = "crate::snapshot::screening_opt", default)]
+    pub screening: Option<Screening>,
+    /// Cobo's KYT funds status of a pay-in screening held: `Frozen`, `Unfrozen`; `None`: `Normal`.
+    #[serde(default)]
+    pub funds_status: Option<String>,
 }
 
 pub(crate) const TX_COLUMNS: &str =
     "tx_id, direction, order_id, refund_id, tx_hash, token_id, chain_id, from_address, \
-     to_address, amount, status, failed_reason, created_at_ms, updated_at_ms";
+     to_address, amount, status, failed_reason, created_at_ms, updated_at_ms, screening, funds_status";
 
 /// An order's transactions, oldest first (`$1`: the order id).
 pub(crate) fn order_transactions_sql() -> String {
@@ -67,12 +74,19 @@ pub(crate) fn tx_from_prefixed_row(row: &impl Columns, prefix: &str) -> Result<T
         failed_reason: row.col(c("failed_reason").as_str())?,
         created_at_ms: row.col(c("created_at_ms").as_str())?,
         updated_at_ms: row.col(c("updated_at_ms").as_str())?,
+        screening: row
+            .col::<Option<String>>(c("screening").as_str())?
+            .as_deref()
+            .map(crate::snapshot::screening_from_json)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("stored pay-in screening: {e}")))?,
+        funds_status: row.col(c("funds_status").as_str())?,
     })
 }
 
 pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -> Result<(), StoreError> {
     db::query(&format!(
-        "INSERT INTO payment_transactions ({TX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO payment_transactions ({TX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     ))
     .bind(&tx.tx_id)
     .bind(tx.direction.as_str())
@@ -88,6 +102,8 @@ pub(crate) async fn insert_transaction(conn: &mut Tx<'_>, tx: &TransactionRow) -
     .bind(&tx.failed_reason)
     .bind(tx.created_at_ms)
     .bind(tx.updated_at_ms)
+    .bind(tx.screening.as_ref().map(crate::snapshot::screening_json))
+    .bind(&tx.funds_status)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -147,5 +163,16 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| r.col::<String>("from_address")).transpose()
+    }
+}
+
+impl Store {
+    /// One transaction by id.
+    pub async fn transaction(&self, tx_id: &str) -> Result<Option<TransactionRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TX_COLUMNS} FROM payment_transactions WHERE tx_id = $1"))
+            .bind(tx_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(tx_from_row).transpose()
     }
 }

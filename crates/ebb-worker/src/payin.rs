@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ebb_app::payins;
+use ebb_app::screening::Screener;
 use ebb_chain::{Chain, Inclusion, Outcome, TokenRef};
 use ebb_core::TokenRegistry;
 use ebb_store::payins::SeenPayin;
@@ -48,12 +49,20 @@ pub struct PayinWatcher {
     tokens: Vec<TokenRef>,
     interval: Duration,
     held: Arc<AtomicU64>,
+    /// Screens each pay-in's sender when it is first seen; `None`: senders are not screened.
+    screener: Option<Arc<Screener>>,
 }
 
 impl PayinWatcher {
     pub fn new(store: Store, chain: Arc<dyn Chain>, registry: &TokenRegistry, interval: Duration) -> Self {
         let tokens = registry.iter().filter(|t| t.chain_id == chain.chain_id()).map(TokenRef::from).collect();
-        Self { store, chain, tokens, interval, held: Arc::default() }
+        Self { store, chain, tokens, interval, held: Arc::default(), screener: None }
+    }
+
+    /// Screens every pay-in's sender with `screener`: one it holds or refuses is held when it confirms.
+    pub fn screen_senders(mut self, screener: Arc<Screener>) -> Self {
+        self.screener = Some(screener);
+        self
     }
 
     /// Counts the pay-ins this watcher holds in `counter` (the metrics' `ebb_payins_held_total`).
@@ -113,7 +122,17 @@ impl PayinWatcher {
                         to: t.to,
                         amount: t.amount,
                     };
-                    match payins::seen(&self.store, order_id, payin).await {
+                    // The sender is screened before the write (a provider may be slow); a pay-in seen
+                    // before (a rescan) is screened again and the answer dropped.
+                    let screening = match &self.screener {
+                        Some(s) => Some(s.screen(chain_id, &payin.from).await),
+                        None => None,
+                    };
+                    if let Some(s) = screening.as_ref().filter(|s| s.verdict != ebb_core::screening::Verdict::Allow) {
+                        tracing::warn!(chain = %chain_id, tx = %t.tx_hash, from = %payin.from, level = s.level.as_str(),
+                            summary = %s.summary(), "a pay-in's sender is screened into hold: its funds will be held");
+                    }
+                    match payins::seen(&self.store, order_id, payin, screening).await {
                         Ok(true) => {
                             seen += 1;
                             if t.amount.is_none() {

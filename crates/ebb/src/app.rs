@@ -145,7 +145,8 @@ impl Application {
             if self.workers.run_watcher {
                 let watcher =
                     PayinWatcher::new(store.clone(), chain.clone(), &self.state.registry, self.workers.payout_interval)
-                        .count_held_in(self.state.metrics.payins_held.clone());
+                        .count_held_in(self.state.metrics.payins_held.clone())
+                        .screen_senders(self.state.engine.screener().clone());
                 workers.push(watcher.spawn(workers_stop.clone()));
             }
         }

@@ -1,4 +1,5 @@
-//! Cobo's Compliance API: address screenings (KYA). docs/RISK.md.
+//! Cobo's Compliance API: address screenings (KYA), pay-in screening status (KYT) and the release
+//! of held funds. docs/RISK.md.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,7 +11,10 @@ use utoipa::IntoParams;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorResponse};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::wire::compliance::{CreateKyaScreeningsBody, KyaScreeningResult};
+use crate::wire::compliance::{
+    CreateKyaScreeningsBody, DispositionQueryResponse, DispositionResponse, KyaScreeningResult,
+    KytScreeningsTransaction, UnfreezeDisposition,
+};
 use crate::wire::ListResponse;
 use crate::{validate, AppState};
 
@@ -82,4 +86,66 @@ pub async fn get_kya(
         .await?
         .ok_or_else(|| ApiError::not_found("screening", &screening_id))?;
     Ok(Json(row.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransactionQuery {
+    pub transaction_id: String,
+}
+
+async fn transaction(
+    state: &AppState,
+    caller: &Caller,
+    tx_id: &str,
+) -> ApiResult<ebb_store::transactions::TransactionRow> {
+    caller.require_psp_for("read screening and funds statuses")?;
+    state.store.transaction(tx_id).await?.ok_or_else(|| ApiError::not_found("transaction", tx_id))
+}
+
+/// Where a transaction's screening and funds stand (PSP-wide keys).
+#[utoipa::path(get, path = "/v2/compliance/kyt/screenings/status", tag = "compliance", params(TransactionQuery),
+    responses((status = 200, body = KytScreeningsTransaction), (status = "4XX", body = ErrorResponse)))]
+pub async fn kyt_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<TransactionQuery>,
+) -> ApiResult<Json<KytScreeningsTransaction>> {
+    Ok(Json(transaction(&state, &caller, &q.transaction_id).await?.into()))
+}
+
+/// Releases a held pay-in to its merchant, credited as if it had never been held (PSP-wide operator
+/// keys).
+#[utoipa::path(post, path = "/v2/compliance/funds/disposition/unfreeze", tag = "compliance",
+    request_body = UnfreezeDisposition,
+    responses((status = 201, body = DispositionResponse), (status = "4XX", body = ErrorResponse)))]
+pub async fn unfreeze(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<UnfreezeDisposition>,
+) -> ApiResult<(StatusCode, Json<DispositionResponse>)> {
+    ebb_app::payins::unfreeze(&state.engine, &caller, &body.transaction_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DispositionResponse { transaction_id: body.transaction_id, status: ebb_app::payins::UNFROZEN.into() }),
+    ))
+}
+
+/// The disposition of a held pay-in, if it has one (PSP-wide keys).
+#[utoipa::path(get, path = "/v2/compliance/funds/disposition", tag = "compliance", params(TransactionQuery),
+    responses((status = 200, body = DispositionQueryResponse), (status = "4XX", body = ErrorResponse)))]
+pub async fn disposition(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<TransactionQuery>,
+) -> ApiResult<Json<DispositionQueryResponse>> {
+    let t = transaction(&state, &caller, &q.transaction_id).await?;
+    match t.funds_status.as_deref() {
+        Some(status @ "Unfrozen") => Ok(Json(DispositionQueryResponse {
+            transaction_id: t.tx_id,
+            disposition_type: "Unfreeze".into(),
+            disposition_status: status.to_owned(),
+        })),
+        _ => Err(ApiError::not_found("disposition of transaction", &q.transaction_id)),
+    }
 }

@@ -99,3 +99,61 @@ impl From<KyaRow> for KyaScreeningResult {
         }
     }
 }
+
+/// Cobo's `KytScreeningsTransaction`: where a transaction's screening and funds stand.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KytScreeningsTransaction {
+    pub transaction_id: String,
+    /// `Deposit` (a pay-in) or `Withdrawal` (a refund's payout).
+    pub transaction_type: String,
+    /// `Approved` (screened and allowed, or released), `PendingReview` (held), `Bypassed` (not
+    /// screened: a payout, whose destination is screened on the refund, or a pay-in seen before
+    /// sender screening existed).
+    pub review_status: String,
+    /// `Normal`, `Frozen` (held, not credited) or `Unfrozen` (released and credited).
+    pub funds_status: String,
+    /// ebb extension: the sender's screening, for a pay-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screening: Option<DestinationScreening>,
+}
+
+impl From<ebb_store::transactions::TransactionRow> for KytScreeningsTransaction {
+    fn from(t: ebb_store::transactions::TransactionRow) -> Self {
+        let deposit = t.direction == ebb_core::TxDirection::In;
+        let held = t.screening.as_ref().is_some_and(|s| s.verdict != ebb_core::screening::Verdict::Allow);
+        let review_status = match (&t.screening, t.funds_status.as_deref()) {
+            (_, Some("Unfrozen")) => "Approved",
+            (Some(_), _) if held => "PendingReview",
+            (Some(_), _) => "Approved",
+            (None, _) => "Bypassed",
+        };
+        KytScreeningsTransaction {
+            transaction_id: t.tx_id,
+            transaction_type: if deposit { "Deposit" } else { "Withdrawal" }.to_owned(),
+            review_status: review_status.to_owned(),
+            funds_status: t.funds_status.unwrap_or_else(|| "Normal".to_owned()),
+            screening: t.screening.map(Into::into),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UnfreezeDisposition {
+    pub transaction_id: String,
+}
+
+/// Cobo's `DispositionResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DispositionResponse {
+    pub transaction_id: String,
+    pub status: String,
+}
+
+/// Cobo's `DispositionQueryResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DispositionQueryResponse {
+    pub transaction_id: String,
+    /// `Unfreeze` (the only disposition ebb performs so far).
+    pub disposition_type: String,
+    pub disposition_status: String,
+}

@@ -330,3 +330,92 @@ async fn cobo_kya_screenings_answer_as_the_sdk_reads_them(app: &TestApp) {
     app.call_signed(&merchant, reqwest::Method::GET, path, None).await.error(403, 40300);
     app.call_signed(&approver, reqwest::Method::GET, path, None).await.ok();
 }
+
+crate::both_backends_with!(a_pay_in_from_a_screened_sender_is_held_until_unfrozen, super::denying());
+
+/// A pay-in from a sender screening holds (the denylist's `High`; an OFAC entry's `Severe`) is
+/// received but credited to nobody: its amount sits in the `held` account, the order does not
+/// complete, `payment.transaction.held` goes out, and Cobo's KYT status says `PendingReview` /
+/// `Frozen`. Unfreezing credits it as a normal pay-in, once.
+async fn a_pay_in_from_a_screened_sender_is_held_until_unfrozen(app: &TestApp) {
+    let endpoint = app
+        .post(
+            "/v2/webhooks/endpoints",
+            json!({"url": "http://127.0.0.1:9/x", "subscribed_events": ["payment.transaction.held"]}),
+        )
+        .await
+        .ok()["endpoint_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = app.create_merchant("Shop").await;
+    for (i, sender) in [DENIED, OFAC_ETH].into_iter().enumerate() {
+        let order = app
+            .post(
+                "/v2/payments/orders",
+                json!({"merchant_id": m, "psp_order_code": format!("held-{i}"), "payable_currency": "ETH_USDT",
+                       "payable_amount": "10", "fee_amount": "0"}),
+            )
+            .await
+            .ok();
+        let order_id = order["order_id"].as_str().unwrap();
+        app.post(&format!("/v2/sandbox/orders/{order_id}/payments"), json!({"from_address": sender})).await.ok();
+        let chain = app.sandbox("ETH");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let order = loop {
+            let order = app.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
+            if order["transactions"][0]["status"] == "Completed" {
+                break order;
+            }
+            assert!(std::time::Instant::now() < deadline, "the pay-in never confirmed: {order}");
+            chain.mine().await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        };
+        assert_eq!(order["status"], "Processing", "a held pay-in completes no order: {order}");
+        let tx_id = order["transactions"][0]["tx_id"].as_str().unwrap().to_owned();
+        let balance = app.merchant_balance(&m, "ETH_USDT").await;
+        assert_eq!(balance["total_balance"], if i == 0 { "0" } else { "10" }, "{balance}");
+
+        let status_path = format!("/v2/compliance/kyt/screenings/status?transaction_id={tx_id}");
+        let status = app.get(&status_path).await.ok();
+        assert_eq!(
+            (status["review_status"].as_str(), status["funds_status"].as_str()),
+            (Some("PendingReview"), Some("Frozen"))
+        );
+        assert_eq!(status["transaction_type"], "Deposit");
+        assert_eq!(status["screening"]["level"], if i == 0 { "High" } else { "Severe" });
+        app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx_id}")).await.error(404, 40400);
+
+        let unfreeze = "/v2/compliance/funds/disposition/unfreeze";
+        let body = json!({"transaction_id": tx_id}).to_string().into_bytes();
+        let merchant = Signing { key: app.new_key(Some(&m)).await, ..app.signing() };
+        app.call_signed(&merchant, reqwest::Method::POST, unfreeze, Some(body.clone())).await.error(403, 40300);
+        let done = app.post(unfreeze, json!({"transaction_id": tx_id})).await;
+        assert_eq!(done.status, 201, "{}", done.body);
+        assert_eq!(done.body["status"], "Unfrozen");
+        app.post(unfreeze, json!({"transaction_id": tx_id})).await.error(409, 40901);
+        let order = app.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
+        assert_eq!(order["status"], "Completed", "{order}");
+        let balance = app.merchant_balance(&m, "ETH_USDT").await;
+        assert_eq!(balance["total_balance"], if i == 0 { "10" } else { "20" }, "credited once: {balance}");
+        let status = app.get(&status_path).await.ok();
+        assert_eq!(
+            (status["review_status"].as_str(), status["funds_status"].as_str()),
+            (Some("Approved"), Some("Unfrozen"))
+        );
+        let d = app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx_id}")).await.ok();
+        assert_eq!(
+            (d["disposition_type"].as_str(), d["disposition_status"].as_str()),
+            (Some("Unfreeze"), Some("Unfrozen"))
+        );
+    }
+    let events = app.get(&format!("/v2/webhooks/endpoints/{endpoint}/events?limit=50")).await.ok();
+    assert_eq!(events["data"].as_array().unwrap().len(), 2, "one held event per pay-in: {events}");
+    // A clean sender's pay-in is credited at once and says so.
+    let order = app.paid_order(&m, "5", "0").await;
+    assert_eq!(order["status"], "Completed");
+    let tx_id = order["transactions"][0]["tx_id"].as_str().unwrap();
+    let status = app.get(&format!("/v2/compliance/kyt/screenings/status?transaction_id={tx_id}")).await.ok();
+    assert_eq!((status["review_status"].as_str(), status["funds_status"].as_str()), (Some("Approved"), Some("Normal")));
+    app.get("/v2/compliance/kyt/screenings/status?transaction_id=Tnone").await.error(404, 40400);
+}
