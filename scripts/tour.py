@@ -256,6 +256,37 @@ def main() -> None:
         assert held_order.status == "Completed", held_order.status
         step("unfrozen", f"order {held_order.status}, disposition {disposition.disposition_status.value}")
 
+        # Another pay-in from it is isolated instead: paid by ebb's payout executor to the sandbox's
+        # quarantine address (ebb dev configures one per EVM chain).
+        quarantine = "0x0000000000000000000000000000000000001501"
+        second = api.create_payment_order(
+            cobo_waas2.CreatePaymentOrderRequest(
+                merchant_id=merchant.merchant_id, psp_order_code=f"tour-isolated-{uuid.uuid4()}",
+                payable_currency="ETH_USDT", payable_amount="10", fee_amount="0.15",
+            )
+        )
+        sandbox_pay(client, dev["base_url"], second.order_id, from_address=sanctioned)
+        second = wait_for(
+            lambda: api.get_payment_order_detail_by_id(second.order_id),
+            lambda o: o.transactions and o.transactions[0].status == "Completed",
+        )
+        second_tx = second.transactions[0].tx_id
+        try:
+            compliance.refund_funds(cobo_waas2.RefundDisposition(
+                transaction_id=second_tx, destination_address=sanctioned, disposition_amount="10"))
+            raise AssertionError("held funds were refunded to a sanctioned sender")
+        except cobo_waas2.exceptions.ApiException as e:
+            assert e.status == 400 and "40004" in str(e.body), e
+        isolating = compliance.isolate_funds(cobo_waas2.IsolateDisposition(
+            transaction_id=second_tx, destination_address=quarantine, disposition_amount="10"))
+        assert isolating.status == cobo_waas2.DispositionStatus.ISOLATING, isolating
+        isolated = wait_for(
+            lambda: compliance.get_disposition_status(transaction_id=second_tx),
+            lambda d: d.disposition_status == cobo_waas2.DispositionStatus.ISOLATED,
+        )
+        assert isolated.disposition_type == cobo_waas2.DispositionType.ISOLATE and isolated.disposition_transaction_id
+        step("isolated", f"{isolated.disposition_status.value} to {quarantine} (payout {isolated.disposition_transaction_id})")
+
     print("\ntour complete: every step checked")
 
 

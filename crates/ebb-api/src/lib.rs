@@ -96,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/compliance/kya/screenings/{screening_id}", get(compliance::get_kya))
         .route("/v2/compliance/kyt/screenings/status", get(compliance::kyt_status))
         .route("/v2/compliance/funds/disposition/unfreeze", post(compliance::unfreeze))
+        .route("/v2/compliance/funds/disposition/refund", post(compliance::refund))
+        .route("/v2/compliance/funds/disposition/isolate", post(compliance::isolate))
         .route("/v2/compliance/funds/disposition", get(compliance::disposition))
         .route("/v2/payments/approval_policies", post(approvals::create_policy).get(approvals::list_policies))
         .route(

@@ -17,6 +17,7 @@ use crate::routes;
         routes::approvals::approve, routes::approvals::reject,
         routes::compliance::create_kya, routes::compliance::list_kya, routes::compliance::get_kya,
         routes::compliance::kyt_status, routes::compliance::unfreeze, routes::compliance::disposition,
+        routes::compliance::refund, routes::compliance::isolate,
         routes::merchants::create, routes::merchants::list, routes::merchants::get, routes::merchants::update,
         routes::orders::create, routes::orders::list, routes::orders::get, routes::orders::update,
         routes::balances::merchants, routes::balances::psp, routes::balances::changes,

@@ -18,6 +18,7 @@ pub mod actor;
 pub mod approvals;
 pub mod deliveries;
 pub mod destinations;
+pub mod dispositions;
 mod error;
 pub mod keys;
 pub mod links;

@@ -144,36 +144,6 @@ pub const FROZEN: &str = "Frozen";
 /// ...and of one released from it to the merchant.
 pub const UNFROZEN: &str = "Unfrozen";
 
-/// Releases a held pay-in (Cobo's `unfreeze` disposition): out of the `held` account and credited as
-/// its order's classification says, as if it had never been held, in one transaction. PSP-wide
-/// operator keys only.
-pub async fn unfreeze(engine: &crate::Engine, actor: &crate::Actor, tx_id: &str) -> crate::AppResult<Credit> {
-    actor.require_psp_for("dispose of held funds")?;
-    actor.require_operator_for("dispose of held funds")?;
-    let tx_id = tx_id.to_owned();
-    Ok(engine
-        .store
-        .write(move |tx| {
-            Box::pin(async move {
-                let Some((order_id, token_id, amount, funds)) = repo::lock_payin(tx, &tx_id).await? else {
-                    return Err(StoreError::NotFound { what: "transaction", id: tx_id.clone() });
-                };
-                if funds.as_deref() != Some(FROZEN) {
-                    return Err(StoreError::InvalidState(format!(
-                        "transaction {tx_id} holds no frozen funds (funds status {})",
-                        funds.as_deref().unwrap_or("Normal")
-                    )));
-                }
-                repo::post_held(tx, &tx_id, &token_id, amount, false).await?;
-                repo::set_funds_status(tx, &tx_id, UNFROZEN, now_ms()).await?;
-                let credit = orders::credit_payment(tx, &order_id, &token_id, amount).await?;
-                transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
-                Ok(credit)
-            })
-        })
-        .await?)
-}
-
 /// A pay-in that cannot be credited is held for the operator, never dropped.
 ///
 /// `Rejected` with the reason, `payment.transaction.held` raised, never confirmed; `false` if it was

@@ -42,6 +42,12 @@ pub(crate) fn admit(
     amount: Amount,
     merchant_fee: Option<Amount>,
 ) -> AppResult<Option<String>> {
+    if source == RefundSource::Held {
+        return Err(AppError::Invalid(
+            "held funds are paid out by a disposition (POST /v2/compliance/funds/disposition/refund or …/isolate)"
+                .into(),
+        ));
+    }
     if source == RefundSource::Psp {
         actor.require_psp_for("spend the PSP's balance (a refund of type Psp)")?;
     }

@@ -187,6 +187,8 @@ pub struct ScreeningSettings {
     /// Screen against the OFAC SDN list (the shipped one, or a newer one loaded).
     pub ofac: bool,
     pub chainalysis: Option<ChainalysisSettings>,
+    /// Where isolated funds go, by chain id (the `isolate` disposition).
+    pub quarantine: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -198,7 +200,12 @@ pub struct ChainalysisSettings {
 
 impl Default for ScreeningSettings {
     fn default() -> Self {
-        ScreeningSettings { rules: ScreeningRules::default(), ofac: true, chainalysis: None }
+        ScreeningSettings {
+            rules: ScreeningRules::default(),
+            ofac: true,
+            chainalysis: None,
+            quarantine: Default::default(),
+        }
     }
 }
 
@@ -214,7 +221,7 @@ impl ScreeningSettings {
                 ChainalysisProvider::new(&c.base_url, &c.api_key, c.timeout).map_err(AppError::Invalid)?,
             ));
         }
-        Screener::new(self.rules, providers)
+        Ok(Screener::new(self.rules, providers)?.with_quarantine(self.quarantine.clone()))
     }
 }
 
@@ -222,17 +229,30 @@ impl ScreeningSettings {
 pub struct Screener {
     rules: ScreeningRules,
     providers: Vec<Arc<dyn Provider>>,
+    /// Where isolated funds go, by chain id.
+    quarantine: std::collections::HashMap<String, String>,
 }
 
 impl Screener {
     pub fn new(rules: ScreeningRules, providers: Vec<Arc<dyn Provider>>) -> AppResult<Self> {
         rules.check().map_err(|e| AppError::Invalid(e.to_string()))?;
-        Ok(Screener { rules, providers })
+        Ok(Screener { rules, providers, quarantine: Default::default() })
+    }
+
+    /// Isolated funds on these chains go to these addresses (`[screening] quarantine`).
+    pub fn with_quarantine(mut self, quarantine: std::collections::HashMap<String, String>) -> Self {
+        self.quarantine = quarantine;
+        self
+    }
+
+    /// The quarantine address of a chain, if one is configured.
+    pub fn quarantine(&self, chain_id: &str) -> Option<&str> {
+        self.quarantine.get(chain_id).map(String::as_str)
     }
 
     /// Nobody to ask: every address is `Unknown` and allowed (a store-only test or tool).
     pub fn none() -> Self {
-        Screener { rules: ScreeningRules::default(), providers: Vec::new() }
+        Screener { rules: ScreeningRules::default(), providers: Vec::new(), quarantine: Default::default() }
     }
 
     pub fn rules(&self) -> &ScreeningRules {

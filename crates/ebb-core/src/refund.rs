@@ -187,6 +187,10 @@ impl fmt::Display for RefundStatus {
 pub enum RefundSource {
     Merchant,
     Psp,
+    /// A held pay-in's funds (a disposition of Cobo's Compliance API: refunded to the sender or
+    /// another address, or isolated). Only the disposition use case makes such a refund; a client
+    /// asking for a refund names `Merchant` or `Psp` ([`RefundSource::parse_requested`]).
+    Held,
 }
 
 impl RefundSource {
@@ -194,15 +198,23 @@ impl RefundSource {
         match self {
             Self::Merchant => "Merchant",
             Self::Psp => "Psp",
+            Self::Held => "Held",
         }
     }
 
+    /// Any source, as stored or as an approval policy names it.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "Merchant" => Some(Self::Merchant),
             "Psp" => Some(Self::Psp),
+            "Held" => Some(Self::Held),
             _ => None,
         }
+    }
+
+    /// A source a client may ask a refund to be paid from: `Merchant` or `Psp`.
+    pub fn parse_requested(s: &str) -> Option<Self> {
+        Self::parse(s).filter(|src| *src != Self::Held)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod approvals;
 pub mod balances;
 mod columns;
 mod db;
+pub mod dispositions;
 mod error;
 pub mod events;
 pub mod ids;

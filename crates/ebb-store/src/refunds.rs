@@ -158,6 +158,7 @@ pub async fn lock_refund(conn: &mut Tx<'_>, refund_id: &str, scope: Option<&str>
 pub(crate) fn source_account(r: &RefundRow) -> Result<Account, StoreError> {
     match r.refund_type {
         RefundSource::Psp => Ok(Account::Psp),
+        RefundSource::Held => Ok(Account::Held),
         RefundSource::Merchant => r
             .merchant_id
             .clone()

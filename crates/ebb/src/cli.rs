@@ -278,7 +278,16 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         webhooks: WebhookSettings { allow_private_addresses: true, ..Default::default() },
         links: FileConfig::load(None)?.link_settings()?,
         approval_policies: Vec::new(),
-        screening: Default::default(),
+        // The sandbox's EVM chains isolate held funds at a quarantine address of their own.
+        screening: ebb_app::screening::ScreeningSettings {
+            quarantine: FileConfig::load(None)?
+                .registry()?
+                .iter()
+                .filter(|t| t.family == ebb_core::ChainFamily::Evm)
+                .map(|t| (t.chain_id.clone(), dev::SANDBOX_QUARANTINE.to_owned()))
+                .collect(),
+            ..Default::default()
+        },
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());

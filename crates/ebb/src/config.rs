@@ -97,6 +97,9 @@ pub struct ScreeningConfig {
     pub chainalysis_api_key_env: Option<String>,
     /// How long one screening request may take (default 3000 ms).
     pub timeout_ms: Option<u64>,
+    /// Where the `isolate` disposition sends held funds, by chain id (`ETH = "0x…"`).
+    #[serde(default)]
+    pub quarantine: std::collections::HashMap<String, String>,
 }
 
 impl ScreeningConfig {
@@ -137,7 +140,12 @@ impl ScreeningConfig {
                 })
             }
         };
-        Ok(ScreeningSettings { rules, ofac: self.ofac.unwrap_or(true), chainalysis })
+        Ok(ScreeningSettings {
+            rules,
+            ofac: self.ofac.unwrap_or(true),
+            chainalysis,
+            quarantine: self.quarantine.clone(),
+        })
     }
 }
 

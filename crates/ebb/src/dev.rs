@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{read_or_create_key_file, write_secret};
 
+/// Where `ebb dev` isolates held funds on its sandbox EVM chains (the `isolate` disposition).
+pub const SANDBOX_QUARANTINE: &str = "0x0000000000000000000000000000000000001501";
+
 /// What `ebb dev` prints and writes to `DIR/dev.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DevInfo {

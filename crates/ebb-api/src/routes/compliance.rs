@@ -1,5 +1,5 @@
-//! Cobo's Compliance API: address screenings (KYA), pay-in screening status (KYT) and the release
-//! of held funds. docs/RISK.md.
+//! Cobo's Compliance API: address screenings (KYA), pay-in screening status (KYT) and the
+//! dispositions of held funds. docs/RISK.md.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,10 +13,11 @@ use crate::error::{ApiError, ApiResult, ErrorResponse};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::wire::compliance::{
     CreateKyaScreeningsBody, DispositionQueryResponse, DispositionResponse, KyaScreeningResult,
-    KytScreeningsTransaction, UnfreezeDisposition,
+    KytScreeningsTransaction, PayoutDisposition, UnfreezeDisposition,
 };
 use crate::wire::ListResponse;
 use crate::{validate, AppState};
+use ebb_app::dispositions::Payout;
 
 /// Screens 1 to 50 addresses with the configured providers (PSP-wide operator keys).
 #[utoipa::path(post, path = "/v2/compliance/kya/screenings", tag = "compliance", request_body = CreateKyaScreeningsBody,
@@ -111,7 +112,9 @@ pub async fn kyt_status(
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<TransactionQuery>,
 ) -> ApiResult<Json<KytScreeningsTransaction>> {
-    Ok(Json(transaction(&state, &caller, &q.transaction_id).await?.into()))
+    let t = transaction(&state, &caller, &q.transaction_id).await?;
+    let (funds, _) = ebb_app::dispositions::funds(&state.store, &t).await?;
+    Ok(Json(KytScreeningsTransaction::new(t, funds)))
 }
 
 /// Releases a held pay-in to its merchant, credited as if it had never been held (PSP-wide operator
@@ -124,14 +127,14 @@ pub async fn unfreeze(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<UnfreezeDisposition>,
 ) -> ApiResult<(StatusCode, Json<DispositionResponse>)> {
-    ebb_app::payins::unfreeze(&state.engine, &caller, &body.transaction_id).await?;
+    ebb_app::dispositions::unfreeze(&state.engine, &caller, &body.transaction_id).await?;
     Ok((
         StatusCode::CREATED,
         Json(DispositionResponse { transaction_id: body.transaction_id, status: ebb_app::payins::UNFROZEN.into() }),
     ))
 }
 
-/// The disposition of a held pay-in, if it has one (PSP-wide keys).
+/// The latest disposition of a held pay-in (PSP-wide keys); 404 before any.
 #[utoipa::path(get, path = "/v2/compliance/funds/disposition", tag = "compliance", params(TransactionQuery),
     responses((status = 200, body = DispositionQueryResponse), (status = "4XX", body = ErrorResponse)))]
 pub async fn disposition(
@@ -140,12 +143,63 @@ pub async fn disposition(
     ApiQuery(q): ApiQuery<TransactionQuery>,
 ) -> ApiResult<Json<DispositionQueryResponse>> {
     let t = transaction(&state, &caller, &q.transaction_id).await?;
-    match t.funds_status.as_deref() {
-        Some(status @ "Unfrozen") => Ok(Json(DispositionQueryResponse {
-            transaction_id: t.tx_id,
-            disposition_type: "Unfreeze".into(),
-            disposition_status: status.to_owned(),
-        })),
-        _ => Err(ApiError::not_found("disposition of transaction", &q.transaction_id)),
-    }
+    let (_, view) = ebb_app::dispositions::funds(&state.store, &t).await?;
+    let d = view.ok_or_else(|| ApiError::not_found("disposition of transaction", &q.transaction_id))?;
+    Ok(Json(DispositionQueryResponse {
+        transaction_id: t.tx_id,
+        disposition_type: d.disposition_type,
+        disposition_status: d.status,
+        disposition_transaction_id: d.payout_tx_id,
+        refund_id: d.refund_id,
+    }))
+}
+
+async fn pay_out(
+    state: &AppState,
+    caller: &Caller,
+    body: PayoutDisposition,
+    kind: Payout,
+) -> ApiResult<(StatusCode, Json<DispositionResponse>)> {
+    validate::optional_text("description", body.description.as_deref(), 200)?;
+    let r = ebb_app::dispositions::pay_out(
+        &state.engine,
+        caller,
+        &body.transaction_id,
+        kind,
+        |token| validate::positive_amount("disposition_amount", &body.disposition_amount, token, token.decimals),
+        |token| validate::address("destination_address", &body.destination_address, token),
+    )
+    .await?;
+    let status = match kind {
+        Payout::Refund => "Refunding",
+        Payout::Isolate => "Isolating",
+    };
+    tracing::info!(tx_id = %body.transaction_id, refund = %r.refund_id, kind = kind.as_str(), "held funds disposed of");
+    Ok((StatusCode::CREATED, Json(DispositionResponse { transaction_id: body.transaction_id, status: status.into() })))
+}
+
+/// Pays a held pay-in back (to its sender or another address; the destination is screened, so a
+/// sanctioned sender is refused): a refund of type `Held` the payout executor pays (PSP-wide operator
+/// keys).
+#[utoipa::path(post, path = "/v2/compliance/funds/disposition/refund", tag = "compliance",
+    request_body = PayoutDisposition,
+    responses((status = 201, body = DispositionResponse), (status = "4XX", body = ErrorResponse)))]
+pub async fn refund(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<PayoutDisposition>,
+) -> ApiResult<(StatusCode, Json<DispositionResponse>)> {
+    pay_out(&state, &caller, body, Payout::Refund).await
+}
+
+/// Sends a held pay-in to the chain's configured quarantine address (PSP-wide operator keys).
+#[utoipa::path(post, path = "/v2/compliance/funds/disposition/isolate", tag = "compliance",
+    request_body = PayoutDisposition,
+    responses((status = 201, body = DispositionResponse), (status = "4XX", body = ErrorResponse)))]
+pub async fn isolate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<PayoutDisposition>,
+) -> ApiResult<(StatusCode, Json<DispositionResponse>)> {
+    pay_out(&state, &caller, body, Payout::Isolate).await
 }

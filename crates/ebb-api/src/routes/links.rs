@@ -33,7 +33,7 @@ pub async fn create(
         (None, Some(tx_id)) => RefundedPayment::Transaction(tx_id),
         _ => return Err(ApiError::invalid("business_info needs exactly one of order_id and transaction_id")),
     };
-    let source = RefundSource::parse(&info.refund_source).ok_or_else(|| {
+    let source = RefundSource::parse_requested(&info.refund_source).ok_or_else(|| {
         ApiError::invalid(format!("business_info.refund_source must be Merchant or Psp, not {:?}", info.refund_source))
     })?;
     let payment = links::find_payment(&state.engine, &caller, refunded).await?;

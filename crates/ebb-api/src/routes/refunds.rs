@@ -25,7 +25,7 @@ pub async fn create(
     let request_id = validate::request_id(&req.request_id)?;
     let token = validate::token(&state.registry, "token_id", &req.token_id)?.clone();
     let amount = validate::positive_amount("payable_amount", &req.payable_amount, &token, API_AMOUNT_MAX_SCALE)?;
-    let source = RefundSource::parse(&req.refund_type)
+    let source = RefundSource::parse_requested(&req.refund_type)
         .ok_or_else(|| ApiError::invalid(format!("refund_type must be Merchant or Psp, not {:?}", req.refund_type)))?;
     let to_address = req
         .to_address

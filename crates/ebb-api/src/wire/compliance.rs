@@ -110,19 +110,21 @@ pub struct KytScreeningsTransaction {
     /// screened: a payout, whose destination is screened on the refund, or a pay-in seen before
     /// sender screening existed).
     pub review_status: String,
-    /// `Normal`, `Frozen` (held, not credited) or `Unfrozen` (released and credited).
+    /// `Normal`; `Frozen` (held, not credited); then the latest disposition's status: `Unfrozen`,
+    /// `Refunding`, `Refunded`, `RefundFailed`, `Isolating`, `Isolated`, `IsolateFailed`.
     pub funds_status: String,
     /// ebb extension: the sender's screening, for a pay-in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub screening: Option<DestinationScreening>,
 }
 
-impl From<ebb_store::transactions::TransactionRow> for KytScreeningsTransaction {
-    fn from(t: ebb_store::transactions::TransactionRow) -> Self {
+impl KytScreeningsTransaction {
+    /// `funds_status` as `ebb_app::dispositions::funds` reads it.
+    pub fn new(t: ebb_store::transactions::TransactionRow, funds_status: String) -> Self {
         let deposit = t.direction == ebb_core::TxDirection::In;
         let held = t.screening.as_ref().is_some_and(|s| s.verdict != ebb_core::screening::Verdict::Allow);
-        let review_status = match (&t.screening, t.funds_status.as_deref()) {
-            (_, Some("Unfrozen")) => "Approved",
+        let review_status = match (&t.screening, funds_status.as_str()) {
+            (_, "Unfrozen") => "Approved",
             (Some(_), _) if held => "PendingReview",
             (Some(_), _) => "Approved",
             (None, _) => "Bypassed",
@@ -131,7 +133,7 @@ impl From<ebb_store::transactions::TransactionRow> for KytScreeningsTransaction 
             transaction_id: t.tx_id,
             transaction_type: if deposit { "Deposit" } else { "Withdrawal" }.to_owned(),
             review_status: review_status.to_owned(),
-            funds_status: t.funds_status.unwrap_or_else(|| "Normal".to_owned()),
+            funds_status,
             screening: t.screening.map(Into::into),
         }
     }
@@ -149,11 +151,31 @@ pub struct DispositionResponse {
     pub status: String,
 }
 
-/// Cobo's `DispositionQueryResponse`.
+/// Cobo's `DispositionQueryResponse`: a held pay-in's latest disposition.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DispositionQueryResponse {
     pub transaction_id: String,
-    /// `Unfreeze` (the only disposition ebb performs so far).
+    /// `Unfreeze`, `Refund` or `Isolate`.
     pub disposition_type: String,
     pub disposition_status: String,
+    /// The payout's transaction (`Refund`, `Isolate`), once signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition_transaction_id: Option<String>,
+    /// ebb extension: the refund (type `Held`) paying a `Refund` or `Isolate` out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+}
+
+/// Cobo's `RefundDisposition` and `IsolateDisposition`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PayoutDisposition {
+    pub transaction_id: String,
+    /// `Refund`: any address (screened); `Isolate`: the chain's configured quarantine address.
+    pub destination_address: String,
+    /// A decimal in the pay-in's token, at most what it still holds.
+    pub disposition_amount: String,
+    /// Accepted and not stored.
+    pub category_names: Option<Vec<String>>,
+    /// Accepted and not stored; at most 200 characters.
+    pub description: Option<String>,
 }

@@ -419,3 +419,119 @@ async fn a_pay_in_from_a_screened_sender_is_held_until_unfrozen(app: &TestApp) {
     assert_eq!((status["review_status"].as_str(), status["funds_status"].as_str()), (Some("Approved"), Some("Normal")));
     app.get("/v2/compliance/kyt/screenings/status?transaction_id=Tnone").await.error(404, 40400);
 }
+
+const QUARANTINE: &str = "0x0000000000000000000000000000000000001501";
+
+fn disposing() -> Options {
+    Options {
+        screening: Some(ScreeningSettings {
+            quarantine: [("ETH".to_owned(), QUARANTINE.to_owned())].into_iter().collect(),
+            ..ScreeningSettings::default()
+        }),
+        ..denying()
+    }
+}
+
+/// An order of 10 ETH_USDT paid from `sender` and confirmed; its pay-in's tx id.
+async fn paid_from(app: &TestApp, merchant: &str, code: &str, sender: &str) -> String {
+    let order = app
+        .post(
+            "/v2/payments/orders",
+            json!({"merchant_id": merchant, "psp_order_code": code, "payable_currency": "ETH_USDT",
+                   "payable_amount": "10", "fee_amount": "0"}),
+        )
+        .await
+        .ok();
+    let order_id = order["order_id"].as_str().unwrap();
+    app.post(&format!("/v2/sandbox/orders/{order_id}/payments"), json!({"from_address": sender})).await.ok();
+    let chain = app.sandbox("ETH");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let order = app.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
+        if order["transactions"][0]["status"] == "Completed" {
+            return order["transactions"][0]["tx_id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "the pay-in never confirmed: {order}");
+        chain.mine().await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn disposition_of(app: &TestApp, tx_id: &str) -> Value {
+    app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx_id}")).await.ok()
+}
+
+crate::both_backends_with!(
+    held_funds_are_refunded_or_isolated_once_and_a_sanctioned_sender_is_never_paid,
+    super::disposing()
+);
+
+/// The `refund` and `isolate` dispositions: refunds of type `Held` the payout executor pays once; at
+/// most what the pay-in still holds; never back to a sanctioned sender; a failed payout returns the
+/// funds to `held`, from where they can be released. The ledger is checked at the end (`finish`).
+async fn held_funds_are_refunded_or_isolated_once_and_a_sanctioned_sender_is_never_paid(app: &TestApp) {
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    let refund_path = "/v2/compliance/funds/disposition/refund";
+    let isolate_path = "/v2/compliance/funds/disposition/isolate";
+    let body = |tx: &str, to: &str, amount: &str| {
+        json!({"transaction_id": tx, "destination_address": to, "disposition_amount": amount,
+               "category_names": ["test"], "description": "disposition test"})
+    };
+
+    // Refunded to another (clean) address, once.
+    let tx1 = paid_from(app, &m, "d1", DENIED).await;
+    app.post(refund_path, body(&tx1, USER_ADDRESS, "10.000001")).await.error(400, 40000);
+    let before = chain.token_balance(USER_ADDRESS).await;
+    let made = app.post(refund_path, body(&tx1, USER_ADDRESS, "10")).await;
+    assert_eq!((made.status.as_u16(), made.body["status"].as_str()), (201, Some("Refunding")), "{}", made.body);
+    app.post(refund_path, body(&tx1, USER_ADDRESS, "10")).await.error(409, 40901);
+    let d = disposition_of(app, &tx1).await;
+    assert_eq!(d["disposition_type"], "Refund");
+    let refund_id = d["refund_id"].as_str().unwrap().to_owned();
+    let paid = app.mine_until(&chain, &refund_id, "Completed").await;
+    assert_eq!(paid["refund_type"], "Held");
+    assert!(paid.get("merchant_id").is_none(), "no merchant sees a disposition: {paid}");
+    assert_eq!(chain.token_balance(USER_ADDRESS).await - before, 10_000_000);
+    let d = disposition_of(app, &tx1).await;
+    assert_eq!(d["disposition_status"], "Refunded");
+    assert!(d["disposition_transaction_id"].is_string(), "{d}");
+    let kyt = app.get(&format!("/v2/compliance/kyt/screenings/status?transaction_id={tx1}")).await.ok();
+    assert_eq!(kyt["funds_status"], "Refunded");
+    app.post(refund_path, body(&tx1, USER_ADDRESS, "1")).await.error(409, 40901);
+    app.post("/v2/compliance/funds/disposition/unfreeze", json!({"transaction_id": tx1})).await.error(409, 40901);
+
+    // A sanctioned sender is never paid back; isolation runs to its end at the quarantine address.
+    let tx2 = paid_from(app, &m, "d2", OFAC_ETH).await;
+    let refused = app.post(refund_path, body(&tx2, OFAC_ETH, "10")).await.error(400, 40004);
+    assert!(refused["error_message"].as_str().unwrap().contains("sanctions"), "{refused}");
+    app.post(isolate_path, body(&tx2, USER_ADDRESS, "10")).await.error(400, 40000);
+    let made = app.post(isolate_path, body(&tx2, QUARANTINE, "10")).await;
+    assert_eq!((made.status.as_u16(), made.body["status"].as_str()), (201, Some("Isolating")), "{}", made.body);
+    let refund_id = disposition_of(app, &tx2).await["refund_id"].as_str().unwrap().to_owned();
+    app.mine_until(&chain, &refund_id, "Completed").await;
+    assert_eq!(disposition_of(app, &tx2).await["disposition_status"], "Isolated");
+    assert_eq!(chain.token_balance(QUARANTINE).await, 10_000_000);
+
+    // A payout that fails returns the funds to `held`; they can then be released to the merchant.
+    let tx3 = paid_from(app, &m, "d3", DENIED).await;
+    let revert = ebb_chain::sandbox::REVERT_ADDRESS;
+    app.post(refund_path, body(&tx3, revert, "10")).await.ok();
+    let refund_id = disposition_of(app, &tx3).await["refund_id"].as_str().unwrap().to_owned();
+    app.mine_until(&chain, &refund_id, "Failed").await;
+    assert_eq!(disposition_of(app, &tx3).await["disposition_status"], "RefundFailed");
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
+    app.post("/v2/compliance/funds/disposition/unfreeze", json!({"transaction_id": tx3})).await.ok();
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10", "credited once, after the failure");
+
+    // Only the PSP's operators dispose; nobody asks for a refund of held funds directly.
+    let merchant = Signing { key: app.new_key(Some(&m)).await, ..app.signing() };
+    let b = body(&tx3, USER_ADDRESS, "1").to_string().into_bytes();
+    app.call_signed(&merchant, reqwest::Method::POST, refund_path, Some(b)).await.error(403, 40300);
+    app.post(
+        "/v2/payments/refunds",
+        json!({"request_id": "h", "merchant_id": m, "payable_amount": "1", "token_id": "ETH_USDT", "refund_type": "Held"}),
+    )
+    .await
+    .error(400, 40000);
+}

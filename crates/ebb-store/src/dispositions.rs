@@ -1,0 +1,76 @@
+//! Dispositions of held pay-ins, every one kept, and what a pay-in still has in the `held` account
+//! (see `ebb-app/src/dispositions.rs`).
+
+use ebb_core::Amount;
+
+use crate::columns::Columns;
+use crate::db::{self, Tx};
+use crate::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispositionRow {
+    pub tx_id: String,
+    /// `Unfreeze`, `Refund` or `Isolate`.
+    pub disposition_type: String,
+    /// The refund paying a `Refund` or `Isolate` out.
+    pub refund_id: Option<String>,
+    pub created_at: i64,
+}
+
+pub async fn record(conn: &mut Tx<'_>, d: &DispositionRow) -> Result<(), StoreError> {
+    db::query("INSERT INTO dispositions (tx_id, disposition_type, refund_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&d.tx_id)
+        .bind(&d.disposition_type)
+        .bind(&d.refund_id)
+        .bind(d.created_at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn from_row(row: &impl Columns) -> Result<DispositionRow, StoreError> {
+    Ok(DispositionRow {
+        tx_id: row.col("tx_id")?,
+        disposition_type: row.col("disposition_type")?,
+        refund_id: row.col("refund_id")?,
+        created_at: row.col("created_at")?,
+    })
+}
+
+const SELECT: &str =
+    "SELECT tx_id, disposition_type, refund_id, created_at FROM dispositions WHERE tx_id = $1 ORDER BY seq";
+
+/// A pay-in's dispositions, oldest first, inside a write (after the pay-in is locked).
+pub async fn of(conn: &mut Tx<'_>, tx_id: &str) -> Result<Vec<DispositionRow>, StoreError> {
+    let rows = db::query(SELECT).bind(tx_id).fetch_all(&mut *conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// What a pay-in still has in the `held` account: the held postings of the pay-in itself and of the
+/// refunds of its dispositions (a failed payout's release comes back under its refund's id).
+pub async fn held_remaining(conn: &mut Tx<'_>, tx_id: &str, refund_ids: &[String]) -> Result<Amount, StoreError> {
+    let mut sources = vec![tx_id.to_owned()];
+    sources.extend(refund_ids.iter().cloned());
+    let params: Vec<String> = (1..=sources.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT delta FROM postings WHERE account = 'held' AND source_id IN ({})", params.join(", "));
+    let mut q = db::query(&sql);
+    for s in &sources {
+        q = q.bind(s);
+    }
+    let deltas: Vec<String> = q.fetch_all_scalars(&mut *conn).await?;
+    let mut sum: i128 = 0;
+    for d in deltas {
+        let v: i128 = d.parse().map_err(|_| StoreError::Internal(format!("stored posting delta {d:?}")))?;
+        sum = sum.checked_add(v).ok_or_else(|| StoreError::Internal("held total out of range".into()))?;
+    }
+    u128::try_from(sum)
+        .map(Amount::from_base_units)
+        .map_err(|_| StoreError::Internal(format!("pay-in {tx_id} holds a negative amount ({sum})")))
+}
+
+impl Store {
+    pub async fn dispositions(&self, tx_id: &str) -> Result<Vec<DispositionRow>, StoreError> {
+        let rows = sqlx::query(SELECT).bind(tx_id).fetch_all(self.pool()).await?;
+        rows.iter().map(from_row).collect()
+    }
+}
