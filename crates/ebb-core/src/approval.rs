@@ -113,6 +113,15 @@ fn at_least(amount: Amount, min: &str, decimals: u32) -> bool {
     }
 }
 
+/// Reads one of a policy's lists of names (`refund_types` with [`RefundSource::parse`], `sources` with
+/// [`RefundChannel::parse`]); `Err` says which field holds which unknown value.
+pub fn parse_names<T>(field: &str, names: &[String], parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    names
+        .iter()
+        .map(|n| parse(n).ok_or_else(|| format!("{field} holds {n:?}, which is not one of its values")))
+        .collect()
+}
+
 /// What a policy looks at in a refund.
 #[derive(Debug, Clone, Copy)]
 pub struct RefundFacts<'a> {

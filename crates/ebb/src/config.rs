@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ebb_api::pages::LinkSettings;
-use ebb_app::screening::{ChainalysisSettings, ScreeningSettings};
 use ebb_chain::evm::EvmConfig;
-use ebb_core::approval::{ApprovalPolicy, RefundChannel};
-use ebb_core::screening::{Denylist, ScreeningRules, Verdict};
-use ebb_core::{ChainFamily, RefundSource, Token, TokenRegistry};
+use ebb_core::approval::ApprovalPolicy;
+use ebb_core::screening::Denylist;
+use ebb_core::{ChainFamily, Token, TokenRegistry};
 use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
+
+mod risk;
+use ebb_app::screening::ScreeningSettings;
+pub use risk::{PolicyConfig, ScreeningConfig};
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -76,131 +79,6 @@ pub struct FileConfig {
     /// Screening of refund destinations (`[screening]`, docs/RISK.md).
     #[serde(default)]
     pub screening: ScreeningConfig,
-}
-
-/// `[screening]`: which providers, and what each risk level does (`allow`, `hold` or `refuse`).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ScreeningConfig {
-    /// Screen against the OFAC SDN list shipped with ebb (or a newer one loaded); default true.
-    pub ofac: Option<bool>,
-    pub severe: Option<String>,
-    pub high: Option<String>,
-    pub medium: Option<String>,
-    pub low: Option<String>,
-    pub unknown: Option<String>,
-    /// When a provider cannot answer; `hold` (default) or `refuse`, never `allow`.
-    pub unavailable: Option<String>,
-    /// The base URL of a Chainalysis-style sanctions API (`GET {url}/api/v1/address/{address}`).
-    pub chainalysis_url: Option<String>,
-    /// The environment variable holding its API key (default `EBB_CHAINALYSIS_API_KEY`).
-    pub chainalysis_api_key_env: Option<String>,
-    /// How long one screening request may take (default 3000 ms).
-    pub timeout_ms: Option<u64>,
-    /// Where the `isolate` disposition sends held funds, by chain id (`ETH = "0x…"`).
-    #[serde(default)]
-    pub quarantine: std::collections::HashMap<String, String>,
-}
-
-impl ScreeningConfig {
-    pub fn resolve(&self) -> anyhow::Result<ScreeningSettings> {
-        let d = ScreeningRules::default();
-        let verdict = |name: &str, v: &Option<String>, default: Verdict| -> anyhow::Result<Verdict> {
-            match v {
-                None => Ok(default),
-                Some(s) => Verdict::parse(s)
-                    .with_context(|| format!("[screening] {name} must be allow, hold or refuse, not {s:?}")),
-            }
-        };
-        let rules = ScreeningRules {
-            severe: verdict("severe", &self.severe, d.severe)?,
-            high: verdict("high", &self.high, d.high)?,
-            medium: verdict("medium", &self.medium, d.medium)?,
-            low: verdict("low", &self.low, d.low)?,
-            unknown: verdict("unknown", &self.unknown, d.unknown)?,
-            unavailable: verdict("unavailable", &self.unavailable, d.unavailable)?,
-        };
-        rules.check().context("[screening]")?;
-        let chainalysis = match &self.chainalysis_url {
-            None => None,
-            Some(url) => {
-                let parsed = url::Url::parse(url).with_context(|| format!("[screening] chainalysis_url {url:?}"))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    bail!("[screening] chainalysis_url must be http or https, not {url:?}");
-                }
-                let env = self.chainalysis_api_key_env.as_deref().unwrap_or("EBB_CHAINALYSIS_API_KEY");
-                let api_key = std::env::var(env)
-                    .ok()
-                    .filter(|k| !k.is_empty())
-                    .with_context(|| format!("[screening] chainalysis_url is set but {env} holds no API key"))?;
-                Some(ChainalysisSettings {
-                    base_url: url.clone(),
-                    api_key,
-                    timeout: Duration::from_millis(self.timeout_ms.unwrap_or(3000)),
-                })
-            }
-        };
-        Ok(ScreeningSettings {
-            rules,
-            ofac: self.ofac.unwrap_or(true),
-            chainalysis,
-            quarantine: self.quarantine.clone(),
-        })
-    }
-}
-
-/// One approval policy of the configuration file; the fields of `POST /v2/payments/approval_policies`
-/// with a `policy_id` of the operator's choosing.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    pub policy_id: String,
-    pub name: String,
-    #[serde(default)]
-    pub token_ids: Vec<String>,
-    #[serde(default)]
-    pub merchant_ids: Vec<String>,
-    /// `Merchant` and/or `Psp`.
-    #[serde(default)]
-    pub refund_types: Vec<String>,
-    pub min_amount: Option<String>,
-    #[serde(default)]
-    pub new_destination_only: bool,
-    /// `Api` and/or `Link`.
-    #[serde(default)]
-    pub sources: Vec<String>,
-    pub approvals_required: u8,
-}
-
-impl PolicyConfig {
-    fn resolve(&self, registry: &TokenRegistry) -> anyhow::Result<ApprovalPolicy> {
-        let what = || format!("approval policy {:?}", self.policy_id);
-        if self.policy_id.trim().is_empty() || self.policy_id.len() > 64 {
-            bail!("an approval policy's policy_id must be 1 to 64 characters");
-        }
-        if let Some(t) = self.token_ids.iter().find(|t| registry.get(t).is_none()) {
-            bail!("{}: token_ids names {t:?}, which is not a supported token", what());
-        }
-        let listed = |field: &str, v: &[String], ok: &dyn Fn(&str) -> bool| match v.iter().find(|s| !ok(s)) {
-            Some(bad) => Err(anyhow::anyhow!("{}: {field} holds {bad:?}, which is not one of its values", what())),
-            None => Ok(()),
-        };
-        listed("refund_types", &self.refund_types, &|s| RefundSource::parse(s).is_some())?;
-        listed("sources", &self.sources, &|s| RefundChannel::parse(s).is_some())?;
-        let policy = ApprovalPolicy {
-            policy_id: self.policy_id.clone(),
-            name: self.name.clone(),
-            token_ids: self.token_ids.clone(),
-            merchant_ids: self.merchant_ids.clone(),
-            refund_types: self.refund_types.iter().filter_map(|s| RefundSource::parse(s)).collect(),
-            min_amount: self.min_amount.clone(),
-            new_destination_only: self.new_destination_only,
-            channels: self.sources.iter().filter_map(|s| RefundChannel::parse(s)).collect(),
-            approvals_required: self.approvals_required,
-        };
-        policy.check().with_context(what)?;
-        Ok(policy)
-    }
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -604,7 +482,7 @@ mod tests {
         }
         let policies = mainnet.approval_policies(&registry).unwrap();
         assert_eq!(policies.len(), 2);
-        assert_eq!(policies[1].channels, vec![RefundChannel::Link]);
+        assert_eq!(policies[1].channels, vec![ebb_core::approval::RefundChannel::Link]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Approval policies, refunds' approvals and destination screenings (ebb extensions: Cobo's Payments API has no approval
 //! objects; its refund keeps status `Pending` while it waits).
 
-use ebb_core::approval::{Approval, ApprovalPolicy, RefundChannel};
+use ebb_core::approval::{parse_names, Approval, ApprovalPolicy, RefundChannel};
 use ebb_core::screening::Screening;
 use ebb_core::RefundSource;
 use ebb_store::approvals::PolicyRow;
@@ -20,7 +20,7 @@ pub struct ApprovalPolicyRequest {
     pub token_ids: Vec<String>,
     #[serde(default)]
     pub merchant_ids: Vec<String>,
-    /// `Merchant` and/or `Psp`: who funds the refund.
+    /// `Merchant`, `Psp` and/or `Held` (a disposition of held funds): who funds the refund.
     #[serde(default)]
     pub refund_types: Vec<String>,
     /// The least amount matched, a decimal in the refund's token (inclusive).
@@ -38,14 +38,6 @@ pub struct ApprovalPolicyRequest {
 impl ApprovalPolicyRequest {
     /// The policy asked for (its id is the use case's to give).
     pub fn into_policy(self) -> Result<ApprovalPolicy, ApiError> {
-        let each = |field: &str, v: &[String], ok: &dyn Fn(&str) -> bool| -> Result<(), ApiError> {
-            match v.iter().find(|s| !ok(s)) {
-                Some(bad) => Err(ApiError::invalid(format!("{field} holds {bad:?}, which is not one of its values"))),
-                None => Ok(()),
-            }
-        };
-        each("refund_types", &self.refund_types, &|s| RefundSource::parse(s).is_some())?;
-        each("sources", &self.sources, &|s| RefundChannel::parse(s).is_some())?;
         for (field, list) in [("token_ids", &self.token_ids), ("merchant_ids", &self.merchant_ids)] {
             for v in list.iter() {
                 validate::text(field, v, 128)?;
@@ -54,8 +46,9 @@ impl ApprovalPolicyRequest {
         Ok(ApprovalPolicy {
             policy_id: String::new(),
             name: validate::text("name", &self.name, 200)?,
-            refund_types: self.refund_types.iter().filter_map(|s| RefundSource::parse(s)).collect(),
-            channels: self.sources.iter().filter_map(|s| RefundChannel::parse(s)).collect(),
+            refund_types: parse_names("refund_types", &self.refund_types, RefundSource::parse)
+                .map_err(ApiError::invalid)?,
+            channels: parse_names("sources", &self.sources, RefundChannel::parse).map_err(ApiError::invalid)?,
             token_ids: self.token_ids,
             merchant_ids: self.merchant_ids,
             min_amount: validate::optional_text("min_amount", self.min_amount.as_deref(), 80)?,

@@ -350,29 +350,10 @@ async fn a_pay_in_from_a_screened_sender_is_held_until_unfrozen(app: &TestApp) {
         .to_owned();
     let m = app.create_merchant("Shop").await;
     for (i, sender) in [DENIED, OFAC_ETH].into_iter().enumerate() {
-        let order = app
-            .post(
-                "/v2/payments/orders",
-                json!({"merchant_id": m, "psp_order_code": format!("held-{i}"), "payable_currency": "ETH_USDT",
-                       "payable_amount": "10", "fee_amount": "0"}),
-            )
-            .await
-            .ok();
-        let order_id = order["order_id"].as_str().unwrap();
-        app.post(&format!("/v2/sandbox/orders/{order_id}/payments"), json!({"from_address": sender})).await.ok();
-        let chain = app.sandbox("ETH");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let order = loop {
-            let order = app.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
-            if order["transactions"][0]["status"] == "Completed" {
-                break order;
-            }
-            assert!(std::time::Instant::now() < deadline, "the pay-in never confirmed: {order}");
-            chain.mine().await;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        };
+        let tx_id = paid_from(app, &m, &format!("held-{i}"), sender).await;
+        let order_id = app.store.transaction(&tx_id).await.unwrap().unwrap().order_id.unwrap();
+        let order = app.get(&format!("/v2/payments/orders/{order_id}")).await.ok();
         assert_eq!(order["status"], "Processing", "a held pay-in completes no order: {order}");
-        let tx_id = order["transactions"][0]["tx_id"].as_str().unwrap().to_owned();
         let balance = app.merchant_balance(&m, "ETH_USDT").await;
         assert_eq!(balance["total_balance"], if i == 0 { "0" } else { "10" }, "{balance}");
 
