@@ -138,12 +138,16 @@ async fn mine_a_block(anvil: &crate::chains::Anvil) {
     anvil.rpc("evm_mine", json!([])).await;
 }
 
-/// Works around a fault of anvil's pool, not of ebb: after fee-bumping replacements under manual
-/// mining, anvil (1.7) can keep the hot wallet's next executable transaction in its `queued` set
-/// (txpool_content) although its nonce is the account's, and then never mines it or anything after
-/// it (foundry-rs/foundry#10122 is a relative). No real node keeps an executable transaction queued.
-/// Dropping it makes the node forget it; ebb's executor then re-broadcasts the stored signed bytes
-/// (decision 12: re-broadcast, never re-sign), which anvil files afresh.
+/// Works around a race in anvil's pool, not a fault of ebb. anvil (1.7) reads the sender's nonce
+/// when a transaction arrives and files it as needing the previous nonce's transaction; if a block
+/// mines that one before the filing, the new transaction waits in `queued` (txpool_content) for a
+/// transaction that will never come, although its nonce is now the account's, and nothing after it
+/// is mined either. A real node re-checks its queue on every block; anvil never does. Resending the
+/// bytes answers "already imported", and `anvil_dropTransaction` only looks at the ready set, so the
+/// wallet's pool is emptied with `anvil_removePoolTransactions`: ebb's executor then finds its open
+/// payouts unknown to the node and re-broadcasts their stored bytes (decision 12: re-broadcast, never
+/// re-sign), which anvil files afresh against the current nonce. (Two concurrent
+/// `eth_sendTransaction`s with consecutive nonces and an `evm_mine` show the race within seconds.)
 async fn unstick_anvil_pool(anvil: &crate::chains::Anvil) {
     use crate::chains::TestChain;
     let wallet = anvil.hot_wallet().to_lowercase();
@@ -158,14 +162,10 @@ async fn unstick_anvil_pool(anvil: &crate::chains::Anvil) {
             .and_then(|by_sender| by_sender.iter().find(|(k, _)| k.to_lowercase() == wallet).map(|(_, v)| v.clone()))
     };
     let pending_next = mine("pending").is_some_and(|txs| txs.get(nonce.to_string()).is_some());
-    let queued_next = mine("queued").and_then(|txs| txs.get(nonce.to_string()).cloned());
-    if let (false, Some(tx)) = (pending_next, queued_next) {
-        if let Some(hash) = tx["hash"].as_str() {
-            eprintln!(
-                "anvil kept executable transaction {hash} (nonce {nonce}) queued: dropping it for ebb to re-broadcast"
-            );
-            let _ = anvil.try_rpc("anvil_dropTransaction", json!([hash])).await;
-        }
+    let queued_next = mine("queued").is_some_and(|txs| txs.get(nonce.to_string()).is_some());
+    if queued_next && !pending_next {
+        eprintln!("anvil filed the hot wallet's next transaction (nonce {nonce}) as queued: emptying its pool for ebb to re-broadcast");
+        let _ = anvil.try_rpc("anvil_removePoolTransactions", json!([wallet])).await;
     }
 }
 
