@@ -287,7 +287,65 @@ def main() -> None:
         assert isolated.disposition_type == cobo_waas2.DispositionType.ISOLATE and isolated.disposition_transaction_id
         step("isolated", f"{isolated.disposition_status.value} to {quarantine} (payout {isolated.disposition_transaction_id})")
 
+        # The seed PSP's KYT refund API (/v1.0, bearer tokens; no SDK exists, so plain HTTP): a third
+        # held pay-in is refunded by createCryptoRefund and confirmCryptoRefund to a clean address.
+        third = api.create_payment_order(
+            cobo_waas2.CreatePaymentOrderRequest(
+                merchant_id=merchant.merchant_id, psp_order_code=f"tour-kyt-{uuid.uuid4()}",
+                payable_currency="ETH_USDT", payable_amount="10", fee_amount="0.15",
+            )
+        )
+        sandbox_pay(client, dev["base_url"], third.order_id, from_address=sanctioned)
+        wait_for(
+            lambda: api.get_payment_order_detail_by_id(third.order_id),
+            lambda o: o.transactions and o.transactions[0].status == "Completed",
+        )
+        kyt_api = KytClient(dev["kyt_api_base_url"], dev["kyt_api_client_id"], dev["kyt_api_client_secret"])
+        made = kyt_api.call("POST", "/payment/crypto/createCryptoRefund", {
+            "originalTransactionType": 2, "originalTransactionId": third.order_id, "clientReference": f"tour-{uuid.uuid4()}"})
+        assert made["status"] == 1 and made["amount"] == "10", made
+        refused = kyt_api.call("POST", "/payment/crypto/confirmCryptoRefund", {"cryptoRefundId": made["cryptoRefundId"]},
+                               expect="40004")
+        step("KYT refund API: back to the sanctioned sender", f"refused ({refused['code']})")
+        kyt_api.call("POST", "/payment/crypto/confirmCryptoRefund", {
+            "cryptoRefundId": made["cryptoRefundId"], "refundAddress": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"})
+        done = wait_for(
+            lambda: kyt_api.call("GET", f"/payment/crypto/getCryptoRefund?cryptoRefundId={made['cryptoRefundId']}"),
+            lambda r: r["status"] == 3 and r["txnHash"],
+        )
+        step("KYT refund API: crypto refund", f"{done['cryptoRefundId']} {done['statusName']}, txnHash {done['txnHash']}")
+
     print("\ntour complete: every step checked")
+
+
+class KytClient:
+    """The KYT refund API: a bearer token from the client id and secret, then `{code, msg, data}`."""
+
+    def __init__(self, base_url: str, client_id: str, client_secret: str) -> None:
+        self.base_url = base_url
+        self.token = self._send("POST", "/auth/getToken", {"clientId": client_id, "clientSecret": client_secret}, None)[
+            "data"]["accessToken"]
+
+    def _send(self, method: str, path: str, body: dict | None, token: str | None) -> dict:
+        import urllib.error
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
+
+    def call(self, method: str, path: str, body: dict | None = None, expect: str = "00000") -> dict:
+        answer = self._send(method, path, body, self.token)
+        if answer.get("code") != expect:
+            raise AssertionError(f"{method} {path}: expected code {expect}, got {answer}")
+        return answer["data"] if expect == "00000" else answer
 
 
 class Receiver:

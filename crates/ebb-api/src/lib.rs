@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v2/openapi.json", get(ops::openapi))
         .merge(pages::router())
+        .nest("/v1.0", kyt::router(state.clone()))
         .merge(signed)
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 pub mod approvals;
 pub mod compliance;
+pub mod kyt;
 pub mod webhooks;
 
 /// Formats base units of a token as a decimal string; an unknown token (removed from configuration

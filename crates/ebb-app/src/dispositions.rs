@@ -13,6 +13,7 @@ use ebb_core::clock::{now_ms, now_s};
 use ebb_core::refund::RefundStatus;
 use ebb_core::{Address, Amount, RefundSource, Token, TxDirection};
 use ebb_store::dispositions::{self as repo, DispositionRow};
+use ebb_store::kyt as kyt_repo;
 use ebb_store::orders::{self, Credit};
 use ebb_store::payins as payins_repo;
 use ebb_store::refunds::{self as refunds_repo, IdempotencyScope, RefundRow};
@@ -110,7 +111,7 @@ fn require_compliance_officer(actor: &Actor) -> AppResult<()> {
 
 /// Locks a held pay-in that may be disposed of now and returns it with its dispositions' refund ids and
 /// what it still holds. Refused: a pay-in never held, one released already, one with a payout under way.
-async fn lock_disposable(
+pub(crate) async fn lock_disposable(
     tx: &mut ebb_store::Tx<'_>,
     tx_id: &str,
 ) -> Result<(String, String, Vec<String>, Amount), StoreError> {
@@ -185,6 +186,23 @@ pub async fn pay_out<E>(
 where
     E: From<AppError>,
 {
+    pay_out_confirming(engine, actor, tx_id, kind, amount, parse, None).await
+}
+
+/// As [`pay_out`]; with `crypto_refund`, that crypto refund of the KYT refund API is confirmed as paid by
+/// this refund in the same transaction (refused if it was confirmed already).
+pub(crate) async fn pay_out_confirming<E>(
+    engine: &Engine,
+    actor: &Actor,
+    tx_id: &str,
+    kind: Payout,
+    amount: impl FnOnce(&Token) -> Result<Amount, E>,
+    parse: impl FnOnce(&Token) -> Result<Address, E>,
+    crypto_refund: Option<String>,
+) -> Result<RefundRow, E>
+where
+    E: From<AppError>,
+{
     require_compliance_officer(actor)?;
     let t = engine.store.transaction(tx_id).await.map_err(AppError::from)?;
     let t = t.filter(|t| t.direction == TxDirection::In).ok_or_else(|| AppError::not_found("transaction", tx_id))?;
@@ -254,6 +272,12 @@ where
                     transactions: Vec::new(),
                 };
                 refund.approval = approvals::on_destination(tx, &refund, token.decimals).await?;
+                if let Some(id) = &crypto_refund {
+                    // Before the refund's first event, which tells the crypto refund's client.
+                    if !kyt_repo::confirm(tx, id, &refund.refund_id, &refund.to_address, now_ms()).await? {
+                        return Err(StoreError::InvalidState(format!("crypto refund {id} was confirmed already")));
+                    }
+                }
                 if !refunds_repo::insert_row(tx, &refund, &IdempotencyScope::Psp, kind.as_str()).await? {
                     return Err(StoreError::AlreadyExists(format!("refund request {}", refund.request_id)));
                 }

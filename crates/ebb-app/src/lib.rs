@@ -21,6 +21,7 @@ pub mod destinations;
 pub mod dispositions;
 mod error;
 pub mod keys;
+pub mod kyt;
 pub mod links;
 pub mod merchants;
 pub mod orders;

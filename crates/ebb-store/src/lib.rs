@@ -20,6 +20,7 @@ pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod kya;
+pub mod kyt;
 mod ledger;
 pub mod links;
 pub mod merchants;

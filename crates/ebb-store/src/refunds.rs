@@ -423,23 +423,30 @@ pub async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<()
         events::raise(conn, events::REFUND_APPROVAL_UPDATED, EventKind::Refund, &r.refund_id, snapshot.clone()).await?;
     }
     events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, snapshot).await?;
+    if r.refund_type == RefundSource::Held {
+        crate::kyt::on_refund_changed(conn, r).await?;
+    }
     Ok(())
 }
 
 /// A refund's status changed: reads it back, with its transactions, inside the transaction.
 pub(crate) async fn raise_refund_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
-    raise_refund_event(conn, refund_id, events::REFUND_STATUS_UPDATED).await
+    let r = raise_refund_event(conn, refund_id, events::REFUND_STATUS_UPDATED).await?;
+    if r.refund_type == RefundSource::Held {
+        crate::kyt::on_refund_changed(conn, &r).await?;
+    }
+    Ok(())
 }
 
 /// A refund's approval changed (it began, a vote counted, it was decided or started again).
 pub async fn raise_approval_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
-    raise_refund_event(conn, refund_id, events::REFUND_APPROVAL_UPDATED).await
+    raise_refund_event(conn, refund_id, events::REFUND_APPROVAL_UPDATED).await.map(|_| ())
 }
 
-async fn raise_refund_event(conn: &mut Tx<'_>, refund_id: &str, event_type: &str) -> Result<(), StoreError> {
+async fn raise_refund_event(conn: &mut Tx<'_>, refund_id: &str, event_type: &str) -> Result<RefundRow, StoreError> {
     let rows = db::query(refund_join_sql()).bind(refund_id).fetch_all(&mut *conn).await?;
     let r = refund_from_join_rows(&rows)?
         .ok_or_else(|| StoreError::Internal(format!("refund {refund_id} vanished inside its transaction")))?;
     events::raise(conn, event_type, EventKind::Refund, refund_id, events::json(&r)?).await?;
-    Ok(())
+    Ok(r)
 }

@@ -195,9 +195,18 @@ enum KeysCommand {
         #[arg(long, default_value = "operator", value_parser = parse_role)]
         role: KeyRole,
     },
+    /// Make a client of the KYT refund API (`/v1.0`): prints its id and secret, which is shown this
+    /// once (only its hash is kept). The client exchanges them for bearer tokens.
+    AddClient {
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// The API keys, then the KYT refund API's clients.
     List,
-    /// Revoke a key: requests signed with it are refused from then on.
+    /// Revoke an API key (its public key) or a KYT client (its id, `KC…`): its requests are refused
+    /// from then on, and a client's tokens stop working.
     Revoke {
+        #[arg(value_name = "PUBLIC_KEY_OR_CLIENT_ID")]
         public_key: String,
     },
     /// Print the public key that verifies ebb's responses (the SDK's `resp_pubkey`).
@@ -299,6 +308,10 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
     println!("  api_secret         {}", info.api_secret);
     println!("  server_public_key  {}", info.server_public_key);
     println!("  merchant_id        {}", info.merchant_id);
+    println!();
+    println!("  kyt_api_base_url       {}", info.kyt_api_base_url);
+    println!("  kyt_api_client_id      {}", info.kyt_api_client_id);
+    println!("  kyt_api_client_secret  {}", info.kyt_api_client_secret);
     println!();
     println!(
         "The same is in {}. Try: python3 scripts/tour.py {}",
@@ -468,6 +481,14 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        KeysCommand::AddClient { name } => {
+            let store = open_store(db).await?;
+            let c = ebb_app::kyt::add_client(&store, &name).await?;
+            println!("client_id      {}", c.client_id);
+            println!("client_secret  {}", c.client_secret);
+            println!("(the secret is shown this once; POST /v1.0/auth/getToken exchanges the pair for a bearer token)");
+            Ok(())
+        }
         KeysCommand::List => {
             let store = open_store(db).await?;
             for k in store.list_api_keys().await? {
@@ -480,6 +501,16 @@ async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()> {
                     k.name
                 );
             }
+            for c in store.list_api_clients().await? {
+                let status = if c.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}  KYT refund API client  {status}  {}", c.client_id, c.name);
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { public_key } if public_key.starts_with("KC") => {
+            let store = open_store(db).await?;
+            ebb_app::kyt::revoke_client(&store, &public_key).await?;
+            println!("revoked {public_key}");
             Ok(())
         }
         KeysCommand::Revoke { public_key } => {

@@ -32,6 +32,13 @@ pub struct DevInfo {
     pub api_secret: String,
     pub server_public_key: String,
     pub merchant_id: String,
+    /// The KYT refund API (`/v1.0`) and a client of it (docs/API.md, "KYT refund API").
+    #[serde(default)]
+    pub kyt_api_base_url: String,
+    #[serde(default)]
+    pub kyt_api_client_id: String,
+    #[serde(default)]
+    pub kyt_api_client_secret: String,
 }
 
 pub fn server_key_path(dir: &Path) -> PathBuf {
@@ -80,9 +87,21 @@ pub async fn ensure_demo(
                 api_secret: hex::encode(client.to_bytes()),
                 server_public_key: String::new(),
                 merchant_id: merchant.merchant_id,
+                kyt_api_base_url: String::new(),
+                kyt_api_client_id: String::new(),
+                kyt_api_client_secret: String::new(),
             }
         }
     };
+    let client_active = !info.kyt_api_client_id.is_empty()
+        && store.api_client(&info.kyt_api_client_id).await?.is_some_and(|c| c.revoked_at.is_none());
+    if !client_active {
+        let c = ebb_app::kyt::add_client(store, "ebb dev").await?;
+        info.kyt_api_client_id = c.client_id;
+        info.kyt_api_client_secret = c.client_secret;
+    }
+    let origin = base_url.trim_end_matches('/').trim_end_matches("/v2");
+    info.kyt_api_base_url = format!("{origin}/v1.0");
     info.base_url = base_url.to_owned();
     info.server_public_key = hex::encode(server_key.verifying_key().to_bytes());
     write_secret(&path, &serde_json::to_string_pretty(&info)?)?;

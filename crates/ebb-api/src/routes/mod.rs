@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod balances;
 pub mod compliance;
+pub mod kyt;
 pub mod links;
 pub mod merchants;
 pub mod ops;

@@ -171,6 +171,10 @@ pub fn event_data(reg: &TokenRegistry, kind: EventKind, snapshot: &str) -> Resul
             let t: TransactionRow = serde_json::from_str(snapshot).map_err(bad)?;
             Ok(transaction_data(reg, t))
         }
+        EventKind::CryptoRefund => {
+            let s: ebb_store::kyt::CryptoRefundSnapshot = serde_json::from_str(snapshot).map_err(bad)?;
+            with_data_type("CryptoRefund", super::kyt::CryptoRefund::new(reg, s))
+        }
         EventKind::Test => serde_json::from_str(snapshot).map_err(bad),
     }
 }

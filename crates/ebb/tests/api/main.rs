@@ -12,6 +12,7 @@ mod auth;
 mod balances;
 mod crash;
 mod evm;
+mod kyt;
 mod links;
 mod merchants_orders;
 mod ops;

@@ -23,10 +23,10 @@ use crate::chains::TestChain;
 use crate::helpers::{spawn_app_with, Db, Options, Signing, TestApp, USER_ADDRESS};
 
 /// Real entries of the shipped OFAC list (data/ofac, 2024-09-27), as a client may type them.
-const OFAC_ETH: &str = "0x01e2919679362dfbc9ee1644ba9c6da6d6245bb1";
+pub(crate) const OFAC_ETH: &str = "0x01e2919679362dfbc9ee1644ba9c6da6d6245bb1";
 const OFAC_ETH_2: &str = "0x0931ca4d13bb4ba75d9b7132ab690265d749a5e7";
 /// An address only the operator's denylist names.
-const DENIED: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+pub(crate) const DENIED: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
 
 crate::both_backends!(an_ofac_address_is_refused_wherever_a_refund_gets_one);
 crate::both_backends_with!(a_denylisted_destination_is_held_for_review_then_paid, super::denying());
@@ -401,9 +401,9 @@ async fn a_pay_in_from_a_screened_sender_is_held_until_unfrozen(app: &TestApp) {
     app.get("/v2/compliance/kyt/screenings/status?transaction_id=Tnone").await.error(404, 40400);
 }
 
-const QUARANTINE: &str = "0x0000000000000000000000000000000000001501";
+pub(crate) const QUARANTINE: &str = "0x0000000000000000000000000000000000001501";
 
-fn disposing() -> Options {
+pub(crate) fn disposing() -> Options {
     Options {
         screening: Some(ScreeningSettings {
             quarantine: [("ETH".to_owned(), QUARANTINE.to_owned())].into_iter().collect(),
@@ -414,7 +414,7 @@ fn disposing() -> Options {
 }
 
 /// An order of 10 ETH_USDT paid from `sender` and confirmed; its pay-in's tx id.
-async fn paid_from(app: &TestApp, merchant: &str, code: &str, sender: &str) -> String {
+pub(crate) async fn paid_from(app: &TestApp, merchant: &str, code: &str, sender: &str) -> String {
     let order = app
         .post(
             "/v2/payments/orders",

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
 
-pub const ALL_EVENTS: [&str; 8] = [
+pub const ALL_EVENTS: [&str; 9] = [
     "payment.refund.status.updated",
     "payment.refund.approval.updated",
     "payment.order.status.updated",
@@ -23,6 +23,7 @@ pub const ALL_EVENTS: [&str; 8] = [
     "payment.transaction.failed",
     "payment.transaction.late",
     "payment.transaction.held",
+    "kyt.crypto_refund.updated",
 ];
 
 #[derive(Debug, Clone)]
