@@ -277,6 +277,14 @@ def main() -> None:
             raise AssertionError("held funds were refunded to a sanctioned sender")
         except cobo_waas2.exceptions.ApiException as e:
             assert e.status == 400 and "40004" in str(e.body), e
+        # An external KYT decision rejects it: the funds stay frozen, for isolation.
+        decided = compliance.submit_kyt_screening_decisions(cobo_waas2.SubmitKytScreeningsDecisionsBody(
+            transaction_id=second_tx, result=cobo_waas2.KytScreeningsDecisionsType.REJECTION))
+        assert decided.submitted, decided
+        kyt = compliance.get_kyt_screening_status(transaction_id=second_tx)
+        assert kyt.review_status == cobo_waas2.ReviewStatusType.REJECTED, kyt
+        assert kyt.funds_status == cobo_waas2.FundsStatusType.FROZEN, kyt
+        step("KYT decision", f"{kyt.review_status.value}, funds {kyt.funds_status.value}")
         isolating = compliance.isolate_funds(cobo_waas2.IsolateDisposition(
             transaction_id=second_tx, destination_address=quarantine, disposition_amount="10"))
         assert isolating.status == cobo_waas2.DispositionStatus.ISOLATING, isolating

@@ -95,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/compliance/kya/screenings", post(compliance::create_kya).get(compliance::list_kya))
         .route("/v2/compliance/kya/screenings/{screening_id}", get(compliance::get_kya))
         .route("/v2/compliance/kyt/screenings/status", get(compliance::kyt_status))
+        .route("/v2/compliance/kyt/screenings/manual_review", post(compliance::manual_review))
+        .route("/v2/compliance/kyt/screenings/decisions", post(compliance::decisions))
         .route("/v2/compliance/funds/disposition/unfreeze", post(compliance::unfreeze))
         .route("/v2/compliance/funds/disposition/refund", post(compliance::refund))
         .route("/v2/compliance/funds/disposition/isolate", post(compliance::isolate))

@@ -147,29 +147,136 @@ pub(crate) async fn lock_disposable(
 pub async fn unfreeze(engine: &Engine, actor: &Actor, tx_id: &str) -> AppResult<Credit> {
     require_compliance_officer(actor)?;
     let tx_id = tx_id.to_owned();
-    Ok(engine
+    Ok(engine.store.write(move |tx| Box::pin(async move { unfreeze_locked(tx, &tx_id).await })).await?)
+}
+
+async fn unfreeze_locked(tx: &mut ebb_store::Tx<'_>, tx_id: &str) -> Result<Credit, StoreError> {
+    let (order_id, token_id, _, remaining) = lock_disposable(tx, tx_id).await?;
+    payins_repo::post_held(tx, tx_id, &token_id, remaining, false).await?;
+    let now = now_ms();
+    payins_repo::set_funds_status(tx, tx_id, UNFROZEN, now).await?;
+    let credit = orders::credit_payment(tx, &order_id, &token_id, remaining).await?;
+    repo::record(
+        tx,
+        &DispositionRow {
+            tx_id: tx_id.to_owned(),
+            disposition_type: "Unfreeze".into(),
+            refund_id: None,
+            created_at: now_s(),
+        },
+    )
+    .await?;
+    transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, tx_id).await?;
+    repo::raise_kyt_screening(tx, tx_id, "Approved", UNFROZEN, now).await?;
+    Ok(credit)
+}
+
+/// A review result of a held pay-in (Cobo's `KytScreeningsDecisionsType`; a manual review gives only
+/// `Approval` or `Rejection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewResult {
+    Approval,
+    ApprovalWithAlert,
+    Rejection,
+    ManualReview,
+}
+
+impl ReviewResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewResult::Approval => "Approval",
+            ReviewResult::ApprovalWithAlert => "ApprovalWithAlert",
+            ReviewResult::Rejection => "Rejection",
+            ReviewResult::ManualReview => "ManualReview",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ReviewResult::Approval, ReviewResult::ApprovalWithAlert, ReviewResult::Rejection, ReviewResult::ManualReview]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// Cobo's `review_status` after this result.
+    pub fn review_status(self) -> &'static str {
+        match self {
+            ReviewResult::Approval | ReviewResult::ApprovalWithAlert => "Approved",
+            ReviewResult::Rejection => "Rejected",
+            ReviewResult::ManualReview => "PendingReview",
+        }
+    }
+}
+
+/// Where a review comes from: Cobo's `decisions` call (an external KYT result) or `manual_review`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewKind {
+    Decision,
+    ManualReview,
+}
+
+impl ReviewKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReviewKind::Decision => "decision",
+            ReviewKind::ManualReview => "manual_review",
+        }
+    }
+}
+
+/// Records a review of a held pay-in that still holds its funds (none released, no payout under way).
+/// An approval releases them as `unfreeze` does, in the same transaction; a rejection keeps them
+/// frozen for a `refund` or `isolate`; `ManualReview` sends it back to review. Each raises
+/// `compliance.kyt.screenings.status.updated`.
+pub async fn review(
+    engine: &Engine,
+    actor: &Actor,
+    tx_id: &str,
+    kind: ReviewKind,
+    result: ReviewResult,
+) -> AppResult<()> {
+    require_compliance_officer(actor)?;
+    if kind == ReviewKind::ManualReview && !matches!(result, ReviewResult::Approval | ReviewResult::Rejection) {
+        return Err(AppError::Invalid(format!("a manual review is Approval or Rejection, not {}", result.as_str())));
+    }
+    let row = repo::KytReviewRow {
+        tx_id: tx_id.to_owned(),
+        kind: kind.as_str().into(),
+        result: result.as_str().into(),
+        reviewer: actor.initiator.clone(),
+        created_at_ms: now_ms(),
+    };
+    engine
         .store
         .write(move |tx| {
             Box::pin(async move {
-                let (order_id, token_id, _, remaining) = lock_disposable(tx, &tx_id).await?;
-                payins_repo::post_held(tx, &tx_id, &token_id, remaining, false).await?;
-                payins_repo::set_funds_status(tx, &tx_id, UNFROZEN, now_ms()).await?;
-                let credit = orders::credit_payment(tx, &order_id, &token_id, remaining).await?;
-                repo::record(
-                    tx,
-                    &DispositionRow {
-                        tx_id: tx_id.clone(),
-                        disposition_type: "Unfreeze".into(),
-                        refund_id: None,
-                        created_at: now_s(),
-                    },
-                )
-                .await?;
-                transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
-                Ok(credit)
+                match result {
+                    ReviewResult::Approval | ReviewResult::ApprovalWithAlert => {
+                        repo::record_review(tx, &row).await?;
+                        unfreeze_locked(tx, &row.tx_id).await?;
+                    }
+                    ReviewResult::Rejection | ReviewResult::ManualReview => {
+                        let (_, _, refund_ids, _) = lock_disposable(tx, &row.tx_id).await?;
+                        // Held again after a failed payout, the funds show that payout's failure.
+                        let funds = match refund_ids.last() {
+                            None => FROZEN.to_owned(),
+                            Some(id) => {
+                                let r = refunds_repo::lock_refund(tx, id, None).await?;
+                                let last = repo::of(tx, &row.tx_id).await?.pop();
+                                let kind =
+                                    last.and_then(|d| Payout::parse(&d.disposition_type)).unwrap_or(Payout::Refund);
+                                kind.status(r.status).to_owned()
+                            }
+                        };
+                        repo::record_review(tx, &row).await?;
+                        repo::raise_kyt_screening(tx, &row.tx_id, result.review_status(), &funds, row.created_at_ms)
+                            .await?;
+                    }
+                }
+                Ok(())
             })
         })
-        .await?)
+        .await?;
+    Ok(())
 }
 
 /// Pays `amount` of a held pay-in out (`Refund` to `parse`'s address, or `Isolate` to the chain's

@@ -125,6 +125,7 @@ pub async fn confirm(store: &Store, tx_id: &str) -> Result<Option<Credit>, Store
                     repo::set_funds_status(tx, &tx_id, FROZEN, now_ms()).await?;
                     transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
                     transactions::raise_transaction_changed(tx, events::TRANSACTION_HELD, &tx_id).await?;
+                    ebb_store::dispositions::raise_kyt_screening(tx, &tx_id, "PendingReview", FROZEN, now_ms()).await?;
                     orders::raise_order_changed(tx, &order_id).await?;
                     return Ok(Some(Credit::Held));
                 }

@@ -74,3 +74,74 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 }
+
+/// A review of a held pay-in: Cobo's `decisions` (an external KYT result) or `manual_review`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KytReviewRow {
+    pub tx_id: String,
+    /// `decision` or `manual_review`.
+    pub kind: String,
+    /// `Approval`, `ApprovalWithAlert`, `Rejection` or `ManualReview`.
+    pub result: String,
+    /// The initiator of the call.
+    pub reviewer: String,
+    pub created_at_ms: i64,
+}
+
+pub async fn record_review(conn: &mut Tx<'_>, r: &KytReviewRow) -> Result<(), StoreError> {
+    db::query("INSERT INTO kyt_reviews (tx_id, kind, result, reviewer, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&r.tx_id)
+        .bind(&r.kind)
+        .bind(&r.result)
+        .bind(&r.reviewer)
+        .bind(r.created_at_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// What `compliance.kyt.screenings.status.updated` remembers: Cobo's `KytScreeningsEventData`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KytScreeningSnapshot {
+    pub transaction_id: String,
+    pub review_status: String,
+    pub funds_status: String,
+    pub updated_timestamp: i64,
+}
+
+/// Raises `compliance.kyt.screenings.status.updated` for a pay-in (its subject, so that its events
+/// keep their order with the pay-in's other events).
+pub async fn raise_kyt_screening(
+    conn: &mut Tx<'_>,
+    tx_id: &str,
+    review_status: &str,
+    funds_status: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let snapshot = KytScreeningSnapshot {
+        transaction_id: tx_id.to_owned(),
+        review_status: review_status.to_owned(),
+        funds_status: funds_status.to_owned(),
+        updated_timestamp: now_ms,
+    };
+    crate::events::raise(
+        conn,
+        crate::events::KYT_SCREENING_UPDATED,
+        crate::events::EventKind::KytScreening,
+        tx_id,
+        crate::events::json(&snapshot)?,
+    )
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The latest review of a pay-in, if any: `(kind, result)`.
+    pub async fn latest_kyt_review(&self, tx_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT kind, result FROM kyt_reviews WHERE tx_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(tx_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(|r| Ok((r.col("kind")?, r.col("result")?))).transpose()
+    }
+}

@@ -21,6 +21,7 @@ pub const TRANSACTION_FAILED: &str = "payment.transaction.failed";
 pub const TRANSACTION_LATE: &str = "payment.transaction.late";
 pub const TRANSACTION_HELD: &str = "payment.transaction.held";
 pub const CRYPTO_REFUND_UPDATED: &str = "kyt.crypto_refund.updated";
+pub const KYT_SCREENING_UPDATED: &str = "compliance.kyt.screenings.status.updated";
 
 /// The event types ebb raises, with what each means (`GET /webhooks/events/definitions`).
 pub const EVENT_TYPES: &[(&str, &str)] = &[
@@ -32,6 +33,7 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     (TRANSACTION_FAILED, "A payout reverted or could not be sent, or a pay-in left the chain in a reorg."),
     (TRANSACTION_LATE, "A pay-in reached its confirmation depth after its order was Completed or Expired; it was credited to the merchant as a late payment."),
     (TRANSACTION_HELD, "A pay-in was not credited: its sender's screening held it (Completed, funds Frozen in the held account until disposed of), or its amount is beyond the ledger's range (Rejected with the reason); it waits for the operator."),
+    (KYT_SCREENING_UPDATED, "A held pay-in's KYT review or funds status changed: it was held, reviewed (decisions, manual_review) or released."),
     (CRYPTO_REFUND_UPDATED, "A crypto refund of the KYT refund API was created, confirmed, or its payout changed status (the data is getCryptoRefund's)."),
 ];
 
@@ -50,6 +52,8 @@ pub enum EventKind {
     Transaction,
     /// A [`crate::kyt::CryptoRefundSnapshot`].
     CryptoRefund,
+    /// A [`crate::dispositions::KytScreeningSnapshot`].
+    KytScreening,
     /// A test event (`POST /webhooks/events/trigger`): the snapshot is the event's `data` as sent.
     Test,
 }
@@ -61,14 +65,22 @@ impl EventKind {
             EventKind::Order => "order",
             EventKind::Transaction => "transaction",
             EventKind::CryptoRefund => "crypto_refund",
+            EventKind::KytScreening => "kyt_screening",
             EventKind::Test => "test",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [EventKind::Refund, EventKind::Order, EventKind::Transaction, EventKind::CryptoRefund, EventKind::Test]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            EventKind::Refund,
+            EventKind::Order,
+            EventKind::Transaction,
+            EventKind::CryptoRefund,
+            EventKind::KytScreening,
+            EventKind::Test,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -12,12 +12,12 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorResponse};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::wire::compliance::{
-    CreateKyaScreeningsBody, DispositionQueryResponse, DispositionResponse, KyaScreeningResult,
-    KytScreeningsTransaction, PayoutDisposition, UnfreezeDisposition,
+    CreateKyaScreeningsBody, DispositionQueryResponse, DispositionResponse, KyaScreeningResult, KytReviewBody,
+    KytScreeningsTransaction, PayoutDisposition, SubmitKytResponse, UnfreezeDisposition,
 };
 use crate::wire::ListResponse;
 use crate::{validate, AppState};
-use ebb_app::dispositions::Payout;
+use ebb_app::dispositions::{Payout, ReviewKind, ReviewResult};
 
 /// Screens 1 to 50 addresses with the configured providers (PSP-wide operator keys).
 #[utoipa::path(post, path = "/v2/compliance/kya/screenings", tag = "compliance", request_body = CreateKyaScreeningsBody,
@@ -114,7 +114,50 @@ pub async fn kyt_status(
 ) -> ApiResult<Json<KytScreeningsTransaction>> {
     let t = transaction(&state, &caller, &q.transaction_id).await?;
     let (funds, _) = ebb_app::dispositions::funds(&state.store, &t).await?;
-    Ok(Json(KytScreeningsTransaction::new(t, funds)))
+    let review = state.store.latest_kyt_review(&t.tx_id).await?;
+    Ok(Json(KytScreeningsTransaction::new(t, funds, review.as_ref().map(|(_, r)| r.as_str()))))
+}
+
+async fn submit_review(
+    state: &AppState,
+    caller: &Caller,
+    body: KytReviewBody,
+    kind: ReviewKind,
+) -> ApiResult<(StatusCode, Json<SubmitKytResponse>)> {
+    let result = ReviewResult::parse(&body.result).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "result {:?} is not Approval, ApprovalWithAlert, Rejection or ManualReview",
+            body.result
+        ))
+    })?;
+    ebb_app::dispositions::review(&state.engine, caller, &body.transaction_id, kind, result).await?;
+    Ok((StatusCode::CREATED, Json(SubmitKytResponse { transaction_id: body.transaction_id, submitted: true })))
+}
+
+/// A compliance officer's review of a held pay-in: `Approval` releases it to its merchant (as
+/// `unfreeze`), `Rejection` keeps it frozen for a refund or isolate (PSP-wide operator keys).
+#[utoipa::path(post, path = "/v2/compliance/kyt/screenings/manual_review", tag = "compliance",
+    request_body = KytReviewBody,
+    responses((status = 201, body = SubmitKytResponse), (status = "4XX", body = ErrorResponse)))]
+pub async fn manual_review(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<KytReviewBody>,
+) -> ApiResult<(StatusCode, Json<SubmitKytResponse>)> {
+    submit_review(&state, &caller, body, ReviewKind::ManualReview).await
+}
+
+/// An external KYT decision on a held pay-in: `Approval` or `ApprovalWithAlert` release it,
+/// `Rejection` keeps it frozen, `ManualReview` sends it back to review (PSP-wide operator keys).
+#[utoipa::path(post, path = "/v2/compliance/kyt/screenings/decisions", tag = "compliance",
+    request_body = KytReviewBody,
+    responses((status = 201, body = SubmitKytResponse), (status = "4XX", body = ErrorResponse)))]
+pub async fn decisions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<KytReviewBody>,
+) -> ApiResult<(StatusCode, Json<SubmitKytResponse>)> {
+    submit_review(&state, &caller, body, ReviewKind::Decision).await
 }
 
 /// Releases a held pay-in to its merchant, credited as if it had never been held (PSP-wide operator

@@ -106,7 +106,8 @@ pub struct KytScreeningsTransaction {
     pub transaction_id: String,
     /// `Deposit` (a pay-in) or `Withdrawal` (a refund's payout).
     pub transaction_type: String,
-    /// `Approved` (screened and allowed, or released), `PendingReview` (held), `Bypassed` (not
+    /// `Approved` (screened and allowed, or released), `PendingReview` (held), `Rejected` (held, and a
+    /// review rejected it: it waits for a refund or isolate), `Bypassed` (not
     /// screened: a payout, whose destination is screened on the refund, or a pay-in seen before
     /// sender screening existed).
     pub review_status: String,
@@ -120,14 +121,17 @@ pub struct KytScreeningsTransaction {
 
 impl KytScreeningsTransaction {
     /// `funds_status` as `ebb_app::dispositions::funds` reads it.
-    pub fn new(t: ebb_store::transactions::TransactionRow, funds_status: String) -> Self {
+    /// `review`: the latest review's result (`decisions`, `manual_review`), if any.
+    pub fn new(t: ebb_store::transactions::TransactionRow, funds_status: String, review: Option<&str>) -> Self {
         let deposit = t.direction == ebb_core::TxDirection::In;
         let held = t.screening.as_ref().is_some_and(|s| s.verdict != ebb_core::screening::Verdict::Allow);
-        let review_status = match (&t.screening, funds_status.as_str()) {
-            (_, "Unfrozen") => "Approved",
-            (Some(_), _) if held => "PendingReview",
-            (Some(_), _) => "Approved",
-            (None, _) => "Bypassed",
+        let reviewed = review.and_then(ebb_app::dispositions::ReviewResult::parse).map(|r| r.review_status());
+        let review_status = match (&t.screening, funds_status.as_str(), reviewed) {
+            (_, "Unfrozen", _) => "Approved",
+            (_, _, Some(status)) => status,
+            (Some(_), _, None) if held => "PendingReview",
+            (Some(_), _, None) => "Approved",
+            (None, _, None) => "Bypassed",
         };
         KytScreeningsTransaction {
             transaction_id: t.tx_id,
@@ -178,4 +182,19 @@ pub struct PayoutDisposition {
     pub category_names: Option<Vec<String>>,
     /// Accepted and not stored; at most 200 characters.
     pub description: Option<String>,
+}
+
+/// Cobo's `SubmitKytScreeningsReviewBody` (`result`: `Approval` or `Rejection`) and
+/// `SubmitKytScreeningsDecisionsBody` (`result`: also `ApprovalWithAlert`, `ManualReview`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct KytReviewBody {
+    pub transaction_id: String,
+    pub result: String,
+}
+
+/// Cobo's `SubmitKytResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmitKytResponse {
+    pub transaction_id: String,
+    pub submitted: bool,
 }

@@ -175,6 +175,12 @@ pub fn event_data(reg: &TokenRegistry, kind: EventKind, snapshot: &str) -> Resul
             let s: ebb_store::kyt::CryptoRefundSnapshot = serde_json::from_str(snapshot).map_err(bad)?;
             with_data_type("CryptoRefund", super::kyt::CryptoRefund::new(reg, s))
         }
+        EventKind::KytScreening => {
+            let s: ebb_store::dispositions::KytScreeningSnapshot = serde_json::from_str(snapshot).map_err(bad)?;
+            let mut v = serde_json::to_value(&s).map_err(|e| e.to_string())?;
+            v["transaction_type"] = Value::String("Deposit".into());
+            with_data_type("ComplianceKytScreenings", v)
+        }
         EventKind::Test => serde_json::from_str(snapshot).map_err(bad),
     }
 }

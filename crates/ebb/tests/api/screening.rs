@@ -516,3 +516,86 @@ async fn held_funds_are_refunded_or_isolated_once_and_a_sanctioned_sender_is_nev
     .await
     .error(400, 40000);
 }
+
+crate::both_backends_with!(held_pay_ins_are_decided_and_reviewed_through_cobos_calls, super::disposing());
+
+/// Cobo's `decisions` and `manual_review`: a rejection keeps the funds frozen for a refund or isolate,
+/// an approval releases them to the merchant; every change raises
+/// `compliance.kyt.screenings.status.updated`. Only the PSP's operators review.
+async fn held_pay_ins_are_decided_and_reviewed_through_cobos_calls(app: &TestApp) {
+    let hooks = crate::webhooks::Receiver::start().await;
+    let endpoint = app
+        .post(
+            "/v2/webhooks/endpoints",
+            json!({"url": hooks.url, "subscribed_events": ["compliance.kyt.screenings.status.updated"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{}", endpoint.body);
+    let m = app.create_merchant("Shop").await;
+    let decisions = "/v2/compliance/kyt/screenings/decisions";
+    let manual = "/v2/compliance/kyt/screenings/manual_review";
+    let status_of = |tx: String| async move {
+        let s = app.get(&format!("/v2/compliance/kyt/screenings/status?transaction_id={tx}")).await.ok();
+        (s["review_status"].as_str().unwrap().to_owned(), s["funds_status"].as_str().unwrap().to_owned())
+    };
+
+    let tx = paid_from(app, &m, "review-1", DENIED).await;
+    let made = app.post(decisions, json!({"transaction_id": tx, "result": "Rejection"})).await;
+    assert_eq!((made.status.as_u16(), made.body["submitted"].as_bool()), (201, Some(true)), "{}", made.body);
+    assert_eq!(status_of(tx.clone()).await, ("Rejected".to_owned(), "Frozen".to_owned()));
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
+    app.post(decisions, json!({"transaction_id": tx, "result": "Maybe"})).await.error(400, 40000);
+    app.post(manual, json!({"transaction_id": tx, "result": "ManualReview"})).await.error(400, 40000);
+    let approver = Signing { key: app.new_key_with_role(None, KeyRole::Approver).await, ..app.signing() };
+    let merchant = Signing { key: app.new_key(Some(&m)).await, ..app.signing() };
+    for who in [&approver, &merchant] {
+        let b = json!({"transaction_id": tx, "result": "Approval"}).to_string().into_bytes();
+        app.call_signed(who, reqwest::Method::POST, manual, Some(b)).await.error(403, 40300);
+    }
+    // A manual review approves it: released and credited, once.
+    app.post(manual, json!({"transaction_id": tx, "result": "Approval"})).await.ok();
+    assert_eq!(status_of(tx.clone()).await, ("Approved".to_owned(), "Unfrozen".to_owned()));
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10");
+    app.post(decisions, json!({"transaction_id": tx, "result": "Approval"})).await.error(409, 40901);
+
+    // ApprovalWithAlert releases too; a pay-in never held, or unknown, cannot be reviewed.
+    let tx2 = paid_from(app, &m, "review-2", DENIED).await;
+    app.post(decisions, json!({"transaction_id": tx2, "result": "ManualReview"})).await.ok();
+    assert_eq!(status_of(tx2.clone()).await, ("PendingReview".to_owned(), "Frozen".to_owned()));
+    app.post(decisions, json!({"transaction_id": tx2, "result": "ApprovalWithAlert"})).await.ok();
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "20");
+    let clean = app.paid_order(&m, "1", "0").await;
+    let clean_tx = clean["transactions"][0]["tx_id"].as_str().unwrap();
+    app.post(decisions, json!({"transaction_id": clean_tx, "result": "Rejection"})).await.error(409, 40901);
+    app.post(decisions, json!({"transaction_id": "Tnone", "result": "Rejection"})).await.error(404, 40400);
+
+    // The events, in Cobo's ComplianceKytScreeningsUpdateEventData shape, in order per pay-in.
+    let got = hooks
+        .wait_until(Duration::from_secs(10), "the second release's event", |got| {
+            got.iter().filter(|r| r.json()["data"]["review_status"] == "Approved").count() >= 2
+        })
+        .await;
+    let of = |tx: &str| -> Vec<(String, String)> {
+        got.iter()
+            .map(|r| r.json())
+            .filter(|e| e["data"]["transaction_id"] == tx)
+            .map(|e| {
+                assert_eq!(e["type"], "compliance.kyt.screenings.status.updated");
+                assert_eq!(
+                    (e["data"]["data_type"].as_str(), e["data"]["transaction_type"].as_str()),
+                    (Some("ComplianceKytScreenings"), Some("Deposit"))
+                );
+                (
+                    e["data"]["review_status"].as_str().unwrap().to_owned(),
+                    e["data"]["funds_status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(of(&tx), [pair("PendingReview", "Frozen"), pair("Rejected", "Frozen"), pair("Approved", "Unfrozen")]);
+    assert_eq!(
+        of(&tx2),
+        [pair("PendingReview", "Frozen"), pair("PendingReview", "Frozen"), pair("Approved", "Unfrozen")]
+    );
+}

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
 
-pub const ALL_EVENTS: [&str; 9] = [
+pub const ALL_EVENTS: [&str; 10] = [
     "payment.refund.status.updated",
     "payment.refund.approval.updated",
     "payment.order.status.updated",
@@ -23,6 +23,7 @@ pub const ALL_EVENTS: [&str; 9] = [
     "payment.transaction.failed",
     "payment.transaction.late",
     "payment.transaction.held",
+    "compliance.kyt.screenings.status.updated",
     "kyt.crypto_refund.updated",
 ];
 
