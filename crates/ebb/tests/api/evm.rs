@@ -289,3 +289,124 @@ async fn extra_payments_are_credited_and_never_stall_the_chain(app: &TestApp, an
 async fn another_token_is_credited_in_its_own_token(app: &TestApp, anvil: &Anvil) {
     crate::payins::another_token_is_credited_in_its_own_token(app, anvil).await;
 }
+
+/// The test customer's account, which `Anvil::pay` pays from.
+fn customer() -> String {
+    use alloy::signers::local::PrivateKeySigner;
+    PrivateKeySigner::from_str(crate::chains::CUSTOMER_KEY).unwrap().address().to_checksum(None)
+}
+
+/// Anvil, with the customer on the operator's denylist (High: its pay-ins are held) and a quarantine
+/// address for the `isolate` disposition.
+fn holding_options(anvil: &Anvil) -> Options {
+    Options {
+        links: Some(ebb_api::pages::LinkSettings {
+            denylist: std::sync::Arc::new(ebb_core::screening::Denylist::parse(&customer())),
+            ..Default::default()
+        }),
+        screening: Some(ebb_app::screening::ScreeningSettings {
+            quarantine: [("ETH".to_owned(), crate::screening::QUARANTINE.to_owned())].into_iter().collect(),
+            ..Default::default()
+        }),
+        ..options(anvil)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_disposition_of_held_funds_runs_to_its_end_on_anvil_sqlite() {
+    let Some(anvil) = Anvil::start().await else { return };
+    let app = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, holding_options(&anvil)).await;
+    each_disposition_of_held_funds_runs_to_its_end_on_anvil(&app, &anvil).await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_disposition_of_held_funds_runs_to_its_end_on_anvil_postgres() {
+    let Some(anvil) = Anvil::start().await else { return };
+    let Some(app) = crate::helpers::spawn_postgres_app_with(holding_options(&anvil)).await else { return };
+    each_disposition_of_held_funds_runs_to_its_end_on_anvil(&app, &anvil).await;
+    app.finish().await;
+}
+
+/// Four pay-ins from a high-risk (denylisted, unsanctioned) customer are held; one is refunded to the
+/// customer (held for an approval first: the destination is high-risk too), one to another address,
+/// one isolated, one released. Afterwards the chain and the ledger agree to the base unit: each
+/// destination got its 10, the hot wallet paid exactly 30, the merchant holds only the released 10.
+async fn each_disposition_of_held_funds_runs_to_its_end_on_anvil(app: &TestApp, anvil: &Anvil) {
+    let m = app.create_merchant("Shop").await;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let order = app
+            .post(
+                "/v2/payments/orders",
+                json!({"merchant_id": m, "psp_order_code": format!("held-{i}"), "payable_currency": "ETH_USDT",
+                       "payable_amount": "10", "fee_amount": "0"}),
+            )
+            .await
+            .ok();
+        let hash = anvil.pay(order["receive_address"].as_str().unwrap(), base_units("10")).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let tx_id = loop {
+            let o = app.get(&format!("/v2/payments/orders/{}", order["order_id"].as_str().unwrap())).await.ok();
+            let t =
+                o["transactions"].as_array().and_then(|ts| ts.iter().find(|t| t["tx_hash"] == hash.as_str()).cloned());
+            if let Some(t) = t.filter(|t| t["status"] == "Completed") {
+                assert_eq!(o["status"], "Processing", "a held pay-in completes no order: {o}");
+                break t["tx_id"].as_str().unwrap().to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "the pay-in never confirmed: {o}");
+            anvil.mine().await;
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        };
+        let kyt = app.get(&format!("/v2/compliance/kyt/screenings/status?transaction_id={tx_id}")).await.ok();
+        assert_eq!(kyt["funds_status"], "Frozen", "{kyt}");
+        held.push(tx_id);
+    }
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "0");
+    let hot_before = anvil.token_balance(&anvil.hot_wallet()).await;
+    let (customer_before, user_before) =
+        (anvil.token_balance(&customer()).await, anvil.token_balance(USER_ADDRESS).await);
+    let quarantine = crate::screening::QUARANTINE;
+    let body =
+        |tx: &str, to: &str| json!({"transaction_id": tx, "destination_address": to, "disposition_amount": "10"});
+
+    app.post("/v2/compliance/funds/disposition/refund", body(&held[0], &customer())).await.ok();
+    app.post("/v2/compliance/funds/disposition/refund", body(&held[1], USER_ADDRESS)).await.ok();
+    app.post("/v2/compliance/funds/disposition/isolate", body(&held[2], quarantine)).await.ok();
+    app.post("/v2/compliance/funds/disposition/unfreeze", json!({"transaction_id": held[3]})).await.ok();
+    let refund_of = |tx: String| async move {
+        app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx}")).await.ok()["refund_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let to_customer = refund_of(held[0].clone()).await;
+    let waiting = app.get(&format!("/v2/payments/refunds/{to_customer}")).await.ok();
+    assert_eq!(waiting["approval"]["policy_id"], "screening", "a high-risk destination waits: {waiting}");
+    let approver = crate::helpers::Signing {
+        key: app.new_key_with_role(None, ebb_store::keys::KeyRole::Approver).await,
+        ..app.signing()
+    };
+    let path = format!("/v2/payments/refunds/{to_customer}/approve");
+    app.call_signed(&approver, reqwest::Method::POST, &path, Some(b"{}".to_vec())).await.ok();
+    for tx in &held[..3] {
+        let refund_id = refund_of(tx.clone()).await;
+        app.mine_until(anvil, &refund_id, "Completed").await;
+    }
+    let statuses: Vec<String> = futures::future::join_all(held.iter().map(|tx| async move {
+        app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx}")).await.ok()["disposition_status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }))
+    .await;
+    assert_eq!(statuses, ["Refunded", "Refunded", "Isolated", "Unfrozen"]);
+
+    // Chain = ledger, to the base unit.
+    assert_eq!(anvil.token_balance(&customer()).await - customer_before, base_units("10"));
+    assert_eq!(anvil.token_balance(USER_ADDRESS).await - user_before, base_units("10"));
+    assert_eq!(anvil.token_balance(quarantine).await, base_units("10"));
+    assert_eq!(hot_before - anvil.token_balance(&anvil.hot_wallet()).await, base_units("30"));
+    assert_eq!(anvil.payouts_on_chain().await.len(), 3, "one transfer per payout disposition");
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10", "only the released pay-in");
+}
