@@ -44,6 +44,9 @@ def main() -> None:
                     cobo_waas2.WebhookEventType.PAYMENT_DOT_ORDER_DOT_STATUS_DOT_UPDATED,
                     cobo_waas2.WebhookEventType.PAYMENT_DOT_TRANSACTION_DOT_CREATED,
                     cobo_waas2.WebhookEventType.PAYMENT_DOT_TRANSACTION_DOT_COMPLETED,
+                    cobo_waas2.WebhookEventType.COMPLIANCE_DOT_KYT_DOT_SCREENINGS_DOT_STATUS_DOT_UPDATED,
+                    cobo_waas2.WebhookEventType.COMPLIANCE_DOT_DISPOSITION_DOT_STATUS_DOT_UPDATED,
+                    cobo_waas2.WebhookEventType.COMPLIANCE_DOT_KYA_DOT_SCREENINGS_DOT_STATUS_DOT_UPDATED,
                 ],
                 description="tour",
             )
@@ -294,6 +297,22 @@ def main() -> None:
         )
         assert isolated.disposition_type == cobo_waas2.DispositionType.ISOLATE and isolated.disposition_transaction_id
         step("isolated", f"{isolated.disposition_status.value} to {quarantine} (payout {isolated.disposition_transaction_id})")
+        # Cobo's compliance events, parsed by the SDK's own models.
+        compliance_events = wait_for(
+            lambda: [e.data.actual_instance for e in receiver.events()
+                     if getattr(e.data.actual_instance, "transaction_id", None) == second_tx],
+            lambda evs: any(isinstance(d, cobo_waas2.ComplianceDispositionUpdateEventData)
+                            and d.disposition_status == cobo_waas2.DispositionStatus.ISOLATED for d in evs),
+        )
+        reviews = [d.review_status.value for d in compliance_events
+                   if isinstance(d, cobo_waas2.ComplianceKytScreeningsUpdateEventData)]
+        assert reviews == ["PendingReview", "Rejected"], reviews
+        screened = [e.data.actual_instance for e in receiver.events()
+                    if isinstance(e.data.actual_instance, cobo_waas2.ComplianceKyaScreeningsUpdateEventData)]
+        assert screened, "no KYA screening event"
+        step("compliance events", f"KYT {reviews}, disposition "
+             f"{[d.disposition_status.value for d in compliance_events if isinstance(d, cobo_waas2.ComplianceDispositionUpdateEventData)]}, "
+             f"{len(screened)} KYA")
 
         # The seed PSP's KYT refund API (/v1.0, bearer tokens; no SDK exists, so plain HTTP): a third
         # held pay-in is refunded by createCryptoRefund and confirmCryptoRefund to a clean address.

@@ -55,6 +55,15 @@ impl Payout {
     }
 }
 
+/// Cobo's `disposition_status` of a disposition whose refund (none for an `Unfreeze`) is in
+/// `refund_status`.
+pub fn status_label(disposition_type: &str, refund_status: Option<&str>) -> &'static str {
+    match (Payout::parse(disposition_type), refund_status.and_then(RefundStatus::parse)) {
+        (Some(kind), Some(status)) => kind.status(status),
+        _ => UNFROZEN,
+    }
+}
+
 /// A held pay-in's latest disposition, as Cobo's `DispositionQueryResponse` tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispositionView {
@@ -168,6 +177,19 @@ async fn unfreeze_locked(tx: &mut ebb_store::Tx<'_>, tx_id: &str) -> Result<Cred
     .await?;
     transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, tx_id).await?;
     repo::raise_kyt_screening(tx, tx_id, "Approved", UNFROZEN, now).await?;
+    repo::raise_disposition_changed(
+        tx,
+        &repo::DispositionSnapshot {
+            transaction_id: tx_id.to_owned(),
+            disposition_type: "Unfreeze".into(),
+            refund_status: None,
+            destination_address: None,
+            token_id,
+            amount: remaining,
+            updated_timestamp: now,
+        },
+    )
+    .await?;
     Ok(credit)
 }
 
@@ -389,7 +411,7 @@ where
                     return Err(StoreError::AlreadyExists(format!("refund request {}", refund.request_id)));
                 }
                 refunds_repo::post_reservation(tx, &refund, false, now).await?;
-                refunds_repo::raise_refund_created(tx, &refund).await?;
+                // Recorded before the refund's first event, which announces the disposition too.
                 repo::record(
                     tx,
                     &DispositionRow {
@@ -400,6 +422,7 @@ where
                     },
                 )
                 .await?;
+                refunds_repo::raise_refund_created(tx, &refund).await?;
                 Ok(refund)
             })
         })

@@ -332,6 +332,7 @@ pub async fn screen_addresses(
             .write(move |tx| {
                 Box::pin(async move {
                     if kya_repo::insert(tx, &row).await? {
+                        kya_repo::raise_screened(tx, &row).await?;
                         return Ok(row);
                     }
                     let existing = kya_repo::find_by_request(tx, &row.request_id).await?;

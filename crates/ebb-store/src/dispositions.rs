@@ -145,3 +145,50 @@ impl Store {
         row.as_ref().map(|r| Ok((r.col("kind")?, r.col("result")?))).transpose()
     }
 }
+
+/// What `compliance.disposition.status.updated` remembers: the disposition and, for a payout, its
+/// refund's status at the time (the API turns it into Cobo's `disposition_status`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DispositionSnapshot {
+    pub transaction_id: String,
+    /// `Unfreeze`, `Refund` or `Isolate`.
+    pub disposition_type: String,
+    /// The paying refund's status (`RefundStatus::as_str`); `None` for an `Unfreeze`.
+    pub refund_status: Option<String>,
+    pub destination_address: Option<String>,
+    pub token_id: String,
+    #[serde(with = "crate::snapshot::amount")]
+    pub amount: Amount,
+    pub updated_timestamp: i64,
+}
+
+pub async fn raise_disposition_changed(conn: &mut Tx<'_>, snapshot: &DispositionSnapshot) -> Result<(), StoreError> {
+    crate::events::raise(
+        conn,
+        crate::events::DISPOSITION_UPDATED,
+        crate::events::EventKind::Disposition,
+        &snapshot.transaction_id,
+        crate::events::json(snapshot)?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A refund of held funds changed status: if it pays a disposition, its status changed too.
+pub(crate) async fn on_refund_changed(conn: &mut Tx<'_>, refund: &crate::refunds::RefundRow) -> Result<(), StoreError> {
+    let row = db::query("SELECT tx_id, disposition_type FROM dispositions WHERE refund_id = $1")
+        .bind(&refund.refund_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let snapshot = DispositionSnapshot {
+        transaction_id: row.col("tx_id")?,
+        disposition_type: row.col("disposition_type")?,
+        refund_status: Some(refund.status.as_str().to_owned()),
+        destination_address: Some(refund.to_address.clone()),
+        token_id: refund.token_id.clone(),
+        amount: refund.amount,
+        updated_timestamp: ebb_core::clock::now_ms(),
+    };
+    raise_disposition_changed(conn, &snapshot).await
+}

@@ -22,6 +22,8 @@ pub const TRANSACTION_LATE: &str = "payment.transaction.late";
 pub const TRANSACTION_HELD: &str = "payment.transaction.held";
 pub const CRYPTO_REFUND_UPDATED: &str = "kyt.crypto_refund.updated";
 pub const KYT_SCREENING_UPDATED: &str = "compliance.kyt.screenings.status.updated";
+pub const DISPOSITION_UPDATED: &str = "compliance.disposition.status.updated";
+pub const KYA_SCREENING_UPDATED: &str = "compliance.kya.screenings.status.updated";
 
 /// The event types ebb raises, with what each means (`GET /webhooks/events/definitions`).
 pub const EVENT_TYPES: &[(&str, &str)] = &[
@@ -34,6 +36,8 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     (TRANSACTION_LATE, "A pay-in reached its confirmation depth after its order was Completed or Expired; it was credited to the merchant as a late payment."),
     (TRANSACTION_HELD, "A pay-in was not credited: its sender's screening held it (Completed, funds Frozen in the held account until disposed of), or its amount is beyond the ledger's range (Rejected with the reason); it waits for the operator."),
     (KYT_SCREENING_UPDATED, "A held pay-in's KYT review or funds status changed: it was held, reviewed (decisions, manual_review) or released."),
+    (DISPOSITION_UPDATED, "A disposition of a held pay-in was made (unfreeze, refund, isolate) or its payout changed status."),
+    (KYA_SCREENING_UPDATED, "An address screening asked through the KYA API was answered (Screened, or Failed when a provider could not answer)."),
     (CRYPTO_REFUND_UPDATED, "A crypto refund of the KYT refund API was created, confirmed, or its payout changed status (the data is getCryptoRefund's)."),
 ];
 
@@ -54,6 +58,10 @@ pub enum EventKind {
     CryptoRefund,
     /// A [`crate::dispositions::KytScreeningSnapshot`].
     KytScreening,
+    /// A [`crate::dispositions::DispositionSnapshot`].
+    Disposition,
+    /// A [`crate::kya::KyaSnapshot`].
+    KyaScreening,
     /// A test event (`POST /webhooks/events/trigger`): the snapshot is the event's `data` as sent.
     Test,
 }
@@ -66,22 +74,27 @@ impl EventKind {
             EventKind::Transaction => "transaction",
             EventKind::CryptoRefund => "crypto_refund",
             EventKind::KytScreening => "kyt_screening",
+            EventKind::Disposition => "disposition",
+            EventKind::KyaScreening => "kya_screening",
             EventKind::Test => "test",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            EventKind::Refund,
-            EventKind::Order,
-            EventKind::Transaction,
-            EventKind::CryptoRefund,
-            EventKind::KytScreening,
-            EventKind::Test,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// Every kind; `every_kind_reads_back` checks that none is missing.
+    const ALL: [EventKind; 8] = [
+        EventKind::Refund,
+        EventKind::Order,
+        EventKind::Transaction,
+        EventKind::CryptoRefund,
+        EventKind::KytScreening,
+        EventKind::Disposition,
+        EventKind::KyaScreening,
+        EventKind::Test,
+    ];
 }
 
 pub(crate) fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
@@ -138,4 +151,30 @@ pub async fn raise(
             .await?;
     }
     Ok(event_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    #[test]
+    fn every_kind_reads_back() {
+        // A new kind fails to compile here until it has a place, and then fails the test until
+        // `EventKind::ALL` holds it there: a stored kind `parse` cannot read stalls its deliveries.
+        let place = |k: EventKind| match k {
+            EventKind::Refund => 0,
+            EventKind::Order => 1,
+            EventKind::Transaction => 2,
+            EventKind::CryptoRefund => 3,
+            EventKind::KytScreening => 4,
+            EventKind::Disposition => 5,
+            EventKind::KyaScreening => 6,
+            EventKind::Test => 7,
+        };
+        for (i, k) in EventKind::ALL.into_iter().enumerate() {
+            assert_eq!(place(k), i);
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EventKind::ALL.len(), place(EventKind::Test) + 1, "Test keeps the last place");
+    }
 }

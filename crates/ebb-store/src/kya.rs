@@ -89,3 +89,37 @@ impl Store {
         page::list(self.pool(), "kya_screenings", COLUMNS, &f, page_req, from_row).await
     }
 }
+
+/// What `compliance.kya.screenings.status.updated` remembers: Cobo's
+/// `ComplianceKyaScreeningsUpdateEventData` without its `data_type`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KyaSnapshot {
+    pub screening_id: String,
+    pub address: String,
+    pub chain_id: String,
+    pub status: String,
+    pub created_timestamp: i64,
+    pub updated_timestamp: i64,
+}
+
+/// Raises `compliance.kya.screenings.status.updated` for a screening just stored (ebb answers a
+/// screening at once, so this is its only event).
+pub async fn raise_screened(conn: &mut Tx<'_>, r: &KyaRow) -> Result<(), StoreError> {
+    let snapshot = KyaSnapshot {
+        screening_id: r.screening_id.clone(),
+        address: r.address.clone(),
+        chain_id: r.chain_id.clone(),
+        status: r.status.clone(),
+        created_timestamp: r.created_at_ms,
+        updated_timestamp: r.created_at_ms,
+    };
+    crate::events::raise(
+        conn,
+        crate::events::KYA_SCREENING_UPDATED,
+        crate::events::EventKind::KyaScreening,
+        &r.screening_id,
+        crate::events::json(&snapshot)?,
+    )
+    .await?;
+    Ok(())
+}

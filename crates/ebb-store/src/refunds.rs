@@ -424,6 +424,7 @@ pub async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<()
     }
     events::raise(conn, events::REFUND_STATUS_UPDATED, EventKind::Refund, &r.refund_id, snapshot).await?;
     if r.refund_type == RefundSource::Held {
+        crate::dispositions::on_refund_changed(conn, r).await?;
         crate::kyt::on_refund_changed(conn, r).await?;
     }
     Ok(())
@@ -433,6 +434,7 @@ pub async fn raise_refund_created(conn: &mut Tx<'_>, r: &RefundRow) -> Result<()
 pub(crate) async fn raise_refund_changed(conn: &mut Tx<'_>, refund_id: &str) -> Result<(), StoreError> {
     let r = raise_refund_event(conn, refund_id, events::REFUND_STATUS_UPDATED).await?;
     if r.refund_type == RefundSource::Held {
+        crate::dispositions::on_refund_changed(conn, &r).await?;
         crate::kyt::on_refund_changed(conn, &r).await?;
     }
     Ok(())

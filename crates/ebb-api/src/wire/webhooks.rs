@@ -181,6 +181,22 @@ pub fn event_data(reg: &TokenRegistry, kind: EventKind, snapshot: &str) -> Resul
             v["transaction_type"] = Value::String("Deposit".into());
             with_data_type("ComplianceKytScreenings", v)
         }
+        EventKind::Disposition => {
+            let s: ebb_store::dispositions::DispositionSnapshot = serde_json::from_str(snapshot).map_err(bad)?;
+            Ok(json!({
+                "data_type": "ComplianceDisposition",
+                "transaction_id": s.transaction_id,
+                "disposition_status": ebb_app::dispositions::status_label(&s.disposition_type, s.refund_status.as_deref()),
+                "disposition_type": s.disposition_type,
+                "destination_address": s.destination_address,
+                "disposition_amount": decimal(reg, &s.token_id, s.amount),
+                "updated_timestamp": s.updated_timestamp,
+            }))
+        }
+        EventKind::KyaScreening => {
+            let s: ebb_store::kya::KyaSnapshot = serde_json::from_str(snapshot).map_err(bad)?;
+            with_data_type("ComplianceKyaScreenings", s)
+        }
         EventKind::Test => serde_json::from_str(snapshot).map_err(bad),
     }
 }

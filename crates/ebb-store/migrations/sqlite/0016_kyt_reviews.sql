@@ -10,3 +10,4 @@ CREATE TABLE kyt_reviews (
     created_at_ms  INTEGER NOT NULL
 );
 CREATE INDEX kyt_reviews_tx ON kyt_reviews (tx_id, seq);
+CREATE INDEX dispositions_refund ON dispositions (refund_id);

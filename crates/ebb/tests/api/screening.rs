@@ -527,7 +527,8 @@ async fn held_pay_ins_are_decided_and_reviewed_through_cobos_calls(app: &TestApp
     let endpoint = app
         .post(
             "/v2/webhooks/endpoints",
-            json!({"url": hooks.url, "subscribed_events": ["compliance.kyt.screenings.status.updated"]}),
+            json!({"url": hooks.url, "subscribed_events": ["compliance.kyt.screenings.status.updated",
+                   "compliance.disposition.status.updated", "compliance.kya.screenings.status.updated"]}),
         )
         .await;
     assert_eq!(endpoint.status, 201, "{}", endpoint.body);
@@ -569,16 +570,74 @@ async fn held_pay_ins_are_decided_and_reviewed_through_cobos_calls(app: &TestApp
     app.post(decisions, json!({"transaction_id": clean_tx, "result": "Rejection"})).await.error(409, 40901);
     app.post(decisions, json!({"transaction_id": "Tnone", "result": "Rejection"})).await.error(404, 40400);
 
-    // The events, in Cobo's ComplianceKytScreeningsUpdateEventData shape, in order per pay-in.
+    // A rejected pay-in refunded: its disposition's events follow its payout.
+    let tx3 = paid_from(app, &m, "review-3", DENIED).await;
+    app.post(decisions, json!({"transaction_id": tx3, "result": "Rejection"})).await.ok();
+    app.post(
+        "/v2/compliance/funds/disposition/refund",
+        json!({"transaction_id": tx3, "destination_address": USER_ADDRESS, "disposition_amount": "10"}),
+    )
+    .await
+    .ok();
+    let refund_id = app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx3}")).await.ok()["refund_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.mine_until(&app.sandbox("ETH"), &refund_id, "Completed").await;
+    // And an address screened on request.
+    let kya = app
+        .post(
+            "/v2/compliance/kya/screenings",
+            json!({"screenings": [{"request_id": "hook-kya", "address": USER_ADDRESS, "chain_id": "ETH"}]}),
+        )
+        .await
+        .ok();
+
     let got = hooks
-        .wait_until(Duration::from_secs(10), "the second release's event", |got| {
-            got.iter().filter(|r| r.json()["data"]["review_status"] == "Approved").count() >= 2
+        .wait_until(Duration::from_secs(10), "the refunded disposition's and the KYA screening's events", |got| {
+            let json: Vec<Value> = got.iter().map(|r| r.json()).collect();
+            json.iter().any(|e| e["data"]["disposition_status"] == "Refunded")
+                && json.iter().any(|e| e["type"] == "compliance.kya.screenings.status.updated")
+                && json.iter().filter(|e| e["data"]["review_status"] == "Approved").count() >= 2
         })
         .await;
+    let events: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    let screened: Vec<&Value> =
+        events.iter().filter(|e| e["type"] == "compliance.kya.screenings.status.updated").collect();
+    assert_eq!(screened.len(), 1);
+    assert_eq!(screened[0]["data"]["screening_id"], kya[0]["screening_id"], "{}", screened[0]);
+    assert_eq!(
+        (screened[0]["data"]["data_type"].as_str(), screened[0]["data"]["status"].as_str()),
+        (Some("ComplianceKyaScreenings"), Some("Screened"))
+    );
+    let dispositions = |tx: &str| -> Vec<(String, String)> {
+        let mut seen: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["type"] == "compliance.disposition.status.updated" && e["data"]["transaction_id"] == tx)
+            .map(|e| {
+                assert_eq!(e["data"]["data_type"], "ComplianceDisposition");
+                (
+                    e["data"]["disposition_type"].as_str().unwrap().to_owned(),
+                    e["data"]["disposition_status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        seen.dedup();
+        seen
+    };
+    assert_eq!(dispositions(&tx), [pair_of("Unfreeze", "Unfrozen")]);
+    assert_eq!(dispositions(&tx3), [pair_of("Refund", "Refunding"), pair_of("Refund", "Refunded")]);
+    let refunded = events.iter().find(|e| e["data"]["disposition_status"] == "Refunded").unwrap();
+    assert_eq!(
+        (refunded["data"]["disposition_amount"].as_str(), refunded["data"]["destination_address"].as_str()),
+        (Some("10"), Some(USER_ADDRESS))
+    );
+
+    // The KYT events, in Cobo's ComplianceKytScreeningsUpdateEventData shape, in order per pay-in.
     let of = |tx: &str| -> Vec<(String, String)> {
         got.iter()
             .map(|r| r.json())
-            .filter(|e| e["data"]["transaction_id"] == tx)
+            .filter(|e| e["type"] == "compliance.kyt.screenings.status.updated" && e["data"]["transaction_id"] == tx)
             .map(|e| {
                 assert_eq!(e["type"], "compliance.kyt.screenings.status.updated");
                 assert_eq!(
@@ -598,4 +657,8 @@ async fn held_pay_ins_are_decided_and_reviewed_through_cobos_calls(app: &TestApp
         of(&tx2),
         [pair("PendingReview", "Frozen"), pair("PendingReview", "Frozen"), pair("Approved", "Unfrozen")]
     );
+}
+
+fn pair_of(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
 }

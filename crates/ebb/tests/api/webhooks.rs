@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{test_webhook_settings, Options, TestApp, USER_ADDRESS};
 
-pub const ALL_EVENTS: [&str; 10] = [
+pub const ALL_EVENTS: [&str; 12] = [
     "payment.refund.status.updated",
     "payment.refund.approval.updated",
     "payment.order.status.updated",
@@ -24,6 +24,8 @@ pub const ALL_EVENTS: [&str; 10] = [
     "payment.transaction.late",
     "payment.transaction.held",
     "compliance.kyt.screenings.status.updated",
+    "compliance.disposition.status.updated",
+    "compliance.kya.screenings.status.updated",
     "kyt.crypto_refund.updated",
 ];
 
