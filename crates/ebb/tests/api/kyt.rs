@@ -252,6 +252,21 @@ async fn a_sanctioned_sender_is_never_paid_back_and_other_dispositions_supersede
         "{refund}"
     );
 
+    // Once an approver approves, the sender is paid back in full.
+    let approver = crate::helpers::Signing {
+        key: app.new_key_with_role(None, ebb_store::keys::KeyRole::Approver).await,
+        ..app.signing()
+    };
+    let refund_id = refund["refund_id"].as_str().unwrap();
+    let path = format!("/v2/payments/refunds/{refund_id}/approve");
+    app.call_signed(&approver, reqwest::Method::POST, &path, Some(b"{}".to_vec())).await.ok();
+    let chain = app.sandbox("ETH");
+    let before = chain.token_balance(DENIED).await;
+    app.mine_until(&chain, refund_id, "Completed").await;
+    assert_eq!(chain.token_balance(DENIED).await - before, 10_000_000);
+    let (_, paid) = get(app, &token, &format!("cryptoRefundId={id2}")).await;
+    assert_eq!(paid["data"]["status"], 3, "{paid}");
+
     // The operator isolates the sanctioned pay-in instead: its crypto refund is cancelled.
     app.post(
         "/v2/compliance/funds/disposition/isolate",
