@@ -271,11 +271,11 @@ impl Store {
 
     /// The active client a token was given to, if the token is known and not expired at `now_ms`.
     pub async fn client_of_token(&self, token_hash: &str, now_ms: i64) -> Result<Option<ClientRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM access_tokens t JOIN api_clients c ON c.client_id = t.client_id \
+        let row = sqlx::query(
+            "SELECT c.client_id, c.name, c.secret_hash, c.created_at, c.revoked_at \
+             FROM access_tokens t JOIN api_clients c ON c.client_id = t.client_id \
              WHERE t.token_hash = $1 AND t.expires_at_ms > $2 AND c.revoked_at IS NULL",
-            CLIENT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
-        ))
+        )
         .bind(token_hash)
         .bind(now_ms)
         .fetch_optional(self.pool())

@@ -266,7 +266,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Webhooks { command, db } => webhooks(command, &db).await,
         Command::Orders { command: OrdersCommand::DepositKey { order_id }, db } => deposit_key(&order_id, &db).await,
         Command::Openapi => {
-            println!("{}", ebb_api::openapi::document_json());
+            use std::io::Write;
+            // `ebb openapi | head` closes the pipe early: that ends the command, it is no error.
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", ebb_api::openapi::document_json()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing the OpenAPI document")?,
+            }
             Ok(())
         }
     }

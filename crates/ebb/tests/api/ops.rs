@@ -65,3 +65,22 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
     drop(first);
     ebb::Application::build(settings()).await.expect("the file is free again once the first server is gone");
 }
+
+/// `ebb openapi | head`: a reader that stops early ends the command quietly, never with a panic.
+#[test]
+fn the_openapi_command_stops_quietly_when_its_reader_goes() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed here, with most of the document (larger than a pipe's buffer) unwritten.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
