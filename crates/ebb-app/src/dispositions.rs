@@ -69,7 +69,8 @@ pub fn status_label(disposition_type: &str, refund_status: Option<&str>) -> &'st
 pub struct DispositionView {
     /// `Unfreeze`, `Refund` or `Isolate`.
     pub disposition_type: String,
-    /// `Unfrozen`, `Refunding`, `Refunded`, `RefundFailed`, `Isolating`, `Isolated`, `IsolateFailed`.
+    /// `Unfrozen`, `Refunding`, `Refunded`, `RefundFailed`, `Isolating`, `Isolated`, `IsolateFailed`
+    /// (Cobo's `DispositionStatus`).
     pub status: String,
     /// The payout's transaction, once it has one.
     pub payout_tx_id: Option<String>,
@@ -106,12 +107,25 @@ pub async fn funds(store: &Store, t: &TransactionRow) -> Result<(String, Option<
         }),
     };
     let funds = match (&view, t.funds_status.as_deref()) {
-        (Some(v), _) => v.status.clone(),
+        (Some(v), _) => funds_status_of(&v.status).to_owned(),
         (None, Some(s)) => s.to_owned(),
         (None, None) => "Normal".to_owned(),
     };
     Ok((funds, view))
 }
+
+/// Cobo's KYT `funds_status` for a disposition status: the same words, except that a failed isolation
+/// is `IsolationFailed` there (`FundsStatusType`) and `IsolateFailed` as a disposition status
+/// (`DispositionStatus`).
+pub fn funds_status_of(disposition_status: &str) -> &str {
+    match disposition_status {
+        "IsolateFailed" => ISOLATION_FAILED,
+        other => other,
+    }
+}
+
+/// A failed isolation, as a funds status.
+pub const ISOLATION_FAILED: &str = "IsolationFailed";
 
 fn require_compliance_officer(actor: &Actor) -> AppResult<()> {
     actor.require_psp_for("dispose of held funds")?;
@@ -286,7 +300,7 @@ pub async fn review(
                                 let last = repo::of(tx, &row.tx_id).await?.pop();
                                 let kind =
                                     last.and_then(|d| Payout::parse(&d.disposition_type)).unwrap_or(Payout::Refund);
-                                kind.status(r.status).to_owned()
+                                funds_status_of(kind.status(r.status)).to_owned()
                             }
                         };
                         repo::record_review(tx, &row).await?;

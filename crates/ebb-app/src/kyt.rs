@@ -306,7 +306,7 @@ async fn view(engine: &Engine, row: CryptoRefundRow) -> AppResult<CryptoRefundSn
         engine.store.transaction(&row.tx_id).await?.ok_or_else(|| AppError::not_found("transaction", &row.tx_id))?;
     let (funds, _) = dispositions::funds(&engine.store, &payin).await?;
     // Frozen, or back in `held` after a failed payout: it can still be confirmed.
-    let superseded = !matches!(funds.as_str(), crate::payins::FROZEN | "RefundFailed" | "IsolateFailed");
+    let superseded = !matches!(funds.as_str(), crate::payins::FROZEN | "RefundFailed" | dispositions::ISOLATION_FAILED);
     Ok(CryptoRefundSnapshot { row, refund_status: None, tx_hash: None, superseded })
 }
 

@@ -112,7 +112,8 @@ pub struct KytScreeningsTransaction {
     /// sender screening existed).
     pub review_status: String,
     /// `Normal`; `Frozen` (held, not credited); then the latest disposition's status: `Unfrozen`,
-    /// `Refunding`, `Refunded`, `RefundFailed`, `Isolating`, `Isolated`, `IsolateFailed`.
+    /// `Refunding`, `Refunded`, `RefundFailed`, `Isolating`, `Isolated`, `IsolationFailed` (Cobo's
+    /// `FundsStatusType`, which spells a failed isolation differently from `DispositionStatus`).
     pub funds_status: String,
     /// ebb extension: the sender's screening, for a pay-in.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -662,3 +662,43 @@ async fn held_pay_ins_are_decided_and_reviewed_through_cobos_calls(app: &TestApp
 fn pair_of(a: &str, b: &str) -> (String, String) {
     (a.to_owned(), b.to_owned())
 }
+
+fn isolating_into_a_revert() -> Options {
+    Options {
+        screening: Some(ScreeningSettings {
+            quarantine: [("ETH".to_owned(), ebb_chain::sandbox::REVERT_ADDRESS.to_owned())].into_iter().collect(),
+            ..ScreeningSettings::default()
+        }),
+        ..denying()
+    }
+}
+
+crate::both_backends_with!(a_failed_isolation_is_told_in_each_of_cobos_spellings, super::isolating_into_a_revert());
+
+/// Cobo spells a failed isolation `IsolateFailed` as a disposition status and `IsolationFailed` as a
+/// KYT funds status; the SDK reads any other word as unknown. After it, the funds are held again.
+async fn a_failed_isolation_is_told_in_each_of_cobos_spellings(app: &TestApp) {
+    let m = app.create_merchant("Shop").await;
+    let tx = paid_from(app, &m, "isolate-fails", DENIED).await;
+    let revert = ebb_chain::sandbox::REVERT_ADDRESS;
+    app.post(
+        "/v2/compliance/funds/disposition/isolate",
+        json!({"transaction_id": tx, "destination_address": revert, "disposition_amount": "10"}),
+    )
+    .await
+    .ok();
+    let d = disposition_of(app, &tx).await;
+    app.mine_until(&app.sandbox("ETH"), d["refund_id"].as_str().unwrap(), "Failed").await;
+    assert_eq!(disposition_of(app, &tx).await["disposition_status"], "IsolateFailed");
+    let kyt = app.get(&format!("/v2/compliance/kyt/screenings/status?transaction_id={tx}")).await.ok();
+    assert_eq!(kyt["funds_status"], "IsolationFailed", "{kyt}");
+    // Held again: a rejection now tells the same funds status.
+    app.post("/v2/compliance/kyt/screenings/decisions", json!({"transaction_id": tx, "result": "Rejection"}))
+        .await
+        .ok();
+    let kyt = app.get(&format!("/v2/compliance/kyt/screenings/status?transaction_id={tx}")).await.ok();
+    assert_eq!(
+        (kyt["review_status"].as_str(), kyt["funds_status"].as_str()),
+        (Some("Rejected"), Some("IsolationFailed"))
+    );
+}
