@@ -42,20 +42,34 @@ pub fn for_store(store: &Store) -> Arc<dyn DeliveryLease> {
 }
 
 /// The lease's choice (`$1` the endpoint, `$2` now, over `webhook_deliveries d`): due, not held by a
-/// live lease, and the first event of its subject still `Retrying` at this endpoint. The subject check
+/// live lease, of an event type this version of ebb knows, and the first event of its subject still
+/// `Retrying` at this endpoint. The subject check
 /// is a scalar MIN subquery rather than NOT EXISTS: PostgreSQL cannot turn it into a join (a correlated
 /// NOT EXISTS was once planned as a full scan per candidate on a freshly filled, not yet analysed
 /// table), so it stays one probe per row looked at; and the due index is partial on a condition this
 /// subquery does not imply (migration 0006), so that probe can only go through the order index.
-const DUE_AND_FIRST_OF_SUBJECT: &str = "d.endpoint_id = $1 AND d.status = 'Retrying' AND d.next_attempt_ms <= $2 \
-     AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $2) \
-     AND d.event_seq <= (SELECT MIN(e.event_seq) FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
-     AND e.subject_id = d.subject_id AND e.status = 'Retrying')";
+///
+/// The known types: during a rolling upgrade on one PostgreSQL database an older process must leave a
+/// newer event type to the processes that can render it. Leasing one it cannot read stopped its whole
+/// queue; rendering one would have spent its retries.
+fn due_and_first_of_subject() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let known: Vec<String> = crate::events::EVENT_TYPES.iter().map(|(t, _)| format!("'{t}'")).collect();
+        format!(
+            "d.endpoint_id = $1 AND d.status = 'Retrying' AND d.next_attempt_ms <= $2 \
+             AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $2) AND d.event_type IN ({}) \
+             AND d.event_seq <= (SELECT MIN(e.event_seq) FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
+             AND e.subject_id = d.subject_id AND e.status = 'Retrying')",
+            known.join(", ")
+        )
+    })
+}
 
 /// PostgreSQL's lease: `$1` endpoint, `$2` now, `$3` how many, `$4` the lease's owner, `$5` its end.
 fn postgres_lease_sql() -> String {
     format!(
-        "WITH due AS (SELECT d.seq FROM webhook_deliveries d WHERE {DUE_AND_FIRST_OF_SUBJECT} \
+        "WITH due AS (SELECT d.seq FROM webhook_deliveries d WHERE {} \
            ORDER BY d.next_attempt_ms, d.event_seq LIMIT $3 FOR UPDATE SKIP LOCKED), \
          leased AS (UPDATE webhook_deliveries d SET lease_owner = $4, lease_until_ms = $5, \
            next_attempt_ms = $5, attempts = d.attempts + 1, updated_at_ms = $2 \
@@ -65,7 +79,8 @@ fn postgres_lease_sql() -> String {
          SELECT l.seq, l.endpoint_id, w.url, l.event_id, l.event_type, l.event_seq, e.kind, e.snapshot, \
            e.created_at_ms, l.status, l.attempts, l.retries_left, l.next_attempt_ms, w.signing_secret \
          FROM leased l JOIN events e ON e.seq = l.event_seq \
-         JOIN webhook_endpoints w ON w.endpoint_id = l.endpoint_id ORDER BY l.event_seq"
+         JOIN webhook_endpoints w ON w.endpoint_id = l.endpoint_id ORDER BY l.event_seq",
+        due_and_first_of_subject()
     )
 }
 
@@ -128,8 +143,9 @@ impl DeliveryLease for SqliteLease {
             // The candidates are read outside the write; the conditional update below decides who gets
             // each one, so a stale read costs nothing but a smaller batch.
             let seqs: Vec<i64> = sqlx::query(&format!(
-                "SELECT d.seq FROM webhook_deliveries d WHERE {DUE_AND_FIRST_OF_SUBJECT} \
-                 ORDER BY d.next_attempt_ms, d.event_seq LIMIT $3"
+                "SELECT d.seq FROM webhook_deliveries d WHERE {} \
+                 ORDER BY d.next_attempt_ms, d.event_seq LIMIT $3",
+                due_and_first_of_subject()
             ))
             .bind(endpoint_id)
             .bind(now_ms())

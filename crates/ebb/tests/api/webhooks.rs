@@ -623,3 +623,57 @@ fn slow_retries() -> Options {
     }
 }
 crate::both_backends_with!(pruning_drops_only_finished_attempt_logs, super::slow_retries());
+
+crate::both_backends!(an_event_type_from_a_newer_version_waits_and_blocks_nothing);
+
+/// During a rolling upgrade on one database, a newer ebb writes event types an older one cannot
+/// render. The older dispatcher leaves them to the newer processes and delivers everything else (it
+/// used to stop its whole queue at the first one).
+async fn an_event_type_from_a_newer_version_waits_and_blocks_nothing(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    let endpoint = add_endpoint(app, &receiver.url, false).await;
+    let endpoint_id = endpoint["endpoint_id"].as_str().unwrap();
+    let pool = app.store.pool();
+    let now = ebb_store::now_ms();
+    sqlx::query(
+        "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) \
+         VALUES ('Efuture', 'payment.from.the.future', 'future', 'Xfuture', '{}', $1)",
+    )
+    .bind(now)
+    .execute(pool)
+    .await
+    .unwrap();
+    let seq: i64 =
+        sqlx::query_scalar("SELECT seq FROM events WHERE event_id = 'Efuture'").fetch_one(pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, attempts, \
+         retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, 'Efuture', 'payment.from.the.future', 'Xfuture', 'Retrying', 0, -1, $3, $3, $3)",
+    )
+    .bind(endpoint_id)
+    .bind(seq)
+    .bind(now)
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let m = app.create_merchant("Shop").await;
+    app.post(
+        "/v2/payments/orders",
+        json!({"merchant_id": m, "psp_order_code": "after-the-future", "payable_currency": "ETH_USDT",
+               "payable_amount": "1", "fee_amount": "0"}),
+    )
+    .await
+    .ok();
+    receiver
+        .wait_until(Duration::from_secs(5), "the order's event", |got| {
+            got.iter().any(|r| r.json()["type"] == "payment.order.status.updated")
+        })
+        .await;
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM webhook_deliveries WHERE event_id = 'Efuture'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("Retrying", 0), "left for a process that knows its type");
+}
