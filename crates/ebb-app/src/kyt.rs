@@ -8,32 +8,16 @@
 //! nothing is reserved, and the operator may still dispose of the funds otherwise through Cobo's
 //! Compliance API; the crypto refund then says so (`superseded`) and cannot be confirmed.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use ebb_core::clock::{now_ms, now_s};
 use ebb_core::{Address, TxDirection};
 use ebb_store::kyt::{self as repo, ClientRow, CryptoRefundRow, CryptoRefundSnapshot};
 use ebb_store::{ids, Store, StoreError};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::dispositions::{self, Payout};
-use crate::{Actor, AppError, AppResult, Engine};
+use crate::{secrets, Actor, AppError, AppResult, Engine};
 
 /// How long a bearer token is valid.
 pub const TOKEN_TTL_MS: i64 = 2 * 60 * 60 * 1000;
-
-/// 32 random bytes, URL-safe base64 (43 characters): a client secret or a bearer token.
-fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    B64.encode(bytes)
-}
-
-/// What the database keeps of a secret or a token: hex SHA-256.
-fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
 
 /// Compares two hashes in time independent of where they differ.
 fn same_hash(a: &str, b: &str) -> bool {
@@ -48,11 +32,11 @@ pub struct NewClient {
 
 /// Makes a KYT refund API client (the CLI, `ebb dev`).
 pub async fn add_client(store: &Store, name: &str) -> AppResult<NewClient> {
-    let secret = random_secret();
+    let secret = secrets::generate();
     let row = ClientRow {
         client_id: ids::new_id("KC"),
         name: name.to_owned(),
-        secret_hash: hash(&secret),
+        secret_hash: secrets::hash(&secret),
         created_at: now_s(),
         revoked_at: None,
     };
@@ -78,11 +62,11 @@ pub struct IssuedToken {
 /// (the caller cannot tell which).
 pub async fn issue_token(store: &Store, client_id: &str, secret: &str) -> AppResult<Option<IssuedToken>> {
     let Some(client) = store.api_client(client_id).await? else { return Ok(None) };
-    if client.revoked_at.is_some() || !same_hash(&client.secret_hash, &hash(secret)) {
+    if client.revoked_at.is_some() || !same_hash(&client.secret_hash, &secrets::hash(secret)) {
         return Ok(None);
     }
-    let token = random_secret();
-    let (token_hash, now) = (hash(&token), now_ms());
+    let token = secrets::generate();
+    let (token_hash, now) = (secrets::hash(&token), now_ms());
     let expires_at_ms = now + TOKEN_TTL_MS;
     let id = client.client_id.clone();
     store
@@ -94,10 +78,10 @@ pub async fn issue_token(store: &Store, client_id: &str, secret: &str) -> AppRes
 /// The active client a bearer token belongs to, if it is valid now.
 pub async fn client_of_token(store: &Store, token: &str) -> AppResult<Option<ClientRow>> {
     // A token has one shape; anything else is refused without a query.
-    if token.len() != 43 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !secrets::well_formed(token) {
         return Ok(None);
     }
-    Ok(store.client_of_token(&hash(token), now_ms()).await?)
+    Ok(store.client_of_token(&secrets::hash(token), now_ms()).await?)
 }
 
 /// What a client names as the refunded payment.
@@ -316,12 +300,12 @@ mod tests {
 
     #[test]
     fn secrets_are_random_url_safe_and_only_their_hash_matches() {
-        let (a, b) = (random_secret(), random_secret());
+        let (a, b) = (secrets::generate(), secrets::generate());
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(same_hash(&hash(&a), &hash(&a)));
-        assert!(!same_hash(&hash(&a), &hash(&b)));
-        assert!(!same_hash(&hash(&a), &hash(&a)[..10]));
+        assert!(same_hash(&secrets::hash(&a), &secrets::hash(&a)));
+        assert!(!same_hash(&secrets::hash(&a), &secrets::hash(&b)));
+        assert!(!same_hash(&secrets::hash(&a), &secrets::hash(&a)[..10]));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod payouts;
 pub mod refunds;
 pub mod sandbox;
 pub mod screening;
+pub mod secrets;
 pub mod webhooks;
 
 use std::collections::HashMap;

@@ -1,8 +1,6 @@
 //! Refund links: a one-time page where the customer gives the address a refund pays out to. Made by
 //! the PSP or a merchant (`create`), opened and submitted by the customer (`open`, `submit`).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use ebb_core::clock::{now_ms, now_s};
 use ebb_core::refund::{RefundEvent, RequestId};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token, TxStatus};
@@ -10,8 +8,6 @@ use ebb_store::ids;
 use ebb_store::links::{self as repo, LinkDisplay, LinkRow, LinkStatus, LinkView, Refusal};
 use ebb_store::refunds::{self as refunds_repo, RefundRow};
 use ebb_store::StoreError;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::refunds::{insert_refund, Created, NewRefund, RefundRequest};
 use crate::{Actor, AppError, AppResult, Engine};
@@ -24,15 +20,12 @@ pub struct LinkToken(String);
 impl LinkToken {
     /// 32 random bytes, URL-safe base64 (43 characters).
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        LinkToken(B64.encode(bytes))
+        LinkToken(crate::secrets::generate())
     }
 
     /// A token of the shape ebb hands out; anything else is refused before touching the database.
     pub fn parse(s: &str) -> Option<Self> {
-        let well_formed = s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| LinkToken(s.to_owned()))
+        crate::secrets::well_formed(s).then(|| LinkToken(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,7 +34,7 @@ impl LinkToken {
 
     /// What the database keeps of a token: hex SHA-256.
     pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
+        crate::secrets::hash(&self.0)
     }
 }
 
