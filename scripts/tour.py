@@ -61,6 +61,11 @@ def main() -> None:
         assert merchant.name == "Tour Shop Ltd"
         assert any(m.merchant_id == merchant.merchant_id for m in api.list_merchants(limit=50).data)
 
+        # ebb dev's offline table: 1 USD and 0.92 EUR per token (docs/PRICES.md).
+        rate = api.get_exchange_rate("ETH_USDT", "EUR")
+        step("exchange rate", f"1 {rate.token_id} = {rate.rate} {rate.currency}")
+        assert (rate.token_id, rate.currency, rate.rate) == ("ETH_USDT", "EUR", "0.92"), rate
+
         order = api.create_payment_order(
             cobo_waas2.CreatePaymentOrderRequest(
                 merchant_id=merchant.merchant_id,

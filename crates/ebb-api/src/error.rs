@@ -33,6 +33,8 @@ pub enum ErrorCode {
     OverRefund = 42201,
     Internal = 50000,
     Unavailable = 50300,
+    /// No exchange rate fresh enough to convert with.
+    RateUnavailable = 50301,
 }
 
 impl ErrorCode {
@@ -89,6 +91,7 @@ impl From<ebb_app::AppError> for ApiError {
             A::RefusedDestination { .. } | A::RefusedByScreening { .. } => ErrorCode::RefusedDestination,
             A::InvalidState(_) => ErrorCode::InvalidState,
             A::NotFound { .. } => ErrorCode::NotFound,
+            A::RateUnavailable(_) => ErrorCode::RateUnavailable,
             A::Store(_) => match e {
                 A::Store(e) => return e.into(),
                 _ => unreachable!("matched above"),

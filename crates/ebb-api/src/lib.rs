@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/payments/balance/psp", get(balances::psp))
         .route("/v2/payments/balance_changes", get(balances::changes))
         .route("/v2/payments/supported_tokens", get(tokens::list))
+        .route("/v2/payments/exchange_rates/{token_id}/{currency}", get(tokens::exchange_rate))
         .route("/v2/webhooks/endpoints", post(webhooks::create).get(webhooks::list))
         .route("/v2/webhooks/endpoints/{endpoint_id}", get(webhooks::get).put(webhooks::update))
         .route("/v2/webhooks/endpoints/{endpoint_id}/events", get(webhooks::list_events))

@@ -22,7 +22,7 @@ use crate::routes;
         routes::merchants::create, routes::merchants::list, routes::merchants::get, routes::merchants::update,
         routes::orders::create, routes::orders::list, routes::orders::get, routes::orders::update,
         routes::balances::merchants, routes::balances::psp, routes::balances::changes,
-        routes::tokens::list, routes::sandbox::pay_order,
+        routes::tokens::list, routes::tokens::exchange_rate, routes::sandbox::pay_order,
         routes::webhooks::create, routes::webhooks::list, routes::webhooks::get, routes::webhooks::update,
         routes::webhooks::list_events, routes::webhooks::get_event, routes::webhooks::logs, routes::webhooks::retry,
         routes::webhooks::trigger, routes::webhooks::definitions,

@@ -391,6 +391,19 @@ pub struct SupportedToken {
     pub chain_id: String,
 }
 
+/// Cobo's `GetExchangeRate200Response`, with where the rate came from and when it was true.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExchangeRate {
+    pub token_id: String,
+    pub currency: String,
+    /// Units of `currency` per one token, an exact decimal.
+    pub rate: String,
+    /// ebb's: the source that gave the rate (`static`, `coingecko`, `kraken`).
+    pub rate_source: String,
+    /// ebb's: when the rate was true, Unix seconds.
+    pub rate_timestamp: i64,
+}
+
 /// Cobo's `CreateRefundLinkRequest`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateRefundLinkRequest {

@@ -22,6 +22,9 @@ pub enum AppError {
     /// The object is not in a status that allows this.
     #[error("{0}")]
     InvalidState(String),
+    /// No exchange rate fresh enough to convert with (every source failed or is too old).
+    #[error("{0}")]
+    RateUnavailable(String),
     #[error("{what} {id:?} not found")]
     NotFound { what: &'static str, id: String },
     #[error(transparent)]

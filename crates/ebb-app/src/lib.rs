@@ -27,6 +27,7 @@ pub mod merchants;
 pub mod orders;
 pub mod payins;
 pub mod payouts;
+pub mod prices;
 pub mod refunds;
 pub mod sandbox;
 pub mod screening;
@@ -59,6 +60,8 @@ pub struct Engine {
     link_ttl: Duration,
     /// Screens refund destinations.
     screener: Arc<screening::Screener>,
+    /// Exchange rates for fiat-priced orders and refunds.
+    prices: Arc<prices::Prices>,
 }
 
 impl Engine {
@@ -77,6 +80,7 @@ impl Engine {
             sandboxes: Arc::default(),
             link_ttl,
             screener: Arc::new(screening::Screener::none()),
+            prices: Arc::new(prices::Prices::none()),
         }
     }
 
@@ -84,6 +88,16 @@ impl Engine {
     pub fn with_screener(mut self, screener: screening::Screener) -> Self {
         self.screener = Arc::new(screener);
         self
+    }
+
+    /// Converts between tokens and currencies with these rate sources.
+    pub fn with_prices(mut self, prices: prices::Prices) -> Self {
+        self.prices = Arc::new(prices);
+        self
+    }
+
+    pub fn prices(&self) -> &prices::Prices {
+        &self.prices
     }
 
     /// Lets [`sandbox::pay_order`] pay orders on these sandbox chains.

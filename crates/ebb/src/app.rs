@@ -74,7 +74,8 @@ impl Application {
         let engine =
             Engine::new(store.clone(), registry.clone(), destinations, deposit_seed(&settings.server_key), links.ttl)
                 .with_sandboxes(sandboxes.clone())
-                .with_screener(screener);
+                .with_screener(screener)
+                .with_prices(settings.prices.prices().context("the [prices] settings")?);
         let shared = Shared {
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             engine,

@@ -270,6 +270,7 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
                 .collect(),
             ..Default::default()
         },
+        prices: dev::offline_prices(&FileConfig::load(None)?.registry()?),
     };
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());

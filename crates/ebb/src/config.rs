@@ -15,8 +15,11 @@ use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 
+mod prices;
 mod risk;
+use ebb_app::prices::PricesSettings;
 use ebb_app::screening::ScreeningSettings;
+pub use prices::PricesConfig;
 pub use risk::{PolicyConfig, ScreeningConfig};
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -79,6 +82,9 @@ pub struct FileConfig {
     /// Screening of refund destinations (`[screening]`, docs/RISK.md).
     #[serde(default)]
     pub screening: ScreeningConfig,
+    /// Exchange rates (`[prices]`, docs/PRICES.md).
+    #[serde(default)]
+    pub prices: PricesConfig,
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -212,6 +218,7 @@ pub struct Settings {
     /// The configuration file's approval policies.
     pub approval_policies: Vec<ApprovalPolicy>,
     pub screening: ScreeningSettings,
+    pub prices: PricesSettings,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -416,6 +423,7 @@ impl FileConfig {
             links: self.link_settings()?,
             approval_policies: self.approval_policies(&self.registry()?)?,
             screening: self.screening.resolve()?,
+            prices: self.prices.resolve()?,
         })
     }
 }

@@ -24,6 +24,16 @@ use crate::config::{read_or_create_key_file, write_secret};
 /// Where `ebb dev` isolates held funds on its sandbox EVM chains (the `isolate` disposition).
 pub const SANDBOX_QUARANTINE: &str = "0x0000000000000000000000000000000000001501";
 
+/// `ebb dev`'s offline exchange rates, currency per one token of every symbol: demonstration values
+/// (a stablecoin at par in USD and at 0.92 in EUR), not market data. docs/PRICES.md lists them.
+pub const OFFLINE_RATES: &[(&str, &str)] = &[("USD", "1"), ("EUR", "0.92")];
+
+/// A static table of [`OFFLINE_RATES`] for every symbol of the registry.
+pub fn offline_prices(registry: &ebb_core::TokenRegistry) -> ebb_app::prices::PricesSettings {
+    let symbols: std::collections::BTreeSet<String> = registry.iter().map(|t| t.symbol.clone()).collect();
+    ebb_app::prices::PricesSettings::static_table(symbols, OFFLINE_RATES)
+}
+
 /// What `ebb dev` prints and writes to `DIR/dev.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DevInfo {

@@ -18,6 +18,7 @@ mod merchants_orders;
 mod ops;
 mod payins;
 mod payouts;
+mod prices;
 mod refunds;
 mod scopes;
 mod screening;
