@@ -65,6 +65,18 @@ def main() -> None:
         rate = api.get_exchange_rate("ETH_USDT", "EUR")
         step("exchange rate", f"1 {rate.token_id} = {rate.rate} {rate.currency}")
         assert (rate.token_id, rate.currency, rate.rate) == ("ETH_USDT", "EUR", "0.92"), rate
+        priced = api.create_payment_order(
+            cobo_waas2.CreatePaymentOrderRequest(
+                merchant_id=merchant.merchant_id,
+                psp_order_code=f"tour-eur-{uuid.uuid4()}",
+                payable_currency="ETH_USDT",
+                pricing_currency="EUR",
+                pricing_amount="46.00",
+                fee_amount="0",
+            )
+        )
+        step("EUR-priced order", f"EUR {priced.pricing_amount} = {priced.payable_amount} USDT at {priced.exchange_rate}")
+        assert (priced.payable_amount, priced.exchange_rate) == ("50", "0.92"), priced
 
         order = api.create_payment_order(
             cobo_waas2.CreatePaymentOrderRequest(

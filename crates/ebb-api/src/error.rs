@@ -108,7 +108,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => C::NotFound,
             StoreError::IdempotencyConflict { .. } => C::IdempotencyConflict,
             StoreError::InsufficientBalance { .. } => C::InsufficientBalance,
-            StoreError::OverRefund { .. } => C::OverRefund,
+            StoreError::OverRefund { .. } | StoreError::OverRefundPrice { .. } => C::OverRefund,
             StoreError::InvalidState(_) => C::InvalidState,
             StoreError::Invalid(_) => C::InvalidRequest,
             StoreError::AlreadyExists(_) => C::AlreadyExists,

@@ -30,6 +30,24 @@ pub fn amount(field: &str, s: &str, token: &Token) -> Result<Amount, ApiError> {
     Amount::parse_decimal(s, token.decimals, token.decimals).map_err(|e| amount_error(field, e))
 }
 
+/// A supported fiat currency (`EUR`), and its minor units.
+pub fn fiat_currency(field: &str, code: &str) -> Result<u32, ApiError> {
+    ebb_core::rate::fiat_decimals(code).ok_or_else(|| {
+        let known: Vec<&str> = ebb_core::rate::FIAT_CURRENCIES.iter().map(|(c, _)| *c).collect();
+        ApiError::invalid(format!("{field}: {code:?} is not a supported currency; supported: {}", known.join(", ")))
+    })
+}
+
+/// An amount of a fiat currency with `decimals` minor units, in those minor units (cents).
+pub fn fiat_amount(field: &str, s: &str, decimals: u32, positive: bool) -> Result<Amount, ApiError> {
+    let parsed = if positive {
+        Amount::parse_positive(s, decimals, decimals)
+    } else {
+        Amount::parse_decimal(s, decimals, decimals)
+    };
+    parsed.map_err(|e| amount_error(field, e))
+}
+
 pub fn address(field: &str, s: &str, token: &Token) -> Result<Address, ApiError> {
     Address::parse(token.family, s).map_err(|e| {
         ApiError::new(

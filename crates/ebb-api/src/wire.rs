@@ -145,6 +145,43 @@ pub struct Refund {
     /// ebb extension: the screening of `to_address` (absent until the refund has one). docs/RISK.md.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub screening: Option<approvals::DestinationScreening>,
+    /// ebb extension: for a refund of a fiat-priced order, what it counts for against the order's
+    /// price and at which rate. docs/PRICES.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<RefundPricing>,
+}
+
+/// A refund in its order's pricing currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundPricing {
+    /// The order's `pricing_currency`.
+    pub currency: String,
+    /// What the refund counts for against the order's price, in `currency`.
+    pub amount: String,
+    /// `currency`: asked in it and converted to the token at `exchange_rate`; `token`: asked in the
+    /// token and counted at the order's own rate.
+    #[schema(example = "currency")]
+    pub asked_in: String,
+    /// Units of `currency` per token.
+    pub exchange_rate: String,
+    /// `static`, `coingecko`, `kraken`, or `order` for the order's own rate.
+    pub rate_source: String,
+    /// When the rate was true, Unix seconds.
+    pub rate_timestamp: i64,
+}
+
+impl RefundPricing {
+    pub fn from_row(p: ebb_store::refunds::RefundPricing) -> Self {
+        let decimals = ebb_core::rate::fiat_decimals(&p.currency).unwrap_or(0);
+        RefundPricing {
+            amount: p.amount.to_decimal_string(decimals),
+            asked_in: if p.asked { "currency" } else { "token" }.into(),
+            currency: p.currency,
+            exchange_rate: p.rate,
+            rate_source: p.rate_source,
+            rate_timestamp: p.rate_at,
+        }
+    }
 }
 
 impl Refund {
@@ -172,6 +209,7 @@ impl Refund {
             source: r.channel.as_str().to_owned(),
             approval: r.approval.map(Into::into),
             screening: r.screening.map(Into::into),
+            pricing: r.pricing.map(RefundPricing::from_row),
             token_id: r.token_id,
         }
     }
@@ -182,9 +220,15 @@ pub struct CreateRefundRequest {
     /// Your id for this request; the same request with the same id returns the same refund.
     pub request_id: String,
     pub merchant_id: Option<String>,
-    /// Positive, at most two decimal places.
+    /// Positive, at most two decimal places. Required unless `pricing_amount` is given.
     #[schema(example = "10.25")]
+    #[serde(default)]
     pub payable_amount: String,
+    /// ebb extension: the amount in the order's `pricing_currency` instead of `payable_amount`,
+    /// converted at a fresh rate and rounded down (docs/PRICES.md). Needs `order_id`.
+    pub pricing_amount: Option<String>,
+    /// ebb extension: the currency of `pricing_amount`, which must be the order's.
+    pub pricing_currency: Option<String>,
     pub to_address: Option<String>,
     pub token_id: String,
     /// `Merchant` or `Psp`: which balance pays.
@@ -257,7 +301,17 @@ pub struct Order {
     pub token_id: String,
     pub chain_id: String,
     pub payable_amount: String,
+    /// Units of `pricing_currency` per token (`"1"` without a pricing currency).
     pub exchange_rate: String,
+    /// ebb extension: where `exchange_rate` came from (`static`, `coingecko`, `kraken`, or `order`:
+    /// price ÷ payable amount as the request gave them) and when it was true (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_timestamp: Option<i64>,
+    /// ebb extension: how much of `pricing_amount` the order's live refunds count for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_pricing_amount: Option<String>,
     pub amount_tolerance: String,
     pub receive_address: String,
     #[schema(example = "Pending")]
@@ -273,6 +327,7 @@ pub struct Order {
 impl Order {
     pub fn from_row(reg: &TokenRegistry, o: OrderRow, now: i64) -> Self {
         let d = |a| decimal(reg, &o.token_id, a);
+        let refunded_pricing = o.fiat_price().map(|(_, decimals, _)| o.refunded_pricing.to_decimal_string(decimals));
         Order {
             status: o.effective_status(now).as_str().to_owned(),
             fee_amount: d(o.fee_amount),
@@ -284,6 +339,9 @@ impl Order {
             merchant_id: o.merchant_id,
             merchant_order_code: o.merchant_order_code,
             psp_order_code: o.psp_order_code,
+            refunded_pricing_amount: refunded_pricing,
+            rate_source: o.rate_source,
+            rate_timestamp: o.rate_at,
             pricing_currency: o.pricing_currency,
             pricing_amount: o.pricing_amount,
             payable_currency: o.token_id.clone(),
@@ -304,9 +362,11 @@ pub struct CreateOrderRequest {
     pub merchant_order_code: Option<String>,
     /// Unique per PSP.
     pub psp_order_code: String,
+    /// A fiat currency (`USD`, `EUR`, …) that denominates `pricing_amount` and `fee_amount`; empty, both
+    /// are in the token.
     pub pricing_currency: Option<String>,
     pub pricing_amount: Option<String>,
-    /// Developer fee taken from the payment; may be `"0"`.
+    /// Developer fee taken from the payment; may be `"0"`. In `pricing_currency` when it is given.
     pub fee_amount: String,
     /// The token id the customer pays in.
     pub payable_currency: String,

@@ -410,6 +410,7 @@ where
                     channel: ebb_core::approval::RefundChannel::Api,
                     approval: None,
                     screening,
+                    pricing: None,
                     created_at: now,
                     updated_at: now,
                     transactions: Vec::new(),

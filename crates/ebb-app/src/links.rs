@@ -145,6 +145,7 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         order_id: Some(req.payment.order_id),
         token: req.payment.token,
         amount: req.amount,
+        price: None,
         to_address: None,
         source: req.source,
         merchant_fee: req.merchant_fee,
@@ -155,6 +156,7 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         initiator: actor.initiator.clone(),
         via_link: true,
         screening: None,
+        pricing: None,
     };
     let (token_hash, payer, source_tx_id, display) =
         (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);

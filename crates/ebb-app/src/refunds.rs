@@ -2,6 +2,7 @@
 
 use ebb_core::approval::RefundChannel;
 use ebb_core::clock::now_s;
+use ebb_core::rate::{Rate, Rounding};
 use ebb_core::refund::{
     check_request, refund_merchant, OrderFacts, RefundEvent, RefundPartyError, RequestId, CANCELLED_REASON,
 };
@@ -9,8 +10,9 @@ use ebb_core::screening::Screening;
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use ebb_store::approvals as approvals_repo;
 use ebb_store::orders::lock_order;
+use ebb_store::orders::OrderRow;
 use ebb_store::page::{Page, PageRequest};
-use ebb_store::refunds::{self as repo, IdempotencyScope, RefundFilter, RefundRow};
+use ebb_store::refunds::{self as repo, IdempotencyScope, RefundFilter, RefundPricing, RefundRow};
 use ebb_store::{ids, StoreError, Tx};
 
 use crate::{approvals, Actor, AppError, AppResult, Engine};
@@ -24,12 +26,22 @@ pub struct RefundRequest {
     /// The paid order refunded, if any: it bounds the amount and decides the merchant.
     pub order_id: Option<String>,
     pub token: Token,
+    /// In the token; ignored (and computed) when `price` is given.
     pub amount: Amount,
+    /// Asked in the order's pricing currency instead: converted at a fresh rate when the refund is made.
+    pub price: Option<FiatAmount>,
     /// `None`: the address comes later ([`set_address`]).
     pub to_address: Option<Address>,
     pub source: RefundSource,
     /// The developer fee charged to the merchant; only on a merchant-paid refund.
     pub merchant_fee: Option<Amount>,
+}
+
+/// An amount of a fiat currency, in its minor units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiatAmount {
+    pub currency: String,
+    pub amount: Amount,
 }
 
 /// The checks every refund request passes, whichever way it comes (API or refund link): who may
@@ -75,6 +87,8 @@ pub(crate) struct NewRefund {
     pub via_link: bool,
     /// The screening of `request.to_address` (not part of the request's fingerprint).
     pub screening: Option<Screening>,
+    /// A refund asked in fiat: what it was converted at.
+    pub pricing: Option<RefundPricing>,
 }
 
 impl NewRefund {
@@ -82,13 +96,18 @@ impl NewRefund {
     /// units (so "1.5" and "1.50" are the same), not the initiator.
     fn fingerprint(&self) -> String {
         let r = &self.request;
+        // Asked in fiat, the request is the fiat amount: the same request at a moved rate is the same.
+        let amount = match &self.pricing {
+            Some(p) if p.asked => format!("{}:{}", p.currency, p.amount),
+            _ => r.amount.to_string(),
+        };
         format!(
             "{}|{}|{}|{}|{}|{}|{}|{}",
             if self.via_link { "link-v1" } else { "v1" },
             r.merchant_id.as_deref().unwrap_or(""),
             r.order_id.as_deref().unwrap_or(""),
             r.token.id,
-            r.amount,
+            amount,
             r.to_address.as_ref().map(Address::as_str).unwrap_or(""),
             r.source.as_str(),
             r.merchant_fee.map(|f| f.to_string()).unwrap_or_default(),
@@ -123,6 +142,14 @@ pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&
 
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
 pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> AppResult<Created> {
+    let pricing = match req.price.take() {
+        Some(ask) => {
+            let (amount, pricing) = convert_ask(engine, actor, &req, ask).await?;
+            req.amount = amount;
+            Some(pricing)
+        }
+        None => None,
+    };
     req.merchant_id = admit(actor, req.source, req.merchant_id, req.amount, req.merchant_fee)?;
     let screening = match &req.to_address {
         Some(address) => {
@@ -138,6 +165,7 @@ pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> A
         initiator: actor.initiator.clone(),
         via_link: false,
         screening,
+        pricing,
     };
     let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
     Ok(match created {
@@ -145,6 +173,73 @@ pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> A
         Created::Existing(r) => Created::Existing(engine.store.with_transactions(r).await?),
         new => new,
     })
+}
+
+/// A refund asked in its order's pricing currency, in the token: converted at a fresh rate, rounded
+/// down (nobody is refunded more than asked).
+async fn convert_ask(
+    engine: &Engine,
+    actor: &Actor,
+    req: &RefundRequest,
+    ask: FiatAmount,
+) -> AppResult<(Amount, RefundPricing)> {
+    let order_id = req.order_id.as_deref().ok_or_else(|| {
+        AppError::Invalid("a refund asked in a currency names its order (order_id), whose price is in it".into())
+    })?;
+    let order = crate::orders::get(engine, actor, order_id).await?;
+    let decimals = match order.fiat_price() {
+        Some((c, decimals, _)) if c == ask.currency => decimals,
+        Some((c, _, _)) => {
+            return Err(AppError::Invalid(format!("order {order_id} is priced in {c}, not {}", ask.currency)))
+        }
+        None => return Err(AppError::Invalid(format!("order {order_id} has no fiat price"))),
+    };
+    let quote = engine.quote(&req.token, &ask.currency).await?;
+    let amount = quote
+        .rate
+        .token_for_fiat(ask.amount.base_units(), decimals, req.token.decimals, Rounding::Down)
+        .filter(|a| !a.is_zero())
+        .ok_or_else(|| {
+            AppError::InvalidAmount(format!(
+                "{} {} is worth no whole base unit of {} at {}",
+                ask.amount.to_decimal_string(decimals),
+                ask.currency,
+                req.token.id,
+                quote.rate
+            ))
+        })?;
+    let pricing = RefundPricing {
+        currency: ask.currency,
+        amount: ask.amount,
+        asked: true,
+        rate: quote.rate.to_decimal_string(),
+        rate_source: quote.source,
+        rate_at: quote.at,
+    };
+    Ok((amount, pricing))
+}
+
+/// What a refund asked in the token counts for against a fiat-priced order: the amount at the order's
+/// own rate, rounded up (rounding never lets refunds pass the price).
+fn counted_at_order_rate(
+    order: &OrderRow,
+    amount: Amount,
+    token_decimals: u32,
+) -> Result<Option<RefundPricing>, StoreError> {
+    let Some((currency, decimals, _)) = order.fiat_price() else { return Ok(None) };
+    let rate = Rate::parse(&order.exchange_rate)
+        .map_err(|_| StoreError::Internal(format!("order {}: stored exchange rate", order.order_id)))?;
+    let counted = rate
+        .fiat_for_token(amount, token_decimals, decimals, Rounding::Up)
+        .ok_or_else(|| StoreError::Invalid("the refund is too large to count against the order's price".into()))?;
+    Ok(Some(RefundPricing {
+        currency: currency.to_owned(),
+        amount: Amount::from_base_units(counted),
+        asked: false,
+        rate: order.exchange_rate.clone(),
+        rate_source: "order".into(),
+        rate_at: order.rate_at.unwrap_or(order.created_at),
+    }))
 }
 
 /// Inserts a refund and reserves its funds, or finds the one an identical earlier request made; inside
@@ -193,6 +288,13 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
         channel: if new.via_link { RefundChannel::Link } else { RefundChannel::Api },
         approval: None,
         screening: new.screening.clone(),
+        pricing: match &new.pricing {
+            Some(p) => Some(p.clone()),
+            None => match &order {
+                Some(o) => counted_at_order_rate(o, req.amount, req.token.decimals)?,
+                None => None,
+            },
+        },
         created_at: now,
         updated_at: now,
         transactions: Vec::new(),

@@ -176,6 +176,16 @@ impl fmt::Display for Rate {
     }
 }
 
+/// `amount × part ÷ whole`, rounded down: the share of a token amount that `part` of a price is.
+/// `None` if `whole` is zero or `part` exceeds it.
+pub fn share(amount: Amount, part: u128, whole: u128) -> Option<Amount> {
+    if part > whole {
+        return None;
+    }
+    let numerator = U256::from(amount.base_units()).checked_mul(U256::from(part))?;
+    divide(numerator, U256::from(whole), Rounding::Down).map(Amount::from_base_units)
+}
+
 fn pow10(exp: u32) -> Option<U256> {
     // 10^77 is the largest power of ten below 2^256.
     (exp <= 76).then(|| U256::from(10u8).pow(U256::from(exp)))
@@ -297,6 +307,15 @@ mod tests {
         assert_eq!(rate.to_decimal_string(), "0.919999984544");
         assert_eq!(Rate::of_price(100, 2, Amount::from_base_units(1_000_000), 6, 12).unwrap().to_decimal_string(), "1");
         assert_eq!(Rate::of_price(0, 2, Amount::from_base_units(1), 6, 12), None);
+    }
+
+    #[test]
+    fn a_share_rounds_down() {
+        assert_eq!(share(Amount::from_base_units(10_000_000), 150, 1150), Some(Amount::from_base_units(1_304_347)));
+        assert_eq!(share(Amount::from_base_units(7), 0, 3), Some(Amount::ZERO));
+        assert_eq!(share(Amount::from_base_units(7), 3, 3), Some(Amount::from_base_units(7)));
+        assert_eq!(share(Amount::from_base_units(7), 4, 3), None);
+        assert_eq!(share(Amount::from_base_units(7), 0, 0), None);
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum StoreError {
     InsufficientBalance { account: String, token_id: String, available: String, needed: String },
     #[error("refund exceeds what order {order_id} can still refund ({refundable} {token_id} left)")]
     OverRefund { order_id: String, token_id: String, refundable: String },
+    /// The order's refunds would count for more than its fiat price.
+    #[error("refund exceeds what order {order_id} can still refund of its price ({refundable} {currency} left)")]
+    OverRefundPrice { order_id: String, currency: String, refundable: String },
     /// The object is not in a status that allows this.
     #[error("{0}")]
     InvalidState(String),

@@ -30,7 +30,15 @@ pub struct OrderRow {
     /// How much of `fee_amount` payments have credited to the PSP so far.
     #[serde(with = "crate::snapshot::amount")]
     pub fee_credited: Amount,
+    /// Units of `pricing_currency` per token (`"1"` for an order priced in its token).
     pub exchange_rate: String,
+    /// Where `exchange_rate` came from (`static`, `coingecko`, `kraken`, or `order` when the request
+    /// gave both the price and the payable amount) and when it was true; `None` without a pricing
+    /// currency.
+    #[serde(default)]
+    pub rate_source: Option<String>,
+    #[serde(default)]
+    pub rate_at: Option<i64>,
     #[serde(with = "crate::snapshot::amount")]
     pub amount_tolerance: Amount,
     pub receive_address: String,
@@ -41,6 +49,9 @@ pub struct OrderRow {
     pub received_amount: Amount,
     #[serde(with = "crate::snapshot::amount")]
     pub refunded_amount: Amount,
+    /// The part of the price (minor units of `pricing_currency`) the order's live refunds count for.
+    #[serde(with = "crate::snapshot::amount", default)]
+    pub refunded_pricing: Amount,
     pub expired_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -51,6 +62,17 @@ pub struct OrderRow {
 }
 
 impl OrderRow {
+    /// The order's fiat price: its currency, the currency's minor units and the price in them. `None`
+    /// for an order priced in its token, and for one stored before ebb had prices whose pricing fields
+    /// are not a supported currency and amount (such an order is refunded in its token alone).
+    pub fn fiat_price(&self) -> Option<(&str, u32, Amount)> {
+        let currency = self.pricing_currency.as_deref()?;
+        let decimals = ebb_core::rate::fiat_decimals(currency)?;
+        let price = Amount::parse_positive(self.pricing_amount.as_deref()?, decimals, decimals).ok()?;
+        ebb_core::Rate::parse(&self.exchange_rate).ok()?;
+        Some((currency, decimals, price))
+    }
+
     /// A `Pending` order past its expiry time is `Expired`, whether or not the pay-in watcher's expiry
     /// pass has stored that yet.
     pub fn effective_status(&self, now: i64) -> OrderStatus {
@@ -69,7 +91,8 @@ pub const LATE_PAYMENT_WATCH_S: i64 = 7 * 24 * 3600;
 
 const COLUMNS: &str = "seq, order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, pricing_amount, \
      token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, amount_tolerance, receive_address, status, \
-     received_amount, refunded_amount, expired_at, created_at, updated_at, watch_until";
+     received_amount, refunded_amount, expired_at, created_at, updated_at, watch_until, rate_source, rate_at, \
+     refunded_pricing";
 
 fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
     let status: String = row.col("status")?;
@@ -86,12 +109,15 @@ fn from_row(row: &impl Columns) -> Result<OrderRow, StoreError> {
         fee_amount: amount(row, "fee_amount")?,
         fee_credited: amount(row, "fee_credited")?,
         exchange_rate: row.col("exchange_rate")?,
+        rate_source: row.col("rate_source")?,
+        rate_at: row.col("rate_at")?,
         amount_tolerance: amount(row, "amount_tolerance")?,
         receive_address: row.col("receive_address")?,
         status: OrderStatus::parse(&status)
             .ok_or_else(|| StoreError::Internal(format!("stored order status {status:?}")))?,
         received_amount: amount(row, "received_amount")?,
         refunded_amount: amount(row, "refunded_amount")?,
+        refunded_pricing: amount(row, "refunded_pricing")?,
         expired_at: row.col("expired_at")?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
@@ -154,8 +180,8 @@ pub async fn insert_order(conn: &mut Tx<'_>, o: &OrderRow) -> Result<bool, Store
         "INSERT INTO orders (order_id, merchant_id, merchant_order_code, psp_order_code, pricing_currency, \
          pricing_amount, token_id, chain_id, payable_amount, fee_amount, fee_credited, exchange_rate, \
          amount_tolerance, receive_address, status, received_amount, refunded_amount, expired_at, created_at, updated_at, \
-         watch_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         watch_until, rate_source, rate_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
          ON CONFLICT (psp_order_code) DO NOTHING",
     )
     .bind(&o.order_id)
@@ -179,6 +205,8 @@ pub async fn insert_order(conn: &mut Tx<'_>, o: &OrderRow) -> Result<bool, Store
     .bind(o.created_at)
     .bind(o.updated_at)
     .bind(o.watch_until)
+    .bind(&o.rate_source)
+    .bind(o.rate_at)
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

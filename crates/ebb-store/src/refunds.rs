@@ -54,9 +54,30 @@ pub struct RefundRow {
     /// The screening of its destination, when it got one.
     #[serde(with = "crate::snapshot::screening_opt", default)]
     pub screening: Option<Screening>,
+    /// What the refund counts for against its order's fiat price; `None` unless the order has one.
+    #[serde(default)]
+    pub pricing: Option<RefundPricing>,
     pub created_at: i64,
     pub updated_at: i64,
     pub transactions: Vec<TransactionRow>,
+}
+
+/// A refund of a fiat-priced order in the order's currency: asked in it (converted to the token at a
+/// fresh rate when the refund was made) or asked in the token (counted at the order's own rate).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefundPricing {
+    /// The order's `pricing_currency`.
+    pub currency: String,
+    /// Minor units of `currency` the refund counts for against the order's price.
+    #[serde(with = "crate::snapshot::amount")]
+    pub amount: Amount,
+    /// Asked in `currency` (else asked in the token).
+    pub asked: bool,
+    /// Units of `currency` per token that turned one amount into the other.
+    pub rate: String,
+    /// Where the rate came from (`order` for the order's own rate) and when it was true.
+    pub rate_source: String,
+    pub rate_at: i64,
 }
 
 /// Where a `request_id` is unique: among the requests of PSP-wide keys, or of one merchant's keys.
@@ -94,7 +115,7 @@ pub struct RefundFilter {
 
 const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_id, chain_id, amount, to_address, \
      status, failed_reason, refund_type, charge_merchant_fee, merchant_fee_amount, initiator, created_at, updated_at, \
-     idem_scope, request_fingerprint, hold_reason, channel, approval, screening";
+     idem_scope, request_fingerprint, hold_reason, channel, approval, screening, pricing";
 
 fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
     let status: String = row.col("status")?;
@@ -103,6 +124,7 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
     let channel: String = row.col("channel")?;
     let approval: Option<String> = row.col("approval")?;
     let screening: Option<String> = row.col("screening")?;
+    let pricing: Option<String> = row.col("pricing")?;
     Ok(RefundRow {
         refund_id: row.col("refund_id")?,
         request_id: row.col("request_id")?,
@@ -133,6 +155,11 @@ fn from_row(row: &impl Columns) -> Result<RefundRow, StoreError> {
             .map(crate::snapshot::screening_from_json)
             .transpose()
             .map_err(|e| StoreError::Internal(format!("stored screening: {e}")))?,
+        pricing: pricing
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("stored pricing: {e}")))?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
         transactions: Vec::new(),
@@ -201,10 +228,13 @@ pub async fn post_settlement(
     }
 }
 
-/// Moves an order's refunded total by `delta` (positive on create, negative on release).
+/// Moves an order's refunded totals by the refund (added on create, taken off on release): the token
+/// amount, never beyond what the order received, and for a fiat-priced order the refund's `pricing`
+/// amount, never beyond the order's price.
 pub async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add: bool) -> Result<(), StoreError> {
     let Some(order_id) = &r.order_id else { return Ok(()) };
     let order = lock_order(conn, order_id).await?;
+    let out_of_range = || StoreError::Internal(format!("refunded total of order {order_id} out of range"));
     let refunded = if add {
         refunded_after(order.received_amount, order.refunded_amount, r.amount).map_err(|refundable| {
             StoreError::OverRefund {
@@ -214,13 +244,28 @@ pub async fn adjust_order_refunded(conn: &mut Tx<'_>, r: &RefundRow, add: bool) 
             }
         })?
     } else {
-        order
-            .refunded_amount
-            .checked_sub(r.amount)
-            .ok_or_else(|| StoreError::Internal(format!("refunded total of order {order_id} out of range")))?
+        order.refunded_amount.checked_sub(r.amount).ok_or_else(out_of_range)?
     };
-    db::query("UPDATE orders SET refunded_amount = $1 WHERE order_id = $2")
+    let refunded_pricing = match (&r.pricing, order.fiat_price()) {
+        (Some(p), Some((currency, decimals, price))) if p.currency == currency => {
+            if add {
+                refunded_after(price, order.refunded_pricing, p.amount).map_err(|refundable| {
+                    StoreError::OverRefundPrice {
+                        order_id: order_id.clone(),
+                        currency: currency.to_owned(),
+                        refundable: refundable.to_decimal_string(decimals),
+                    }
+                })?
+            } else {
+                order.refunded_pricing.checked_sub(p.amount).ok_or_else(out_of_range)?
+            }
+        }
+        (None, _) => order.refunded_pricing,
+        _ => return Err(StoreError::Invalid(format!("the refund is priced in a currency order {order_id} is not"))),
+    };
+    db::query("UPDATE orders SET refunded_amount = $1, refunded_pricing = $2 WHERE order_id = $3")
         .bind(refunded.to_string())
+        .bind(refunded_pricing.to_string())
         .bind(order_id)
         .execute(&mut *conn)
         .await?;
@@ -306,8 +351,10 @@ pub async fn insert_row(
     let inserted = db::query(
         "INSERT INTO refunds (refund_id, request_id, idem_scope, request_fingerprint, order_id, merchant_id, \
              token_id, chain_id, amount, to_address, status, failed_reason, refund_type, charge_merchant_fee, \
-             merchant_fee_amount, initiator, created_at, updated_at, channel, approval, approval_status, screening) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+             merchant_fee_amount, initiator, created_at, updated_at, channel, approval, approval_status, screening, \
+             pricing) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+             $22) \
              ON CONFLICT (idem_scope, request_id) DO NOTHING",
     )
     .bind(&refund.refund_id)
@@ -331,6 +378,7 @@ pub async fn insert_row(
     .bind(refund.approval.as_ref().map(crate::snapshot::approval_json))
     .bind(refund.approval.as_ref().map(|a| a.status.as_str()))
     .bind(refund.screening.as_ref().map(crate::snapshot::screening_json))
+    .bind(refund.pricing.as_ref().map(|p| serde_json::to_string(p).expect("a pricing always serialises")))
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

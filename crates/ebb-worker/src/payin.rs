@@ -191,7 +191,7 @@ mod tests {
     use std::time::Duration;
 
     use ebb_app::merchants::{self, NewMerchant};
-    use ebb_app::orders::{self, OrderRequest};
+    use ebb_app::orders::{self, OrderPrice, OrderRequest};
     use ebb_app::{Actor, Engine, RefusedDestinations};
     use ebb_chain::sandbox::SandboxChain;
     use ebb_core::{Amount, ChainFamily, TokenRegistry};
@@ -227,11 +227,8 @@ mod tests {
             merchant_id: merchant.merchant_id,
             merchant_order_code: None,
             psp_order_code: "early".into(),
-            pricing_currency: None,
-            pricing_amount: None,
             token,
-            payable_amount: Amount::from_base_units(10_000_000),
-            fee_amount: Amount::ZERO,
+            price: OrderPrice::Token { payable: Amount::from_base_units(10_000_000), fee: Amount::ZERO },
             amount_tolerance: Amount::ZERO,
             expires_in_s: 600,
         };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ebb_api::pages::LinkPages;
 use ebb_app::links::{self, LinkRequest, RefundedPayment};
 use ebb_app::merchants::NewMerchant;
-use ebb_app::orders::{self, OrderRequest};
+use ebb_app::orders::{self, OrderPrice, OrderRequest};
 use ebb_app::{sandbox, Actor, Engine};
 use ebb_core::{Address, Amount, OrderStatus, RefundSource};
 use ebb_store::keys::KeyRole;
@@ -137,11 +137,8 @@ pub async fn demo_link(engine: &Engine, pages: &LinkPages, merchant_id: &str) ->
             merchant_id: merchant_id.to_owned(),
             merchant_order_code: None,
             psp_order_code: ebb_store::ids::new_id("demo-order-"),
-            pricing_currency: None,
-            pricing_amount: None,
             token: token.clone(),
-            payable_amount: amount("10")?,
-            fee_amount: Amount::ZERO,
+            price: OrderPrice::Token { payable: amount("10")?, fee: Amount::ZERO },
             amount_tolerance: Amount::ZERO,
             expires_in_s: 1800,
         },

@@ -1,7 +1,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use ebb_app::orders::{self, OrderRequest};
+use ebb_app::orders::{self, OrderPrice, OrderRequest};
 use ebb_core::OrderStatus;
 use ebb_store::now_s;
 use ebb_store::orders::OrderFilter;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorCode, ErrorResponse};
+use crate::error::{ApiError, ApiResult, ErrorResponse};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::wire::{CreateOrderRequest, ListResponse, Order, UpdateOrderRequest};
 use crate::{validate, AppState};
@@ -19,10 +19,12 @@ const MAX_EXPIRY_S: i64 = 10_800;
 
 /// Creates a pay-in order with its own receiving address.
 ///
-/// ebb has no price feed: give `payable_amount` in the token, or price the order in `USD` and pay in a
-/// USD stablecoin, which is taken at a rate of 1.
+/// Priced in its token (`payable_amount`, `fee_amount` in the token), or in a fiat currency
+/// (`pricing_currency`, `pricing_amount` and `fee_amount` in that currency): the payable amount is then
+/// `payable_amount` if given, else (`pricing_amount` + `fee_amount`) converted at a fresh rate and
+/// rounded up (docs/PRICES.md), stored with the rate as `exchange_rate`.
 #[utoipa::path(post, path = "/v2/payments/orders", tag = "orders", request_body = CreateOrderRequest,
-    responses((status = 201, body = Order), (status = "4XX", body = ErrorResponse)))]
+    responses((status = 201, body = Order), (status = "4XX", body = ErrorResponse), (status = "5XX", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -31,23 +33,34 @@ pub async fn create(
     let merchant_id = validate::text("merchant_id", &req.merchant_id, 128)?;
     let token = validate::token(&state.registry, "payable_currency", &req.payable_currency)?.clone();
     let pricing_currency = validate::optional_text("pricing_currency", req.pricing_currency.as_deref(), 16)?;
-    let pricing_amount = req.pricing_amount.as_deref().filter(|s| !s.is_empty());
-    let payable_amount = match (req.payable_amount.as_deref().filter(|s| !s.is_empty()), pricing_currency.as_deref(), pricing_amount) {
-        (Some(p), _, _) => validate::positive_amount("payable_amount", p, &token, token.decimals)?,
-        (None, Some("USD"), Some(p)) if matches!(token.symbol.as_str(), "USDT" | "USDC") => {
-            validate::positive_amount("pricing_amount", p, &token, token.decimals)?
+    let payable_amount = req
+        .payable_amount
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|p| validate::positive_amount("payable_amount", p, &token, token.decimals))
+        .transpose()?;
+    let price = match pricing_currency {
+        Some(currency) => {
+            let decimals = validate::fiat_currency("pricing_currency", &currency)?;
+            let pricing_amount = req
+                .pricing_amount
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ApiError::invalid("pricing_amount is required with pricing_currency"))?;
+            OrderPrice::Fiat {
+                price: validate::fiat_amount("pricing_amount", pricing_amount, decimals, true)?,
+                fee: validate::fiat_amount("fee_amount", &req.fee_amount, decimals, false)?,
+                currency,
+                payable: payable_amount,
+            }
         }
-        _ => {
-            return Err(ApiError::invalid(
-                "payable_amount is required, unless pricing_currency is USD, pricing_amount is set and the token is a USD stablecoin (ebb has no price feed)",
-            ))
-        }
+        None => OrderPrice::Token {
+            payable: payable_amount.ok_or_else(|| {
+                ApiError::invalid("payable_amount is required, unless the order has a pricing_currency")
+            })?,
+            fee: validate::amount("fee_amount", &req.fee_amount, &token)?,
+        },
     };
-    if let Some(p) = pricing_amount {
-        ebb_core::Amount::parse_positive(p, 18, 18)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidAmount, format!("pricing_amount: {e}")))?;
-    }
-    let fee_amount = validate::amount("fee_amount", &req.fee_amount, &token)?;
     let amount_tolerance = match req.amount_tolerance.as_deref().filter(|s| !s.is_empty()) {
         Some(t) => validate::amount("amount_tolerance", t, &token)?,
         None => ebb_core::Amount::ZERO,
@@ -60,11 +73,8 @@ pub async fn create(
         merchant_id,
         merchant_order_code: validate::optional_text("merchant_order_code", req.merchant_order_code.as_deref(), 128)?,
         psp_order_code: validate::text("psp_order_code", &req.psp_order_code, 128)?,
-        pricing_amount: pricing_amount.map(str::to_owned),
-        pricing_currency,
         token,
-        payable_amount,
-        fee_amount,
+        price,
         amount_tolerance,
         expires_in_s,
     };

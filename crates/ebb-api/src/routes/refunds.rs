@@ -1,7 +1,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use ebb_app::refunds::{self, Created, RefundRequest};
+use ebb_app::refunds::{self, Created, FiatAmount, RefundRequest};
 use ebb_core::token::API_AMOUNT_MAX_SCALE;
 use ebb_core::{RefundSource, RefundStatus};
 use ebb_store::refunds::RefundFilter;
@@ -16,7 +16,7 @@ use crate::{validate, AppState};
 
 /// Creates a refund. Answers 201 with the refund, also when an identical earlier request created it.
 #[utoipa::path(post, path = "/v2/payments/refunds", tag = "refunds", request_body = CreateRefundRequest,
-    responses((status = 201, body = Refund), (status = "4XX", body = ErrorResponse)))]
+    responses((status = 201, body = Refund), (status = "4XX", body = ErrorResponse), (status = "5XX", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -24,7 +24,22 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Refund>)> {
     let request_id = validate::request_id(&req.request_id)?;
     let token = validate::token(&state.registry, "token_id", &req.token_id)?.clone();
-    let amount = validate::positive_amount("payable_amount", &req.payable_amount, &token, API_AMOUNT_MAX_SCALE)?;
+    let (amount, price) = match (req.payable_amount.as_str(), req.pricing_amount.as_deref().filter(|p| !p.is_empty())) {
+        (p, None) if !p.is_empty() => {
+            (validate::positive_amount("payable_amount", p, &token, API_AMOUNT_MAX_SCALE)?, None)
+        }
+        ("", Some(p)) => {
+            let currency = req
+                .pricing_currency
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| ApiError::invalid("pricing_currency is required with pricing_amount"))?;
+            let decimals = validate::fiat_currency("pricing_currency", &currency)?;
+            let amount = validate::fiat_amount("pricing_amount", p, decimals, true)?;
+            (ebb_core::Amount::ZERO, Some(FiatAmount { currency, amount }))
+        }
+        _ => return Err(ApiError::invalid("give exactly one of payable_amount and pricing_amount")),
+    };
     let source = RefundSource::parse_requested(&req.refund_type)
         .ok_or_else(|| ApiError::invalid(format!("refund_type must be Merchant or Psp, not {:?}", req.refund_type)))?;
     let to_address = req
@@ -54,6 +69,7 @@ pub async fn create(
         order_id: validate::optional_text("order_id", req.order_id.as_deref(), 128)?,
         token,
         amount,
+        price,
         to_address,
         source,
         merchant_fee,
