@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import cobo_waas2
+from coingate_api.coingate import CoingateAPI
 from cobo_waas2.exceptions import ApiException
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -358,6 +359,27 @@ def main() -> None:
             lambda r: r["status"] == 3 and r["txnHash"],
         )
         step("KYT refund API: crypto refund", f"{done['cryptoRefundId']} {done['statusName']}, txnHash {done['txnHash']}")
+
+        # CoinGate's API through a published client (coingate-api from PyPI), its base URL pointed at ebb.
+        coingate = CoingateAPI(auth_token=dev["coingate_api_token"], environment="sandbox")
+        coingate._base_url = dev["coingate_base_url"] + "/v2"
+        assert coingate.ping()["ping"] == "pong"
+        assert coingate.exchange_rate("USDT", "EUR") == 0.92
+        cg_order = coingate.create_order(46, "EUR", "EUR", order_id=f"tour-{uuid.uuid4()}", title="Tour order")
+        assert cg_order["status"] == "new" and isinstance(cg_order["id"], int), cg_order
+        cg_checkout = coingate.checkout(cg_order["id"], "USDT")
+        step("CoinGate order", f"#{cg_order['id']}: EUR {cg_order['price_amount']} = {cg_checkout['pay_amount']} "
+             f"{cg_checkout['pay_currency']} on {cg_checkout['platform']['title']} to {cg_checkout['payment_address']}")
+        assert cg_checkout["pay_amount"] == "50", cg_checkout
+        # The same order through the Cobo API, paid on the sandbox chain, then paid on CoinGate's.
+        cobo_order = api.list_payment_orders(psp_order_id=f"coingate-{cg_order['id']}").data[0]
+        assert cobo_order.receive_address == cg_checkout["payment_address"]
+        sandbox_pay(client, dev["base_url"], cobo_order.order_id)
+        listed = wait_for(
+            lambda: coingate.orders(per_page=10),
+            lambda page: any(o["id"] == cg_order["id"] and o["status"] == "paid" for o in page["orders"]),
+        )
+        step("CoinGate order paid", f"{listed['total_orders']} CoinGate order(s) listed")
 
     print("\ntour complete: every step checked")
 

@@ -4,6 +4,7 @@
 //! they never write to the store themselves, nor talk to a chain or a webhook receiver.
 
 pub mod auth;
+mod coingate;
 pub mod error;
 mod extract;
 pub mod metrics;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/openapi.json", get(ops::openapi))
         .merge(pages::router())
         .nest("/v1.0", kyt::router(state.clone()))
+        .nest_service("/coingate", coingate::service(state.clone()))
         .merge(signed)
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod approvals;
+pub mod coingate;
 pub mod deliveries;
 pub mod destinations;
 pub mod dispositions;

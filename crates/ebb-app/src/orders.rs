@@ -105,9 +105,17 @@ async fn price(engine: &Engine, token: &Token, price: OrderPrice) -> AppResult<P
     })
 }
 
-/// Creates an order with its own receiving address. A merchant actor may give the PSP a larger
-/// developer fee than the merchant's rate, never a smaller one.
+/// Creates an order with its own receiving address.
 pub async fn create(engine: &Engine, actor: &Actor, req: OrderRequest) -> AppResult<OrderRow> {
+    let row = prepare(engine, actor, req).await?;
+    let order = engine.store.write(move |tx| Box::pin(async move { insert_prepared(tx, row).await })).await?;
+    Ok(order)
+}
+
+/// Checks an order request and prices it (a rate from the network, never inside a transaction): the
+/// row [`insert_prepared`] stores. A merchant actor may give the PSP a larger developer fee than the
+/// merchant's rate, never a smaller one.
+pub(crate) async fn prepare(engine: &Engine, actor: &Actor, req: OrderRequest) -> AppResult<OrderRow> {
     actor.check_merchant(&req.merchant_id)?;
     let priced = price(engine, &req.token, req.price.clone()).await?;
     if priced.fee > priced.payable {
@@ -133,57 +141,49 @@ pub async fn create(engine: &Engine, actor: &Actor, req: OrderRequest) -> AppRes
             ))?;
         }
     }
-    let seed = engine.deposit_seed();
-    let order = engine
-        .store
-        .write(move |tx| {
-            Box::pin(async move {
-                if !merchants_repo::exists(tx, &req.merchant_id).await? {
-                    return Err(StoreError::NotFound { what: "merchant", id: req.merchant_id });
-                }
-                let now = now_s();
-                let order_id = ids::new_id("O");
-                let receive_address = derive_deposit_address(req.token.family, &seed[..], &order_id).into_string();
-                let row = OrderRow {
-                    order_id,
-                    merchant_id: req.merchant_id,
-                    merchant_order_code: req.merchant_order_code,
-                    psp_order_code: req.psp_order_code,
-                    pricing_currency: priced.pricing_currency,
-                    pricing_amount: priced.pricing_amount,
-                    token_id: req.token.id,
-                    chain_id: req.token.chain_id,
-                    payable_amount: priced.payable,
-                    fee_amount: priced.fee,
-                    fee_credited: Amount::ZERO,
-                    exchange_rate: priced.exchange_rate,
-                    rate_source: priced.rate_source,
-                    rate_at: priced.rate_at,
-                    amount_tolerance: req.amount_tolerance,
-                    receive_address,
-                    status: OrderStatus::Pending,
-                    received_amount: Amount::ZERO,
-                    refunded_amount: Amount::ZERO,
-                    refunded_pricing: Amount::ZERO,
-                    expired_at: now + req.expires_in_s,
-                    created_at: now,
-                    updated_at: now,
-                    // The address stays watched for late payments after the order's end.
-                    watch_until: now + req.expires_in_s + LATE_PAYMENT_WATCH_S,
-                    transactions: Vec::new(),
-                };
-                if !repo::insert_order(tx, &row).await? {
-                    return Err(StoreError::AlreadyExists(format!(
-                        "an order with psp_order_code {:?}",
-                        row.psp_order_code
-                    )));
-                }
-                repo::raise_order_changed(tx, &row.order_id).await?;
-                repo::lock_order(tx, &row.order_id).await
-            })
-        })
-        .await?;
-    Ok(order)
+    let now = now_s();
+    let order_id = ids::new_id("O");
+    let receive_address = derive_deposit_address(req.token.family, &engine.deposit_seed()[..], &order_id).into_string();
+    Ok(OrderRow {
+        order_id,
+        merchant_id: req.merchant_id,
+        merchant_order_code: req.merchant_order_code,
+        psp_order_code: req.psp_order_code,
+        pricing_currency: priced.pricing_currency,
+        pricing_amount: priced.pricing_amount,
+        token_id: req.token.id,
+        chain_id: req.token.chain_id,
+        payable_amount: priced.payable,
+        fee_amount: priced.fee,
+        fee_credited: Amount::ZERO,
+        exchange_rate: priced.exchange_rate,
+        rate_source: priced.rate_source,
+        rate_at: priced.rate_at,
+        amount_tolerance: req.amount_tolerance,
+        receive_address,
+        status: OrderStatus::Pending,
+        received_amount: Amount::ZERO,
+        refunded_amount: Amount::ZERO,
+        refunded_pricing: Amount::ZERO,
+        expired_at: now + req.expires_in_s,
+        created_at: now,
+        updated_at: now,
+        // The address stays watched for late payments after the order's end.
+        watch_until: now + req.expires_in_s + LATE_PAYMENT_WATCH_S,
+        transactions: Vec::new(),
+    })
+}
+
+/// Stores a prepared order and raises its event, inside the caller's transaction.
+pub(crate) async fn insert_prepared(tx: &mut ebb_store::Tx<'_>, row: OrderRow) -> Result<OrderRow, StoreError> {
+    if !merchants_repo::exists(tx, &row.merchant_id).await? {
+        return Err(StoreError::NotFound { what: "merchant", id: row.merchant_id });
+    }
+    if !repo::insert_order(tx, &row).await? {
+        return Err(StoreError::AlreadyExists(format!("an order with psp_order_code {:?}", row.psp_order_code)));
+    }
+    repo::raise_order_changed(tx, &row.order_id).await?;
+    repo::lock_order(tx, &row.order_id).await
 }
 
 /// An order the actor may see.

@@ -12,6 +12,7 @@
 
 pub mod approvals;
 pub mod balances;
+pub mod coingate;
 mod columns;
 mod db;
 pub mod dispositions;

@@ -287,6 +287,9 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
     println!("  kyt_api_client_id      {}", info.kyt_api_client_id);
     println!("  kyt_api_client_secret  {}", info.kyt_api_client_secret);
     println!();
+    println!("  coingate_base_url      {}", info.coingate_base_url);
+    println!("  coingate_api_token     {}", info.coingate_api_token);
+    println!();
     println!(
         "The same is in {}. Try: python3 scripts/tour.py {}",
         dev::dev_json_path(data_dir).display(),

@@ -49,6 +49,11 @@ pub struct DevInfo {
     pub kyt_api_client_id: String,
     #[serde(default)]
     pub kyt_api_client_secret: String,
+    /// CoinGate's API (`/coingate`) and the demo merchant's token for it (docs/COINGATE.md).
+    #[serde(default)]
+    pub coingate_base_url: String,
+    #[serde(default)]
+    pub coingate_api_token: String,
 }
 
 pub fn server_key_path(dir: &Path) -> PathBuf {
@@ -100,6 +105,8 @@ pub async fn ensure_demo(
                 kyt_api_base_url: String::new(),
                 kyt_api_client_id: String::new(),
                 kyt_api_client_secret: String::new(),
+                coingate_base_url: String::new(),
+                coingate_api_token: String::new(),
             }
         }
     };
@@ -110,7 +117,15 @@ pub async fn ensure_demo(
         info.kyt_api_client_id = c.client_id;
         info.kyt_api_client_secret = c.client_secret;
     }
+    let token_active = !info.coingate_api_token.is_empty()
+        && ebb_app::coingate::token_of(store, &info.coingate_api_token)
+            .await?
+            .is_some_and(|t| t.merchant_id == info.merchant_id);
+    if !token_active {
+        info.coingate_api_token = ebb_app::coingate::add_token(store, &info.merchant_id, "ebb dev").await?.token;
+    }
     let origin = base_url.trim_end_matches('/').trim_end_matches("/v2");
+    info.coingate_base_url = format!("{origin}/coingate");
     info.kyt_api_base_url = format!("{origin}/v1.0");
     info.base_url = base_url.to_owned();
     info.server_public_key = hex::encode(server_key.verifying_key().to_bytes());

@@ -1,7 +1,7 @@
 //! Dates as the page prints them.
 
 /// `2026-11-24T10:00:00Z` from milliseconds since the epoch (UTC, proleptic Gregorian).
-pub(super) fn iso_utc(ms: i64) -> String {
+pub(crate) fn iso_utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

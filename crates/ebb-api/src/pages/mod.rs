@@ -12,7 +12,7 @@
 //! content and referrers; an address on the operator's denylist is refused with a neutral message; a
 //! look-alike of the original payer's address needs an explicit acknowledgement.
 
-mod date;
+pub(crate) mod date;
 pub mod i18n;
 mod limits;
 mod security;

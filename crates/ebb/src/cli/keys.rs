@@ -1,4 +1,5 @@
-//! `ebb keys`: the API keys clients sign with, the KYT refund API's clients, and the server key.
+//! `ebb keys`: the API keys clients sign with, the KYT refund API's clients, merchants' CoinGate API
+//! tokens, and the server key.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -27,10 +28,18 @@ pub(super) enum KeysCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
-    /// The API keys, then the KYT refund API's clients.
+    /// Give a merchant an API token for CoinGate's API (`/coingate`, `Authorization: Token …`): prints
+    /// its id (`KT…`, to revoke it by) and the token, which is shown this once (only its hash is kept).
+    AddToken {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// The API keys, then the KYT refund API's clients, then the CoinGate API's tokens.
     List,
-    /// Revoke an API key (its public key) or a KYT client (its id, `KC…`): its requests are refused
-    /// from then on, and a client's tokens stop working.
+    /// Revoke an API key (its public key), a KYT client (its id, `KC…`) or a CoinGate API token (its
+    /// id, `KT…`): its requests are refused from then on, and a client's tokens stop working.
     Revoke {
         #[arg(value_name = "PUBLIC_KEY_OR_CLIENT_ID")]
         public_key: String,
@@ -77,6 +86,14 @@ pub(super) async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()
             println!("(the secret is shown this once; POST /v1.0/auth/getToken exchanges the pair for a bearer token)");
             Ok(())
         }
+        KeysCommand::AddToken { merchant, name } => {
+            let store = open_store(db).await?;
+            let t = ebb_app::coingate::add_token(&store, &merchant, &name).await?;
+            println!("token_id   {}", t.token_id);
+            println!("api_token  {}", t.token);
+            println!("(the token is shown this once; send it as Authorization: Token <api_token> to /coingate/v2/…)");
+            Ok(())
+        }
         KeysCommand::List => {
             let store = open_store(db).await?;
             for k in store.list_api_keys().await? {
@@ -93,11 +110,21 @@ pub(super) async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()
                 let status = if c.revoked_at.is_some() { "revoked" } else { "active" };
                 println!("{}  KYT refund API client  {status}  {}", c.client_id, c.name);
             }
+            for t in store.list_merchant_tokens().await? {
+                let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}  {}  CoinGate API token  {status}  {}", t.token_id, t.merchant_id, t.name);
+            }
             Ok(())
         }
         KeysCommand::Revoke { public_key } if public_key.starts_with("KC") => {
             let store = open_store(db).await?;
             ebb_app::kyt::revoke_client(&store, &public_key).await?;
+            println!("revoked {public_key}");
+            Ok(())
+        }
+        KeysCommand::Revoke { public_key } if public_key.starts_with("KT") => {
+            let store = open_store(db).await?;
+            ebb_app::coingate::revoke_token(&store, &public_key).await?;
             println!("revoked {public_key}");
             Ok(())
         }

@@ -10,6 +10,7 @@ mod helpers;
 mod approvals;
 mod auth;
 mod balances;
+mod coingate;
 mod crash;
 mod evm;
 mod kyt;

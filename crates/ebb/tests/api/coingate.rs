@@ -1,0 +1,230 @@
+//! CoinGate's API under `/coingate`: tokens, public data, and orders from creation through checkout to
+//! a sandbox payment, on both backends; the same order seen through the Cobo API.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+/// How a request body is sent.
+enum Body {
+    None,
+    Form(Vec<(&'static str, String)>),
+    Json(Value),
+}
+
+async fn cg(app: &TestApp, method: Method, path: &str, token: Option<&str>, body: Body) -> (u16, Value) {
+    let mut req = app.client.request(method, format!("http://{}/coingate{path}", app.addr));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Token {t}"));
+    }
+    req = match body {
+        Body::None => req,
+        Body::Form(pairs) => req
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()),
+        Body::Json(v) => req.header("Content-Type", "application/json").body(v.to_string()),
+    };
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert!(status < 500, "ebb answered {status}: {text}");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn reason(answer: &(u16, Value)) -> (u16, &str) {
+    (answer.0, answer.1["reason"].as_str().unwrap_or(""))
+}
+
+async fn token_for(app: &TestApp, merchant: &str) -> String {
+    ebb_app::coingate::add_token(&app.store, merchant, "test").await.unwrap().token
+}
+
+async fn coingate_public_data_and_tokens(app: &TestApp) {
+    let ping = cg(app, Method::GET, "/v2/ping", None, Body::None).await;
+    assert_eq!((ping.0, ping.1["ping"].as_str()), (200, Some("pong")));
+    let currencies = cg(app, Method::GET, "/v2/currencies/", None, Body::None).await.1;
+    let usdt = currencies.as_array().unwrap().iter().find(|c| c["symbol"] == "USDT").unwrap().clone();
+    assert_eq!((usdt["id"].as_i64(), usdt["kind"].as_str()), (Some(1), Some("crypto")));
+    assert_eq!(usdt["platforms"].as_array().unwrap().len(), 7, "{usdt}");
+    let fiat = cg(app, Method::GET, "/v2/currencies?kind=fiat", None, Body::None).await.1;
+    assert!(fiat.as_array().unwrap().iter().all(|c| c["kind"] == "fiat"));
+    assert!(fiat.as_array().unwrap().iter().any(|c| c["symbol"] == "EUR"));
+    let platforms = cg(app, Method::GET, "/v2/platforms", None, Body::None).await.1;
+    assert_eq!(platforms[0], json!({"id": 1, "id_name": "ethereum", "title": "Ethereum"}));
+    // ebb dev's offline table: 1 USDT = 0.92 EUR; 1 EUR buys its inverse, rounded down.
+    assert_eq!(cg(app, Method::GET, "/v2/rates/merchant/USDT/EUR", None, Body::None).await, (200, json!(0.92)));
+    assert_eq!(cg(app, Method::GET, "/v2/rates/merchant/eur/usdt", None, Body::None).await.0, 200);
+    let inverse = app
+        .client
+        .get(format!("http://{}/coingate/v2/rates/merchant/EUR/USDT", app.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(inverse, "1.086956521739");
+    assert_eq!(
+        reason(&cg(app, Method::GET, "/v2/rates/merchant/BTC/EUR", None, Body::None).await),
+        (422, "OrderIsNotValid")
+    );
+
+    // Orders need a merchant's token: none, an unknown one, a revoked one are refused.
+    let m = app.create_merchant("Shop").await;
+    assert_eq!(reason(&cg(app, Method::GET, "/v2/orders", None, Body::None).await), (401, "BadAuthToken"));
+    let unknown = ebb_app::secrets::generate();
+    assert_eq!(reason(&cg(app, Method::GET, "/v2/orders", Some(&unknown), Body::None).await), (401, "BadAuthToken"));
+    let issued = ebb_app::coingate::add_token(&app.store, &m, "shop").await.unwrap();
+    assert_eq!(cg(app, Method::GET, "/v2/auth/test", Some(&issued.token), Body::None).await, (200, json!(true)));
+    let bearer = app
+        .client
+        .get(format!("http://{}/coingate/v2/auth/test", app.addr))
+        .header("Authorization", format!("Bearer {}", issued.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status().as_u16(), 200, "Bearer works too");
+    assert!(ebb_app::coingate::revoke_token(&app.store, &issued.token_id).await.unwrap());
+    assert_eq!(
+        reason(&cg(app, Method::GET, "/v2/auth/test", Some(&issued.token), Body::None).await),
+        (401, "BadAuthToken")
+    );
+    assert!(ebb_app::coingate::add_token(&app.store, "Mnope", "x").await.is_err(), "a token for no merchant");
+}
+
+async fn coingate_orders_from_create_to_paid(app: &TestApp) {
+    let m = app.create_merchant("Shop").await;
+    let token = token_for(app, &m).await;
+    let other = token_for(app, &app.create_merchant("Other").await).await;
+    let t = Some(token.as_str());
+
+    // Form-encoded, as CoinGate's examples send it.
+    let form = |order_id: &str, amount: &str| {
+        Body::Form(vec![
+            ("order_id", order_id.to_owned()),
+            ("price_amount", amount.to_owned()),
+            ("price_currency", "EUR".into()),
+            ("receive_currency", "EUR".into()),
+            ("title", "Order #1".into()),
+            ("callback_url", "https://shop.example/callback".into()),
+            ("token", "merchant-secret".into()),
+            ("purchaser_email", "buyer@example.com".into()),
+        ])
+    };
+    let (status, created) = cg(app, Method::POST, "/v2/orders", t, form("shop-1", "46.00")).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_i64().expect("an integer id");
+    assert_eq!(
+        (created["status"].as_str(), created["price_amount"].as_str(), created["price_currency"].as_str()),
+        (Some("new"), Some("46"), Some("EUR"))
+    );
+    assert_eq!((created["order_id"].as_str(), created["token"].as_str()), (Some("shop-1"), Some("merchant-secret")));
+    assert!(created["created_at"].as_str().unwrap().ends_with("+00:00"));
+    // JSON, with the price a JSON number read exactly.
+    let (status, usd) = cg(
+        app,
+        Method::POST,
+        "/v2/orders/",
+        t,
+        Body::Json(json!({"price_amount": 10.50, "price_currency": "usd", "receive_currency": "DO_NOT_CONVERT"})),
+    )
+    .await;
+    assert_eq!(
+        (status, usd["price_amount"].as_str(), usd["do_not_convert"].as_bool()),
+        (200, Some("10.5"), Some(true))
+    );
+    for body in [
+        json!({"price_amount": "abc", "price_currency": "EUR", "receive_currency": "EUR"}),
+        json!({"price_amount": "1.001", "price_currency": "EUR", "receive_currency": "EUR"}),
+        json!({"price_amount": "5", "price_currency": "XYZ", "receive_currency": "EUR"}),
+        json!({"price_amount": "5", "price_currency": "EUR"}),
+        json!({"price_amount": "5", "price_currency": "EUR", "receive_currency": "EUR", "callback_url": "ftp://x"}),
+        json!({"price_amount": "5", "price_currency": "EUR", "receive_currency": "EUR", "purchaser_email": "nobody"}),
+        json!({"price_amount": {"x": 1}, "price_currency": "EUR", "receive_currency": "EUR"}),
+    ] {
+        let answer = cg(app, Method::POST, "/v2/orders", t, Body::Json(body.clone())).await;
+        assert!(matches!(reason(&answer), (422, "OrderIsNotValid") | (400, "BadRequest")), "{body}: {answer:?}");
+        assert!(!answer.1["message"].as_str().unwrap().is_empty() && answer.1["errors"].is_array());
+    }
+
+    // Paths as some clients write them: upper case, a trailing slash.
+    let (status, got) = cg(app, Method::GET, &format!("/V2/Orders/{id}/"), t, Body::None).await;
+    assert_eq!((status, got["status"].as_str(), got["payment_address"].as_str()), (200, Some("new"), Some("")));
+    assert_eq!(
+        reason(&cg(app, Method::GET, &format!("/v2/orders/{id}"), Some(&other), Body::None).await),
+        (404, "OrderNotFound")
+    );
+    assert_eq!(reason(&cg(app, Method::GET, "/v2/orders/999999", t, Body::None).await), (404, "OrderNotFound"));
+    assert_eq!(reason(&cg(app, Method::GET, "/v2/orders/abc", t, Body::None).await), (404, "OrderNotFound"));
+    assert_eq!(reason(&cg(app, Method::GET, "/v2/nothing", t, Body::None).await), (404, "NotFound"));
+
+    // Checkout: USDT is on seven chains; without platform_id it is paid on the lowest-numbered one.
+    let checkout = |fields: Vec<(&'static str, String)>| {
+        let path = format!("/v2/orders/{id}/checkout");
+        async move { cg(app, Method::POST, &path, t, Body::Form(fields)).await }
+    };
+    let answer = checkout(vec![("pay_currency", "BTC".into())]).await;
+    assert_eq!(reason(&answer), (422, "OrderIsNotValid"));
+    assert!(answer.1["message"].as_str().unwrap().contains("not paid in"), "{answer:?}");
+    let (status, out) = checkout(vec![("pay_currency", "USDT".into())]).await;
+    assert_eq!(status, 200, "{out}");
+    // €46 at 0.92 EUR per USDT.
+    assert_eq!((out["pay_currency"].as_str(), out["pay_amount"].as_str()), (Some("USDT"), Some("50")));
+    assert_eq!(out["platform"], json!({"id": 1, "id_name": "ethereum", "title": "Ethereum"}));
+    assert_eq!(out["status"], "pending");
+    let address = out["payment_address"].as_str().unwrap().to_owned();
+    assert!(address.starts_with("0x") && address.len() == 42, "{out}");
+    let again = checkout(vec![("pay_currency", "usdt".into()), ("platform_id", "1".into())]).await;
+    assert_eq!(again.1["payment_address"].as_str(), Some(address.as_str()), "checking out again changes nothing");
+    let again = checkout(vec![("pay_currency", "usdt".into()), ("platform_id", "ethereum".into())]).await;
+    assert_eq!(again.1["payment_address"].as_str(), Some(address.as_str()), "checking out again changes nothing");
+    assert_eq!(
+        reason(&checkout(vec![("pay_currency", "USDT".into()), ("platform_id", "3".into())]).await),
+        (422, "OrderIsNotValid")
+    );
+
+    // Paid on the sandbox chain through the ebb order checkout made; the Cobo API sees the same order.
+    let ebb_order = app.store.coingate_order(id).await.unwrap().unwrap().order_id.unwrap();
+    let cobo = app.get(&format!("/v2/payments/orders/{ebb_order}")).await.ok();
+    assert_eq!(
+        (cobo["psp_order_code"].as_str(), cobo["pricing_currency"].as_str(), cobo["receive_address"].as_str()),
+        (Some(format!("coingate-{id}").as_str()), Some("EUR"), Some(address.as_str()))
+    );
+    assert_eq!(cobo["merchant_order_code"], "shop-1");
+    app.pay_in_sandbox(&ebb_order, json!({})).await;
+    let (_, paid) = cg(app, Method::GET, &format!("/v2/orders/{id}"), t, Body::None).await;
+    assert_eq!(
+        (paid["status"].as_str(), paid["receive_amount"].as_str(), paid["is_refundable"].as_bool()),
+        (Some("paid"), Some("50"), Some(true)),
+        "{paid}"
+    );
+    assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "50");
+
+    // Listing: paged, sorted, filtered by time; a merchant sees only its own.
+    for n in 0..3 {
+        cg(app, Method::POST, "/v2/orders", t, form(&format!("more-{n}"), "1")).await;
+    }
+    let list = |q: &str, tok: &str| {
+        let (path, tok) = (format!("/v2/orders?{q}"), tok.to_owned());
+        async move { cg(app, Method::GET, &path, Some(&tok), Body::None).await }
+    };
+    let (_, first) = list("per_page=2&page=1&sort=created_at_asc", &token).await;
+    assert_eq!((first["total_orders"].as_i64(), first["total_pages"].as_i64()), (Some(5), Some(3)), "{first}");
+    assert_eq!(first["orders"][0]["id"].as_i64(), Some(id));
+    assert_eq!(first["orders"].as_array().unwrap().len(), 2);
+    let (_, last) = list("per_page=2&page=3&sort=created_at_asc", &token).await;
+    assert_eq!(last["orders"][0]["order_id"], "more-2");
+    let (_, newest) = list("per_page=1", &token).await;
+    assert_eq!(newest["orders"][0]["order_id"], "more-2", "newest first by default");
+    let (_, future) = list("created_at%5Bfrom%5D=2999-01-01", &token).await;
+    assert_eq!(future["total_orders"], 0);
+    let (_, today) = list("created_at%5Bfrom%5D=2000-01-01&created_at%5Bto%5D=2999-12-31T23:59:59Z", &token).await;
+    assert_eq!(today["total_orders"], 5);
+    assert_eq!(reason(&list("per_page=101", &token).await), (422, "OrderIsNotValid"));
+    assert_eq!(reason(&list("sort=updated_at", &token).await), (422, "OrderIsNotValid"));
+    assert_eq!(reason(&list("created_at%5Bfrom%5D=yesterday", &token).await), (422, "OrderIsNotValid"));
+    assert_eq!(list("", &other).await.1["total_orders"], 0);
+}
+
+crate::both_backends!(coingate_public_data_and_tokens, coingate_orders_from_create_to_paid);
