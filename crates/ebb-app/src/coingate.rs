@@ -5,12 +5,18 @@
 
 use ebb_core::clock::now_s;
 use ebb_core::rate::fiat_decimals;
-use ebb_core::{Amount, Token};
-use ebb_store::coingate::{self as repo, CoinGateOrderFilter, CoinGateOrderRow, MerchantTokenRow};
+use ebb_core::refund::RequestId;
+use ebb_core::{Address, Amount, RefundSource, Token};
+use ebb_store::coingate::{
+    self as repo, CoinGateOrderFilter, CoinGateOrderRow, CoinGateRefundExtra, CoinGateRefundFilter, CoinGateRefundRef,
+    MerchantTokenRow,
+};
 use ebb_store::orders::OrderRow;
+use ebb_store::refunds::RefundRow;
 use ebb_store::{ids, Store, StoreError};
 
 use crate::orders::{OrderPrice, OrderRequest};
+use crate::refunds::{Created, FiatAmount, RefundRequest};
 use crate::{secrets, Actor, AppError, AppResult, Engine};
 
 /// A token as `ebb keys add-token` shows it, once.
@@ -203,4 +209,90 @@ pub async fn checkout(
         })
         .await?;
     Ok((order, paid_by))
+}
+
+/// A refund of a CoinGate order through CoinGate's API, typed.
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    /// In the order's price currency (its minor units for a fiat currency, else the token's base units).
+    pub amount: Amount,
+    pub address: Address,
+    pub extra: CoinGateRefundExtra,
+}
+
+/// The token a checked-out CoinGate order was paid in: what its refunds are paid in.
+pub async fn paid_token(engine: &Engine, actor: &Actor, seq: i64) -> AppResult<(CoinGateOrderRow, OrderRow, Token)> {
+    let (order, paid_by) = get_order(engine, actor, seq).await?;
+    let paid_by = paid_by
+        .ok_or_else(|| AppError::InvalidState(format!("order {seq} was never checked out, so nothing was paid")))?;
+    let token = engine.registry().get(&paid_by.token_id).cloned().ok_or_else(|| {
+        AppError::Store(StoreError::Internal(format!(
+            "order {} is in unknown token {}",
+            paid_by.order_id, paid_by.token_id
+        )))
+    })?;
+    Ok((order, paid_by, token))
+}
+
+/// Refunds part of a paid CoinGate order, from the merchant's balance, in the token it was paid in: an
+/// amount in a fiat price currency is converted at a fresh rate (docs/PRICES.md), and both of the
+/// order's guards apply. The refund is an ordinary ebb refund (screening, approvals, payout), with the
+/// API's fields stored in its transaction.
+pub async fn create_refund(
+    engine: &Engine,
+    actor: &Actor,
+    seq: i64,
+    req: NewRefund,
+) -> AppResult<(RefundRow, CoinGateRefundRef)> {
+    let (order, paid_by, token) = paid_token(engine, actor, seq).await?;
+    let (amount, price) = match fiat_decimals(&order.price_currency) {
+        Some(_) => (Amount::ZERO, Some(FiatAmount { currency: order.price_currency.clone(), amount: req.amount })),
+        None => (req.amount, None),
+    };
+    let request_id = RequestId::parse(&ids::new_id("coingate_"))
+        .map_err(|e| AppError::Store(StoreError::Internal(format!("a generated request id: {e}"))))?;
+    let request = RefundRequest {
+        request_id,
+        merchant_id: Some(order.merchant_id.clone()),
+        order_id: Some(paid_by.order_id.clone()),
+        token,
+        amount,
+        price,
+        to_address: Some(req.address),
+        source: RefundSource::Merchant,
+        merchant_fee: None,
+    };
+    let refund = match crate::refunds::create_with(engine, actor, request, Some(req.extra)).await? {
+        Created::New(r) | Created::Existing(r) => r,
+    };
+    let reference = engine.store.coingate_refund_of(&refund.refund_id).await?.ok_or_else(|| {
+        AppError::Store(StoreError::Internal(format!("refund {} has no CoinGate order", refund.refund_id)))
+    })?;
+    Ok((refund, reference))
+}
+
+/// A refund of one of the actor's merchant's CoinGate orders, by its integer id.
+pub async fn get_refund(engine: &Engine, actor: &Actor, seq: i64) -> AppResult<(RefundRow, CoinGateRefundRef)> {
+    let not_found = || AppError::not_found("refund", &seq.to_string());
+    let reference = engine.store.coingate_refund(seq).await?.ok_or_else(not_found)?;
+    let refund = engine.store.refund(&reference.refund_id, actor.merchant.as_deref()).await?.ok_or_else(not_found)?;
+    Ok((refund, reference))
+}
+
+/// A page of the refunds of the actor's merchant's CoinGate orders, and the total.
+pub async fn list_refunds(
+    engine: &Engine,
+    actor: &Actor,
+    mut filter: CoinGateRefundFilter,
+) -> AppResult<(Vec<(RefundRow, CoinGateRefundRef)>, i64)> {
+    filter.merchant_id =
+        actor.merchant.clone().ok_or_else(|| AppError::Forbidden("CoinGate refunds are listed per merchant".into()))?;
+    let (refs, total) = engine.store.list_coingate_refunds(&filter).await?;
+    let mut out = Vec::with_capacity(refs.len());
+    for r in refs {
+        if let Some(refund) = engine.store.refund(&r.refund_id, actor.merchant.as_deref()).await? {
+            out.push((refund, r));
+        }
+    }
+    Ok((out, total))
 }

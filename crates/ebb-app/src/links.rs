@@ -157,6 +157,7 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         via_link: true,
         screening: None,
         pricing: None,
+        coingate: None,
     };
     let (token_hash, payer, source_tx_id, display) =
         (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);

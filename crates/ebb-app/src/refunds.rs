@@ -9,6 +9,7 @@ use ebb_core::refund::{
 use ebb_core::screening::Screening;
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use ebb_store::approvals as approvals_repo;
+use ebb_store::coingate::CoinGateRefundExtra;
 use ebb_store::orders::lock_order;
 use ebb_store::orders::OrderRow;
 use ebb_store::page::{Page, PageRequest};
@@ -89,6 +90,8 @@ pub(crate) struct NewRefund {
     pub screening: Option<Screening>,
     /// A refund asked in fiat: what it was converted at.
     pub pricing: Option<RefundPricing>,
+    /// What CoinGate's API adds to a refund made through it, stored in the same transaction.
+    pub coingate: Option<CoinGateRefundExtra>,
 }
 
 impl NewRefund {
@@ -141,7 +144,17 @@ pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&
 }
 
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
-pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> AppResult<Created> {
+pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppResult<Created> {
+    create_with(engine, actor, req, None).await
+}
+
+/// [`create`], storing what CoinGate's API adds to the refund with it.
+pub(crate) async fn create_with(
+    engine: &Engine,
+    actor: &Actor,
+    mut req: RefundRequest,
+    coingate: Option<CoinGateRefundExtra>,
+) -> AppResult<Created> {
     let pricing = match req.price.take() {
         Some(ask) => {
             let (amount, pricing) = convert_ask(engine, actor, &req, ask).await?;
@@ -166,6 +179,7 @@ pub async fn create(engine: &Engine, actor: &Actor, mut req: RefundRequest) -> A
         via_link: false,
         screening,
         pricing,
+        coingate,
     };
     let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
     Ok(match created {
@@ -310,8 +324,20 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
         }
         return Ok(Created::Existing(existing));
     }
-    repo::adjust_order_refunded(tx, &refund, true).await?;
+    repo::adjust_order_refunded(tx, &refund, true).await.map_err(|e| match e {
+        // The store counts in base units; the caller reads the token's decimals.
+        StoreError::OverRefund { order_id, token_id, refundable } => StoreError::OverRefund {
+            refundable: Amount::from_base_units_str(&refundable)
+                .map_or(refundable, |a| a.to_decimal_string(req.token.decimals)),
+            order_id,
+            token_id,
+        },
+        other => other,
+    })?;
     repo::post_reservation(tx, &refund, false, now).await?;
+    if let Some(extra) = &new.coingate {
+        ebb_store::coingate::insert_refund_extra(tx, &refund.refund_id, extra).await?;
+    }
     repo::raise_refund_created(tx, &refund).await?;
     Ok(Created::New(refund))
 }

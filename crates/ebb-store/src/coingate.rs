@@ -163,6 +163,80 @@ pub async fn set_order(
     Ok(())
 }
 
+/// What a refund made through CoinGate's API adds to its ebb refund.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoinGateRefundExtra {
+    pub email: Option<String>,
+    pub reason: Option<String>,
+    pub callback_url: Option<String>,
+    pub address_memo: Option<String>,
+}
+
+pub async fn insert_refund_extra(
+    conn: &mut Tx<'_>,
+    refund_id: &str,
+    e: &CoinGateRefundExtra,
+) -> Result<(), StoreError> {
+    db::query(
+        "INSERT INTO coingate_refunds (refund_id, email, reason, callback_url, address_memo) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(refund_id)
+    .bind(&e.email)
+    .bind(&e.reason)
+    .bind(&e.callback_url)
+    .bind(&e.address_memo)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Which refunds of a merchant's CoinGate orders to list, and how.
+#[derive(Debug, Clone, Default)]
+pub struct CoinGateRefundFilter {
+    pub merchant_id: String,
+    /// Only this CoinGate order's.
+    pub order_seq: Option<i64>,
+    pub min_created_at: Option<i64>,
+    pub max_created_at: Option<i64>,
+    pub min_updated_at: Option<i64>,
+    pub max_updated_at: Option<i64>,
+    /// `created_at` or `updated_at`.
+    pub sort_by_updated: bool,
+    pub ascending: bool,
+    /// 1-based.
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// A refund as CoinGate's API lists it: its integer id, the CoinGate order it refunds, and what the
+/// API added.
+#[derive(Debug, Clone)]
+pub struct CoinGateRefundRef {
+    pub seq: i64,
+    pub refund_id: String,
+    pub order_seq: i64,
+    pub extra: CoinGateRefundExtra,
+}
+
+const REFUND_REF_COLUMNS: &str = "r.seq AS seq, r.refund_id AS refund_id, c.seq AS order_seq, x.email AS email, \
+     x.reason AS reason, x.callback_url AS callback_url, x.address_memo AS address_memo";
+const REFUND_REF_FROM: &str = "refunds r JOIN coingate_orders c ON c.order_id = r.order_id \
+     LEFT JOIN coingate_refunds x ON x.refund_id = r.refund_id";
+
+fn refund_ref_from_row(row: &impl Columns) -> Result<CoinGateRefundRef, StoreError> {
+    Ok(CoinGateRefundRef {
+        seq: row.col("seq")?,
+        refund_id: row.col("refund_id")?,
+        order_seq: row.col("order_seq")?,
+        extra: CoinGateRefundExtra {
+            email: row.col("email")?,
+            reason: row.col("reason")?,
+            callback_url: row.col("callback_url")?,
+            address_memo: row.col("address_memo")?,
+        },
+    })
+}
+
 /// Which CoinGate orders to list, and how.
 #[derive(Debug, Clone, Default)]
 pub struct CoinGateOrderFilter {
@@ -201,6 +275,58 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// A refund of a CoinGate order by its integer id.
+    pub async fn coingate_refund(&self, seq: i64) -> Result<Option<CoinGateRefundRef>, StoreError> {
+        let sql = format!("SELECT {REFUND_REF_COLUMNS} FROM {REFUND_REF_FROM} WHERE r.seq = $1");
+        let row = sqlx::query(&sql).bind(seq).fetch_optional(self.pool()).await?;
+        row.as_ref().map(refund_ref_from_row).transpose()
+    }
+
+    /// The same, by the refund's ebb id.
+    pub async fn coingate_refund_of(&self, refund_id: &str) -> Result<Option<CoinGateRefundRef>, StoreError> {
+        let sql = format!("SELECT {REFUND_REF_COLUMNS} FROM {REFUND_REF_FROM} WHERE r.refund_id = $1");
+        let row = sqlx::query(&sql).bind(refund_id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(refund_ref_from_row).transpose()
+    }
+
+    /// A page of the refunds of a merchant's CoinGate orders, and how many there are in all.
+    pub async fn list_coingate_refunds(
+        &self,
+        f: &CoinGateRefundFilter,
+    ) -> Result<(Vec<CoinGateRefundRef>, i64), StoreError> {
+        let mut filter = Filter::default();
+        filter.eq("c.merchant_id", f.merchant_id.clone());
+        if let Some(seq) = f.order_seq {
+            filter.cmp_int("c.seq", "=", seq);
+        }
+        for (column, op, bound) in [
+            ("r.created_at", ">=", f.min_created_at),
+            ("r.created_at", "<=", f.max_created_at),
+            ("r.updated_at", ">=", f.min_updated_at),
+            ("r.updated_at", "<=", f.max_updated_at),
+        ] {
+            if let Some(t) = bound {
+                filter.cmp_int(column, op, t);
+            }
+        }
+        let where_sql = filter.where_sql();
+        let total: i64 = {
+            let sql = format!("SELECT COUNT(*) AS n FROM {REFUND_REF_FROM} {where_sql}");
+            let row = filter.bind_all(sqlx::query(&sql)).fetch_one(self.pool()).await?;
+            row.col("n")?
+        };
+        let column = if f.sort_by_updated { "r.updated_at" } else { "r.created_at" };
+        let order = if f.ascending { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {REFUND_REF_COLUMNS} FROM {REFUND_REF_FROM} {where_sql} ORDER BY {column} {order}, r.seq {order} \
+             LIMIT {} OFFSET {}",
+            f.per_page,
+            (f.page - 1).saturating_mul(f.per_page)
+        );
+        let rows = filter.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        Ok((rows.iter().map(refund_ref_from_row).collect::<Result<_, _>>()?, total))
     }
 
     /// A page of a merchant's CoinGate orders, and how many there are in all.

@@ -10,6 +10,7 @@
 mod catalog;
 mod orders;
 mod public;
+mod refunds;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -49,6 +50,9 @@ fn router(state: AppState) -> Router {
         .route("/v2/orders", post(orders::create).get(orders::list))
         .route("/v2/orders/{id}", get(orders::get))
         .route("/v2/orders/{id}/checkout", post(orders::checkout))
+        .route("/v2/orders/{id}/refunds", post(refunds::create).get(refunds::list_of_order))
+        .route("/v2/orders/{id}/refunds/{refund_id}", get(refunds::get))
+        .route("/v2/refunds", get(refunds::list))
         .route("/v2/auth/test", get(public::auth_test))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -115,12 +119,14 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 #[derive(Clone, Copy)]
 pub(crate) enum Context {
     Order,
+    Refund,
 }
 
 impl Context {
     fn name(self) -> &'static str {
         match self {
             Context::Order => "Order",
+            Context::Refund => "Refund",
         }
     }
 }
@@ -259,6 +265,14 @@ impl Fields {
 
     pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name).ok_or_else(|| ApiError::invalid(format!("{name} is required")))
+    }
+
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(v) => Err(ApiError::invalid(format!("{name} must be true or false, not {v:?}"))),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ fn err(e: impl Into<ApiError>) -> CgError {
 }
 
 /// An order id in a path: CoinGate's ids are positive integers.
-fn order_seq(id: &str) -> CgResult<i64> {
+pub(super) fn order_seq(id: &str) -> CgResult<i64> {
     id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
         CgError::from_api(
             ApiError::new(crate::error::ErrorCode::NotFound, format!("order {id:?} not found")),
@@ -104,7 +104,7 @@ fn price(fields: &Fields, state: &AppState) -> Result<(String, String), ApiError
     Ok((currency, parsed.to_decimal_string(decimals)))
 }
 
-fn url_field(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn url_field(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> {
     let Some(v) = fields.text(name, 2000)? else { return Ok(None) };
     match url::Url::parse(&v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(Some(v)),
@@ -112,7 +112,7 @@ fn url_field(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn email_field(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn email_field(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> {
     let v = fields.text(name, 254)?;
     if v.as_deref().is_some_and(|e| !e.contains('@') || e.chars().any(char::is_whitespace)) {
         return Err(ApiError::invalid(format!("{name} is not an e-mail address")));

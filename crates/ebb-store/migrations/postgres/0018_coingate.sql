@@ -32,3 +32,13 @@ CREATE TABLE coingate_orders (
     created_at        BIGINT NOT NULL
 );
 CREATE INDEX coingate_orders_merchant ON coingate_orders (merchant_id, seq);
+
+-- What a refund made through CoinGate's API adds to the ebb refund it is: the customer's e-mail, the
+-- reason, where its callbacks go, and the address memo.
+CREATE TABLE coingate_refunds (
+    refund_id     TEXT PRIMARY KEY REFERENCES refunds (refund_id),
+    email         TEXT,
+    reason        TEXT,
+    callback_url  TEXT,
+    address_memo  TEXT
+);

@@ -228,3 +228,174 @@ async fn coingate_orders_from_create_to_paid(app: &TestApp) {
 }
 
 crate::both_backends!(coingate_public_data_and_tokens, coingate_orders_from_create_to_paid);
+
+/// A paid CoinGate order and the CoinGate order id (and its ebb order's id).
+async fn paid_coingate_order(app: &TestApp, token: &str, price: &str) -> (i64, String) {
+    let body = Body::Form(vec![
+        ("price_amount", price.to_owned()),
+        ("price_currency", "EUR".into()),
+        ("receive_currency", "EUR".into()),
+        ("title", "Refundable".into()),
+    ]);
+    let (_, created) = cg(app, Method::POST, "/v2/orders", Some(token), body).await;
+    let id = created["id"].as_i64().unwrap();
+    let path = format!("/v2/orders/{id}/checkout");
+    let (status, out) =
+        cg(app, Method::POST, &path, Some(token), Body::Form(vec![("pay_currency", "USDT".into())])).await;
+    assert_eq!(status, 200, "{out}");
+    let ebb_order = app.store.coingate_order(id).await.unwrap().unwrap().order_id.unwrap();
+    app.pay_in_sandbox(&ebb_order, json!({})).await;
+    (id, ebb_order)
+}
+
+/// Refunds asked in the order's price currency through CoinGate's API: converted, guarded, paid out by
+/// the executor, the same refund the Cobo API lists; listed, paged, sorted and filtered; every error
+/// reason.
+async fn coingate_refunds_in_the_price_currency(app: &TestApp) {
+    let m = app.create_merchant("Shop").await;
+    let token = token_for(app, &m).await;
+    let other = token_for(app, &app.create_merchant("Other").await).await;
+    let t = Some(token.as_str());
+    // €46 at 0.92: 50 USDT paid.
+    let (id, ebb_order) = paid_coingate_order(app, &token, "46").await;
+    let refunds = format!("/v2/orders/{id}/refunds");
+    let ask = |amount: &str| {
+        Body::Form(vec![
+            ("amount", amount.to_owned()),
+            ("address", crate::helpers::USER_ADDRESS.into()),
+            ("address_memo", "memo-1".into()),
+            ("currency_id", "1".into()),
+            ("platform_id", "1".into()),
+            ("ledger_account_id", format!("{m}-ETH_USDT")),
+            ("reason", "damaged".into()),
+            ("email", "buyer@example.com".into()),
+            ("callback_url", "https://shop.example/refund-callback".into()),
+            ("skip_user_address_confirmation", "true".into()),
+        ])
+    };
+    let (status, refund) = cg(app, Method::POST, &refunds, t, ask("23")).await;
+    assert_eq!(status, 200, "{refund}");
+    let refund_seq = refund["id"].as_i64().expect("an integer id");
+    assert_eq!(
+        (
+            refund["request_amount"].as_str(),
+            refund["request_currency"]["symbol"].as_str(),
+            refund["refund_amount"].as_str()
+        ),
+        (Some("23"), Some("EUR"), Some("25")),
+        "€23 at 0.92 EUR per USDT: {refund}"
+    );
+    assert_eq!(refund["status"], "pending");
+    assert_eq!(
+        refund["order"],
+        json!({"id": id, "title": "Refundable", "price_amount": "46",
+        "price_currency": {"id": 1001, "title": "EUR", "kind": "fiat", "symbol": "EUR"}})
+    );
+    assert_eq!(refund["refund_currency"]["platform"], json!({"id": 1, "title": "Ethereum"}));
+    assert_eq!(refund["ledger_account"]["id"], format!("{m}-ETH_USDT"));
+    assert_eq!(
+        (refund["email"].as_str(), refund["reason"].as_str(), refund["memo"].as_str()),
+        (Some("buyer@example.com"), Some("damaged"), Some("memo-1"))
+    );
+
+    // The Cobo API lists the same refund, with its pricing snapshot; the executor pays it out.
+    let cobo = app.get(&format!("/v2/payments/refunds?merchant_id={m}")).await.ok();
+    assert_eq!(cobo["data"].as_array().unwrap().len(), 1, "{cobo}");
+    let cobo_refund = &cobo["data"][0];
+    assert_eq!(
+        (cobo_refund["order_id"].as_str(), cobo_refund["amount"].as_str()),
+        (Some(ebb_order.as_str()), Some("25"))
+    );
+    assert_eq!(cobo_refund["pricing"]["amount"], "23");
+    let refund_id = cobo_refund["refund_id"].as_str().unwrap().to_owned();
+    app.mine_until(&app.sandbox("ETH"), &refund_id, "Completed").await;
+    let (_, done) = cg(app, Method::GET, &format!("{refunds}/{refund_seq}"), t, Body::None).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["transactions"][0]["hash"].as_str().unwrap().starts_with("0x"), "{done}");
+    let (_, order) = cg(app, Method::GET, &format!("/v2/orders/{id}"), t, Body::None).await;
+    assert_eq!(order["status"], "partially_refunded");
+
+    // The guards: €23.01 more is 25.01 USDT, more than the 25 left (in the token, said in the token's
+    // decimals); €23 exactly is the rest of the price.
+    let over = cg(app, Method::POST, &refunds, t, ask("23.01")).await;
+    assert_eq!(reason(&over), (422, "RefundIsNotValid"));
+    assert!(over.1["message"].as_str().unwrap().contains("(25 ETH_USDT left)"), "{over:?}");
+    let (_, second) = cg(app, Method::POST, &refunds, t, ask("23")).await;
+    let second_seq = second["id"].as_i64().unwrap();
+
+    // Wrong in every way CoinGate names.
+    let with =
+        |pairs: Vec<(&'static str, &str)>| Body::Form(pairs.into_iter().map(|(k, v)| (k, v.to_owned())).collect());
+    let addr = crate::helpers::USER_ADDRESS;
+    for (body, why) in [
+        (with(vec![("address", addr)]), "amount is required"),
+        (with(vec![("amount", "1")]), "address is required"),
+        (with(vec![("amount", "0"), ("address", addr)]), "amount"),
+        (with(vec![("amount", "1.001"), ("address", addr)]), "amount"),
+        (with(vec![("amount", "1"), ("address", "0x123")]), "address"),
+        (with(vec![("amount", "1"), ("address", addr), ("currency_id", "2")]), "currency_id"),
+        (with(vec![("amount", "1"), ("address", addr), ("platform_id", "3")]), "platform_id"),
+        (with(vec![("amount", "1"), ("address", addr), ("ledger_account_id", "x")]), "ledger_account_id"),
+        (with(vec![("amount", "1"), ("address", addr), ("email", "nobody")]), "e-mail"),
+        (with(vec![("amount", "1"), ("address", addr), ("skip_user_address_confirmation", "maybe")]), "true or false"),
+    ] {
+        let answer = cg(app, Method::POST, &refunds, t, body).await;
+        assert_eq!(reason(&answer), (422, "RefundIsNotValid"), "{why}: {answer:?}");
+        assert!(answer.1["message"].as_str().unwrap().contains(why), "{why}: {answer:?}");
+    }
+    // An order never paid has nothing to refund; another merchant's order and refunds are not found.
+    let (_, unpaid) = cg(
+        app,
+        Method::POST,
+        "/v2/orders",
+        t,
+        Body::Json(json!({"price_amount": "5", "price_currency": "EUR", "receive_currency": "EUR"})),
+    )
+    .await;
+    let unpaid_refunds = format!("/v2/orders/{}/refunds", unpaid["id"]);
+    assert_eq!(reason(&cg(app, Method::POST, &unpaid_refunds, t, ask("1")).await), (422, "RefundIsNotValid"));
+    assert_eq!(reason(&cg(app, Method::POST, &refunds, Some(&other), ask("1")).await), (404, "OrderNotFound"));
+    assert_eq!(
+        reason(&cg(app, Method::GET, &format!("{refunds}/{refund_seq}"), Some(&other), Body::None).await),
+        (404, "OrderNotFound")
+    );
+    assert_eq!(
+        reason(&cg(app, Method::GET, &format!("{unpaid_refunds}/{refund_seq}"), t, Body::None).await),
+        (404, "RefundNotFound")
+    );
+    assert_eq!(
+        reason(&cg(app, Method::GET, &format!("{refunds}/999999"), t, Body::None).await),
+        (404, "RefundNotFound")
+    );
+    assert_eq!(reason(&cg(app, Method::GET, &format!("{refunds}/x"), t, Body::None).await), (404, "RefundNotFound"));
+
+    // Listing: an order's refunds, oldest first; all refunds, sorted and filtered; only one's own.
+    let (id2, _) = paid_coingate_order(app, &token, "9.2").await;
+    cg(app, Method::POST, &format!("/v2/orders/{id2}/refunds"), t, ask("1")).await;
+    let (_, of_order) = cg(app, Method::GET, &refunds, t, Body::None).await;
+    assert_eq!(of_order["total_refunds"], 2);
+    assert_eq!(of_order["refunds"][0]["id"].as_i64(), Some(refund_seq));
+    let all = |q: &str, tok: &str| {
+        let (path, tok) = (format!("/v2/refunds?{q}"), tok.to_owned());
+        async move { cg(app, Method::GET, &path, Some(&tok), Body::None).await }
+    };
+    let (_, newest) = all("per_page=1", &token).await;
+    assert_eq!((newest["total_refunds"].as_i64(), newest["total_pages"].as_i64()), (Some(3), Some(3)));
+    assert_eq!(newest["refunds"][0]["order"]["id"].as_i64(), Some(id2), "newest first: {newest}");
+    let (_, oldest) = all("per_page=2&page=1&sort=created_at_asc", &token).await;
+    assert_eq!(oldest["refunds"][0]["id"].as_i64(), Some(refund_seq));
+    // The paid refund changed last... unless a later one did; updated_at sorts by it either way.
+    let (_, by_update) = all("sort=updated_at_desc", &token).await;
+    let updated: Vec<String> =
+        by_update["refunds"].as_array().unwrap().iter().map(|r| r["updated_at"].as_str().unwrap().to_owned()).collect();
+    assert!(updated.windows(2).all(|w| w[0] >= w[1]), "{updated:?}");
+    assert_eq!(all("updated_at%5Bfrom%5D=2999-01-01", &token).await.1["total_refunds"], 0);
+    assert_eq!(all("created_at%5Bto%5D=2000-01-01", &token).await.1["total_refunds"], 0);
+    assert_eq!(all("created_at%5Bfrom%5D=2000-01-01", &token).await.1["total_refunds"], 3);
+    assert_eq!(reason(&all("sort=amount", &token).await), (422, "RefundIsNotValid"));
+    assert_eq!(reason(&all("per_page=0", &token).await), (422, "RefundIsNotValid"));
+    assert_eq!(all("", &other).await.1["total_refunds"], 0);
+    assert!(second_seq > refund_seq);
+}
+
+crate::both_backends_paying!(coingate_refunds_in_the_price_currency);
