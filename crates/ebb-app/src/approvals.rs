@@ -52,6 +52,7 @@ pub(crate) async fn on_destination(
         amount: refund.amount,
         destination_is_new,
         channel: refund.channel,
+        fiat: refund.pricing.as_ref().map(|p| (p.currency.as_str(), p.amount)),
     };
     let policy = applicable(&policies, &facts);
     let approval = match (previous, policy) {
@@ -72,6 +73,7 @@ pub(crate) async fn on_destination(
             merchant_ids: Vec::new(),
             refund_types: Vec::new(),
             min_amount: None,
+            min_fiat: None,
             new_destination_only: false,
             channels: Vec::new(),
             approvals_required: 1,

@@ -52,6 +52,8 @@ pub struct ApprovalPolicy {
     /// The least amount matched, as a decimal in the refund's token ("1000" is 1,000 USDT for a USDT
     /// refund); `None`: any amount.
     pub min_amount: Option<String>,
+    /// The least value matched in a fiat currency; `None`: any value. See [`FiatMinimum`].
+    pub min_fiat: Option<FiatMinimum>,
     /// Only refunds to an address ebb has never paid before.
     pub new_destination_only: bool,
     pub channels: Vec<RefundChannel>,
@@ -59,8 +61,21 @@ pub struct ApprovalPolicy {
     pub approvals_required: u8,
 }
 
+/// A threshold in a fiat currency (`1000` `EUR`, inclusive). A refund's value in it is what the refund
+/// counts for against its order's price (its `pricing`, docs/PRICES.md). A refund with no value in that
+/// currency (no fiat-priced order, or one priced in another currency) matches: without a rate inside
+/// the transaction its value cannot be shown to be below the threshold, and a policy fails closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiatMinimum {
+    pub currency: String,
+    /// A decimal in `currency`, at most its minor units.
+    pub amount: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    #[error("min_fiat_amount {amount:?} is not a non-negative amount of {currency}")]
+    MinFiat { currency: String, amount: String },
     #[error("approvals_required must be between 1 and {MAX_APPROVALS}, not {0}")]
     ApprovalsRequired(u8),
     #[error("min_amount {0:?} is not a non-negative decimal within the ledger's range")]
@@ -77,6 +92,11 @@ impl ApprovalPolicy {
         }
         if !(1..=MAX_APPROVALS).contains(&self.approvals_required) {
             return Err(PolicyError::ApprovalsRequired(self.approvals_required));
+        }
+        if let Some(m) = &self.min_fiat {
+            let bad = || PolicyError::MinFiat { currency: m.currency.clone(), amount: m.amount.clone() };
+            let decimals = crate::rate::fiat_decimals(&m.currency).ok_or_else(bad)?;
+            Amount::parse_decimal(&m.amount, decimals, decimals).map_err(|_| bad())?;
         }
         if let Some(min) = &self.min_amount {
             // Read at its own precision here (matching reads it at the refund token's).
@@ -96,6 +116,7 @@ impl ApprovalPolicy {
             && (self.channels.is_empty() || self.channels.contains(&r.channel))
             && (!self.new_destination_only || r.destination_is_new)
             && self.min_amount.as_deref().is_none_or(|min| at_least(r.amount, min, r.decimals))
+            && self.min_fiat.as_ref().is_none_or(|m| fiat_at_least(r.fiat, m))
     }
 }
 
@@ -110,6 +131,17 @@ fn at_least(amount: Amount, min: &str, decimals: u32) -> bool {
     match dropped_nonzero {
         false => amount >= floor,
         true => amount > floor,
+    }
+}
+
+/// Whether a refund worth `fiat` (currency, minor units) reaches `min`; a refund with no value in
+/// `min`'s currency does (see [`FiatMinimum`]).
+fn fiat_at_least(fiat: Option<(&str, Amount)>, min: &FiatMinimum) -> bool {
+    let Some(decimals) = crate::rate::fiat_decimals(&min.currency) else { return true };
+    let Ok(threshold) = Amount::parse_decimal(&min.amount, decimals, decimals) else { return true };
+    match fiat {
+        Some((currency, value)) if currency == min.currency => value >= threshold,
+        _ => true,
     }
 }
 
@@ -132,6 +164,8 @@ pub struct RefundFacts<'a> {
     pub amount: Amount,
     pub destination_is_new: bool,
     pub channel: RefundChannel,
+    /// What the refund counts for against its order's fiat price: (currency, minor units).
+    pub fiat: Option<(&'a str, Amount)>,
 }
 
 /// The policy that applies to a refund, if any: the strictest of those that match.
@@ -272,6 +306,7 @@ mod tests {
             merchant_ids: vec![],
             refund_types: vec![],
             min_amount: None,
+            min_fiat: None,
             new_destination_only: false,
             channels: vec![],
             approvals_required: required,
@@ -287,6 +322,7 @@ mod tests {
             amount: Amount::from_base_units(amount),
             destination_is_new: true,
             channel: RefundChannel::Api,
+            fiat: None,
         }
     }
 
@@ -317,6 +353,32 @@ mod tests {
     fn a_merchant_list_never_matches_a_refund_without_a_merchant() {
         let psp_refund = RefundFacts { merchant_id: None, refund_type: RefundSource::Psp, ..refund(1) };
         assert!(!ApprovalPolicy { merchant_ids: vec!["M1".into()], ..policy("P", 1) }.matches(&psp_refund));
+    }
+
+    #[test]
+    fn a_fiat_minimum_reads_the_refunds_value_and_fails_closed() {
+        let min = |amount: &str| ApprovalPolicy {
+            min_fiat: Some(FiatMinimum { currency: "EUR".into(), amount: amount.into() }),
+            ..policy("P", 1)
+        };
+        let worth = |currency: &'static str, cents: u128| RefundFacts {
+            fiat: Some((currency, Amount::from_base_units(cents))),
+            ..refund(1)
+        };
+        assert!(min("30").matches(&worth("EUR", 3000)), "exactly €30");
+        assert!(!min("30").matches(&worth("EUR", 2999)));
+        assert!(min("30.5").matches(&worth("EUR", 3050)) && !min("30.5").matches(&worth("EUR", 3049)));
+        // No value in EUR: in another currency, or none at all.
+        assert!(min("30").matches(&worth("USD", 1)));
+        assert!(min("30").matches(&refund(1)));
+        assert!(min("30").check().is_ok());
+        for (currency, amount) in [("EUR", "1.001"), ("EUR", "-1"), ("XYZ", "1"), ("JPY", "1.5")] {
+            let p = ApprovalPolicy {
+                min_fiat: Some(FiatMinimum { currency: currency.into(), amount: amount.into() }),
+                ..policy("P", 1)
+            };
+            assert!(matches!(p.check(), Err(PolicyError::MinFiat { .. })), "{currency} {amount}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! join, and every change of an approval happens under the refund's row lock, which also serialises
 //! it against cancelling, changing the address and the payout executor.
 
-use ebb_core::approval::{Approval, ApprovalPolicy, RefundChannel};
+use ebb_core::approval::{Approval, ApprovalPolicy, FiatMinimum, RefundChannel};
 use ebb_core::RefundSource;
 
 use crate::columns::Columns;
@@ -48,7 +48,7 @@ pub struct PolicyRow {
 }
 
 const COLUMNS: &str = "policy_id, name, token_ids, merchant_ids, refund_types, sources, min_amount, \
-     new_destination_only, approvals_required, origin, created_at, updated_at";
+     new_destination_only, approvals_required, origin, created_at, updated_at, fiat_currency, min_fiat_amount";
 
 fn list_json(v: &[impl AsRef<str>]) -> String {
     serde_json::to_string(&v.iter().map(AsRef::as_ref).collect::<Vec<&str>>()).expect("strings serialise")
@@ -76,6 +76,11 @@ fn from_row(row: &impl Columns) -> Result<PolicyRow, StoreError> {
             refund_types: list_from(row, "refund_types", RefundSource::parse)?,
             channels: list_from(row, "sources", RefundChannel::parse)?,
             min_amount: row.col("min_amount")?,
+            min_fiat: match (row.col::<Option<String>>("fiat_currency")?, row.col::<Option<String>>("min_fiat_amount")?)
+            {
+                (Some(currency), Some(amount)) => Some(FiatMinimum { currency, amount }),
+                _ => None,
+            },
             new_destination_only: row.col::<i64>("new_destination_only")? != 0,
             approvals_required: u8::try_from(required)
                 .map_err(|_| StoreError::Internal(format!("stored approvals_required {required}")))?,
@@ -108,7 +113,8 @@ pub async fn lock_policy(conn: &mut Tx<'_>, policy_id: &str) -> Result<Option<Po
 pub async fn insert_policy(conn: &mut Tx<'_>, p: &PolicyRow) -> Result<(), StoreError> {
     bind_policy(
         db::query(&format!(
-            "INSERT INTO approval_policies ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO approval_policies ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14)"
         )),
         p,
     )
@@ -123,7 +129,7 @@ pub async fn update_policy(conn: &mut Tx<'_>, p: &PolicyRow) -> Result<(), Store
         db::query(
             "UPDATE approval_policies SET name = $2, token_ids = $3, merchant_ids = $4, refund_types = $5, \
              sources = $6, min_amount = $7, new_destination_only = $8, approvals_required = $9, \
-             updated_at = $12 WHERE policy_id = $1 AND origin = $10 AND created_at = $11",
+             updated_at = $12, fiat_currency = $13, min_fiat_amount = $14 WHERE policy_id = $1 AND origin = $10 AND created_at = $11",
         ),
         p,
     )
@@ -146,6 +152,8 @@ fn bind_policy<'q>(q: db::Query<'q>, p: &PolicyRow) -> db::Query<'q> {
         .bind(p.origin.as_str())
         .bind(p.created_at)
         .bind(p.updated_at)
+        .bind(a.min_fiat.as_ref().map(|m| m.currency.clone()))
+        .bind(a.min_fiat.as_ref().map(|m| m.amount.clone()))
 }
 
 pub async fn delete_policy(conn: &mut Tx<'_>, policy_id: &str) -> Result<(), StoreError> {

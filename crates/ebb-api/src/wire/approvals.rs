@@ -1,7 +1,7 @@
 //! Approval policies, refunds' approvals and destination screenings (ebb extensions: Cobo's Payments API has no approval
 //! objects; its refund keeps status `Pending` while it waits).
 
-use ebb_core::approval::{parse_names, Approval, ApprovalPolicy, RefundChannel};
+use ebb_core::approval::{parse_names, Approval, ApprovalPolicy, FiatMinimum, RefundChannel};
 use ebb_core::screening::Screening;
 use ebb_core::RefundSource;
 use ebb_store::approvals::PolicyRow;
@@ -25,6 +25,11 @@ pub struct ApprovalPolicyRequest {
     pub refund_types: Vec<String>,
     /// The least amount matched, a decimal in the refund's token (inclusive).
     pub min_amount: Option<String>,
+    /// The least value matched in `fiat_currency` (inclusive): what a refund counts for against its
+    /// order's fiat price; a refund with no value in that currency always matches (docs/RISK.md).
+    pub min_fiat_amount: Option<String>,
+    /// The currency of `min_fiat_amount` (`EUR`, `USD`, …); both or neither.
+    pub fiat_currency: Option<String>,
     /// Only refunds to an address no refund was ever paid to.
     #[serde(default)]
     pub new_destination_only: bool,
@@ -52,6 +57,14 @@ impl ApprovalPolicyRequest {
             token_ids: self.token_ids,
             merchant_ids: self.merchant_ids,
             min_amount: validate::optional_text("min_amount", self.min_amount.as_deref(), 80)?,
+            min_fiat: match (
+                validate::optional_text("fiat_currency", self.fiat_currency.as_deref(), 16)?,
+                validate::optional_text("min_fiat_amount", self.min_fiat_amount.as_deref(), 80)?,
+            ) {
+                (Some(currency), Some(amount)) => Some(FiatMinimum { currency, amount }),
+                (None, None) => None,
+                _ => return Err(ApiError::invalid("give both fiat_currency and min_fiat_amount, or neither")),
+            },
             new_destination_only: self.new_destination_only,
             approvals_required: self.approvals_required,
         })
@@ -67,6 +80,10 @@ pub struct ApprovalPolicyView {
     pub refund_types: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_fiat_amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fiat_currency: Option<String>,
     pub new_destination_only: bool,
     pub sources: Vec<String>,
     pub approvals_required: u8,
@@ -88,6 +105,8 @@ impl From<PolicyRow> for ApprovalPolicyView {
             merchant_ids: p.merchant_ids,
             refund_types: p.refund_types.iter().map(|t| t.as_str().to_owned()).collect(),
             min_amount: p.min_amount,
+            min_fiat_amount: p.min_fiat.as_ref().map(|m| m.amount.clone()),
+            fiat_currency: p.min_fiat.map(|m| m.currency),
             new_destination_only: p.new_destination_only,
             sources: p.channels.iter().map(|c| c.as_str().to_owned()).collect(),
             approvals_required: p.approvals_required,

@@ -7,3 +7,6 @@ ALTER TABLE orders ADD COLUMN rate_source TEXT;
 ALTER TABLE orders ADD COLUMN rate_at INTEGER;
 ALTER TABLE orders ADD COLUMN refunded_pricing TEXT NOT NULL DEFAULT '0';
 ALTER TABLE refunds ADD COLUMN pricing TEXT;
+-- An approval policy's threshold in a fiat currency (`ebb_core::approval::FiatMinimum`).
+ALTER TABLE approval_policies ADD COLUMN fiat_currency TEXT;
+ALTER TABLE approval_policies ADD COLUMN min_fiat_amount TEXT;

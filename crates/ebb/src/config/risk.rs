@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ebb_app::screening::{ChainalysisSettings, ScreeningSettings};
-use ebb_core::approval::{parse_names, ApprovalPolicy, RefundChannel};
+use ebb_core::approval::{parse_names, ApprovalPolicy, FiatMinimum, RefundChannel};
 use ebb_core::screening::{ScreeningRules, Verdict};
 use ebb_core::{RefundSource, TokenRegistry};
 use serde::Deserialize;
@@ -25,6 +25,9 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub refund_types: Vec<String>,
     pub min_amount: Option<String>,
+    /// The least value matched in `fiat_currency` (both or neither).
+    pub min_fiat_amount: Option<String>,
+    pub fiat_currency: Option<String>,
     #[serde(default)]
     pub new_destination_only: bool,
     /// `Api` and/or `Link`.
@@ -50,6 +53,13 @@ impl PolicyConfig {
             merchant_ids: self.merchant_ids.clone(),
             refund_types: parse_names("refund_types", &self.refund_types, RefundSource::parse).map_err(named)?,
             min_amount: self.min_amount.clone(),
+            min_fiat: match (&self.fiat_currency, &self.min_fiat_amount) {
+                (Some(currency), Some(amount)) => {
+                    Some(FiatMinimum { currency: currency.clone(), amount: amount.clone() })
+                }
+                (None, None) => None,
+                _ => bail!("{}: give both fiat_currency and min_fiat_amount, or neither", what()),
+            },
             new_destination_only: self.new_destination_only,
             channels: parse_names("sources", &self.sources, RefundChannel::parse).map_err(named)?,
             approvals_required: self.approvals_required,

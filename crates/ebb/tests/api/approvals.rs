@@ -420,6 +420,7 @@ fn configured() -> Options {
             merchant_ids: Vec::new(),
             refund_types: Vec::new(),
             min_amount: Some("50".into()),
+            min_fiat: None,
             new_destination_only: false,
             channels: vec![RefundChannel::Api],
             approvals_required: 1,

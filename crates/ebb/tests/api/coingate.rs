@@ -122,12 +122,14 @@ async fn coingate_orders_from_create_to_paid(app: &TestApp) {
     assert_eq!((created["order_id"].as_str(), created["token"].as_str()), (Some("shop-1"), Some("merchant-secret")));
     assert!(created["created_at"].as_str().unwrap().ends_with("+00:00"));
     // JSON, with the price a JSON number read exactly.
+    // CoinGate's `shopper` object is accepted and not read.
     let (status, usd) = cg(
         app,
         Method::POST,
         "/v2/orders/",
         t,
-        Body::Json(json!({"price_amount": 10.50, "price_currency": "usd", "receive_currency": "DO_NOT_CONVERT"})),
+        Body::Json(json!({"price_amount": 10.50, "price_currency": "usd", "receive_currency": "DO_NOT_CONVERT",
+                          "shopper": {"type": "personal", "email": "buyer@example.com"}})),
     )
     .await;
     assert_eq!(

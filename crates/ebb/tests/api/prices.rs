@@ -393,3 +393,62 @@ async fn eur_priced_orders_and_refunds_at_moving_rates_postgres() {
         eur_priced_orders_and_refunds_at_moving_rates(Db::Postgres).await;
     }
 }
+
+/// An approval policy with a threshold in EUR: a refund of a EUR-priced order is held from €30 of its
+/// price up (asked in EUR, or in the token counted at the order's rate); a refund with no value in EUR
+/// is held whatever its size (the policy fails closed).
+async fn approval_policies_take_fiat_thresholds(app: &TestApp) {
+    let policy = app
+        .post(
+            "/v2/payments/approval_policies",
+            json!({"name": "over €30", "fiat_currency": "EUR", "min_fiat_amount": "30", "approvals_required": 1}),
+        )
+        .await
+        .ok();
+    assert_eq!((policy["fiat_currency"].as_str(), policy["min_fiat_amount"].as_str()), (Some("EUR"), Some("30")));
+    for bad in [
+        json!({"name": "x", "fiat_currency": "EUR", "approvals_required": 1}),
+        json!({"name": "x", "fiat_currency": "XYZ", "min_fiat_amount": "1", "approvals_required": 1}),
+        json!({"name": "x", "fiat_currency": "EUR", "min_fiat_amount": "1.001", "approvals_required": 1}),
+    ] {
+        app.post("/v2/payments/approval_policies", bad).await.error(400, 40000);
+    }
+    let m = app.create_merchant("Shop").await;
+    // €50 at ebb dev's 0.92: 54.347827 USDT.
+    let o = order(
+        &app,
+        json!({"merchant_id": m, "payable_currency": "ETH_USDT", "pricing_currency": "EUR",
+                               "pricing_amount": "50", "fee_amount": "0"}),
+    )
+    .await
+    .ok();
+    let id = o["order_id"].as_str().unwrap().to_owned();
+    app.pay_in_sandbox(&id, json!({})).await;
+    let held = |r: &serde_json::Value| r.get("approval").is_some_and(|a| a["status"] == "Pending");
+    let small = refund_in(app, &id, "eur-29.99", ("EUR", "29.99")).await.ok();
+    assert!(!held(&small), "€29.99 is under the threshold: {small}");
+    let large = refund_in(app, &id, "eur-20-twice", ("EUR", "20")).await.ok();
+    assert!(!held(&large));
+    // In the token it counts at the order's rate: 0.01 USDT is €0.01 (rounded up), the last of the price.
+    let token = refund_in(app, &id, "usdt-0.01", ("token", "0.01")).await.ok();
+    assert!(!held(&token), "{token}");
+    let o2 = order(
+        &app,
+        json!({"merchant_id": m, "payable_currency": "ETH_USDT", "pricing_currency": "EUR",
+                                "pricing_amount": "100", "fee_amount": "0"}),
+    )
+    .await
+    .ok();
+    let id2 = o2["order_id"].as_str().unwrap().to_owned();
+    app.pay_in_sandbox(&id2, json!({})).await;
+    let at = refund_in(app, &id2, "eur-30", ("EUR", "30")).await.ok();
+    assert!(held(&at), "exactly €30 is held: {at}");
+    let in_token = refund_in(app, &id2, "usdt-40", ("token", "40")).await.ok();
+    assert!(held(&in_token), "40 USDT counts €36.80 at the order's rate: {in_token}");
+    // No value in EUR: a refund of an order priced in its token, held however small.
+    let plain = app.paid_order(&m, "10", "0").await;
+    let tiny = refund_in(app, plain["order_id"].as_str().unwrap(), "plain", ("token", "0.01")).await.ok();
+    assert!(held(&tiny), "{tiny}");
+}
+
+crate::both_backends!(approval_policies_take_fiat_thresholds);
