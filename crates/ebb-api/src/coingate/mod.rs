@@ -339,6 +339,16 @@ pub(crate) fn parse_time(field: &str, s: &str, end: bool) -> Result<i64, ApiErro
     Ok(days * 86_400 + seconds)
 }
 
+/// A time bound of a list query, if given (see [`parse_time`]).
+pub(crate) fn time_bound(query: &HashMap<String, String>, name: &str, end: bool) -> Result<Option<i64>, ApiError> {
+    query.get(name).filter(|v| !v.is_empty()).map(|v| parse_time(name, v, end)).transpose()
+}
+
+/// How many pages of `per_page` hold `total` items.
+pub(crate) fn pages(total: i64, per_page: i64) -> i64 {
+    (total + per_page - 1) / per_page
+}
+
 /// Page and page size of a CoinGate list (`page` from 1, `per_page` 1 to 100, default 100).
 pub(crate) fn paging(query: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
     let read =

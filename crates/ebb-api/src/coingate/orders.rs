@@ -10,7 +10,7 @@ use ebb_store::coingate::{CoinGateOrderFilter, CoinGateOrderRow};
 use ebb_store::orders::OrderRow;
 use serde_json::{json, Value};
 
-use super::{catalog, iso, paging, parse_time, query_map, CgError, CgResult, Context, Fields, Merchant};
+use super::{catalog, iso, pages, paging, query_map, time_bound, CgError, CgResult, Context, Fields, Merchant};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -193,9 +193,7 @@ pub(super) async fn list(
             ))))
         }
     };
-    let bound = |name: &str, end: bool| {
-        q.get(name).filter(|v| !v.is_empty()).map(|v| parse_time(name, v, end)).transpose().map_err(err)
-    };
+    let bound = |name: &str, end: bool| time_bound(&q, name, end).map_err(err);
     let filter = CoinGateOrderFilter {
         merchant_id: String::new(),
         min_created_at: bound("created_at[from]", false)?,
@@ -210,7 +208,7 @@ pub(super) async fn list(
         "current_page": page,
         "per_page": per_page,
         "total_orders": total,
-        "total_pages": (total + per_page - 1) / per_page,
+        "total_pages": pages(total, per_page),
         "orders": orders,
     })))
 }

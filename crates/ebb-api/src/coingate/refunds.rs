@@ -11,7 +11,7 @@ use ebb_store::refunds::RefundRow;
 use serde_json::{json, Value};
 
 use super::orders::{email_field, order_seq, url_field};
-use super::{catalog, iso, paging, parse_time, query_map, CgError, CgResult, Context, Fields, Merchant};
+use super::{catalog, iso, pages, paging, query_map, time_bound, CgError, CgResult, Context, Fields, Merchant};
 use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
@@ -194,7 +194,7 @@ fn page_json(state: &AppState, page: i64, per_page: i64, total: i64, rows: &[(Re
         "current_page": page,
         "per_page": per_page,
         "total_refunds": total,
-        "total_pages": (total + per_page - 1) / per_page,
+        "total_pages": pages(total, per_page),
         "refunds": rows.iter().map(|(r, reference)| refund_json(state, r, reference, None)).collect::<Vec<_>>(),
     })
 }
@@ -234,9 +234,7 @@ pub(super) async fn list(
             ))))
         }
     };
-    let bound = |name: &str, end: bool| {
-        q.get(name).filter(|v| !v.is_empty()).map(|v| parse_time(name, v, end)).transpose().map_err(err)
-    };
+    let bound = |name: &str, end: bool| time_bound(&q, name, end).map_err(err);
     let filter = CoinGateRefundFilter {
         merchant_id: String::new(),
         order_seq: None,
