@@ -8,6 +8,7 @@
 //! exactly.
 
 mod catalog;
+mod ledger;
 mod orders;
 mod public;
 mod refunds;
@@ -53,6 +54,8 @@ fn router(state: AppState) -> Router {
         .route("/v2/orders/{id}/refunds", post(refunds::create).get(refunds::list_of_order))
         .route("/v2/orders/{id}/refunds/{refund_id}", get(refunds::get))
         .route("/v2/refunds", get(refunds::list))
+        .route("/v2/ledger/accounts", get(ledger::list))
+        .route("/v2/ledger/accounts/{id}", get(ledger::get))
         .route("/v2/auth/test", get(public::auth_test))
         .route_layer(from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -41,7 +41,7 @@ fn status(s: RefundStatus) -> &'static str {
     }
 }
 
-fn currency_json(state: &AppState, symbol: &str) -> Value {
+pub(super) fn currency_json(state: &AppState, symbol: &str) -> Value {
     match catalog::currencies(&state.registry).into_iter().find(|c| c.symbol == symbol) {
         Some(c) => json!({"id": c.id, "title": c.title, "kind": c.kind, "symbol": c.symbol}),
         None => json!({"id": null, "title": symbol, "kind": null, "symbol": symbol}),

@@ -398,6 +398,22 @@ async fn coingate_refunds_in_the_price_currency(app: &TestApp) {
     assert_eq!(reason(&all("per_page=0", &token).await), (422, "RefundIsNotValid"));
     assert_eq!(all("", &other).await.1["total_refunds"], 0);
     assert!(second_seq > refund_seq);
+
+    // Ledger accounts: the merchant's balance of each token, as the Cobo API reports it.
+    let (status, accounts) = cg(app, Method::GET, "/v2/ledger/accounts?per_page=100", t, Body::None).await;
+    assert_eq!((status, accounts["total_accounts"].as_i64()), (200, Some(13)), "{accounts}");
+    let account_id = format!("{m}-ETH_USDT");
+    let usdt =
+        accounts["accounts"].as_array().unwrap().iter().find(|a| a["id"] == account_id.as_str()).unwrap().clone();
+    let cobo_balance = app.merchant_balance(&m, "ETH_USDT").await["total_balance"].clone();
+    assert_eq!(usdt["balance"], cobo_balance, "{usdt}");
+    assert_eq!(usdt["currency"]["symbol"], "USDT");
+    let (status, one) = cg(app, Method::GET, &format!("/v2/ledger/accounts/{account_id}"), t, Body::None).await;
+    assert_eq!((status, &one), (200, &usdt));
+    let (_, paged) = cg(app, Method::GET, "/v2/ledger/accounts?per_page=5&page=3", t, Body::None).await;
+    assert_eq!((paged["accounts"].as_array().unwrap().len(), paged["total_pages"].as_i64()), (3, Some(3)));
+    let theirs = cg(app, Method::GET, &format!("/v2/ledger/accounts/{account_id}"), Some(&other), Body::None).await;
+    assert_eq!(reason(&theirs), (404, "LedgerAccountNotFound"));
 }
 
 crate::both_backends_paying!(coingate_refunds_in_the_price_currency);
