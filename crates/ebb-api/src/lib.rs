@@ -84,6 +84,20 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
 }
 
+/// A webhook delivery's content type and body in its endpoint's format (Cobo's envelope, or a
+/// CoinGate callback), for the dispatcher.
+pub async fn render_delivery(
+    state: &AppState,
+    d: &ebb_store::webhooks::DeliveryRow,
+) -> Result<(&'static str, String), String> {
+    match d.format {
+        ebb_store::webhooks::BodyFormat::Cobo => {
+            wire::webhooks::delivery_body(&state.registry, d).map(|body| ("application/json", body))
+        }
+        _ => coingate::callbacks::render(state, d).await,
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     use routes::*;
     let mut signed = Router::new()

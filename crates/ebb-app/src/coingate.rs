@@ -13,7 +13,8 @@ use ebb_store::coingate::{
 };
 use ebb_store::orders::OrderRow;
 use ebb_store::refunds::RefundRow;
-use ebb_store::{ids, Store, StoreError};
+use ebb_store::webhooks::{self as webhooks_repo, BodyFormat};
+use ebb_store::{events, ids, Store, StoreError};
 
 use crate::orders::{OrderPrice, OrderRequest};
 use crate::refunds::{Created, FiatAmount, RefundRequest};
@@ -25,14 +26,24 @@ pub struct IssuedToken {
     pub token: String,
 }
 
-/// Gives a merchant a new API token (`Authorization: Token …` on the CoinGate API).
-pub async fn add_token(store: &Store, merchant_id: &str, name: &str) -> AppResult<IssuedToken> {
+/// Gives a merchant a new API token (`Authorization: Token …` on the CoinGate API), whose orders and
+/// refunds call their `callback_url` in `callback_format` (`CoinGateForm` or `CoinGateJson`).
+pub async fn add_token(
+    store: &Store,
+    merchant_id: &str,
+    name: &str,
+    callback_format: BodyFormat,
+) -> AppResult<IssuedToken> {
+    if !callback_format.is_callback() {
+        return Err(AppError::Invalid("a CoinGate token's callbacks are form-encoded or JSON".into()));
+    }
     let token = secrets::generate();
     let row = MerchantTokenRow {
         token_id: ids::new_id("KT"),
         token_hash: secrets::hash(&token),
         merchant_id: merchant_id.to_owned(),
         name: name.to_owned(),
+        callback_format,
         created_at: now_s(),
         revoked_at: None,
     };
@@ -76,6 +87,8 @@ pub struct NewOrder {
     pub title: Option<String>,
     pub description: Option<String>,
     pub callback_url: Option<String>,
+    /// How `callback_url` is called: the format of the token making the order.
+    pub callback_format: BodyFormat,
     pub cancel_url: Option<String>,
     pub success_url: Option<String>,
     pub token: Option<String>,
@@ -101,6 +114,7 @@ pub async fn create_order(engine: &Engine, actor: &Actor, req: NewOrder) -> AppR
         title: req.title,
         description: req.description,
         callback_url: req.callback_url,
+        callback_format: req.callback_format,
         cancel_url: req.cancel_url,
         success_url: req.success_url,
         token: req.token,
@@ -203,6 +217,12 @@ pub async fn checkout(
                 }
                 let made = crate::orders::insert_prepared(tx, prepared).await?;
                 repo::set_order(tx, seq, &made.order_id, cg.purchaser_email.as_deref()).await?;
+                // After the ebb order's first event: CoinGate calls back from the first status change on.
+                if let Some(url) = &cg.callback_url {
+                    let endpoint = webhooks_repo::callback_endpoint(tx, url, cg.callback_format, now_s()).await?;
+                    webhooks_repo::subscribe_callback(tx, &made.order_id, events::ORDER_STATUS_UPDATED, &endpoint)
+                        .await?;
+                }
                 cg.order_id = Some(made.order_id.clone());
                 Ok((cg, made))
             })

@@ -337,6 +337,17 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
     repo::post_reservation(tx, &refund, false, now).await?;
     if let Some(extra) = &new.coingate {
         ebb_store::coingate::insert_refund_extra(tx, &refund.refund_id, extra).await?;
+        // Before the refund's first event, so its callback URL hears of its creation too.
+        if let (Some(url), Some(format)) = (&extra.callback_url, extra.callback_format) {
+            let endpoint = ebb_store::webhooks::callback_endpoint(tx, url, format, now).await?;
+            ebb_store::webhooks::subscribe_callback(
+                tx,
+                &refund.refund_id,
+                ebb_store::events::REFUND_STATUS_UPDATED,
+                &endpoint,
+            )
+            .await?;
+        }
     }
     repo::raise_refund_created(tx, &refund).await?;
     Ok(Created::New(refund))

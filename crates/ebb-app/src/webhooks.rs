@@ -2,7 +2,7 @@
 //! the webhook dispatcher's (`deliveries`).
 
 use ebb_store::webhooks::{self as repo, EndpointRow, EndpointUpdate, NewEndpoint};
-use ebb_store::Store;
+use ebb_store::{Store, StoreError};
 
 use ebb_core::clock::{now_ms, now_s};
 use ebb_store::events::{self, is_event_type, EventKind, EVENT_TYPES};
@@ -26,8 +26,18 @@ pub async fn update_endpoint(
 ) -> AppResult<EndpointRow> {
     actor.require_psp_for("make this call")?;
     let id = endpoint_id.to_owned();
-    let endpoint =
-        store.write(move |tx| Box::pin(async move { repo::update_endpoint(tx, &id, &update, now_s()).await })).await?;
+    let endpoint = store
+        .write(move |tx| {
+            Box::pin(async move {
+                if repo::endpoint_on(tx, &id).await?.format.is_callback() {
+                    return Err(StoreError::InvalidState(format!(
+                        "endpoint {id} is a callback URL that orders and refunds named; ebb manages it"
+                    )));
+                }
+                repo::update_endpoint(tx, &id, &update, now_s()).await
+            })
+        })
+        .await?;
     Ok(endpoint)
 }
 

@@ -4,6 +4,7 @@
 use crate::columns::Columns;
 use crate::db::{self, Tx};
 use crate::page::Filter;
+use crate::webhooks::BodyFormat;
 use crate::{Store, StoreError};
 
 /// A merchant's API token, as stored: only its hash.
@@ -14,11 +15,20 @@ pub struct MerchantTokenRow {
     pub token_hash: String,
     pub merchant_id: String,
     pub name: String,
+    /// How the callbacks of the orders and refunds it makes are sent.
+    pub callback_format: BodyFormat,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
 
-const TOKEN_COLUMNS: &str = "token_id, token_hash, merchant_id, name, created_at, revoked_at";
+const TOKEN_COLUMNS: &str = "token_id, token_hash, merchant_id, name, callback_format, created_at, revoked_at";
+
+fn callback_format(row: &impl Columns) -> Result<BodyFormat, StoreError> {
+    let f: String = row.col("callback_format")?;
+    BodyFormat::parse(&f)
+        .filter(|f| f.is_callback())
+        .ok_or_else(|| StoreError::Internal(format!("stored callback format {f:?}")))
+}
 
 fn token_from_row(row: &impl Columns) -> Result<MerchantTokenRow, StoreError> {
     Ok(MerchantTokenRow {
@@ -26,6 +36,7 @@ fn token_from_row(row: &impl Columns) -> Result<MerchantTokenRow, StoreError> {
         token_hash: row.col("token_hash")?,
         merchant_id: row.col("merchant_id")?,
         name: row.col("name")?,
+        callback_format: callback_format(row)?,
         created_at: row.col("created_at")?,
         revoked_at: row.col("revoked_at")?,
     })
@@ -33,12 +44,14 @@ fn token_from_row(row: &impl Columns) -> Result<MerchantTokenRow, StoreError> {
 
 pub async fn insert_token(conn: &mut Tx<'_>, t: &MerchantTokenRow) -> Result<(), StoreError> {
     db::query(
-        "INSERT INTO merchant_tokens (token_id, token_hash, merchant_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO merchant_tokens (token_id, token_hash, merchant_id, name, callback_format, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&t.token_id)
     .bind(&t.token_hash)
     .bind(&t.merchant_id)
     .bind(&t.name)
+    .bind(t.callback_format.as_str())
     .bind(t.created_at)
     .execute(&mut *conn)
     .await?;
@@ -77,6 +90,8 @@ pub struct CoinGateOrderRow {
     pub title: Option<String>,
     pub description: Option<String>,
     pub callback_url: Option<String>,
+    /// How `callback_url` is called (the format of the token that made the order).
+    pub callback_format: BodyFormat,
     pub cancel_url: Option<String>,
     pub success_url: Option<String>,
     /// The merchant's secret, echoed in callbacks.
@@ -88,7 +103,8 @@ pub struct CoinGateOrderRow {
 }
 
 const ORDER_COLUMNS: &str = "seq, merchant_id, merchant_order_id, price_amount, price_currency, receive_currency, \
-     title, description, callback_url, cancel_url, success_url, token, purchaser_email, order_id, created_at";
+     title, description, callback_url, callback_format, cancel_url, success_url, token, purchaser_email, order_id, \
+     created_at";
 
 fn order_from_row(row: &impl Columns) -> Result<CoinGateOrderRow, StoreError> {
     Ok(CoinGateOrderRow {
@@ -101,6 +117,7 @@ fn order_from_row(row: &impl Columns) -> Result<CoinGateOrderRow, StoreError> {
         title: row.col("title")?,
         description: row.col("description")?,
         callback_url: row.col("callback_url")?,
+        callback_format: callback_format(row)?,
         cancel_url: row.col("cancel_url")?,
         success_url: row.col("success_url")?,
         token: row.col("token")?,
@@ -114,8 +131,8 @@ fn order_from_row(row: &impl Columns) -> Result<CoinGateOrderRow, StoreError> {
 pub async fn insert_order(conn: &mut Tx<'_>, o: &CoinGateOrderRow) -> Result<CoinGateOrderRow, StoreError> {
     let row = db::query(&format!(
         "INSERT INTO coingate_orders (merchant_id, merchant_order_id, price_amount, price_currency, receive_currency, \
-         title, description, callback_url, cancel_url, success_url, token, purchaser_email, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {ORDER_COLUMNS}"
+         title, description, callback_url, callback_format, cancel_url, success_url, token, purchaser_email, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {ORDER_COLUMNS}"
     ))
     .bind(&o.merchant_id)
     .bind(&o.merchant_order_id)
@@ -125,6 +142,7 @@ pub async fn insert_order(conn: &mut Tx<'_>, o: &CoinGateOrderRow) -> Result<Coi
     .bind(&o.title)
     .bind(&o.description)
     .bind(&o.callback_url)
+    .bind(o.callback_format.as_str())
     .bind(&o.cancel_url)
     .bind(&o.success_url)
     .bind(&o.token)
@@ -169,6 +187,8 @@ pub struct CoinGateRefundExtra {
     pub email: Option<String>,
     pub reason: Option<String>,
     pub callback_url: Option<String>,
+    /// How `callback_url` is called, when the refund is made; not stored (its subscription is).
+    pub callback_format: Option<BodyFormat>,
     pub address_memo: Option<String>,
 }
 
@@ -232,6 +252,7 @@ fn refund_ref_from_row(row: &impl Columns) -> Result<CoinGateRefundRef, StoreErr
             email: row.col("email")?,
             reason: row.col("reason")?,
             callback_url: row.col("callback_url")?,
+            callback_format: None,
             address_memo: row.col("address_memo")?,
         },
     })
@@ -272,6 +293,15 @@ impl Store {
     pub async fn coingate_order(&self, seq: i64) -> Result<Option<CoinGateOrderRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM coingate_orders WHERE seq = $1"))
             .bind(seq)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// The CoinGate order an ebb order was made for at checkout.
+    pub async fn coingate_order_of(&self, order_id: &str) -> Result<Option<CoinGateOrderRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM coingate_orders WHERE order_id = $1"))
+            .bind(order_id)
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(order_from_row).transpose()

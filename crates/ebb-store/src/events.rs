@@ -101,7 +101,8 @@ pub(crate) fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("event snapshot: {e}")))
 }
 
-/// Writes an event and one delivery for each active endpoint subscribed to its type.
+/// Writes an event and one delivery for each active endpoint subscribed to its type, and one for the
+/// callback URL its subject named for that type (`webhooks::subscribe_callback`).
 pub async fn raise(
     conn: &mut Tx<'_>,
     event_type: &str,
@@ -113,13 +114,19 @@ pub async fn raise(
     let now = now_ms();
     let insert_event = "INSERT INTO events (event_id, event_type, kind, subject_id, snapshot, created_at_ms) \
                         VALUES ($1, $3, $4, $5, $6, $2)";
-    // `e`: the event's row; `$2`: now; `like`: the parameter of the subscription pattern.
-    let fan_out = |event: &str, like: &str| {
+    // `e`: the event's row; `$2`: now; `like`: the parameter of the subscription pattern. The endpoints
+    // subscribed to the type, and the callback URL the event's subject named for it, if any.
+    let fan_out = |event: &str, like: &str, which: &str| {
+        let columns = "e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2";
         format!(
             "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, event_type, subject_id, status, \
              attempts, retries_left, next_attempt_ms, created_at_ms, updated_at_ms) \
-             SELECT w.endpoint_id, e.seq, e.event_id, e.event_type, e.subject_id, 'Retrying', 0, -1, $2, $2, $2 \
-             FROM {event} JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE {like}"
+             SELECT w.endpoint_id, {columns} \
+             FROM {event} JOIN webhook_endpoints w ON w.status = 'STATUS_ACTIVE' AND w.subscribed_events LIKE {like} \
+             {which} \
+             UNION ALL SELECT c.endpoint_id, {columns} \
+             FROM {event} JOIN callback_subscriptions c ON c.subject_id = e.subject_id AND c.event_type = e.event_type \
+             {which}"
         )
     };
     let like = format!("%,{event_type},%");
@@ -130,7 +137,7 @@ pub async fn raise(
     let sql = if sqlite {
         insert_event.to_owned()
     } else {
-        format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e", "$7"))
+        format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e", "$7", ""))
     };
     db::query(&sql)
         .bind(&event_id)
@@ -143,7 +150,7 @@ pub async fn raise(
         .execute(&mut *conn)
         .await?;
     if sqlite {
-        db::query(&format!("{} WHERE e.event_id = $1", fan_out("events e", "$3")))
+        db::query(&fan_out("events e", "$3", "WHERE e.event_id = $1"))
             .bind(&event_id)
             .bind(now)
             .bind(like)

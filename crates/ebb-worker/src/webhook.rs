@@ -9,7 +9,9 @@
 //! the same `event_id`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,8 +83,17 @@ impl Default for WebhookSettings {
     }
 }
 
-/// Renders the JSON body POSTed for a delivery (the API crate knows the wire format).
-pub type Renderer = Arc<dyn Fn(&DeliveryRow) -> Result<String, String> + Send + Sync>;
+/// A delivery's body as POSTed.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Renders the body POSTed for a delivery in its endpoint's format (the API crate knows the wire
+/// formats; a callback's may read the store).
+pub type Renderer =
+    Arc<dyn Fn(DeliveryRow) -> Pin<Box<dyn Future<Output = Result<Rendered, String>> + Send>> + Send + Sync>;
 
 pub struct WebhookDispatcher {
     store: Store,
@@ -215,13 +226,13 @@ impl WebhookDispatcher {
     async fn attempt(&self, leased: LeasedDelivery) -> AttemptRecord {
         let LeasedDelivery { delivery: d, signing_secret, lease_owner } = leased;
         let started_ms = now_ms();
-        let body = match (self.render)(&d) {
-            Ok(b) => b,
+        let Rendered { content_type, body } = match (self.render)(d.clone()).await {
+            Ok(r) => r,
             Err(e) => {
                 return self.record(&d, lease_owner, started_ms, Vec::new(), String::new(), Err(format!("render: {e}")))
             }
         };
-        let mut headers: Vec<(&'static str, String)> = vec![("content-type", "application/json".into())];
+        let mut headers: Vec<(&'static str, String)> = vec![("content-type", content_type.into())];
         let timestamp_ms = now_ms();
         headers.push(("biz-timestamp", timestamp_ms.to_string()));
         headers.push(("biz-resp-signature", sign_body(&self.server_key, body.as_bytes(), &timestamp_ms.to_string())));
@@ -301,6 +312,15 @@ impl WebhookDispatcher {
             Ok(r) if (200..300).contains(&r.status) => {
                 (true, AfterAttempt::Delivered, Some(r.status), Some(r.body), Some(r.elapsed_ms), None)
             }
+            // CoinGate stops a callback for good on a redirect or a refusal, and so does ebb.
+            Ok(r) if d.format.is_callback() && matches!(r.status, 301 | 302 | 401 | 403 | 410) => (
+                false,
+                AfterAttempt::Failed,
+                Some(r.status),
+                Some(r.body),
+                Some(r.elapsed_ms),
+                Some(format!("the callback URL answered {}; this callback is not sent again", r.status)),
+            ),
             Ok(r) if r.status == 410 => (
                 false,
                 AfterAttempt::EndpointGone,

@@ -152,9 +152,14 @@ impl Application {
             }
         }
         if self.workers.run_webhooks {
-            let registry = self.state.registry.clone();
-            let render: ebb_worker::webhook::Renderer =
-                Arc::new(move |d| ebb_api::wire::webhooks::delivery_body(&registry, d));
+            let state = self.state.clone();
+            let render: ebb_worker::webhook::Renderer = Arc::new(move |d| {
+                let state = state.clone();
+                Box::pin(async move {
+                    let (content_type, body) = ebb_api::render_delivery(&state, &d).await?;
+                    Ok(ebb_worker::webhook::Rendered { content_type, body })
+                })
+            });
             let dispatcher =
                 WebhookDispatcher::new(store.clone(), render, (*self.state.server_key).clone(), self.webhooks.clone())
                     .map_err(anyhow::Error::msg)?;

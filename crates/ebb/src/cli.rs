@@ -351,14 +351,18 @@ async fn webhooks(command: WebhooksCommand, db: &DbArgs) -> anyhow::Result<()> {
             }
         }
         WebhooksCommand::List => {
-            let page = store.list_endpoints(None, None, &PageRequest { limit: 50, ..Default::default() }).await?;
+            let page = store.list_endpoints(None, None, true, &PageRequest { limit: 50, ..Default::default() }).await?;
             for e in page.items {
+                let events = match e.format.is_callback() {
+                    true => format!("callbacks ({})", e.format.as_str()),
+                    false => e.subscribed_events.join(","),
+                };
                 println!(
                     "{}  {}  {}  {}{}",
                     e.endpoint_id,
                     e.status,
                     e.url,
-                    e.subscribed_events.join(","),
+                    events,
                     e.disabled_reason.map(|r| format!("  ({r})")).unwrap_or_default()
                 );
             }

@@ -1,6 +1,7 @@
 //! `ebb dev`: zero configuration. A data directory holds the SQLite database, the server key and the
 //! demo credentials (`dev.json`), created on first start and reused after.
 
+use ebb_store::webhooks::BodyFormat;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -122,7 +123,8 @@ pub async fn ensure_demo(
             .await?
             .is_some_and(|t| t.merchant_id == info.merchant_id);
     if !token_active {
-        info.coingate_api_token = ebb_app::coingate::add_token(store, &info.merchant_id, "ebb dev").await?.token;
+        info.coingate_api_token =
+            ebb_app::coingate::add_token(store, &info.merchant_id, "ebb dev", BodyFormat::CoinGateForm).await?.token;
     }
     let origin = base_url.trim_end_matches('/').trim_end_matches("/v2");
     info.coingate_base_url = format!("{origin}/coingate");

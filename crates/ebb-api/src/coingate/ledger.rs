@@ -39,7 +39,7 @@ fn merchant_of(actor: &ebb_app::Actor) -> &str {
 /// `GET /v2/ledger/accounts` (`page`, `per_page` ≤ 100).
 pub(super) async fn list(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     uri: Uri,
 ) -> CgResult<Json<Value>> {
     let (page, per_page) = paging(&query_map(&uri)).map_err(|e| CgError::from_api(e, super::Context::Order))?;
@@ -59,7 +59,7 @@ pub(super) async fn list(
 /// `GET /v2/ledger/accounts/{id}`: one of the token's merchant's accounts.
 pub(super) async fn get(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     Path(id): Path<String>,
 ) -> CgResult<Json<Value>> {
     // Paths are lower-cased on the way in; ids compare without case.

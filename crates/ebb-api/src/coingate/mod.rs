@@ -7,6 +7,7 @@
 //! paths, or end them with `/`); bodies may be form-encoded or JSON, and a JSON number's text is read
 //! exactly.
 
+pub(crate) mod callbacks;
 mod catalog;
 mod ledger;
 mod orders;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ebb_app::Actor;
+use ebb_store::webhooks::BodyFormat;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tower::ServiceExt;
@@ -54,6 +56,7 @@ fn router(state: AppState) -> Router {
         .route("/v2/orders/{id}/refunds", post(refunds::create).get(refunds::list_of_order))
         .route("/v2/orders/{id}/refunds/{refund_id}", get(refunds::get))
         .route("/v2/refunds", get(refunds::list))
+        .route("/v2/refunds/supported-currencies", get(public::refund_currencies))
         .route("/v2/ledger/accounts", get(ledger::list))
         .route("/v2/ledger/accounts/{id}", get(ledger::get))
         .route("/v2/auth/test", get(public::auth_test))
@@ -92,9 +95,9 @@ fn normalise_path(req: &mut Request) {
     }
 }
 
-/// The merchant a CoinGate token belongs to, for the handlers.
+/// The merchant a CoinGate token belongs to, and how that token's callbacks are sent, for the handlers.
 #[derive(Clone)]
-pub(crate) struct Merchant(pub Actor);
+pub(crate) struct Merchant(pub Actor, pub BodyFormat);
 
 /// `Authorization: Token <token>` (or `Bearer`): one of a merchant's tokens (`ebb keys add-token`).
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -112,7 +115,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             .into_response(),
         Ok(Some(t)) => {
             let actor = Actor::merchant(t.merchant_id, format!("coingate_token_{}", t.token_id));
-            req.extensions_mut().insert(Merchant(actor));
+            req.extensions_mut().insert(Merchant(actor, t.callback_format));
             next.run(req).await
         }
     }

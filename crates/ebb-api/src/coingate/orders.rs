@@ -43,12 +43,16 @@ fn status(paid_by: Option<&OrderRow>, now: i64) -> &'static str {
     }
 }
 
-/// The order as CoinGate answers it; after checkout with the payment fields.
+/// The order as CoinGate answers it now; after checkout with the payment fields.
 pub(super) fn order_json(state: &AppState, cg: &CoinGateOrderRow, paid_by: Option<&OrderRow>) -> Value {
-    let now = ebb_core::clock::now_s();
+    order_json_at(state, cg, paid_by, ebb_core::clock::now_s())
+}
+
+/// The order as it was at `at` (Unix seconds; its status depends on the time once it may expire).
+pub(super) fn order_json_at(state: &AppState, cg: &CoinGateOrderRow, paid_by: Option<&OrderRow>, at: i64) -> Value {
     let mut v = json!({
         "id": cg.seq,
-        "status": status(paid_by, now),
+        "status": status(paid_by, at),
         "title": cg.title.clone().unwrap_or_default(),
         "description": cg.description.clone().unwrap_or_default(),
         "do_not_convert": cg.receive_currency.eq_ignore_ascii_case("DO_NOT_CONVERT"),
@@ -122,7 +126,7 @@ pub(super) fn email_field(fields: &Fields, name: &str) -> Result<Option<String>,
 
 pub(super) async fn create(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, callback_format)): Extension<Merchant>,
     fields: Fields,
 ) -> CgResult<Json<Value>> {
     let (price_currency, price_amount) = price(&fields, &state).map_err(err)?;
@@ -134,6 +138,7 @@ pub(super) async fn create(
         title: fields.text("title", 150).map_err(err)?,
         description: fields.text("description", 500).map_err(err)?,
         callback_url: url_field(&fields, "callback_url").map_err(err)?,
+        callback_format,
         cancel_url: url_field(&fields, "cancel_url").map_err(err)?,
         success_url: url_field(&fields, "success_url").map_err(err)?,
         token: fields.text("token", 256).map_err(err)?,
@@ -148,7 +153,7 @@ pub(super) async fn create(
 
 pub(super) async fn checkout(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     Path(id): Path<String>,
     fields: Fields,
 ) -> CgResult<Json<Value>> {
@@ -164,7 +169,7 @@ pub(super) async fn checkout(
 
 pub(super) async fn get(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     Path(id): Path<String>,
 ) -> CgResult<Json<Value>> {
     let (cg, paid_by) = app::get_order(&state.engine, &actor, order_seq(&id)?).await.map_err(err)?;
@@ -179,7 +184,7 @@ pub(super) async fn get(
 /// `created_at[from]`, `created_at[to]`.
 pub(super) async fn list(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     uri: Uri,
 ) -> CgResult<Json<Value>> {
     let q = query_map(&uri);

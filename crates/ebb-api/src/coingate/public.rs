@@ -34,6 +34,15 @@ pub(super) async fn currencies(State(state): State<AppState>, uri: Uri) -> Json<
     )
 }
 
+/// `GET /v2/refunds/supported-currencies`: what a refund may be paid in, with the platforms of each
+/// (`currency_id` and `platform_id` of a refund). ebb refunds an order in the token it was paid in, so
+/// these are every token symbol ebb has, on every chain it has it on.
+pub(super) async fn refund_currencies(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let crypto: Vec<catalog::Currency> =
+        catalog::currencies(&state.registry).into_iter().filter(|c| c.kind == "crypto").collect();
+    Json(json!({ "currencies": crypto }))
+}
+
 pub(super) async fn platforms(State(state): State<AppState>) -> Json<Vec<catalog::Platform>> {
     Json(catalog::platforms(&state.registry).into_iter().map(|(_, p)| p).collect())
 }

@@ -54,7 +54,12 @@ pub(super) fn ledger_account_id(merchant_id: &str, token_id: &str) -> String {
 }
 
 /// The refund as CoinGate answers it.
-fn refund_json(state: &AppState, r: &RefundRow, reference: &CoinGateRefundRef, order: Option<&Value>) -> Value {
+pub(super) fn refund_json(
+    state: &AppState,
+    r: &RefundRow,
+    reference: &CoinGateRefundRef,
+    order: Option<&Value>,
+) -> Value {
     let token = state.registry.get(&r.token_id);
     let decimals = token.map_or(0, |t| t.decimals);
     let symbol = token.map_or(r.token_id.as_str(), |t| t.symbol.as_str());
@@ -119,7 +124,7 @@ fn amount(fields: &Fields, price_currency: &str, token: &Token) -> Result<Amount
 /// (the confirmation e-mail is not built yet; docs/COINGATE.md).
 pub(super) async fn create(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, callback_format)): Extension<Merchant>,
     Path(id): Path<String>,
     fields: Fields,
 ) -> CgResult<Json<Value>> {
@@ -160,6 +165,7 @@ pub(super) async fn create(
         email: email_field(&fields, "email").map_err(err)?,
         reason: fields.text("reason", 500).map_err(err)?,
         callback_url: url_field(&fields, "callback_url").map_err(err)?,
+        callback_format: Some(callback_format),
         address_memo: fields.text("address_memo", 100).map_err(err)?,
     };
     let req = NewRefund { amount: refund_amount, address, extra };
@@ -177,7 +183,7 @@ fn refund_seq(id: &str) -> CgResult<i64> {
 
 pub(super) async fn get(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     Path((id, refund_id)): Path<(String, String)>,
 ) -> CgResult<Json<Value>> {
     let seq = order_seq(&id)?;
@@ -202,7 +208,7 @@ fn page_json(state: &AppState, page: i64, per_page: i64, total: i64, rows: &[(Re
 /// `GET /v2/orders/{id}/refunds` (`page`, `per_page`), oldest first.
 pub(super) async fn list_of_order(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     Path(id): Path<String>,
     uri: Uri,
 ) -> CgResult<Json<Value>> {
@@ -218,7 +224,7 @@ pub(super) async fn list_of_order(
 /// (`created_at_asc`, `created_at_desc` (the default), `updated_at_asc`, `updated_at_desc`).
 pub(super) async fn list(
     State(state): State<AppState>,
-    Extension(Merchant(actor)): Extension<Merchant>,
+    Extension(Merchant(actor, _)): Extension<Merchant>,
     uri: Uri,
 ) -> CgResult<Json<Value>> {
     let q = query_map(&uri);

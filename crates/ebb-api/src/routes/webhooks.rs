@@ -71,7 +71,7 @@ pub async fn list(
     let page = super::page_request(q.limit, q.before, q.after)?;
     let status = q.status.filter(|s| !s.is_empty()).map(|s| check_status(&s)).transpose()?;
     let event_type = q.event_type.filter(|s| !s.is_empty());
-    let page = state.store.list_endpoints(status.as_deref(), event_type.as_deref(), &page).await?;
+    let page = state.store.list_endpoints(status.as_deref(), event_type.as_deref(), false, &page).await?;
     Ok(Json(ListResponse::from_page(page, WebhookEndpoint::from_row)))
 }
 

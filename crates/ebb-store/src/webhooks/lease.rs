@@ -76,7 +76,7 @@ fn postgres_lease_sql() -> String {
            FROM due WHERE d.seq = due.seq \
            RETURNING d.seq, d.endpoint_id, d.event_id, d.event_type, d.event_seq, d.status, d.attempts, \
            d.retries_left, d.next_attempt_ms) \
-         SELECT l.seq, l.endpoint_id, w.url, l.event_id, l.event_type, l.event_seq, e.kind, e.snapshot, \
+         SELECT l.seq, l.endpoint_id, w.url, w.format, l.event_id, l.event_type, l.event_seq, e.kind, e.snapshot, \
            e.created_at_ms, l.status, l.attempts, l.retries_left, l.next_attempt_ms, w.signing_secret \
          FROM leased l JOIN events e ON e.seq = l.event_seq \
          JOIN webhook_endpoints w ON w.endpoint_id = l.endpoint_id ORDER BY l.event_seq",

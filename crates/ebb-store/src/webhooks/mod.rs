@@ -21,6 +21,43 @@ use crate::page::{self, Filter, Page, PageRequest};
 use crate::{Store, StoreError};
 
 pub const STATUS_ACTIVE: &str = "STATUS_ACTIVE";
+/// What an endpoint's deliveries carry. A `Cobo` endpoint is registered and subscribes to event types;
+/// the others are callback URLs (CoinGate's `callback_url`), made by ebb when an object names one and
+/// sent only the events of the objects that did (`callback_subscriptions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Cobo's webhook envelope, JSON.
+    Cobo,
+    /// CoinGate's callback fields, form-encoded (nested fields as `a[b]`).
+    CoinGateForm,
+    /// CoinGate's callback fields as JSON.
+    CoinGateJson,
+}
+
+impl BodyFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Cobo => "cobo",
+            BodyFormat::CoinGateForm => "coingate_form",
+            BodyFormat::CoinGateJson => "coingate_json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [BodyFormat::Cobo, BodyFormat::CoinGateForm, BodyFormat::CoinGateJson].into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// A callback URL's endpoint (made by ebb), not one registered through the API or the CLI.
+    pub fn is_callback(self) -> bool {
+        self != BodyFormat::Cobo
+    }
+}
+
+fn format_col(row: &impl Columns) -> Result<BodyFormat, StoreError> {
+    let f: String = row.col("format")?;
+    BodyFormat::parse(&f).ok_or_else(|| StoreError::Internal(format!("stored endpoint format {f:?}")))
+}
+
 pub const STATUS_INACTIVE: &str = "STATUS_INACTIVE";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +69,7 @@ pub struct EndpointRow {
     pub status: String,
     pub disabled_reason: Option<String>,
     pub signing_secret: Option<String>,
+    pub format: BodyFormat,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -59,6 +97,7 @@ pub struct DeliveryRow {
     pub delivery_seq: i64,
     pub endpoint_id: String,
     pub url: String,
+    pub format: BodyFormat,
     pub event_id: String,
     pub event_type: String,
     pub event_seq: i64,
@@ -117,9 +156,9 @@ pub struct AttemptRecord {
 }
 
 const ENDPOINT_COLUMNS: &str = "seq, endpoint_id, url, description, subscribed_events, status, disabled_reason, \
-     signing_secret, created_at, updated_at";
+     signing_secret, format, created_at, updated_at";
 const DELIVERY_COLUMNS: &str =
-    "seq, endpoint_id, url, event_id, event_type, event_seq, kind, snapshot, created_at_ms, \
+    "seq, endpoint_id, url, format, event_id, event_type, event_seq, kind, snapshot, created_at_ms, \
      status, attempts, retries_left, next_attempt_ms";
 const ATTEMPT_COLUMNS: &str = "seq, attempt_id, created_at_ms, request_headers, request_body, response_status, \
      response_body, response_time_ms, success, failure_reason";
@@ -138,6 +177,7 @@ fn endpoint_from_row(row: &impl Columns) -> Result<EndpointRow, StoreError> {
         status: row.col("status")?,
         disabled_reason: row.col("disabled_reason")?,
         signing_secret: row.col("signing_secret")?,
+        format: format_col(row)?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
     })
@@ -150,6 +190,7 @@ fn delivery_from_row(row: &impl Columns) -> Result<DeliveryRow, StoreError> {
         delivery_seq: row.col("seq")?,
         endpoint_id: row.col("endpoint_id")?,
         url: row.col("url")?,
+        format: format_col(row)?,
         event_id: row.col("event_id")?,
         event_type: row.col("event_type")?,
         event_seq: row.col("event_seq")?,
@@ -237,6 +278,54 @@ pub async fn update_endpoint(
     endpoint_on(conn, endpoint_id).await
 }
 
+/// The endpoint of a callback URL in a format, made (active) the first time it is named.
+pub async fn callback_endpoint(
+    conn: &mut Tx<'_>,
+    url: &str,
+    format: BodyFormat,
+    now: i64,
+) -> Result<String, StoreError> {
+    debug_assert!(format.is_callback());
+    let find = "SELECT endpoint_id FROM webhook_endpoints WHERE format = $1 AND url = $2";
+    if let Some(row) = db::query(find).bind(format.as_str()).bind(url).fetch_optional(&mut *conn).await? {
+        return row.col("endpoint_id");
+    }
+    db::query(
+        "INSERT INTO webhook_endpoints (endpoint_id, url, description, subscribed_events, status, disabled_reason, \
+         signing_secret, format, created_at, updated_at) VALUES ($1, $2, $3, ',', $4, NULL, NULL, $5, $6, $6) \
+         ON CONFLICT (format, url) WHERE format <> 'cobo' DO NOTHING",
+    )
+    .bind(crate::ids::new_id("W"))
+    .bind(url)
+    .bind(format!("callback URL ({})", format.as_str()))
+    .bind(STATUS_ACTIVE)
+    .bind(format.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let row = db::query(find).bind(format.as_str()).bind(url).fetch_one(&mut *conn).await?;
+    row.col("endpoint_id")
+}
+
+/// Sends the events of type `event_type` of `subject_id` raised from now on to a callback endpoint too.
+pub async fn subscribe_callback(
+    conn: &mut Tx<'_>,
+    subject_id: &str,
+    event_type: &str,
+    endpoint_id: &str,
+) -> Result<(), StoreError> {
+    db::query(
+        "INSERT INTO callback_subscriptions (subject_id, event_type, endpoint_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (subject_id, event_type) DO UPDATE SET endpoint_id = excluded.endpoint_id",
+    )
+    .bind(subject_id)
+    .bind(event_type)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Filters for listing deliveries of one endpoint.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -253,13 +342,18 @@ impl Store {
         row.as_ref().map(endpoint_from_row).transpose()
     }
 
+    /// Registered endpoints; with `callbacks`, the callback URLs' endpoints too.
     pub async fn list_endpoints(
         &self,
         status: Option<&str>,
         event_type: Option<&str>,
+        callbacks: bool,
         page_req: &PageRequest,
     ) -> Result<Page<EndpointRow>, StoreError> {
         let mut f = Filter::default();
+        if !callbacks {
+            f.eq("format", BodyFormat::Cobo.as_str());
+        }
         if let Some(s) = status {
             f.eq("status", s);
         }

@@ -35,6 +35,10 @@ pub(super) enum KeysCommand {
         merchant: String,
         #[arg(long, default_value = "")]
         name: String,
+        /// How the callbacks of the orders and refunds made with this token are sent: form
+        /// (application/x-www-form-urlencoded, CoinGate's default) or json.
+        #[arg(long, default_value = "form", value_parser = ["form", "json"])]
+        callback_format: String,
     },
     /// The API keys, then the KYT refund API's clients, then the CoinGate API's tokens.
     List,
@@ -86,9 +90,13 @@ pub(super) async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()
             println!("(the secret is shown this once; POST /v1.0/auth/getToken exchanges the pair for a bearer token)");
             Ok(())
         }
-        KeysCommand::AddToken { merchant, name } => {
+        KeysCommand::AddToken { merchant, name, callback_format } => {
             let store = open_store(db).await?;
-            let t = ebb_app::coingate::add_token(&store, &merchant, &name).await?;
+            let format = match callback_format.as_str() {
+                "json" => ebb_store::webhooks::BodyFormat::CoinGateJson,
+                _ => ebb_store::webhooks::BodyFormat::CoinGateForm,
+            };
+            let t = ebb_app::coingate::add_token(&store, &merchant, &name, format).await?;
             println!("token_id   {}", t.token_id);
             println!("api_token  {}", t.token);
             println!("(the token is shown this once; send it as Authorization: Token <api_token> to /coingate/v2/…)");
@@ -112,7 +120,11 @@ pub(super) async fn keys(command: KeysCommand, db: &DbArgs) -> anyhow::Result<()
             }
             for t in store.list_merchant_tokens().await? {
                 let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}  {}  CoinGate API token  {status}  {}", t.token_id, t.merchant_id, t.name);
+                let callbacks = t.callback_format.as_str().trim_start_matches("coingate_");
+                println!(
+                    "{}  {}  CoinGate API token  {status}  callbacks {callbacks}  {}",
+                    t.token_id, t.merchant_id, t.name
+                );
             }
             Ok(())
         }

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
+const FORM: ebb_store::webhooks::BodyFormat = ebb_store::webhooks::BodyFormat::CoinGateForm;
+
 /// How a request body is sent.
 enum Body {
     None,
@@ -37,7 +39,7 @@ fn reason(answer: &(u16, Value)) -> (u16, &str) {
 }
 
 async fn token_for(app: &TestApp, merchant: &str) -> String {
-    ebb_app::coingate::add_token(&app.store, merchant, "test").await.unwrap().token
+    ebb_app::coingate::add_token(&app.store, merchant, "test", FORM).await.unwrap().token
 }
 
 async fn coingate_public_data_and_tokens(app: &TestApp) {
@@ -75,7 +77,7 @@ async fn coingate_public_data_and_tokens(app: &TestApp) {
     assert_eq!(reason(&cg(app, Method::GET, "/v2/orders", None, Body::None).await), (401, "BadAuthToken"));
     let unknown = ebb_app::secrets::generate();
     assert_eq!(reason(&cg(app, Method::GET, "/v2/orders", Some(&unknown), Body::None).await), (401, "BadAuthToken"));
-    let issued = ebb_app::coingate::add_token(&app.store, &m, "shop").await.unwrap();
+    let issued = ebb_app::coingate::add_token(&app.store, &m, "shop", FORM).await.unwrap();
     assert_eq!(cg(app, Method::GET, "/v2/auth/test", Some(&issued.token), Body::None).await, (200, json!(true)));
     let bearer = app
         .client
@@ -90,7 +92,7 @@ async fn coingate_public_data_and_tokens(app: &TestApp) {
         reason(&cg(app, Method::GET, "/v2/auth/test", Some(&issued.token), Body::None).await),
         (401, "BadAuthToken")
     );
-    assert!(ebb_app::coingate::add_token(&app.store, "Mnope", "x").await.is_err(), "a token for no merchant");
+    assert!(ebb_app::coingate::add_token(&app.store, "Mnope", "x", FORM).await.is_err(), "a token for no merchant");
 }
 
 async fn coingate_orders_from_create_to_paid(app: &TestApp) {
@@ -396,6 +398,18 @@ async fn coingate_refunds_in_the_price_currency(app: &TestApp) {
     assert_eq!(all("created_at%5Bfrom%5D=2000-01-01", &token).await.1["total_refunds"], 3);
     assert_eq!(reason(&all("sort=amount", &token).await), (422, "RefundIsNotValid"));
     assert_eq!(reason(&all("per_page=0", &token).await), (422, "RefundIsNotValid"));
+
+    // What a refund may be paid in: the tokens, with their platforms (no fiat currency); a token is needed.
+    let (status, supported) = cg(app, Method::GET, "/V2/Refunds/Supported-Currencies/", t, Body::None).await;
+    assert_eq!(status, 200, "{supported}");
+    let currencies = supported["currencies"].as_array().unwrap();
+    assert!(currencies.iter().all(|c| c["kind"] == "crypto"), "{supported}");
+    let usdt = currencies.iter().find(|c| c["symbol"] == "USDT").unwrap();
+    assert_eq!((usdt["id"].as_i64(), usdt["platforms"][0]["id"].as_i64()), (Some(1), Some(1)), "{usdt}");
+    assert_eq!(
+        reason(&cg(app, Method::GET, "/v2/refunds/supported-currencies", None, Body::None).await),
+        (401, "BadAuthToken")
+    );
     assert_eq!(all("", &other).await.1["total_refunds"], 0);
     assert!(second_seq > refund_seq);
 
@@ -417,3 +431,206 @@ async fn coingate_refunds_in_the_price_currency(app: &TestApp) {
 }
 
 crate::both_backends_paying!(coingate_refunds_in_the_price_currency);
+
+/// A callback's fields: a form body's pairs (nested as `a[b]`), or a JSON body flattened the same way.
+fn callback_fields(r: &crate::webhooks::Received) -> std::collections::HashMap<String, String> {
+    fn flatten(out: &mut std::collections::HashMap<String, String>, key: &str, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, inner) in m {
+                    let name = if key.is_empty() { k.clone() } else { format!("{key}[{k}]") };
+                    flatten(out, &name, inner);
+                }
+            }
+            Value::String(s) => {
+                out.insert(key.to_owned(), s.clone());
+            }
+            Value::Null => {
+                out.insert(key.to_owned(), String::new());
+            }
+            other => {
+                out.insert(key.to_owned(), other.to_string());
+            }
+        }
+    }
+    let content_type = r.headers.get("content-type").unwrap().to_str().unwrap();
+    if content_type == "application/json" {
+        let mut out = std::collections::HashMap::new();
+        flatten(&mut out, "", &r.json());
+        out
+    } else {
+        assert_eq!(content_type, "application/x-www-form-urlencoded");
+        url::form_urlencoded::parse(r.body.as_bytes()).into_owned().collect()
+    }
+}
+
+/// CoinGate's callbacks to `callback_url`: an order's status changes form-encoded with the merchant's
+/// `token`; a refund's creation, processing and completion as JSON (a token made with the JSON format);
+/// signed with ebb's key; in the attempt log of a callback endpoint the Cobo API does not list and will
+/// not change, and sent again on a replay; a refusal (403) ends a callback at once.
+async fn coingate_callbacks(app: &TestApp) {
+    use crate::webhooks::Receiver;
+    use std::time::Duration;
+    let receiver = Receiver::start().await;
+    let m = app.create_merchant("Shop").await;
+    let form_token = token_for(app, &m).await;
+    let json_token =
+        ebb_app::coingate::add_token(&app.store, &m, "json", ebb_store::webhooks::BodyFormat::CoinGateJson)
+            .await
+            .unwrap()
+            .token;
+    let order_hook = format!("{}?for=orders", receiver.url);
+    let body = Body::Form(vec![
+        ("price_amount", "46".into()),
+        ("price_currency", "EUR".into()),
+        ("receive_currency", "EUR".into()),
+        ("order_id", "shop-17".into()),
+        ("callback_url", order_hook.clone()),
+        ("token", "order-secret".into()),
+    ]);
+    let (_, created) = cg(app, Method::POST, "/v2/orders", Some(&form_token), body).await;
+    let id = created["id"].as_i64().unwrap();
+    let checkout = format!("/v2/orders/{id}/checkout");
+    let pay = Body::Form(vec![("pay_currency", "USDT".into())]);
+    assert_eq!(cg(app, Method::POST, &checkout, Some(&form_token), pay).await.0, 200);
+    let ebb_order = app.store.coingate_order(id).await.unwrap().unwrap().order_id.unwrap();
+    app.pay_in_sandbox(&ebb_order, json!({})).await;
+    let got = receiver
+        .wait_until(Duration::from_secs(20), "the order's paid callback", |r| {
+            r.iter().any(|r| callback_fields(r).get("status").map(String::as_str) == Some("paid"))
+        })
+        .await;
+    let paid = got.iter().find(|r| callback_fields(r)["status"] == "paid").unwrap();
+    paid.verify_cobo(&app.server_public);
+    let f = callback_fields(paid);
+    for (k, v) in [
+        ("id", id.to_string()),
+        ("order_id", "shop-17".into()),
+        ("token", "order-secret".into()),
+        ("price_amount", "46".into()),
+        ("price_currency", "EUR".into()),
+        ("pay_currency", "USDT".into()),
+        ("pay_amount", "50".into()),
+        ("receive_amount", "50".into()),
+        ("is_refundable", "true".into()),
+    ] {
+        assert_eq!(f.get(k), Some(&v), "{k} in {}", paid.body);
+    }
+    let statuses: Vec<String> = got.iter().map(|r| callback_fields(r)["status"].clone()).collect();
+    assert!(!statuses.contains(&"pending".to_owned()), "no callback for the order's creation: {statuses:?}");
+
+    // A refund made with the JSON token calls its own URL as JSON: created (pending), processing,
+    // completed, in that order.
+    let refund_hook = format!("{}?for=refunds", receiver.url);
+    let ask = Body::Form(vec![
+        ("amount", "23".into()),
+        ("address", crate::helpers::USER_ADDRESS.into()),
+        ("address_memo", "memo-1".into()),
+        ("reason", "damaged".into()),
+        ("email", "buyer@example.com".into()),
+        ("callback_url", refund_hook.clone()),
+        ("skip_user_address_confirmation", "true".into()),
+    ]);
+    let (status, refund) = cg(app, Method::POST, &format!("/v2/orders/{id}/refunds"), Some(&json_token), ask).await;
+    assert_eq!(status, 200, "{refund}");
+    let refund_id = app.store.coingate_refund(refund["id"].as_i64().unwrap()).await.unwrap().unwrap().refund_id;
+    app.mine_until(&app.sandbox("ETH"), &refund_id, "Completed").await;
+    let of_refund = |r: &[crate::webhooks::Received]| -> Vec<crate::webhooks::Received> {
+        r.iter().filter(|r| r.headers.get("content-type").unwrap() == "application/json").cloned().collect()
+    };
+    let got = receiver
+        .wait_until(Duration::from_secs(20), "the refund's completed callback", |r| {
+            of_refund(r).iter().any(|r| r.json()["status"] == "completed")
+        })
+        .await;
+    let refund_calls = of_refund(&got);
+    let mut seen: Vec<String> = refund_calls.iter().map(|r| r.json()["status"].as_str().unwrap().to_owned()).collect();
+    seen.dedup();
+    assert_eq!(seen, ["pending", "processing", "completed"], "in order");
+    let done = refund_calls.last().unwrap();
+    done.verify_cobo(&app.server_public);
+    let f = callback_fields(done);
+    for (k, v) in [
+        ("id", refund["id"].to_string()),
+        ("order_id", id.to_string()),
+        ("request_amount", "23".into()),
+        ("request_currency[symbol]", "EUR".into()),
+        ("request_currency[id]", "1001".into()),
+        ("refund_amount", "25".into()),
+        ("refund_currency[symbol]", "USDT".into()),
+        ("refund_currency[platform][id]", "1".into()),
+        ("address", crate::helpers::USER_ADDRESS.into()),
+        ("additional_address_field", "memo-1".into()),
+        ("email", "buyer@example.com".into()),
+        ("reason", "damaged".into()),
+        ("ledger_account[id]", format!("{m}-ETH_USDT")),
+        ("ledger_account[currency][symbol]", "USDT".into()),
+        ("token", "order-secret".into()),
+    ] {
+        assert_eq!(f.get(k), Some(&v), "{k} in {}", done.body);
+    }
+    assert!(!f.contains_key("compliance_rejection_reason"), "only when rejected: {}", done.body);
+
+    // The callback URLs are endpoints of their own: not in the Cobo API's list, not changeable there,
+    // with their attempts logged, and replayed on request.
+    let listed = app.get("/v2/webhooks/endpoints").await.ok();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 0, "{listed}");
+    let page = ebb_store::page::PageRequest { limit: 10, ..Default::default() };
+    let endpoints = app.store.list_endpoints(None, None, true, &page).await.unwrap().items;
+    let refund_endpoint = endpoints.iter().find(|e| e.url == refund_hook).expect("the refund's callback URL");
+    assert_eq!(refund_endpoint.format, ebb_store::webhooks::BodyFormat::CoinGateJson);
+    let put = app
+        .put(
+            &format!("/v2/webhooks/endpoints/{}", refund_endpoint.endpoint_id),
+            Some(json!({"subscribed_events": ["payment.refund.status.updated"]})),
+        )
+        .await;
+    assert!(put.status.is_client_error(), "{} {}", put.status, put.body);
+    let filter = ebb_store::webhooks::DeliveryFilter::default();
+    let log = app.store.list_deliveries(&refund_endpoint.endpoint_id, &filter, &page).await.unwrap().items;
+    assert!(log.len() >= 3 && log.iter().all(|d| d.status == "Success"), "{log:?}");
+    let before = receiver.received().len();
+    let replayed = ebb_app::webhooks::retry_delivery(
+        &app.store,
+        &ebb_app::Actor::psp("test"),
+        &refund_endpoint.endpoint_id,
+        &log[0].event_id,
+    )
+    .await
+    .unwrap();
+    assert!(replayed);
+    let again = receiver.wait_until(Duration::from_secs(10), "the replay", |r| r.len() > before).await;
+    assert!(refund_calls.iter().any(|r| r.body == again[before].body), "a replay sends the same body");
+
+    // 403 ends a callback: no retry (CoinGate's rule), where a Cobo webhook would be retried.
+    let (id2, order2) = {
+        let hook = format!("{}?for=refused", receiver.url);
+        let body = Body::Form(vec![
+            ("price_amount", "9.2".into()),
+            ("price_currency", "EUR".into()),
+            ("receive_currency", "EUR".into()),
+            ("callback_url", hook),
+        ]);
+        let (_, created) = cg(app, Method::POST, "/v2/orders", Some(&form_token), body).await;
+        let id2 = created["id"].as_i64().unwrap();
+        let pay = Body::Form(vec![("pay_currency", "USDT".into())]);
+        assert_eq!(cg(app, Method::POST, &format!("/v2/orders/{id2}/checkout"), Some(&form_token), pay).await.0, 200);
+        (id2, app.store.coingate_order(id2).await.unwrap().unwrap().order_id.unwrap())
+    };
+    receiver.answer_next(&[(403, None), (403, None), (403, None), (403, None)]);
+    app.pay_in_sandbox(&order2, json!({})).await;
+    let endpoints = app.store.list_endpoints(None, None, true, &page).await.unwrap().items;
+    let refused = endpoints.iter().find(|e| e.url.ends_with("for=refused")).unwrap().endpoint_id.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = app.store.list_deliveries(&refused, &filter, &page).await.unwrap().items;
+        if !log.is_empty() && log.iter().all(|d| d.status == "Failed") {
+            assert!(log.iter().all(|d| d.attempts == 1), "one attempt each: {log:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "order {id2}: {log:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+crate::both_backends_paying!(coingate_callbacks);
