@@ -7,6 +7,7 @@ pub mod auth;
 mod coingate;
 pub mod error;
 mod extract;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;

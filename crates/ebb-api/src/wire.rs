@@ -490,6 +490,10 @@ pub struct RefundLinkBusinessInfo {
     pub merchant_id: Option<String>,
     /// Developer fee charged to the merchant (only with `Merchant`); less than `amount`.
     pub fee_amount: Option<String>,
+    /// ebb's addition: the customer's e-mail address. ebb e-mails them the link, then every change of
+    /// the refund's status; the refunded order's merchant must have customer e-mail on
+    /// (`ebb mail customers`), else the request is refused.
+    pub customer_email: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -16,8 +16,9 @@ use ebb_store::refunds::RefundRow;
 use ebb_store::webhooks::{self as webhooks_repo, BodyFormat};
 use ebb_store::{events, ids, Store, StoreError};
 
+use crate::links::LinkToken;
 use crate::orders::{OrderPrice, OrderRequest};
-use crate::refunds::{Created, FiatAmount, RefundRequest};
+use crate::refunds::{AddressToConfirm, Created, CustomerContact, FiatAmount, RefundRequest};
 use crate::{secrets, Actor, AppError, AppResult, Engine};
 
 /// A token as `ebb keys add-token` shows it, once.
@@ -238,6 +239,9 @@ pub struct NewRefund {
     pub amount: Amount,
     pub address: Address,
     pub extra: CoinGateRefundExtra,
+    /// The customer confirms `address` through a refund link e-mailed to `extra.email` before it is
+    /// paid (CoinGate's default; `skip_user_address_confirmation` turns it off).
+    pub confirm_by_mail: bool,
 }
 
 /// The token a checked-out CoinGate order was paid in: what its refunds are paid in.
@@ -265,6 +269,35 @@ pub async fn create_refund(
     req: NewRefund,
 ) -> AppResult<(RefundRow, CoinGateRefundRef)> {
     let (order, paid_by, token) = paid_token(engine, actor, seq).await?;
+    let mut extra = req.extra;
+    let locale = match &extra.email {
+        Some(_) => engine.customer_mail_of(&order.merchant_id).await?,
+        None => None,
+    };
+    let confirm = req.confirm_by_mail && extra.email.is_some();
+    if confirm && locale.is_none() {
+        return Err(AppError::Invalid(
+            "ebb does not e-mail this merchant's customers, so the customer cannot confirm the address: send \
+             skip_user_address_confirmation=true, or have the operator turn customer e-mail on \
+             (ebb mail customers M… --lang en)"
+                .into(),
+        ));
+    }
+    let customer = match (&extra.email, locale) {
+        (Some(email), Some(locale)) => Some(CustomerContact {
+            email: email.clone(),
+            locale,
+            confirm: confirm.then(|| AddressToConfirm {
+                address: req.address.clone(),
+                token: LinkToken::generate(),
+                ttl_ms: i64::try_from(engine.link_ttl().as_millis()).unwrap_or(i64::MAX),
+            }),
+        }),
+        _ => None,
+    };
+    if confirm {
+        extra.address_to_confirm = Some(req.address.as_str().to_owned());
+    }
     let (amount, price) = match fiat_decimals(&order.price_currency) {
         Some(_) => (Amount::ZERO, Some(FiatAmount { currency: order.price_currency.clone(), amount: req.amount })),
         None => (req.amount, None),
@@ -278,11 +311,11 @@ pub async fn create_refund(
         token,
         amount,
         price,
-        to_address: Some(req.address),
+        to_address: (!confirm).then_some(req.address),
         source: RefundSource::Merchant,
         merchant_fee: None,
     };
-    let refund = match crate::refunds::create_with(engine, actor, request, Some(req.extra)).await? {
+    let refund = match crate::refunds::create_with(engine, actor, request, Some(extra), customer).await? {
         Created::New(r) | Created::Existing(r) => r,
     };
     let reference = engine.store.coingate_refund_of(&refund.refund_id).await?.ok_or_else(|| {

@@ -24,6 +24,7 @@ mod error;
 pub mod keys;
 pub mod kyt;
 pub mod links;
+pub mod mails;
 pub mod merchants;
 pub mod orders;
 pub mod payins;
@@ -63,6 +64,8 @@ pub struct Engine {
     screener: Arc<screening::Screener>,
     /// Exchange rates for fiat-priced orders and refunds.
     prices: Arc<prices::Prices>,
+    /// A mail worker sends customer e-mail (`[mail]` is configured).
+    customer_mail: bool,
 }
 
 impl Engine {
@@ -82,7 +85,22 @@ impl Engine {
             link_ttl,
             screener: Arc::new(screening::Screener::none()),
             prices: Arc::new(prices::Prices::none()),
+            customer_mail: false,
         }
+    }
+
+    /// Customer e-mail is sent (a mail worker runs): merchants that opted in get their customers mailed.
+    pub fn with_customer_mail(mut self, on: bool) -> Self {
+        self.customer_mail = on;
+        self
+    }
+
+    /// The language a merchant's customers are e-mailed in, if ebb sends mail and the merchant opted in.
+    pub async fn customer_mail_of(&self, merchant_id: &str) -> AppResult<Option<String>> {
+        if !self.customer_mail {
+            return Ok(None);
+        }
+        Ok(self.store.customer_mail(merchant_id).await?)
     }
 
     /// Screens refund destinations with these providers and rules.

@@ -6,6 +6,7 @@ use ebb_core::refund::{RefundEvent, RequestId};
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token, TxStatus};
 use ebb_store::ids;
 use ebb_store::links::{self as repo, LinkDisplay, LinkRow, LinkStatus, LinkView, Refusal};
+use ebb_store::mails::{self, MailKind};
 use ebb_store::refunds::{self as refunds_repo, RefundRow};
 use ebb_store::StoreError;
 
@@ -110,6 +111,9 @@ pub struct LinkRequest {
     pub merchant_id: Option<String>,
     pub merchant_fee: Option<Amount>,
     pub display: LinkDisplay,
+    /// E-mail the link, and then the refund's status changes, to this customer (the order's merchant
+    /// must e-mail its customers).
+    pub customer_email: Option<String>,
 }
 
 /// A link made: its token (shown once) and the refund it collects an address for.
@@ -139,6 +143,24 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
     let token = LinkToken::generate();
     let ttl_ms = i64::try_from(engine.link_ttl.as_millis()).unwrap_or(i64::MAX);
     crate::refunds::check_merchant_exists(engine, merchant_id.as_deref()).await?;
+    let customer = match req.customer_email {
+        Some(email) => {
+            let order = engine
+                .store
+                .order(&req.payment.order_id)
+                .await?
+                .ok_or_else(|| AppError::not_found("order", &req.payment.order_id))?;
+            let locale = engine.customer_mail_of(&order.merchant_id).await?.ok_or_else(|| {
+                AppError::Invalid(format!(
+                    "ebb does not e-mail the customers of merchant {} (ebb mail customers {} --lang en): \
+                     leave out customer_email and hand the link over yourself",
+                    order.merchant_id, order.merchant_id
+                ))
+            })?;
+            Some((email, locale, token.as_str().to_owned()))
+        }
+        None => None,
+    };
     let request = RefundRequest {
         request_id,
         merchant_id,
@@ -158,6 +180,7 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
         screening: None,
         pricing: None,
         coingate: None,
+        customer: None,
     };
     let (token_hash, payer, source_tx_id, display) =
         (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);
@@ -171,26 +194,58 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
                     // The same link request again: a new link for the same refund.
                     Created::Existing(r) => repo::relink(tx, r, now).await?,
                 };
-                let link = LinkRow {
-                    link_id: ids::new_id("L"),
-                    refund_id: refund.refund_id.clone(),
-                    status: LinkStatus::Active,
-                    default_address: payer,
-                    source_tx_id,
-                    display,
-                    created_at_ms: now,
-                    expires_at_ms: now.saturating_add(ttl_ms),
-                    opened_at_ms: None,
-                    submitted_at_ms: None,
-                    submitted_address: None,
-                };
+                let link = new_link(&refund.refund_id, payer, source_tx_id, display, now, ttl_ms);
                 repo::insert_link(tx, &link, &token_hash).await?;
+                if let Some((email, locale, token)) = &customer {
+                    let event = ebb_store::events::REFUND_STATUS_UPDATED;
+                    mails::subscribe(tx, &refund.refund_id, event, email, locale).await?;
+                    mails::insert_link_mail(tx, MailKind::RefundLink, &refund.refund_id, email, locale, token, now)
+                        .await?;
+                }
                 Ok((refund, link))
             })
         })
         .await?;
     let refund = engine.store.refund(&refund.refund_id, None).await?.unwrap_or(refund);
     Ok(CreatedLink { token, refund, link })
+}
+
+fn new_link(
+    refund_id: &str,
+    default_address: String,
+    source_tx_id: Option<String>,
+    display: LinkDisplay,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> LinkRow {
+    LinkRow {
+        link_id: ids::new_id("L"),
+        refund_id: refund_id.to_owned(),
+        status: LinkStatus::Active,
+        default_address,
+        source_tx_id,
+        display,
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(ttl_ms),
+        opened_at_ms: None,
+        submitted_at_ms: None,
+        submitted_address: None,
+    }
+}
+
+/// Inserts a link for a refund just made without an address, `default_address` pre-filled, inside the
+/// refund's transaction (a refund whose customer confirms its address by e-mail).
+pub(crate) async fn insert_link(
+    tx: &mut ebb_store::Tx<'_>,
+    refund_id: &str,
+    default_address: &str,
+    token: &LinkToken,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<LinkRow, StoreError> {
+    let link = new_link(refund_id, default_address.to_owned(), None, LinkDisplay::default(), now_ms, ttl_ms);
+    repo::insert_link(tx, &link, &token.hash()).await?;
+    Ok(link)
 }
 
 /// The link a token opens, with its refund, without changing anything; `None` for an unknown token.

@@ -10,6 +10,7 @@ use ebb_core::screening::Screening;
 use ebb_core::{Address, Amount, RefundSource, RefundStatus, Token};
 use ebb_store::approvals as approvals_repo;
 use ebb_store::coingate::CoinGateRefundExtra;
+use ebb_store::mails::{self, MailKind};
 use ebb_store::orders::lock_order;
 use ebb_store::orders::OrderRow;
 use ebb_store::page::{Page, PageRequest};
@@ -92,6 +93,27 @@ pub(crate) struct NewRefund {
     pub pricing: Option<RefundPricing>,
     /// What CoinGate's API adds to a refund made through it, stored in the same transaction.
     pub coingate: Option<CoinGateRefundExtra>,
+    /// The customer ebb e-mails about this refund.
+    pub customer: Option<CustomerContact>,
+}
+
+/// A customer ebb e-mails about a refund (its merchant e-mails its customers): every status change from
+/// its creation on, and, for a refund whose address the customer confirms, first the refund link.
+#[derive(Debug, Clone)]
+pub(crate) struct CustomerContact {
+    pub email: String,
+    /// `en` or `zh`: the merchant's choice.
+    pub locale: String,
+    /// The refund has no address yet: the customer confirms this one (or gives another) through a
+    /// refund link made with it, whose token is e-mailed.
+    pub confirm: Option<AddressToConfirm>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AddressToConfirm {
+    pub address: Address,
+    pub token: crate::links::LinkToken,
+    pub ttl_ms: i64,
 }
 
 impl NewRefund {
@@ -145,15 +167,16 @@ pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&
 
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
 pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppResult<Created> {
-    create_with(engine, actor, req, None).await
+    create_with(engine, actor, req, None, None).await
 }
 
-/// [`create`], storing what CoinGate's API adds to the refund with it.
+/// [`create`], storing what CoinGate's API adds to the refund with it, and e-mailing the customer.
 pub(crate) async fn create_with(
     engine: &Engine,
     actor: &Actor,
     mut req: RefundRequest,
     coingate: Option<CoinGateRefundExtra>,
+    customer: Option<CustomerContact>,
 ) -> AppResult<Created> {
     let pricing = match req.price.take() {
         Some(ask) => {
@@ -176,10 +199,11 @@ pub(crate) async fn create_with(
         request: req,
         idem_scope: actor.idem_scope(),
         initiator: actor.initiator.clone(),
-        via_link: false,
+        via_link: customer.as_ref().is_some_and(|c| c.confirm.is_some()),
         screening,
         pricing,
         coingate,
+        customer,
     };
     let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
     Ok(match created {
@@ -347,6 +371,21 @@ pub(crate) async fn insert_refund(tx: &mut Tx<'_>, new: &NewRefund) -> Result<Cr
                 &endpoint,
             )
             .await?;
+        }
+    }
+    if let Some(customer) = &new.customer {
+        // Before the first event too: the customer hears of every status from the first on (the mail
+        // worker skips the ones with nothing to tell, such as waiting for the address).
+        let refund_id = &refund.refund_id;
+        let event = ebb_store::events::REFUND_STATUS_UPDATED;
+        mails::subscribe(tx, refund_id, event, &customer.email, &customer.locale).await?;
+        if let Some(confirm) = &customer.confirm {
+            let now_ms = ebb_core::clock::now_ms();
+            crate::links::insert_link(tx, refund_id, confirm.address.as_str(), &confirm.token, now_ms, confirm.ttl_ms)
+                .await?;
+            let kind = MailKind::AddressConfirmation;
+            let token = confirm.token.as_str();
+            mails::insert_link_mail(tx, kind, refund_id, &customer.email, &customer.locale, token, now_ms).await?;
         }
     }
     repo::raise_refund_created(tx, &refund).await?;

@@ -190,6 +190,8 @@ pub struct CoinGateRefundExtra {
     /// How `callback_url` is called, when the refund is made; not stored (its subscription is).
     pub callback_format: Option<BodyFormat>,
     pub address_memo: Option<String>,
+    /// The address the customer is asked to confirm by e-mail (the refund has none until then).
+    pub address_to_confirm: Option<String>,
 }
 
 pub async fn insert_refund_extra(
@@ -198,13 +200,15 @@ pub async fn insert_refund_extra(
     e: &CoinGateRefundExtra,
 ) -> Result<(), StoreError> {
     db::query(
-        "INSERT INTO coingate_refunds (refund_id, email, reason, callback_url, address_memo) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO coingate_refunds (refund_id, email, reason, callback_url, address_memo, address_to_confirm) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(refund_id)
     .bind(&e.email)
     .bind(&e.reason)
     .bind(&e.callback_url)
     .bind(&e.address_memo)
+    .bind(&e.address_to_confirm)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -239,7 +243,8 @@ pub struct CoinGateRefundRef {
 }
 
 const REFUND_REF_COLUMNS: &str = "r.seq AS seq, r.refund_id AS refund_id, c.seq AS order_seq, x.email AS email, \
-     x.reason AS reason, x.callback_url AS callback_url, x.address_memo AS address_memo";
+     x.reason AS reason, x.callback_url AS callback_url, x.address_memo AS address_memo, \
+     x.address_to_confirm AS address_to_confirm";
 const REFUND_REF_FROM: &str = "refunds r JOIN coingate_orders c ON c.order_id = r.order_id \
      LEFT JOIN coingate_refunds x ON x.refund_id = r.refund_id";
 
@@ -254,6 +259,7 @@ fn refund_ref_from_row(row: &impl Columns) -> Result<CoinGateRefundRef, StoreErr
             callback_url: row.col("callback_url")?,
             callback_format: None,
             address_memo: row.col("address_memo")?,
+            address_to_confirm: row.col("address_to_confirm")?,
         },
     })
 }

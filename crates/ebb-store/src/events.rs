@@ -102,7 +102,8 @@ pub(crate) fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
 }
 
 /// Writes an event and one delivery for each active endpoint subscribed to its type, and one for the
-/// callback URL its subject named for that type (`webhooks::subscribe_callback`).
+/// callback URL its subject named for that type (`webhooks::subscribe_callback`), and one mail for each
+/// customer subscribed to them (`mails::subscribe`).
 pub async fn raise(
     conn: &mut Tx<'_>,
     event_type: &str,
@@ -129,6 +130,16 @@ pub async fn raise(
              {which}"
         )
     };
+    // And one mail per customer subscribed to the subject's events of this type (`mails`).
+    let mail_out = |event: &str, which: &str| {
+        format!(
+            "INSERT INTO mails (kind, subject_id, event_seq, to_address, locale, status, attempts, next_attempt_ms, \
+             created_at_ms, updated_at_ms) \
+             SELECT 'event', e.subject_id, e.seq, m.to_address, m.locale, 'Pending', 0, $2, $2, $2 \
+             FROM {event} JOIN mail_subscriptions m ON m.subject_id = e.subject_id AND m.event_type = e.event_type \
+             {which}"
+        )
+    };
     let like = format!("%,{event_type},%");
     // On SQLite the event, then its deliveries (on the writer a statement is a function call); on
     // PostgreSQL, which takes one statement per round trip, the event insert is a CTE the fan-out
@@ -137,7 +148,11 @@ pub async fn raise(
     let sql = if sqlite {
         insert_event.to_owned()
     } else {
-        format!("WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id) {}", fan_out("e", "$7", ""))
+        format!(
+            "WITH e AS ({insert_event} RETURNING seq, event_id, event_type, subject_id), d AS ({}) {}",
+            fan_out("e", "$7", ""),
+            mail_out("e", "")
+        )
     };
     db::query(&sql)
         .bind(&event_id)
@@ -156,6 +171,7 @@ pub async fn raise(
             .bind(like)
             .execute(&mut *conn)
             .await?;
+        db::query(&mail_out("events e", "WHERE e.event_id = $1")).bind(&event_id).bind(now).execute(&mut *conn).await?;
     }
     Ok(event_id)
 }

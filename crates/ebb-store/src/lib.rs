@@ -24,6 +24,7 @@ pub mod kya;
 pub mod kyt;
 mod ledger;
 pub mod links;
+pub mod mails;
 pub mod merchants;
 pub mod orders;
 pub mod page;

@@ -2,6 +2,7 @@
 //! records the outcome; none of them is called from a request.
 
 pub mod failpoint;
+pub mod mail;
 pub mod payin;
 pub mod payout;
 pub mod ssrf;

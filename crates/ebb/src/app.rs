@@ -16,6 +16,7 @@ use ebb_chain::Chain;
 use ebb_core::{ChainFamily, TokenRegistry};
 use ebb_store::replay::ReplayGuard;
 use ebb_store::Store;
+use ebb_worker::mail::{Composed, MailSettings, MailWorker};
 use ebb_worker::{PayinWatcher, PayoutExecutor, WebhookDispatcher, WebhookSettings};
 use ed25519_dalek::{Signer, SigningKey};
 use tokio::net::TcpListener;
@@ -32,6 +33,8 @@ pub struct Application {
     sandboxes: HashMap<String, Arc<SandboxChain>>,
     workers: WorkerSettings,
     webhooks: WebhookSettings,
+    /// The customer e-mail worker, when `[mail]` is configured.
+    mail: Option<MailWorker>,
     /// Held while serving a SQLite database: see [`lock_sqlite`].
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -75,7 +78,8 @@ impl Application {
             Engine::new(store.clone(), registry.clone(), destinations, deposit_seed(&settings.server_key), links.ttl)
                 .with_sandboxes(sandboxes.clone())
                 .with_screener(screener)
-                .with_prices(settings.prices.prices().context("the [prices] settings")?);
+                .with_prices(settings.prices.prices().context("the [prices] settings")?)
+                .with_customer_mail(settings.mail.is_some());
         let shared = Shared {
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             engine,
@@ -89,6 +93,10 @@ impl Application {
             webhook_retries: settings.webhooks.retry_schedule.len() as i64,
         };
         let state = AppState::new(shared);
+        let mail = match settings.mail {
+            Some(mail) => Some(mail_worker(&state, mail).context("the [mail] settings")?),
+            None => None,
+        };
         Ok(Application {
             listener,
             state,
@@ -96,6 +104,7 @@ impl Application {
             sandboxes,
             workers: settings.workers,
             webhooks: settings.webhooks,
+            mail,
             _sqlite_lock: None,
         })
     }
@@ -165,6 +174,9 @@ impl Application {
                     .map_err(anyhow::Error::msg)?;
             workers.push(dispatcher.spawn(workers_stop.clone()));
         }
+        if let Some(worker) = self.mail {
+            workers.push(worker.spawn(workers_stop.clone()));
+        }
         let app = ebb_api::router(self.state);
         // Connection info gives the refund pages the client's address for their rate limits.
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -179,6 +191,19 @@ impl Application {
         store.close().await;
         served
     }
+}
+
+/// The mail worker, composing with the API crate's templates.
+fn mail_worker(state: &AppState, settings: MailSettings) -> anyhow::Result<MailWorker> {
+    let for_mail = state.clone();
+    let compose: ebb_worker::mail::Composer = Arc::new(move |m| {
+        let state = for_mail.clone();
+        Box::pin(async move {
+            let composed = ebb_api::mail::compose(&state, &m).await?;
+            Ok(composed.map(|c| Composed { subject: c.subject, text: c.text, loggable: c.loggable }))
+        })
+    });
+    MailWorker::new(state.store.clone(), compose, settings).map_err(anyhow::Error::msg)
 }
 
 /// Connects the configured chains; with the sandbox on, every other chain of the registry gets a

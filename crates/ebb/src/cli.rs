@@ -13,7 +13,9 @@ use crate::config::{FileConfig, Settings};
 use crate::{dev, Application};
 
 mod keys;
+mod mail;
 use keys::{keys, KeysCommand};
+use mail::{mail, MailCommand};
 
 #[derive(Parser)]
 #[command(name = "ebb", version, about = "Self-hosted crypto refunds with a Cobo-compatible API")]
@@ -89,6 +91,13 @@ enum Command {
     Screening {
         #[command(subcommand)]
         command: ScreeningCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Customer e-mail: which merchants' customers ebb writes to, and the mail outbox.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -231,6 +240,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Approvals { command, db } => approvals(command, &db).await,
         Command::Screening { command, db } => screening(command, &db).await,
         Command::Webhooks { command, db } => webhooks(command, &db).await,
+        Command::Mail { command, db } => mail(command, &db).await,
         Command::Orders { command: OrdersCommand::DepositKey { order_id }, db } => deposit_key(&order_id, &db).await,
         Command::Openapi => {
             use std::io::Write;
@@ -271,10 +281,16 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
             ..Default::default()
         },
         prices: dev::offline_prices(&FileConfig::load(None)?.registry()?),
+        // Customer e-mail only when EBB_MAIL_SMTP_URL and EBB_MAIL_FROM name an SMTP server.
+        mail: FileConfig::load(None)?.mail_settings()?,
     };
+    let mail_on = settings.mail.is_some();
     let app = Application::build(settings).await?;
     let base_url = format!("http://{}/v2", app.local_addr());
     let info = dev::ensure_demo(app.store(), data_dir, &server_key, &base_url).await?;
+    if mail_on {
+        ebb_app::mails::set_customer_mail(app.store(), &info.merchant_id, Some("en")).await?;
+    }
     println!("ebb dev is running (SQLite and the sandbox in {})", data_dir.display());
     println!();
     println!("  base_url           {}", info.base_url);
@@ -289,6 +305,9 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
     println!();
     println!("  coingate_base_url      {}", info.coingate_base_url);
     println!("  coingate_api_token     {}", info.coingate_api_token);
+    if mail_on {
+        println!("  customer e-mail        on for the demo merchant (English), through EBB_MAIL_SMTP_URL");
+    }
     println!();
     println!(
         "The same is in {}. Try: python3 scripts/tour.py {}",

@@ -19,6 +19,7 @@ mod prices;
 mod risk;
 use ebb_app::prices::PricesSettings;
 use ebb_app::screening::ScreeningSettings;
+use ebb_worker::mail::MailSettings;
 pub use prices::PricesConfig;
 pub use risk::{PolicyConfig, ScreeningConfig};
 
@@ -85,6 +86,36 @@ pub struct FileConfig {
     /// Exchange rates (`[prices]`, docs/PRICES.md).
     #[serde(default)]
     pub prices: PricesConfig,
+    /// Customer e-mail (`[mail]`, docs/MAIL.md); without it ebb e-mails nobody.
+    #[serde(default)]
+    pub mail: MailConfig,
+}
+
+/// `[mail]`: the SMTP server customer e-mail goes through, and its sender.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465` (TLS).
+    pub smtp_url: Option<String>,
+    /// The sender: `Shop Refunds <refunds@shop.example>`.
+    pub from: Option<String>,
+}
+
+impl MailConfig {
+    fn resolve(&self) -> anyhow::Result<Option<MailSettings>> {
+        match (&self.smtp_url, &self.from) {
+            (None, None) => Ok(None),
+            (Some(url), Some(from)) => {
+                let parsed = url::Url::parse(url).with_context(|| "[mail] smtp_url is not a URL")?;
+                if !matches!(parsed.scheme(), "smtp" | "smtps") {
+                    bail!("[mail] smtp_url must be smtp:// or smtps://, not {}://", parsed.scheme());
+                }
+                Ok(Some(MailSettings::new(url.clone(), from.clone())))
+            }
+            _ => bail!("[mail] needs both smtp_url and from"),
+        }
+    }
 }
 
 /// One chain's payout settings (`[[chains]]`); docs/OPERATIONS.md explains each.
@@ -219,6 +250,8 @@ pub struct Settings {
     pub approval_policies: Vec<ApprovalPolicy>,
     pub screening: ScreeningSettings,
     pub prices: PricesSettings,
+    /// Customer e-mail; `None`: ebb e-mails nobody.
+    pub mail: Option<MailSettings>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -239,6 +272,12 @@ impl FileConfig {
         }
         if let Some(v) = env("EBB_DATABASE_URL") {
             cfg.database_url = Some(v);
+        }
+        if let Some(v) = env("EBB_MAIL_SMTP_URL") {
+            cfg.mail.smtp_url = Some(v);
+        }
+        if let Some(v) = env("EBB_MAIL_FROM") {
+            cfg.mail.from = Some(v);
         }
         if let Some(v) = env("EBB_SERVER_KEY_FILE") {
             cfg.server_key_file = Some(v.into());
@@ -406,6 +445,11 @@ impl FileConfig {
         }
     }
 
+    /// Customer e-mail's settings, if `[mail]` (or `EBB_MAIL_SMTP_URL` and `EBB_MAIL_FROM`) names a server.
+    pub fn mail_settings(&self) -> anyhow::Result<Option<MailSettings>> {
+        self.mail.resolve()
+    }
+
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let listen = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         Ok(Settings {
@@ -424,6 +468,7 @@ impl FileConfig {
             approval_policies: self.approval_policies(&self.registry()?)?,
             screening: self.screening.resolve()?,
             prices: self.prices.resolve()?,
+            mail: self.mail_settings()?,
         })
     }
 }

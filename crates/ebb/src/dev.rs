@@ -184,6 +184,7 @@ pub async fn demo_link(engine: &Engine, pages: &LinkPages, merchant_id: &str) ->
             merchant_id: Some(merchant_id.to_owned()),
             merchant_fee: None,
             display: LinkDisplay { developer_name: Some("Demo Merchant".into()), logo_url: None, return_url: None },
+            customer_email: None,
         },
     )
     .await?;

@@ -117,11 +117,10 @@ pub(super) fn url_field(fields: &Fields, name: &str) -> Result<Option<String>, A
 }
 
 pub(super) fn email_field(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> {
-    let v = fields.text(name, 254)?;
-    if v.as_deref().is_some_and(|e| !e.contains('@') || e.chars().any(char::is_whitespace)) {
-        return Err(ApiError::invalid(format!("{name} is not an e-mail address")));
+    match fields.get(name) {
+        Some(v) => Ok(Some(ebb_app::mails::check_address(name, v)?)),
+        None => Ok(None),
     }
-    Ok(v)
 }
 
 pub(super) async fn create(

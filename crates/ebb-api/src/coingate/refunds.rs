@@ -72,14 +72,19 @@ pub(super) fn refund_json(
     token_currency["platform"] = json!(platform.as_ref().map(|p| json!({"id": p.id, "title": p.title})));
     let rejected = r.status == RefundStatus::Failed;
     let memo = reference.extra.address_memo.clone().unwrap_or_default();
+    // Until the customer confirms it by e-mail, the address asked for.
+    let address = match (&reference.extra.address_to_confirm, r.to_address.is_empty()) {
+        (Some(asked), true) => asked.clone(),
+        _ => r.to_address.clone(),
+    };
     json!({
         "id": reference.seq,
         "request_amount": request_amount,
         "request_currency": currency_json(state, &request_currency),
         "refund_amount": r.amount.to_decimal_string(decimals),
-        "address": r.to_address,
+        "address": address,
         "memo": memo,
-        "crypto_address": r.to_address,
+        "crypto_address": address,
         "crypto_address_memo": memo,
         "status": status(r.status),
         "created_at": iso(r.created_at),
@@ -120,8 +125,8 @@ fn amount(fields: &Fields, price_currency: &str, token: &Token) -> Result<Amount
 
 /// `POST /v2/orders/{id}/refunds`. `currency_id`, `platform_id` and `ledger_account_id`, when given,
 /// must name the token the order was paid in and the merchant's balance of it: ebb refunds in the token
-/// paid, from that balance. `skip_user_address_confirmation` is read, and the address is used as given
-/// (the confirmation e-mail is not built yet; docs/COINGATE.md).
+/// paid, from that balance. With `email` and without `skip_user_address_confirmation`, the customer
+/// confirms the address through a refund link e-mailed to them before anything is paid (docs/MAIL.md).
 pub(super) async fn create(
     State(state): State<AppState>,
     Extension(Merchant(actor, callback_format)): Extension<Merchant>,
@@ -160,15 +165,16 @@ pub(super) async fn create(
             ))));
         }
     }
-    fields.flag("skip_user_address_confirmation").map_err(err)?;
+    let skip_confirmation = fields.flag("skip_user_address_confirmation").map_err(err)?;
     let extra = CoinGateRefundExtra {
         email: email_field(&fields, "email").map_err(err)?,
         reason: fields.text("reason", 500).map_err(err)?,
         callback_url: url_field(&fields, "callback_url").map_err(err)?,
         callback_format: Some(callback_format),
         address_memo: fields.text("address_memo", 100).map_err(err)?,
+        address_to_confirm: None,
     };
-    let req = NewRefund { amount: refund_amount, address, extra };
+    let req = NewRefund { amount: refund_amount, address, extra, confirm_by_mail: !skip_confirmation };
     let (refund, reference) = app::create_refund(&state.engine, &actor, seq, req).await.map_err(err)?;
     let summary = order_summary(&state, &actor, seq).await?;
     Ok(Json(refund_json(&state, &refund, &reference, Some(&summary))))

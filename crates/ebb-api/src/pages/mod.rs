@@ -16,7 +16,7 @@ pub(crate) mod date;
 pub mod i18n;
 mod limits;
 mod security;
-mod settings;
+pub(crate) mod settings;
 mod views;
 
 use std::net::IpAddr;

@@ -64,7 +64,12 @@ pub async fn create(
                 .transpose()?,
         },
     };
-    let request = LinkRequest { request_id, payment, amount, source, merchant_id, merchant_fee, display };
+    let customer_email = match info.customer_email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => Some(ebb_app::mails::check_address("business_info.customer_email", e)?),
+        None => None,
+    };
+    let request =
+        LinkRequest { request_id, payment, amount, source, merchant_id, merchant_fee, display, customer_email };
     let created = links::create(&state.engine, &caller, request).await?;
     Ok((StatusCode::CREATED, Json(Link { url: state.links.page_url(), token: created.token.as_str().to_owned() })))
 }

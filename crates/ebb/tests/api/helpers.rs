@@ -163,6 +163,8 @@ pub struct Options {
     pub screening: Option<ebb_app::screening::ScreeningSettings>,
     /// Exchange rates; default `ebb dev`'s offline table (USD 1, EUR 0.92 per token).
     pub prices: Option<ebb_app::prices::PricesSettings>,
+    /// Customer e-mail through an SMTP server (`crate::mail::SmtpServer`); default none.
+    pub mail: Option<ebb_worker::mail::MailSettings>,
 }
 
 /// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
@@ -241,6 +243,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         approval_policies: options.approval_policies.clone(),
         screening: options.screening.clone().unwrap_or_default(),
         prices: options.prices.clone().unwrap_or_else(|| ebb::dev::offline_prices(&registry)),
+        mail: options.mail.clone(),
     };
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("ebb starts");

@@ -22,15 +22,15 @@ const OTHER_TYPO: &str = "0xfB6916095Ca1df60bB79Ce92cE3Ea74c37c5d359";
 const TRON_ADDRESS: &str = "TJCnKsPa7y5okkXvQAidZBzqx3QyQ6sxMW";
 
 /// A page as the browser got it.
-struct Page {
-    status: StatusCode,
+pub(crate) struct Page {
+    pub status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub body: String,
 }
 
 impl Page {
     /// The value of a hidden field of the page's form.
-    fn field(&self, name: &str) -> String {
+    pub fn field(&self, name: &str) -> String {
         let needle = format!("name=\"{name}\" value=\"");
         let start =
             self.body.find(&needle).unwrap_or_else(|| panic!("no field {name} in\n{}", self.body)) + needle.len();
@@ -38,17 +38,17 @@ impl Page {
         self.body[start..start + len].to_owned()
     }
 
-    fn has(&self, text: &str) -> bool {
+    pub fn has(&self, text: &str) -> bool {
         self.body.contains(text)
     }
 
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 }
 
 /// A customer's browser without JavaScript: keeps the session cookie, follows nothing by itself.
-struct Customer {
+pub(crate) struct Customer {
     http: reqwest::Client,
     base: String,
     cookie: Option<String>,
@@ -56,7 +56,7 @@ struct Customer {
 }
 
 impl Customer {
-    fn new(app: &TestApp) -> Self {
+    pub fn new(app: &TestApp) -> Self {
         Customer {
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             base: format!("http://{}", app.addr),
@@ -73,7 +73,7 @@ impl Customer {
         Page { status: resp.status(), headers, body: resp.text().await.unwrap() }
     }
 
-    async fn get(&mut self, path_and_query: &str) -> Page {
+    pub async fn get(&mut self, path_and_query: &str) -> Page {
         let mut req =
             self.http.get(format!("{}{path_and_query}", self.base)).header(ACCEPT_LANGUAGE, &self.accept_language);
         if let Some(c) = &self.cookie {
@@ -108,7 +108,7 @@ impl Customer {
     }
 
     /// Posts the form of `page` (its token and CSRF token) to `path` with `address` and `extra` fields.
-    async fn post_form(&mut self, page: &Page, path: &str, address: &str, extra: &[(&str, &str)]) -> Page {
+    pub async fn post_form(&mut self, page: &Page, path: &str, address: &str, extra: &[(&str, &str)]) -> Page {
         let (token, csrf) = (page.field("token"), page.field("csrf"));
         let mut form = vec![("token", token.as_str()), ("csrf", csrf.as_str()), ("address", address)];
         form.extend_from_slice(extra);

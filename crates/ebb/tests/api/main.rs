@@ -15,6 +15,7 @@ mod crash;
 mod evm;
 mod kyt;
 mod links;
+mod mail;
 mod merchants_orders;
 mod ops;
 mod payins;

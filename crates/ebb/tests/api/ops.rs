@@ -59,6 +59,7 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
         approval_policies: Vec::new(),
         screening: Default::default(),
         prices: Default::default(),
+        mail: None,
     };
     let first = ebb::Application::build(settings()).await.expect("the first server starts");
     let second = ebb::Application::build(settings()).await.err().expect("a second server on the file is refused");
