@@ -587,8 +587,16 @@ async fn coingate_callbacks(app: &TestApp) {
         .await;
     assert!(put.status.is_client_error(), "{} {}", put.status, put.body);
     let filter = ebb_store::webhooks::DeliveryFilter::default();
-    let log = app.store.list_deliveries(&refund_endpoint.endpoint_id, &filter, &page).await.unwrap().items;
-    assert!(log.len() >= 3 && log.iter().all(|d| d.status == "Success"), "{log:?}");
+    // A delivery is recorded a moment after the receiver has it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = app.store.list_deliveries(&refund_endpoint.endpoint_id, &filter, &page).await.unwrap().items;
+        if log.len() >= 3 && log.iter().all(|d| d.status == "Success") {
+            break log;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let before = receiver.received().len();
     let replayed = ebb_app::webhooks::retry_delivery(
         &app.store,

@@ -1,6 +1,7 @@
 //! Customer e-mail through a real SMTP server the test starts (aiosmtpd from PyPI, in target/pyenv,
-//! writing a Maildir): a CoinGate refund's address confirmation, followed from the mail to the page
-//! and on to the payout and its status mails; Chinese mails; merchants that did not opt in; an SMTP
+//! writing a Maildir): CoinGate's flow end to end (a EUR order paid, a EUR refund whose address the
+//! customer confirms from the mail's link, paid, with its status mails and its callbacks; one
+//! cancelled: rejected); a Cobo link mailed; Chinese mails; merchants that did not opt in; an SMTP
 //! server that is down, then back (the mail waits and is sent, nothing lost).
 
 use std::net::TcpListener;
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{Options, TestApp, USER_ADDRESS};
 use crate::links::Customer;
+use crate::webhooks::Receiver;
 
 /// aiosmtpd, listening on 127.0.0.1, storing every message it accepts in a Maildir.
 pub struct SmtpServer {
@@ -204,12 +206,29 @@ async fn shop(app: &TestApp, lang: Option<&str>) -> (String, String, i64) {
     (merchant, token, id)
 }
 
+/// A refund's mails once none is pending any more.
+async fn settled(app: &TestApp, refund_id: &str) -> Vec<ebb_store::mails::MailRow> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let outbox = app.store.mails_of(refund_id).await.unwrap();
+        if outbox.iter().all(|m| m.status != "Pending") {
+            return outbox;
+        }
+        assert!(Instant::now() < deadline, "mails still pending: {outbox:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn mail_flow(app: &TestApp, smtp: &mut SmtpServer) {
     // A CoinGate refund with the customer's e-mail and no skip: nothing is paid until the customer
     // confirms the address through the link the mail carries.
+    // Its callback URL hears of it at each step, next to the customer's mails.
+    let receiver = Receiver::start().await;
     let (_, token, id) = shop(app, Some("en")).await;
     let ask = [("amount", "23"), ("address", USER_ADDRESS), ("email", "buyer@example.com"), ("reason", "damaged")];
-    let (status, refund) = cg(app, Method::POST, &format!("/v2/orders/{id}/refunds"), &token, &ask).await;
+    let mut with_callback = ask.to_vec();
+    with_callback.push(("callback_url", receiver.url.as_str()));
+    let (status, refund) = cg(app, Method::POST, &format!("/v2/orders/{id}/refunds"), &token, &with_callback).await;
     assert_eq!(status, 200, "{refund}");
     assert_eq!((refund["status"].as_str(), refund["address"].as_str()), (Some("pending"), Some(USER_ADDRESS)));
     let refund_id = app.store.coingate_refund(refund["id"].as_i64().unwrap()).await.unwrap().unwrap().refund_id;
@@ -224,7 +243,7 @@ async fn mail_flow(app: &TestApp, smtp: &mut SmtpServer) {
     let path = link.strip_prefix(&format!("http://{}", app.addr)).expect("ebb's public URL").to_owned();
     assert!(path.ends_with("&lang=en"), "{path}");
     // The outbox forgot the token once the mail was sent, and logs the mail without it.
-    let outbox = app.store.mails_of(&refund_id).await.unwrap();
+    let outbox = settled(app, &refund_id).await;
     let confirmation = outbox.iter().find(|m| m.kind == ebb_store::mails::MailKind::AddressConfirmation).unwrap();
     assert_eq!((confirmation.status.as_str(), confirmation.link_token.as_deref()), ("Sent", None));
     let token_in_link = path.split("token=").nth(1).unwrap().split('&').next().unwrap();
@@ -249,9 +268,39 @@ async fn mail_flow(app: &TestApp, smtp: &mut SmtpServer) {
     let sent = smtp.wait_for("buyer@example.com", "Your refund from Shop has been sent").await;
     let tx_hash = paid["transactions"][0]["tx_hash"].as_str().unwrap();
     assert!(sent.text.contains(tx_hash), "{}", sent.text);
-    let outbox = app.store.mails_of(&refund_id).await.unwrap();
+    // The SMTP server may hold a mail a moment before ebb records it as sent.
+    let outbox = settled(app, &refund_id).await;
     assert!(outbox.iter().all(|m| m.status == "Sent" || m.status == "Skipped"), "{outbox:?}");
     assert!(outbox.iter().any(|m| m.status == "Skipped"), "waiting for the address is not news: {outbox:?}");
+    let status_of = |r: &crate::webhooks::Received| {
+        url::form_urlencoded::parse(r.body.as_bytes()).find(|(k, _)| k == "status").map(|(_, v)| v.into_owned())
+    };
+    let calls = receiver
+        .wait_until(Duration::from_secs(20), "the completed callback", |r| {
+            r.iter().any(|r| status_of(r).as_deref() == Some("completed"))
+        })
+        .await;
+    let mut seen: Vec<String> = calls.iter().filter_map(status_of).collect();
+    seen.dedup();
+    assert_eq!(seen, ["pending", "processing", "completed"]);
+
+    // A refund waiting for the customer's confirmation can be cancelled: the callback says rejected,
+    // with the reason, and the customer is told it was not sent.
+    let mut small = with_callback.clone();
+    small[0] = ("amount", "10");
+    let (_, second) = cg(app, Method::POST, &format!("/v2/orders/{id}/refunds"), &token, &small).await;
+    let second_id = app.store.coingate_refund(second["id"].as_i64().unwrap()).await.unwrap().unwrap().refund_id;
+    let cancelled = app.put(&format!("/v2/payments/refunds/{second_id}/cancel"), None).await.ok();
+    assert_eq!(cancelled["status"], "Failed");
+    let calls = receiver
+        .wait_until(Duration::from_secs(20), "the rejected callback", |r| {
+            r.iter().any(|r| status_of(r).as_deref() == Some("rejected"))
+        })
+        .await;
+    let rejected = calls.iter().find(|r| status_of(r).as_deref() == Some("rejected")).unwrap();
+    assert!(rejected.body.contains("compliance_rejection_reason=Cancelled"), "{}", rejected.body);
+    let not_sent = smtp.wait_for("buyer@example.com", "Your refund from Shop was not sent").await;
+    assert!(not_sent.text.contains("10 EUR") && not_sent.text.contains("Cancelled"), "{}", not_sent.text);
 
     // A refund link made through the Cobo API with the customer's e-mail (ebb's addition) is e-mailed.
     let (merchant, _, linked_id) = shop(app, Some("en")).await;
