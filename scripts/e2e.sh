@@ -35,6 +35,14 @@ echo "== the refund page in headless Chromium (screenshots in target/screenshots
 "$PY/python" scripts/make_refund_links.py "$data" 2 > "$data/links.json"
 node scripts/browser/refund_link.mjs "$data/links.json" target/screenshots/refund-link
 
+echo "== the operator console in headless Chromium (screenshots in target/screenshots/console)"
+"$PY/python" scripts/console_fixtures.py make "$data" > "$data/console.json"
+setup_url=$("$EBB" operators add --email approver@console.example --role approver --data-dir "$data" \
+  | grep -o 'http://[^ ]*/console/setup?token=[A-Za-z0-9_-]*')
+[ -n "$setup_url" ] || { echo "ebb operators add printed no set-up link"; exit 1; }
+node scripts/browser/console.mjs "$data/console.json" "$setup_url" target/screenshots/console
+"$PY/python" scripts/console_fixtures.py check "$data" "$data/console.json" target/screenshots/console/refunds.csv
+
 echo "== schemathesis against /v2/openapi.json (${SCHEMATHESIS_SECONDS}s)"
 secret=$("$PY/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_secret"])' "$data/dev.json")
 pport=$(free_port)

@@ -38,7 +38,7 @@ pub struct Caller {
 impl Caller {
     pub fn new(api_key: String, merchant: Option<String>, role: KeyRole) -> Self {
         let initiator = format!("api_key_{api_key}");
-        Caller { api_key, actor: Actor { merchant, initiator, role } }
+        Caller { api_key, actor: Actor { merchant, initiator, role, audit: None } }
     }
 
     /// Refuses a PSP-only operation to a merchant-restricted key (403, 40300).

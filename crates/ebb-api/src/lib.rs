@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod coingate;
+pub mod console;
 pub mod error;
 mod extract;
 pub mod mail;
@@ -73,6 +74,8 @@ pub struct Shared {
     pub webhook_retries: i64,
     /// The refund-link pages' settings, rate limiter and CSRF key.
     pub links: Arc<pages::LinkPages>,
+    /// The operator console's settings, login limiter and CSRF key.
+    pub console: Arc<console::Console>,
 }
 
 pub use ebb_core::clock::now_ms;
@@ -155,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v2/openapi.json", get(ops::openapi))
         .merge(pages::router())
+        .merge(console::router())
         .nest("/v1.0", kyt::router(state.clone()))
         .nest_service("/coingate", coingate::service(state.clone()))
         .merge(signed)

@@ -3,6 +3,7 @@
 use ebb_store::keys::KeyRole;
 use ebb_store::refunds::IdempotencyScope;
 
+use crate::operators::AuditTrail;
 use crate::AppError;
 
 /// The party behind a request: the PSP (a PSP-wide key, the CLI, `ebb dev`) or one merchant (a
@@ -14,15 +15,17 @@ pub struct Actor {
     /// Cobo's `initiator` value for objects this actor creates.
     pub initiator: String,
     pub role: KeyRole,
+    /// An operator of the console: who to name in the audit log (none for API keys and the CLI).
+    pub audit: Option<AuditTrail>,
 }
 
 impl Actor {
     pub fn psp(initiator: impl Into<String>) -> Self {
-        Actor { merchant: None, initiator: initiator.into(), role: KeyRole::Operator }
+        Actor { merchant: None, initiator: initiator.into(), role: KeyRole::Operator, audit: None }
     }
 
     pub fn merchant(merchant_id: impl Into<String>, initiator: impl Into<String>) -> Self {
-        Actor { merchant: Some(merchant_id.into()), initiator: initiator.into(), role: KeyRole::Operator }
+        Actor { merchant: Some(merchant_id.into()), initiator: initiator.into(), role: KeyRole::Operator, audit: None }
     }
 
     /// The scope idempotency keys live in: one per merchant actor, one for the PSP.

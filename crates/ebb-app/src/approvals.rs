@@ -260,7 +260,7 @@ async fn decide(engine: &Engine, actor: &Actor, refund_id: &str, decision: Decis
     if current.initiator == actor.initiator {
         return Err(AppError::Forbidden(ApprovalError::OwnRefund.to_string()));
     }
-    let (refund_id, approver) = (refund_id.to_owned(), actor.initiator.clone());
+    let (refund_id, approver, trail) = (refund_id.to_owned(), actor.initiator.clone(), actor.audit.clone());
     let r = engine
         .store
         .write(move |tx| {
@@ -275,6 +275,12 @@ async fn decide(engine: &Engine, actor: &Actor, refund_id: &str, decision: Decis
                 };
                 let now = now_s();
                 let decided = |e: ApprovalError| not_waiting(format!("cannot take this decision: {e}"));
+                let audit = |action: &'static str, detail: String| (action, detail);
+                let (action, detail) = match &decision {
+                    Decision::Approve { comment } => audit("refund.approve", comment.clone().unwrap_or_default()),
+                    Decision::Reject { reason } => audit("refund.reject", reason.clone()),
+                };
+                crate::operators::audit_in(tx, trail.as_ref(), action, &refund_id, &detail).await?;
                 match decision {
                     Decision::Approve { comment } => {
                         let vote = Vote { approver, at: now, comment };

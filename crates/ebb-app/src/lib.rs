@@ -26,6 +26,7 @@ pub mod kyt;
 pub mod links;
 pub mod mails;
 pub mod merchants;
+pub mod operators;
 pub mod orders;
 pub mod payins;
 pub mod payouts;

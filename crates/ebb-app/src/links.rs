@@ -129,6 +129,7 @@ pub struct CreatedLink {
 /// was submitted but whose payout has not started goes back to `AddressPending`; once its payout has
 /// started it cannot be re-linked.
 pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResult<CreatedLink> {
+    actor.require_operator_for("create refund links")?;
     if req.source == RefundSource::Merchant && req.merchant_id.is_none() {
         return Err(AppError::Invalid(
             "a link refund paid by the merchant (refund source Merchant) names the merchant".into(),
@@ -184,6 +185,7 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
     };
     let (token_hash, payer, source_tx_id, display) =
         (token.hash(), req.payment.payer, req.payment.source_tx_id, req.display);
+    let trail = actor.audit.clone();
     let (refund, link) = engine
         .store
         .write(move |tx| {
@@ -196,6 +198,9 @@ pub async fn create(engine: &Engine, actor: &Actor, req: LinkRequest) -> AppResu
                 };
                 let link = new_link(&refund.refund_id, payer, source_tx_id, display, now, ttl_ms);
                 repo::insert_link(tx, &link, &token_hash).await?;
+                let detail =
+                    format!("{} {}", refund.amount.to_decimal_string(new.request.token.decimals), refund.token_id);
+                crate::operators::audit_in(tx, trail.as_ref(), "link.create", &refund.refund_id, &detail).await?;
                 if let Some((email, locale, token)) = &customer {
                     let event = ebb_store::events::REFUND_STATUS_UPDATED;
                     mails::subscribe(tx, &refund.refund_id, event, email, locale).await?;

@@ -167,6 +167,7 @@ pub(crate) async fn check_merchant_exists(engine: &Engine, merchant_id: Option<&
 
 /// Creates a refund and reserves its funds, or returns the one an identical earlier request made.
 pub async fn create(engine: &Engine, actor: &Actor, req: RefundRequest) -> AppResult<Created> {
+    actor.require_operator_for("create refunds")?;
     create_with(engine, actor, req, None, None).await
 }
 
@@ -205,7 +206,21 @@ pub(crate) async fn create_with(
         coingate,
         customer,
     };
-    let created = engine.store.write(move |tx| Box::pin(async move { insert_refund(tx, &new).await })).await?;
+    let trail = actor.audit.clone();
+    let decimals = new.request.token.decimals;
+    let created = engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let created = insert_refund(tx, &new).await?;
+                if let Created::New(r) = &created {
+                    let detail = format!("{} {}", r.amount.to_decimal_string(decimals), r.token_id);
+                    crate::operators::audit_in(tx, trail.as_ref(), "refund.create", &r.refund_id, &detail).await?;
+                }
+                Ok(created)
+            })
+        })
+        .await?;
     Ok(match created {
         // A refund found by its request_id may have payout legs by now; the transaction read only its row.
         Created::Existing(r) => Created::Existing(engine.store.with_transactions(r).await?),
@@ -466,12 +481,14 @@ where
 
 /// Cancels a refund that has not started paying out; its reserved funds go back where they came from.
 pub async fn cancel(engine: &Engine, actor: &Actor, refund_id: &str) -> AppResult<RefundRow> {
-    let (refund_id, scope) = (refund_id.to_owned(), actor.merchant.clone());
+    actor.require_operator_for("cancel refunds")?;
+    let (refund_id, scope, trail) = (refund_id.to_owned(), actor.merchant.clone(), actor.audit.clone());
     let r = engine
         .store
         .write(move |tx| {
             Box::pin(async move {
                 let (mut r, next) = lock_for(tx, &refund_id, scope.as_deref(), RefundEvent::Cancelled).await?;
+                crate::operators::audit_in(tx, trail.as_ref(), "refund.cancel", &refund_id, "").await?;
                 let now = now_s();
                 repo::compare_and_set(tx, &r, next, Some(CANCELLED_REASON), None, now).await?;
                 repo::adjust_order_refunded(tx, &r, false).await?;

@@ -44,9 +44,19 @@ pub async fn update_endpoint(
 /// Sends an event again now; `false` if there is no such delivery to retry.
 pub async fn retry_delivery(store: &Store, actor: &Actor, endpoint_id: &str, event_id: &str) -> AppResult<bool> {
     actor.require_psp_for("make this call")?;
-    let (endpoint_id, event_id) = (endpoint_id.to_owned(), event_id.to_owned());
+    actor.require_operator_for("send webhook deliveries again")?;
+    let (endpoint_id, event_id, trail) = (endpoint_id.to_owned(), event_id.to_owned(), actor.audit.clone());
     let retried = store
-        .write(move |tx| Box::pin(async move { repo::retry_now(tx, &endpoint_id, &event_id, now_ms()).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                let retried = repo::retry_now(tx, &endpoint_id, &event_id, now_ms()).await?;
+                if retried {
+                    let subject = format!("{endpoint_id}/{event_id}");
+                    crate::operators::audit_in(tx, trail.as_ref(), "webhook.retry", &subject, "").await?;
+                }
+                Ok(retried)
+            })
+        })
         .await?;
     Ok(retried)
 }

@@ -111,6 +111,52 @@ pub struct RefundFilter {
     pub max_created_at: Option<i64>,
     pub min_updated_at: Option<i64>,
     pub max_updated_at: Option<i64>,
+    pub token_id: Option<String>,
+    pub order_id: Option<String>,
+    /// The destination, exactly as stored.
+    pub to_address: Option<String>,
+    /// The amount in base units (with `token_id`, an exact amount).
+    pub amount: Option<String>,
+}
+
+impl RefundFilter {
+    fn sql(&self) -> Filter {
+        let mut f = Filter::default();
+        for (col, v) in [
+            ("merchant_id", &self.merchant_id),
+            ("request_id", &self.request_id),
+            ("token_id", &self.token_id),
+            ("order_id", &self.order_id),
+            ("to_address", &self.to_address),
+            ("amount", &self.amount),
+        ] {
+            if let Some(v) = v {
+                f.eq(col, v);
+            }
+        }
+        let statuses: Vec<String> = self.statuses.iter().map(|s| s.as_str().to_owned()).collect();
+        f.is_in("status", &statuses);
+        match self.approval_status {
+            Some(a) => {
+                f.eq("approval_status", a.as_str());
+            }
+            None if self.under_approval => {
+                f.not_null("approval_status");
+            }
+            None => {}
+        }
+        for (col, op, v) in [
+            ("created_at", ">=", self.min_created_at),
+            ("created_at", "<=", self.max_created_at),
+            ("updated_at", ">=", self.min_updated_at),
+            ("updated_at", "<=", self.max_updated_at),
+        ] {
+            if let Some(v) = v {
+                f.cmp_int(col, op, v);
+            }
+        }
+        f
+    }
 }
 
 const COLUMNS: &str = "seq, refund_id, request_id, order_id, merchant_id, token_id, chain_id, amount, to_address, \
@@ -301,34 +347,7 @@ impl Store {
         filter: &RefundFilter,
         page_req: &PageRequest,
     ) -> Result<Page<RefundRow>, StoreError> {
-        let mut f = Filter::default();
-        if let Some(m) = &filter.merchant_id {
-            f.eq("merchant_id", m);
-        }
-        if let Some(r) = &filter.request_id {
-            f.eq("request_id", r);
-        }
-        let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
-        f.is_in("status", &statuses);
-        match filter.approval_status {
-            Some(a) => {
-                f.eq("approval_status", a.as_str());
-            }
-            None if filter.under_approval => {
-                f.not_null("approval_status");
-            }
-            None => {}
-        }
-        for (col, op, v) in [
-            ("created_at", ">=", filter.min_created_at),
-            ("created_at", "<=", filter.max_created_at),
-            ("updated_at", ">=", filter.min_updated_at),
-            ("updated_at", "<=", filter.max_updated_at),
-        ] {
-            if let Some(v) = v {
-                f.cmp_int(col, op, v);
-            }
-        }
+        let f = filter.sql();
         let mut page = page::list(self.pool(), "refunds", COLUMNS, &f, page_req, from_row).await?;
         let ids: Vec<String> = page.items.iter().map(|r| r.refund_id.clone()).collect();
         let mut txs = self.transactions_of("refund_id", &ids).await?;
@@ -336,6 +355,21 @@ impl Store {
             r.transactions = txs.extract_if(.., |t| t.refund_id.as_deref() == Some(&r.refund_id)).collect();
         }
         Ok(page)
+    }
+
+    /// Up to `limit` refunds after `after_seq`, oldest first, without their transactions: exports read
+    /// in these batches, so that a year of refunds never sits in memory. Returns each with its `seq`.
+    pub async fn refund_batch(
+        &self,
+        filter: &RefundFilter,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, RefundRow)>, StoreError> {
+        let mut f = filter.sql();
+        f.cmp_int("seq", ">", after_seq);
+        let sql = format!("SELECT {COLUMNS} FROM refunds{} ORDER BY seq LIMIT {limit}", f.where_sql());
+        let rows = f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        rows.iter().map(|r| Ok((r.col::<i64>("seq")?, from_row(r)?))).collect()
     }
 }
 

@@ -80,7 +80,14 @@ impl Application {
                 .with_screener(screener)
                 .with_prices(settings.prices.prices().context("the [prices] settings")?)
                 .with_customer_mail(settings.mail.is_some());
+        let console = ebb_api::console::Console::new(
+            settings.console.clone(),
+            &links.public_url,
+            links.client_ip_header.clone(),
+            &settings.server_key.to_bytes(),
+        );
         let shared = Shared {
+            console: Arc::new(console),
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             engine,
             store,

@@ -14,8 +14,10 @@ use crate::{dev, Application};
 
 mod keys;
 mod mail;
+mod operators;
 use keys::{keys, KeysCommand};
 use mail::{mail, MailCommand};
+use operators::{operators_command, OperatorsCommand};
 
 #[derive(Parser)]
 #[command(name = "ebb", version, about = "Self-hosted crypto refunds with a Cobo-compatible API")]
@@ -98,6 +100,13 @@ enum Command {
     Mail {
         #[command(subcommand)]
         command: MailCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The operator console's people: add one (printing its set-up link), list, reset, disable.
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -241,6 +250,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Screening { command, db } => screening(command, &db).await,
         Command::Webhooks { command, db } => webhooks(command, &db).await,
         Command::Mail { command, db } => mail(command, &db).await,
+        Command::Operators { command, db } => operators_command(command, &db).await,
         Command::Orders { command: OrdersCommand::DepositKey { order_id }, db } => deposit_key(&order_id, &db).await,
         Command::Openapi => {
             use std::io::Write;
@@ -283,6 +293,10 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
         prices: dev::offline_prices(&FileConfig::load(None)?.registry()?),
         // Customer e-mail only when EBB_MAIL_SMTP_URL and EBB_MAIL_FROM name an SMTP server.
         mail: FileConfig::load(None)?.mail_settings()?,
+        console: ebb_app::operators::ConsoleSettings {
+            dev_notice: true,
+            ..FileConfig::load(None)?.console_settings()?
+        },
     };
     let mail_on = settings.mail.is_some();
     let app = Application::build(settings).await?;
@@ -305,6 +319,10 @@ async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
     println!();
     println!("  coingate_base_url      {}", info.coingate_base_url);
     println!("  coingate_api_token     {}", info.coingate_api_token);
+    println!();
+    println!("  console_url            {}", info.console_url);
+    println!("  console_email          {}", info.console_email);
+    println!("  console_password       {}   (no second factor: ebb dev only)", info.console_password);
     if mail_on {
         println!("  customer e-mail        on for the demo merchant (English), through EBB_MAIL_SMTP_URL");
     }

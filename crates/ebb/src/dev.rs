@@ -55,7 +55,17 @@ pub struct DevInfo {
     pub coingate_base_url: String,
     #[serde(default)]
     pub coingate_api_token: String,
+    /// The operator console and its demo admin (no second factor: `ebb dev` only).
+    #[serde(default)]
+    pub console_url: String,
+    #[serde(default)]
+    pub console_email: String,
+    #[serde(default)]
+    pub console_password: String,
 }
+
+/// The demo admin `ebb dev` makes for the console.
+pub const DEMO_ADMIN: &str = "admin@ebb.dev";
 
 pub fn server_key_path(dir: &Path) -> PathBuf {
     dir.join("server_key.hex")
@@ -108,6 +118,9 @@ pub async fn ensure_demo(
                 kyt_api_client_secret: String::new(),
                 coingate_base_url: String::new(),
                 coingate_api_token: String::new(),
+                console_url: String::new(),
+                console_email: String::new(),
+                console_password: String::new(),
             }
         }
     };
@@ -127,6 +140,12 @@ pub async fn ensure_demo(
             ebb_app::coingate::add_token(store, &info.merchant_id, "ebb dev", BodyFormat::CoinGateForm).await?.token;
     }
     let origin = base_url.trim_end_matches('/').trim_end_matches("/v2");
+    if info.console_password.is_empty() {
+        info.console_password = ebb_app::secrets::generate()[..20].to_owned();
+    }
+    info.console_email = DEMO_ADMIN.to_owned();
+    ebb_app::operators::ensure_dev_admin(store, DEMO_ADMIN, &info.console_password).await?;
+    info.console_url = format!("{origin}/console");
     info.coingate_base_url = format!("{origin}/coingate");
     info.kyt_api_base_url = format!("{origin}/v1.0");
     info.base_url = base_url.to_owned();

@@ -14,8 +14,8 @@
 
 pub(crate) mod date;
 pub mod i18n;
-mod limits;
-mod security;
+pub(crate) mod limits;
+pub(crate) mod security;
 pub(crate) mod settings;
 mod views;
 

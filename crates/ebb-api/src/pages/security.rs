@@ -76,7 +76,7 @@ impl LinkPages {
 
 /// Every page response: no framing, no sniffing, no referrer, no caching, and a strict CSP unless the
 /// page set its own (to allow the merchant's logo).
-pub(super) async fn security_headers(mut res: Response) -> Response {
+pub(crate) async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     let set = |h: &mut HeaderMap, name: HeaderName, value: &'static str| {
         if !h.contains_key(&name) {
@@ -104,7 +104,7 @@ pub(super) fn csp_with_logo(logo_url: Option<&str>) -> Option<String> {
 }
 
 /// The TCP peer, when the server was started with connection info.
-pub(super) struct Peer(pub(super) Option<IpAddr>);
+pub(crate) struct Peer(pub(crate) Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;

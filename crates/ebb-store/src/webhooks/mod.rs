@@ -157,7 +157,7 @@ pub struct AttemptRecord {
 
 const ENDPOINT_COLUMNS: &str = "seq, endpoint_id, url, description, subscribed_events, status, disabled_reason, \
      signing_secret, format, created_at, updated_at";
-const DELIVERY_COLUMNS: &str =
+pub(crate) const DELIVERY_COLUMNS: &str =
     "seq, endpoint_id, url, format, event_id, event_type, event_seq, kind, snapshot, created_at_ms, \
      status, attempts, retries_left, next_attempt_ms";
 const ATTEMPT_COLUMNS: &str = "seq, attempt_id, created_at_ms, request_headers, request_body, response_status, \
@@ -183,7 +183,7 @@ fn endpoint_from_row(row: &impl Columns) -> Result<EndpointRow, StoreError> {
     })
 }
 
-fn delivery_from_row(row: &impl Columns) -> Result<DeliveryRow, StoreError> {
+pub(crate) fn delivery_from_row(row: &impl Columns) -> Result<DeliveryRow, StoreError> {
     let kind: String = row.col("kind")?;
     let retries_left: i64 = row.col("retries_left")?;
     Ok(DeliveryRow {

@@ -165,6 +165,8 @@ pub struct Options {
     pub prices: Option<ebb_app::prices::PricesSettings>,
     /// Customer e-mail through an SMTP server (`crate::mail::SmtpServer`); default none.
     pub mail: Option<ebb_worker::mail::MailSettings>,
+    /// The console's session and login settings; default [`ebb_app::operators::ConsoleSettings`].
+    pub console: Option<ebb_app::operators::ConsoleSettings>,
 }
 
 /// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
@@ -244,6 +246,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         screening: options.screening.clone().unwrap_or_default(),
         prices: options.prices.clone().unwrap_or_else(|| ebb::dev::offline_prices(&registry)),
         mail: options.mail.clone(),
+        console: options.console.clone().unwrap_or_default(),
     };
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("ebb starts");

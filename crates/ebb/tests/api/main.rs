@@ -11,6 +11,7 @@ mod approvals;
 mod auth;
 mod balances;
 mod coingate;
+mod console;
 mod crash;
 mod evm;
 mod kyt;

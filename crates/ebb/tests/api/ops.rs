@@ -60,6 +60,7 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused() {
         screening: Default::default(),
         prices: Default::default(),
         mail: None,
+        console: Default::default(),
     };
     let first = ebb::Application::build(settings()).await.expect("the first server starts");
     let second = ebb::Application::build(settings()).await.err().expect("a second server on the file is refused");

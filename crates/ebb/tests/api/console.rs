@@ -1,0 +1,511 @@
+//! The operator console (issue 17) through real HTTP, as a browser without JavaScript drives it: set-up
+//! links with a TOTP key, logins, the role matrix over every action, CSRF refusals, maker-checker
+//! between operators, the audit entries each action leaves, session expiry and login lockout, and the
+//! CSV exports checked against the API. (The Chromium walk is scripts/browser/console.mjs.)
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ebb_app::operators::{self, ConsoleSettings};
+use ebb_store::operators::{AuditFilter, OperatorRole};
+use ebb_store::page::PageRequest;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Options, TestApp};
+use crate::links::Customer;
+
+const PASSWORD: &str = "correct horse battery staple";
+const OTHER: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+
+crate::both_backends_paying!(roles_actions_and_their_audit_trail);
+crate::both_backends_with!(sessions_expire_and_failed_logins_lock, super::short_sessions());
+
+fn short_sessions() -> Options {
+    Options {
+        console: Some(ConsoleSettings {
+            session_idle: Duration::from_secs(2),
+            max_failed_logins: 3,
+            ..ConsoleSettings::default()
+        }),
+        ..Options::default()
+    }
+}
+
+/// A page as the browser got it.
+struct Page {
+    status: StatusCode,
+    location: String,
+    body: String,
+}
+
+impl Page {
+    fn field(&self, name: &str) -> String {
+        let needle = format!("name=\"{name}\" value=\"");
+        let start =
+            self.body.find(&needle).unwrap_or_else(|| panic!("no field {name} in\n{}", self.body)) + needle.len();
+        let len = self.body[start..].find('"').unwrap();
+        self.body[start..start + len].to_owned()
+    }
+
+    /// The text of the element with `data-testid="id"` (up to the next tag).
+    fn testid(&self, id: &str) -> String {
+        let needle = format!("data-testid=\"{id}\"");
+        let start = self.body.find(&needle).unwrap_or_else(|| panic!("no {id} in\n{}", self.body));
+        let rest = &self.body[start..];
+        let open = rest.find('>').unwrap() + 1;
+        let close = rest[open..].find('<').unwrap();
+        rest[open..open + close].trim().to_owned()
+    }
+}
+
+/// A browser: keeps its cookies, follows no redirect by itself.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Browser {
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            base: format!("http://{}", app.addr),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn keep(&mut self, resp: reqwest::Response) -> Page {
+        for c in resp.headers().get_all(SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/console"), "{c}");
+            let (k, v) = c.split(';').next().unwrap().split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let location = resp.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let status = resp.status();
+        assert!(status.as_u16() < 500 || status.as_u16() == 503, "{status}");
+        Page { status, location, body: resp.text().await.unwrap() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let resp = self.http.get(format!("{}{path}", self.base)).header(COOKIE, self.cookie_header()).send().await;
+        self.keep(resp.unwrap()).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await;
+        self.keep(resp.unwrap()).await
+    }
+
+    /// Logs in; returns the answer to the login post.
+    async fn login(&mut self, email: &str, password: &str, code: &str) -> Page {
+        let form = self.get("/console/login").await;
+        assert_eq!(form.status, 200);
+        let csrf = form.field("csrf");
+        self.post("/console/login", &[("email", email), ("password", password), ("code", code), ("csrf", &csrf)]).await
+    }
+}
+
+/// An operator set up through its link, with its TOTP key.
+struct Person {
+    email: String,
+    key: Vec<u8>,
+    /// The last time step whose code was used: the server takes a step's code once, and steps from one
+    /// before now to one after.
+    used: std::sync::Mutex<i64>,
+}
+
+impl Person {
+    /// A code the server has not seen from this operator (waiting for the next time step if the three
+    /// it accepts now are used).
+    async fn next_code(&self) -> String {
+        loop {
+            let now = ebb_core::clock::now_s() / operators::TOTP_STEP_S;
+            {
+                let mut used = self.used.lock().unwrap();
+                let step = (now - 1).max(*used + 1);
+                if step <= now + 1 {
+                    *used = step;
+                    return self.code_of(step);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The code of the last step used (a replay).
+    fn last_code(&self) -> String {
+        self.code_of(*self.used.lock().unwrap())
+    }
+
+    fn code_of(&self, step: i64) -> String {
+        format!("{:06}", operators::totp(&self.key, step))
+    }
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in s.bytes() {
+        let v = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".iter().position(|a| *a == c).unwrap() as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+/// Adds an operator as `ebb operators add` does and sets it up through the set-up page.
+async fn person(app: &TestApp, email: &str, role: OperatorRole, merchants: &[&str]) -> Person {
+    let merchants = merchants.iter().map(|m| m.to_string()).collect();
+    let new = operators::add(&app.store, &ConsoleSettings::default(), email, role, merchants, "test").await.unwrap();
+    let mut b = Browser::new(app);
+    let page = b.get(&format!("/console/setup?token={}", new.setup_token)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let person = Person {
+        email: email.to_owned(),
+        key: base32_decode(&page.testid("totp-key")),
+        used: std::sync::Mutex::new(0),
+    };
+    let token = new.setup_token.as_str();
+    let code = person.next_code().await;
+    let short = b
+        .post("/console/setup", &[("token", token), ("password", "short"), ("repeat", "short"), ("code", &code)])
+        .await;
+    assert_eq!(short.status, 422, "a short password is refused");
+    let wrong = b
+        .post("/console/setup", &[("token", token), ("password", PASSWORD), ("repeat", PASSWORD), ("code", "000000")])
+        .await;
+    assert!(wrong.status == 422 || code == "000000");
+    let done = b
+        .post("/console/setup", &[("token", token), ("password", PASSWORD), ("repeat", PASSWORD), ("code", &code)])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let again = b.get(&format!("/console/setup?token={}", new.setup_token)).await;
+    assert_eq!(again.status, 404, "a set-up link works once");
+    person
+}
+
+async fn signed_in(app: &TestApp, p: &Person) -> Browser {
+    let mut b = Browser::new(app);
+    let res = b.login(&p.email, PASSWORD, &p.next_code().await).await;
+    assert_eq!((res.status, res.location.as_str()), (StatusCode::SEE_OTHER, "/console/dashboard"), "{}", res.body);
+    b
+}
+
+async fn audit(app: &TestApp, email: &str, action: &str) -> Vec<ebb_store::operators::AuditEntry> {
+    let filter = AuditFilter { email: Some(email.into()), action: Some(action.into()), ..AuditFilter::default() };
+    app.store.audit_log(&filter, &PageRequest { limit: 50, ..PageRequest::default() }).await.unwrap().items
+}
+
+/// Makes a refund link for `order_id` in the console; returns the link's URL.
+async fn make_link(b: &mut Browser, order_id: &str, amount: &str) -> String {
+    let order = b.get(&format!("/console/orders/{order_id}")).await;
+    assert_eq!(order.status, 200, "{}", order.body);
+    let csrf = order.field("csrf");
+    let made = b.post(&format!("/console/orders/{order_id}/refund-link"), &[("csrf", &csrf), ("amount", amount)]).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    made.testid("link-url").replace("&amp;", "&")
+}
+
+/// The customer gives `OTHER` on the link's page; returns the refund id.
+async fn customer_submits(app: &TestApp, url: &str) -> String {
+    let mut customer = Customer::new(app);
+    let path = &url[url.find("/refund-link").unwrap()..];
+    let form = customer.get(path).await;
+    let confirm = customer.post_form(&form, "/refund-link/confirm", OTHER, &[]).await;
+    let done = customer.post_form(&confirm, "/refund-link/submit", &confirm.field("address"), &[]).await;
+    assert!(done.status.is_redirection() || done.status.is_success(), "{}", done.body);
+    let token = path.split("token=").nth(1).unwrap();
+    let link =
+        ebb_app::links::view(&app.engine, &ebb_app::links::LinkToken::parse(token).unwrap()).await.unwrap().unwrap();
+    link.refund.refund_id
+}
+
+async fn roles_actions_and_their_audit_trail(app: &TestApp) {
+    let m1 = app.create_merchant("Console One").await;
+    let m2 = app.create_merchant("Console Two").await;
+    let order = app.paid_order(&m1, "100", "0").await;
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+    let order2 = app.paid_order(&m2, "50", "0").await;
+    // Every refund needs one approval.
+    app.post("/v2/payments/approval_policies", json!({"name": "all", "approvals_required": 1})).await.ok();
+
+    let admin = person(app, "admin@psp.example", OperatorRole::Admin, &[]).await;
+    let approver = person(app, "approver@psp.example", OperatorRole::Approver, &[]).await;
+    let support = person(app, "support@psp.example", OperatorRole::Support, &[]).await;
+    let viewer = person(app, "viewer@psp.example", OperatorRole::Viewer, &[]).await;
+    let limited = person(app, "m1-viewer@psp.example", OperatorRole::Viewer, &[&m1]).await;
+    assert!(
+        operators::add(
+            &app.store,
+            &ConsoleSettings::default(),
+            "x@psp.example",
+            OperatorRole::Approver,
+            vec![m1.clone()],
+            "t"
+        )
+        .await
+        .is_err(),
+        "an approver is never limited to merchants"
+    );
+
+    // No page and no action without a session.
+    let mut anonymous = Browser::new(app);
+    for path in ["/console/dashboard", "/console/refunds", "/console/audit", "/console/export/refunds.csv"] {
+        let p = anonymous.get(path).await;
+        assert_eq!((p.status, p.location.as_str()), (StatusCode::SEE_OTHER, "/console/login"), "{path}");
+    }
+    let p = anonymous.post("/console/refunds/x/approve", &[("csrf", "x")]).await;
+    assert_eq!(p.location, "/console/login");
+
+    // The role matrix: each action against an object that does not exist, so that an allowed role
+    // reaches the use case (and hears "not found" or "invalid") while a refused one is stopped first.
+    let actions: &[(&str, &str, &[(&str, &str)], &[OperatorRole])] = {
+        use OperatorRole::*;
+        &[
+            ("POST", "/console/refunds/NOPE/approve", &[], &[Admin, Approver]),
+            ("POST", "/console/refunds/NOPE/reject", &[("comment", "no")], &[Admin, Approver]),
+            ("POST", "/console/refunds/NOPE/cancel", &[], &[Admin, Support]),
+            ("POST", "/console/deliveries/retry", &[("endpoint_id", "NOPE"), ("event_id", "NOPE")], &[Admin, Support]),
+            ("POST", "/console/orders/NOPE/refund-link", &[("amount", "1")], &[Admin, Support]),
+            ("POST", "/console/operators", &[("email", "new@psp.example"), ("role", "")], &[Admin]),
+            ("POST", "/console/operators/NOPE/reset", &[], &[Admin]),
+            ("POST", "/console/operators/NOPE/disable", &[], &[Admin]),
+            ("GET", "/console/operators", &[], &[Admin]),
+            ("GET", "/console/audit", &[], &[Admin]),
+            ("GET", "/console/export/audit.csv", &[], &[Admin]),
+            ("GET", "/console/dashboard", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/refunds", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/orders", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/approvals", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/export/refunds.csv", &[], &[Admin, Approver, Support, Viewer]),
+        ]
+    };
+    let mut browsers = Vec::new();
+    let mut previous_csrf = String::new();
+    for (p, role) in [
+        (&admin, OperatorRole::Admin),
+        (&approver, OperatorRole::Approver),
+        (&support, OperatorRole::Support),
+        (&viewer, OperatorRole::Viewer),
+    ] {
+        let mut b = signed_in(app, p).await;
+        let csrf = b.get("/console/dashboard").await.field("csrf");
+        for (method, path, form, allowed) in actions {
+            let page = if *method == "GET" {
+                b.get(path).await
+            } else {
+                let mut f = vec![("csrf", csrf.as_str())];
+                f.extend_from_slice(form);
+                b.post(path, &f).await
+            };
+            if allowed.contains(&role) {
+                assert_ne!(page.status, StatusCode::FORBIDDEN, "{role} {method} {path}: {}", page.body);
+            } else {
+                assert_eq!(page.status, StatusCode::FORBIDDEN, "{role} {method} {path}");
+                assert!(page.body.contains("Not allowed"), "{role} {path}: {}", page.body);
+            }
+        }
+        let refused = actions.iter().filter(|a| !a.3.contains(&role)).count();
+        assert_eq!(audit(app, &p.email, "denied").await.len(), refused, "{role}: each refusal is audited");
+        // A form without this session's CSRF token (none, a made-up one, another session's) is refused
+        // before anything else.
+        for bad in ["", "bm90IHRoaXM", previous_csrf.as_str()] {
+            let page = b.post("/console/refunds/NOPE/cancel", &[("csrf", bad)]).await;
+            assert_eq!(page.status, StatusCode::FORBIDDEN, "{role} csrf {bad:?}");
+            assert!(page.body.contains("This form has expired"), "{}", page.body);
+        }
+        previous_csrf = csrf;
+        browsers.push(b);
+    }
+    let mut sb = browsers.remove(2);
+    let mut pb = browsers.remove(1);
+    let mut ab = browsers.remove(0);
+
+    // The use cases fence a viewer too, whatever the console's table says.
+    let viewer_row = app.store.operator_by_email(&viewer.email).await.unwrap().unwrap();
+    let as_viewer = operators::actor_of(&viewer_row, None, "127.0.0.1");
+    let refused = ebb_app::refunds::cancel(&app.engine, &as_viewer, "NOPE").await;
+    assert!(matches!(refused, Err(ebb_app::AppError::Forbidden(_))), "{refused:?}");
+
+    // A merchant-limited viewer sees its merchant's orders only.
+    let mut lb = signed_in(app, &limited).await;
+    let own = lb.get(&format!("/console/orders/{order_id}")).await;
+    assert_eq!(own.status, 200);
+    let other = lb.get(&format!("/console/orders/{}", order2["order_id"].as_str().unwrap())).await;
+    assert_eq!(other.status, 404, "another merchant's order is not found");
+    assert!(lb.get("/console/approvals").await.status == StatusCode::FORBIDDEN);
+
+    // Support makes a refund link from the order; the customer gives an address; the refund waits.
+    let url = make_link(&mut sb, &order_id, "10").await;
+    let by_support = customer_submits(app, &url).await;
+    assert_eq!(audit(app, &support.email, "link.create").await[0].subject, by_support);
+    // The admin makes one too: the admin may not approve its own, the approver may.
+    let url = make_link(&mut ab, &order_id, "7").await;
+    let by_admin = customer_submits(app, &url).await;
+    let page = ab.get(&format!("/console/refunds/{by_admin}")).await;
+    assert_eq!(page.testid("approval-status").split(':').next().unwrap(), "Pending");
+    assert!(page.body.contains("data-testid=\"own-refund\""), "the page says why the admin cannot approve");
+    let own = ab.post(&format!("/console/refunds/{by_admin}/approve"), &[("csrf", &page.field("csrf"))]).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+    assert!(own.body.contains("initiator cannot approve"), "{}", own.body);
+
+    let page = pb.get(&format!("/console/refunds/{by_admin}")).await;
+    let csrf = page.field("csrf");
+    let ok = pb
+        .post(&format!("/console/refunds/{by_admin}/approve"), &[("csrf", &csrf), ("comment", "checked the ticket")])
+        .await;
+    assert_eq!((ok.status, ok.location.clone()), (StatusCode::SEE_OTHER, format!("/console/refunds/{by_admin}")));
+    let r = app.get(&format!("/v2/payments/refunds/{by_admin}")).await.ok();
+    assert_eq!(r["approval"]["status"], "Approved", "{r}");
+    let entry = &audit(app, &approver.email, "refund.approve").await[0];
+    assert_eq!((entry.subject.as_str(), entry.detail.as_str()), (by_admin.as_str(), "checked the ticket"));
+    assert_eq!(entry.client, "127.0.0.1");
+
+    // Rejecting needs a comment, which becomes the failure reason.
+    let empty = pb.post(&format!("/console/refunds/{by_support}/reject"), &[("csrf", &csrf), ("comment", " ")]).await;
+    assert_eq!(empty.status, 422);
+    let rejected = pb
+        .post(&format!("/console/refunds/{by_support}/reject"), &[("csrf", &csrf), ("comment", "wrong customer")])
+        .await;
+    assert_eq!(rejected.status, StatusCode::SEE_OTHER, "{}", rejected.body);
+    let r = app.get(&format!("/v2/payments/refunds/{by_support}")).await.ok();
+    assert_eq!((r["status"].as_str(), r["failed_reason"].as_str()), (Some("Failed"), Some("Rejected: wrong customer")));
+    let page = pb.get(&format!("/console/refunds/{by_support}")).await;
+    assert_eq!(page.testid("refund-status"), "Failed");
+    assert!(page.body.contains("refund.reject (wrong customer)"), "the timeline names the decision: {}", page.body);
+    assert!(page.body.contains("approver@psp.example from 127.0.0.1"), "and who took it");
+
+    // Search by request id finds the one refund.
+    let rid = r["request_id"].as_str().unwrap();
+    let found = pb.get(&format!("/console/refunds?request_id={rid}")).await;
+    assert_eq!(found.testid("count"), "1 refund(s)");
+    assert!(found.body.contains(&by_support));
+    let bad = pb.get("/console/refunds?from=2026-02-31").await;
+    assert_eq!(bad.status, 422, "an impossible date is refused with a message");
+
+    // The refunds CSV holds what the API lists.
+    let csv = pb.get("/console/export/refunds.csv").await;
+    assert_eq!(csv.status, 200);
+    let api = app.get("/v2/payments/refunds?limit=50").await.ok();
+    let listed: Vec<&str> = api["data"].as_array().unwrap().iter().map(|r| r["refund_id"].as_str().unwrap()).collect();
+    let lines: Vec<&str> = csv.body.trim_end().split("\r\n").collect();
+    assert!(lines[0].starts_with("refund_id,request_id,order_id,merchant_id,token_id"), "{}", lines[0]);
+    assert_eq!(lines.len() - 1, listed.len(), "{}", csv.body);
+    for id in &listed {
+        let row = lines.iter().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not in the CSV"));
+        let api_row = api["data"].as_array().unwrap().iter().find(|r| r["refund_id"] == *id).unwrap();
+        assert!(row.contains(&format!(",{},", api_row["amount"].as_str().unwrap())), "{row} vs {api_row}");
+        assert!(row.contains(&format!(",{},", api_row["status"].as_str().unwrap())), "{row}");
+    }
+    // One export in the role matrix, one here: each is audited.
+    assert_eq!(audit(app, &approver.email, "export.refunds").await.len(), 2);
+
+    // The audit log, read and exported by the admin, holds every entry; the database refuses to change it.
+    let csv = ab.get("/console/export/audit.csv").await;
+    assert_eq!(csv.status, 200);
+    let total = app
+        .store
+        .audit_log(&AuditFilter::default(), &PageRequest { limit: 1, ..PageRequest::default() })
+        .await
+        .unwrap()
+        .total_count;
+    // The export's own entry is written before it streams.
+    assert_eq!(csv.body.trim_end().split("\r\n").count() as i64 - 1, total, "{}", csv.body);
+    for action in
+        ["login", "operator.setup", "operator.add", "link.create", "refund.approve", "refund.reject", "denied"]
+    {
+        assert!(csv.body.contains(&format!(",{action},")), "the audit log has {action}");
+    }
+    for sql in ["UPDATE audit_log SET email = 'x'", "DELETE FROM audit_log"] {
+        assert!(sqlx::query(sql).execute(app.store.pool()).await.is_err(), "{sql} is refused");
+    }
+
+    // The admin adds an operator: a set-up link, shown once; then disables it.
+    let ops = ab.get("/console/operators").await;
+    let csrf = ops.field("csrf");
+    let added = ab
+        .post(
+            "/console/operators",
+            &[("csrf", &csrf), ("email", "new@psp.example"), ("role", "support"), ("merchants", &m1)],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(added.testid("setup-url").contains("/console/setup?token="));
+    let new_id = app.store.operator_by_email("new@psp.example").await.unwrap().unwrap().operator_id;
+    let disabled = ab.post(&format!("/console/operators/{new_id}/disable"), &[("csrf", &csrf)]).await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    assert!(app.store.operator(&new_id).await.unwrap().unwrap().disabled_at.is_some());
+    assert_eq!(audit(app, &admin.email, "operator.disable").await[0].subject, "new@psp.example");
+}
+
+async fn sessions_expire_and_failed_logins_lock(app: &TestApp) {
+    let alice = person(app, "alice@psp.example", OperatorRole::Viewer, &[]).await;
+    let mut b = signed_in(app, &alice).await;
+    assert_eq!(b.get("/console/dashboard").await.status, 200);
+    // The same code again is refused, even with the right password.
+    let mut replay = Browser::new(app);
+    let again = replay.login(&alice.email, PASSWORD, &alice.last_code()).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    // Idle past the limit (2 s here): the session ends.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let gone = b.get("/console/dashboard").await;
+    assert_eq!((gone.status, gone.location.as_str()), (StatusCode::SEE_OTHER, "/console/login"));
+
+    // Log out: the cookie stops working at once.
+    let mut b = signed_in(app, &alice).await;
+    let csrf = b.get("/console/dashboard").await.field("csrf");
+    let cookie = b.cookie_header();
+    let out = b.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location, "/console/login");
+    let mut stale = Browser::new(app);
+    stale.cookies =
+        cookie.split("; ").map(|kv| kv.split_once('=').unwrap()).map(|(k, v)| (k.into(), v.into())).collect();
+    assert_eq!(stale.get("/console/dashboard").await.location, "/console/login");
+
+    // Login without the form's CSRF token is refused.
+    let mut bare = Browser::new(app);
+    let p = bare.post("/console/login", &[("email", &alice.email), ("password", PASSWORD), ("code", "123456")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+    // Three wrong passwords lock the account; then even the right one is refused, and says until when.
+    let bob = person(app, "bob@psp.example", OperatorRole::Support, &[]).await;
+    let mut b = Browser::new(app);
+    for i in 0..3 {
+        let r = b.login(&bob.email, "wrong password!!", "000000").await;
+        let expected = if i < 2 { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+        assert_eq!(r.status, expected, "attempt {i}: {}", r.body);
+    }
+    let r = b.login(&bob.email, PASSWORD, &bob.next_code().await).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("locked until"), "{}", r.body);
+    assert_eq!(audit(app, &bob.email, "login.failed").await.len(), 2);
+    assert_eq!(audit(app, &bob.email, "login.lockout").await.len(), 1);
+    assert_eq!(audit(app, &bob.email, "login.locked").await.len(), 1);
+    // An unknown address is refused the same way, and audited.
+    let r = b.login("nobody@psp.example", PASSWORD, "123456").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("Wrong e-mail, password or code."));
+    assert_eq!(audit(app, "nobody@psp.example", "login.failed").await.len(), 1);
+}
