@@ -222,6 +222,27 @@ try {
   }
   await admin.goto(`${base}/console/operators`);
   await shots(admin, "15-operators");
+
+  // Merchants, balances and their charts; the balance changes CSV.
+  await admin.goto(`${base}/console/merchants`);
+  await shots(admin, "16-merchants");
+  await admin.goto(`${base}/console/merchants/${fx.merchant_id}`);
+  check((await admin.locator("svg.chart").count()) >= 2, "a balance chart and a refund volume chart");
+  await shots(admin, "17-merchant-balances");
+  const [changes] = await Promise.all([admin.waitForEvent("download"), admin.click("[data-testid=export-balance-changes]")]);
+  await changes.saveAs(`${outDir}/balance_changes.csv`);
+  const changeRows = readFileSync(`${outDir}/balance_changes.csv`, "utf8").trim().split("\r\n");
+  const lastBalance = changeRows[changeRows.length - 1].split(",")[6];
+  check(lastBalance === (await admin.textContent("[data-testid=balance-ETH_USDT]")).trim(), "the balance changes end at the balance shown");
+
+  // Webhooks: the unreachable endpoint and its failed deliveries; held pay-ins.
+  await admin.goto(`${base}/console/webhooks`);
+  check((await admin.textContent("[data-testid=endpoint-rows]")).includes("127.0.0.1:9/unreachable"), "the failing endpoint is listed");
+  await shots(admin, "18-webhooks");
+  await admin.click("a[href^='/console/webhooks/']:has-text('unreachable')");
+  await shots(admin, "19-endpoint");
+  await admin.goto(`${base}/console/held`);
+  await shots(admin, "20-held");
   writeFileSync(`${outDir}/done`, "ok\n");
 } catch (e) {
   failures += 1;

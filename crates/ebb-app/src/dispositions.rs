@@ -169,8 +169,17 @@ pub(crate) async fn lock_disposable(
 /// order's classification says, as if it had never been held, in one transaction.
 pub async fn unfreeze(engine: &Engine, actor: &Actor, tx_id: &str) -> AppResult<Credit> {
     require_compliance_officer(actor)?;
-    let tx_id = tx_id.to_owned();
-    Ok(engine.store.write(move |tx| Box::pin(async move { unfreeze_locked(tx, &tx_id).await })).await?)
+    let (tx_id, trail) = (tx_id.to_owned(), actor.audit.clone());
+    Ok(engine
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let credit = unfreeze_locked(tx, &tx_id).await?;
+                crate::operators::audit_in(tx, trail.as_ref(), "payin.unfreeze", &tx_id, "").await?;
+                Ok(credit)
+            })
+        })
+        .await?)
 }
 
 async fn unfreeze_locked(tx: &mut ebb_store::Tx<'_>, tx_id: &str) -> Result<Credit, StoreError> {

@@ -69,12 +69,16 @@ pub async fn retry_failed_deliveries(
     since_ms: Option<i64>,
 ) -> AppResult<u64> {
     actor.require_psp_for("make this call")?;
-    let endpoint_id = endpoint_id.to_owned();
+    actor.require_operator_for("send webhook deliveries again")?;
+    let (endpoint_id, trail) = (endpoint_id.to_owned(), actor.audit.clone());
     let retried = store
         .write(move |tx| {
             Box::pin(async move {
                 repo::endpoint_on(tx, &endpoint_id).await?;
-                repo::retry_failed(tx, &endpoint_id, since_ms.unwrap_or(0), now_ms()).await
+                let n = repo::retry_failed(tx, &endpoint_id, since_ms.unwrap_or(0), now_ms()).await?;
+                let detail = format!("{n} deliveries");
+                crate::operators::audit_in(tx, trail.as_ref(), "webhook.retry_failed", &endpoint_id, &detail).await?;
+                Ok(n)
             })
         })
         .await?;

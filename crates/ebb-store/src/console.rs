@@ -104,3 +104,172 @@ impl Store {
         rows.iter().map(crate::webhooks::delivery_from_row).collect()
     }
 }
+
+/// One posting of the journal, as the ledger export writes it.
+#[derive(Debug, Clone)]
+pub struct PostingRow {
+    pub seq: i64,
+    pub entry_id: String,
+    pub account: String,
+    pub token_id: String,
+    /// Signed base units.
+    pub delta: String,
+    /// `""` for journal-only accounts.
+    pub balance_after: String,
+    pub source_type: String,
+    pub source_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PostingFilter {
+    /// An account key (`merchant:M…`, `psp`, `world`, …); `None`: every account.
+    pub account: Option<String>,
+    pub token_id: Option<String>,
+    pub min_created_at: Option<i64>,
+    /// Exclusive.
+    pub max_created_at: Option<i64>,
+}
+
+/// A merchant's (or the PSP's) refunds of one day and token: how many, and their sum in base units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyVolume {
+    pub day: i64,
+    pub token_id: String,
+    pub count: i64,
+    pub amount: u128,
+}
+
+impl Store {
+    /// Up to `limit` postings after `after_seq`, oldest first (the ledger exports read in these batches).
+    pub async fn postings_batch(
+        &self,
+        filter: &PostingFilter,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<PostingRow>, StoreError> {
+        let mut f = crate::page::Filter::default();
+        if let Some(a) = &filter.account {
+            f.eq("account", a);
+        }
+        if let Some(t) = &filter.token_id {
+            f.eq("token_id", t);
+        }
+        if let Some(v) = filter.min_created_at {
+            f.cmp_int("created_at", ">=", v);
+        }
+        if let Some(v) = filter.max_created_at {
+            f.cmp_int("created_at", "<", v);
+        }
+        f.cmp_int("seq", ">", after_seq);
+        let sql = format!(
+            "SELECT seq, entry_id, account, token_id, delta, balance_after, source_type, source_id, created_at \
+             FROM postings{} ORDER BY seq LIMIT {limit}",
+            f.where_sql()
+        );
+        let rows = f.bind_all(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PostingRow {
+                    seq: r.col("seq")?,
+                    entry_id: r.col("entry_id")?,
+                    account: r.col("account")?,
+                    token_id: r.col("token_id")?,
+                    delta: r.col("delta")?,
+                    balance_after: r.col("balance_after")?,
+                    source_type: r.col("source_type")?,
+                    source_id: r.col("source_id")?,
+                    created_at: r.col("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// An account's balance of one token after each posting since `since_s` (at most the newest
+    /// `limit`), oldest first, with the balance just before the first: the points of its chart.
+    pub async fn balance_points(
+        &self,
+        account: &str,
+        token_id: &str,
+        since_s: i64,
+        limit: i64,
+    ) -> Result<(i128, Vec<(i64, i128)>), StoreError> {
+        let parse = |s: String| s.parse::<i128>().map_err(|_| StoreError::Internal(format!("stored amount {s:?}")));
+        let rows = sqlx::query(&format!(
+            "SELECT created_at, balance_after FROM postings WHERE account = $1 AND token_id = $2 AND created_at >= $3 \
+             ORDER BY seq DESC LIMIT {limit}"
+        ))
+        .bind(account)
+        .bind(token_id)
+        .bind(since_s)
+        .fetch_all(self.pool())
+        .await?;
+        let mut points = rows
+            .iter()
+            .map(|r| Ok((r.col::<i64>("created_at")?, parse(r.col("balance_after")?)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        points.reverse();
+        let start = sqlx::query(
+            "SELECT balance_after FROM postings WHERE account = $1 AND token_id = $2 AND created_at < $3 \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(account)
+        .bind(token_id)
+        .bind(since_s)
+        .fetch_optional(self.pool())
+        .await?;
+        let start = match start {
+            Some(r) => parse(r.col("balance_after")?)?,
+            None => 0,
+        };
+        Ok((start, points))
+    }
+
+    /// Refunds created since `since_s` (of one merchant, if given), per UTC day and token.
+    pub async fn daily_refund_volume(
+        &self,
+        since_s: i64,
+        merchant_id: Option<&str>,
+    ) -> Result<Vec<DailyVolume>, StoreError> {
+        // Amounts are text (they may exceed 64 bits), so they are summed here rather than in SQL.
+        let rows = sqlx::query(
+            "SELECT created_at, token_id, amount FROM refunds WHERE created_at >= $1 AND ($2 = '' OR merchant_id = $2)",
+        )
+        .bind(since_s)
+        .bind(merchant_id.unwrap_or_default())
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_day: std::collections::BTreeMap<(i64, String), (i64, u128)> = Default::default();
+        for r in &rows {
+            let day = r.col::<i64>("created_at")?.div_euclid(86_400);
+            let amount: String = r.col("amount")?;
+            let amount: u128 = amount.parse().map_err(|_| StoreError::Internal(format!("stored amount {amount:?}")))?;
+            let e = by_day.entry((day, r.col("token_id")?)).or_default();
+            e.0 += 1;
+            e.1 = e.1.saturating_add(amount);
+        }
+        Ok(by_day
+            .into_iter()
+            .map(|((day, token_id), (count, amount))| DailyVolume { day, token_id, count, amount })
+            .collect())
+    }
+
+    /// Pay-ins frozen by screening, oldest first.
+    pub async fn frozen_payin_list(&self, limit: i64) -> Result<Vec<crate::transactions::TransactionRow>, StoreError> {
+        let ids: Vec<String> = sqlx::query(&format!(
+            "SELECT tx_id FROM payment_transactions WHERE funds_status = 'Frozen' ORDER BY created_at_ms LIMIT {limit}"
+        ))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| r.col("tx_id"))
+        .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(t) = self.transaction(&id).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+}

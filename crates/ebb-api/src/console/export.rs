@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ebb_app::operators::{self, Permission};
+use ebb_store::console::PostingFilter;
 use ebb_store::operators::AuditFilter;
 use ebb_store::refunds::RefundFilter;
 use ebb_store::Store;
@@ -207,6 +208,96 @@ pub(super) async fn audit(
     let header = row(&["seq", "at", "operator_id", "email", "action", "subject", "detail", "client"]);
     let body = csv_stream(header, move |after| audit_batch(store.clone(), filter.clone(), after));
     csv_response("audit.csv", Body::from_stream(body))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct PostingQuery {
+    /// An account key (`merchant:M…`, `psp`, `world`, `reserved`, `held`); empty: every account.
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    token_id: String,
+    /// `YYYY-MM-DD`, UTC, inclusive.
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+async fn posting_batch(
+    store: Store,
+    registry: std::sync::Arc<ebb_core::TokenRegistry>,
+    filter: PostingFilter,
+    after: i64,
+) -> Result<(String, Option<i64>), ebb_store::StoreError> {
+    let rows = store.postings_batch(&filter, after, BATCH).await?;
+    let signed = |token: &str, v: &str| match v.parse::<i128>() {
+        Ok(n) => crate::wire::decimal_i128(&registry, token, n),
+        Err(_) => v.to_owned(),
+    };
+    let mut out = String::new();
+    for p in &rows {
+        let seq = p.seq.to_string();
+        out.push_str(&row(&[
+            &seq,
+            &iso_utc(p.created_at * 1000),
+            &p.entry_id,
+            &p.account,
+            &p.token_id,
+            &signed(&p.token_id, &p.delta),
+            &signed(&p.token_id, &p.balance_after),
+            &p.source_type,
+            &p.source_id,
+        ]));
+    }
+    Ok((out, rows.last().map(|p| p.seq)))
+}
+
+/// The ledger's postings, oldest first: of one account (a merchant's balance changes) or of all.
+pub(super) async fn postings(
+    State(state): State<AppState>,
+    op: Op,
+    q: Result<Query<PostingQuery>, QueryRejection>,
+) -> Response {
+    if let Err(refused) = op.check(&state, Permission::Read, "export ledger postings").await {
+        return refused;
+    }
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let refuse = |text: &str| {
+        message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "merchants")), "Not exported", text)
+    };
+    // A merchant-limited operator exports its merchant's balance changes and nothing else.
+    let account = match (&op.actor.merchant, some(&q.account)) {
+        (None, a) => a,
+        (Some(m), None) => Some(ebb_core::ledger::Account::Merchant(m.clone()).key()),
+        (Some(m), Some(a)) if a == ebb_core::ledger::Account::Merchant(m.clone()).key() => Some(a),
+        (Some(_), Some(_)) => return refuse("You may export your merchant's balance changes only."),
+    };
+    let day = |s: &str| match some(s) {
+        Some(s) => super::day_start_s(&s).map(Some).ok_or("dates are YYYY-MM-DD"),
+        None => Ok(None),
+    };
+    let (from, to) = match (day(&q.from), day(&q.to)) {
+        (Ok(f), Ok(t)) => (f, t.map(|t| t + 86_400)),
+        (Err(e), _) | (_, Err(e)) => return refuse(e),
+    };
+    let filter = PostingFilter { account, token_id: some(&q.token_id), min_created_at: from, max_created_at: to };
+    let trail = op.actor.audit.clone().expect("an operator's actor has an audit trail");
+    let detail = super::views::query_string(&[
+        ("account", &q.account),
+        ("token_id", &q.token_id),
+        ("from", &q.from),
+        ("to", &q.to),
+    ]);
+    if let Err(e) = operators::audit(&state.store, &trail, "export.postings", "", &detail).await {
+        return error_page(&state, Some(op.nav(&state, "merchants")), e);
+    }
+    let (store, registry) = (state.store.clone(), state.registry.clone());
+    let header =
+        row(&["seq", "at", "entry_id", "account", "token_id", "delta", "balance_after", "source_type", "source_id"]);
+    let body = csv_stream(header, move |after| posting_batch(store.clone(), registry.clone(), filter.clone(), after));
+    csv_response("postings.csv", Body::from_stream(body))
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@
 
 mod admin;
 mod auth;
+mod chart;
 mod export;
+mod merchants;
 mod orders;
 mod refunds;
 mod views;
+mod webhooks;
 
 use std::net::IpAddr;
 
@@ -130,6 +133,14 @@ pub fn router() -> Router<AppState> {
         .route("/console/operators/{operator_id}/reset", post(admin::reset_operator))
         .route("/console/operators/{operator_id}/disable", post(admin::disable_operator))
         .route("/console/audit", get(admin::audit))
+        .route("/console/merchants", get(merchants::list))
+        .route("/console/merchants/{merchant_id}", get(merchants::show))
+        .route("/console/webhooks", get(webhooks::list))
+        .route("/console/webhooks/{endpoint_id}", get(webhooks::show))
+        .route("/console/webhooks/{endpoint_id}/retry-failed", post(webhooks::retry_failed))
+        .route("/console/held", get(webhooks::held))
+        .route("/console/held/{tx_id}/unfreeze", post(webhooks::unfreeze))
+        .route("/console/export/postings.csv", get(export::postings))
         .route("/console/export/refunds.csv", get(export::refunds))
         .route("/console/export/audit.csv", get(export::audit))
         .route("/console/assets/console.css", get(css))

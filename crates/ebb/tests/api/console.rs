@@ -248,6 +248,15 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
     let order = app.paid_order(&m1, "100", "0").await;
     let order_id = order["order_id"].as_str().unwrap().to_owned();
     let order2 = app.paid_order(&m2, "50", "0").await;
+    // An endpoint that cannot be reached: the refunds' deliveries fail (three quick retries in tests).
+    let endpoint = app
+        .post(
+            "/v2/webhooks/endpoints",
+            json!({"url": "http://127.0.0.1:9/down", "subscribed_events": ["payment.refund.status.updated"]}),
+        )
+        .await
+        .ok();
+    let endpoint_id = endpoint["endpoint_id"].as_str().unwrap().to_owned();
     // Every refund needs one approval.
     app.post("/v2/payments/approval_policies", json!({"name": "all", "approvals_required": 1})).await.ok();
 
@@ -300,6 +309,12 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
             ("GET", "/console/orders", &[], &[Admin, Approver, Support, Viewer]),
             ("GET", "/console/approvals", &[], &[Admin, Approver, Support, Viewer]),
             ("GET", "/console/export/refunds.csv", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/export/postings.csv", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/merchants", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/webhooks", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/held", &[], &[Admin, Approver, Support, Viewer]),
+            ("POST", "/console/webhooks/NOPE/retry-failed", &[], &[Admin, Support]),
+            ("POST", "/console/held/NOPE/unfreeze", &[], &[Admin]),
         ]
     };
     let mut browsers = Vec::new();
@@ -441,6 +456,56 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
     for sql in ["UPDATE audit_log SET email = 'x'", "DELETE FROM audit_log"] {
         assert!(sqlx::query(sql).execute(app.store.pool()).await.is_err(), "{sql} is refused");
     }
+
+    // The merchant's page: its balance as the API has it, a chart of it, the refunds per day.
+    let page = ab.get(&format!("/console/merchants/{m1}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let api_balance = app.merchant_balance(&m1, "ETH_USDT").await;
+    assert_eq!(page.testid("balance-ETH_USDT"), api_balance["available_balance"].as_str().unwrap(), "{api_balance}");
+    assert_eq!(page.body.matches("<svg class=\"chart\"").count(), 2, "a balance chart and a volume chart");
+    // The ledger's postings: every one of them, summing to zero per token; the merchant's balance
+    // changes end at its balance.
+    let csv = ab.get("/console/export/postings.csv").await;
+    let lines: Vec<&str> = csv.body.trim_end().split("\r\n").skip(1).collect();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postings").fetch_one(app.store.pool()).await.unwrap();
+    assert_eq!(lines.len() as i64, stored, "{}", csv.body);
+    let mut sums: HashMap<String, i128> = HashMap::new();
+    for l in &lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let (int, frac) = f[5].split_once('.').unwrap_or((f[5], ""));
+        let units: i128 = format!("{int}{frac:0<6}").parse().unwrap();
+        *sums.entry(f[4].to_owned()).or_default() += units;
+    }
+    assert!(sums.values().all(|s| *s == 0), "postings sum to zero per token: {sums:?}");
+    let changes = ab.get(&format!("/console/export/postings.csv?account=merchant:{m1}&token_id=ETH_USDT")).await;
+    let last = changes.body.trim_end().split("\r\n").last().unwrap().split(',').nth(6).unwrap().to_owned();
+    assert_eq!(last, api_balance["available_balance"].as_str().unwrap());
+    let limited_psp = lb.get("/console/export/postings.csv?account=psp").await;
+    assert_eq!(limited_psp.status, 422, "a merchant-limited operator exports its own merchant's only");
+    let own_changes = lb.get("/console/export/postings.csv").await;
+    assert!(own_changes.body.trim_end().split("\r\n").skip(1).all(|l| l.contains(&format!(",merchant:{m1},"))));
+
+    // The webhooks page shows the failing endpoint; its failed deliveries are sent again.
+    let mut failed = 0;
+    for _ in 0..100 {
+        let p = ab.get(&format!("/console/webhooks/{endpoint_id}")).await;
+        failed = p.body.matches("class=\"secondary\">Send again").count();
+        if failed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(failed > 0, "the deliveries to the unreachable endpoint failed");
+    let list = ab.get("/console/webhooks").await;
+    assert!(list.body.contains("http://127.0.0.1:9/down"));
+    let csrf = list.field("csrf");
+    let again = ab.post(&format!("/console/webhooks/{endpoint_id}/retry-failed"), &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert!(again.location.contains("retried="), "{}", again.location);
+    assert_ne!(again.location, format!("/console/webhooks/{endpoint_id}?retried=0"));
+    let entry = &audit(app, &admin.email, "webhook.retry_failed").await[0];
+    assert_eq!(entry.subject, endpoint_id);
+    assert_eq!(lb.get("/console/webhooks").await.status, StatusCode::FORBIDDEN, "webhooks are the PSP's");
 
     // The admin adds an operator: a set-up link, shown once; then disables it.
     let ops = ab.get("/console/operators").await;
