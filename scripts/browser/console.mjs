@@ -133,6 +133,7 @@ try {
   await admin.click("button[type=submit]");
   await admin.waitForURL(/\/console\/dashboard$/);
   check((await admin.textContent("[data-testid=who]")).includes("(admin)"), "the admin is signed in");
+  check((await admin.textContent("[data-testid=wallets]")).includes("ETH_USDT"), "the dashboard shows the hot wallets");
   await shots(admin, "02-dashboard");
 
   // The approver sets its account up and logs in with a TOTP code.

@@ -76,6 +76,8 @@ pub struct Shared {
     pub links: Arc<pages::LinkPages>,
     /// The operator console's settings, login limiter and CSRF key.
     pub console: Arc<console::Console>,
+    /// The chains ebb pays out on (the console shows their hot wallets' funds).
+    pub chains: Vec<Arc<dyn ebb_chain::Chain>>,
 }
 
 pub use ebb_core::clock::now_ms;

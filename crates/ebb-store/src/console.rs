@@ -273,3 +273,22 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// Refunds still to be paid from the hot wallet (`Pending` or `Processing`), per token: how many and
+    /// their amounts' sum in base units.
+    pub async fn unpaid_refund_totals(&self) -> Result<Vec<(String, i64, u128)>, StoreError> {
+        let rows = sqlx::query("SELECT token_id, amount FROM refunds WHERE status IN ('Pending', 'Processing')")
+            .fetch_all(self.pool())
+            .await?;
+        let mut by_token: std::collections::BTreeMap<String, (i64, u128)> = Default::default();
+        for r in &rows {
+            let amount: String = r.col("amount")?;
+            let amount: u128 = amount.parse().map_err(|_| StoreError::Internal(format!("stored amount {amount:?}")))?;
+            let e = by_token.entry(r.col("token_id")?).or_default();
+            e.0 += 1;
+            e.1 = e.1.saturating_add(amount);
+        }
+        Ok(by_token.into_iter().map(|(t, (n, a))| (t, n, a)).collect())
+    }
+}

@@ -88,6 +88,7 @@ impl Application {
         );
         let shared = Shared {
             console: Arc::new(console),
+            chains: chains.clone(),
             links: Arc::new(ebb_api::pages::LinkPages::new(links, &settings.server_key.to_bytes())),
             engine,
             store,

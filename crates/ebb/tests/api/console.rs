@@ -457,6 +457,12 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
         assert!(sqlx::query(sql).execute(app.store.pool()).await.is_err(), "{sql} is refused");
     }
 
+    // The dashboard shows each sandbox chain's hot wallet per token.
+    let dash = ab.get("/console/dashboard").await;
+    let wallets = dash.body.split("data-testid=\"wallets\"").nth(1).expect("a hot-wallet table");
+    assert!(wallets.contains("<td>ETH</td><td>ETH_USDT</td>"), "{wallets}");
+    assert!(!wallets.contains("did not answer"), "{wallets}");
+
     // The merchant's page: its balance as the API has it, a chart of it, the refunds per day.
     let page = ab.get(&format!("/console/merchants/{m1}")).await;
     assert_eq!(page.status, 200, "{}", page.body);
