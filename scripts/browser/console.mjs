@@ -207,6 +207,15 @@ try {
   check(await admin.isVisible("[data-testid=deliveries]"), "back on the refund after sending again");
   await shots(admin, "12-delivery-sent-again");
 
+  // A refund to an address the customer gave support, from the order page.
+  await admin.goto(`${base}/console/orders/${fx.order_id}`);
+  await admin.fill("#refund-amount", "1.5");
+  await admin.fill("#refund-address", CUSTOMER_ADDRESS);
+  await admin.click("[data-testid=make-refund]");
+  await admin.waitForURL(/\/console\/refunds\/R/);
+  check((await admin.textContent("[data-testid=refund-amount]")).trim() === "1.5 USDT", "a refund to an address from the order");
+  await shots(admin, "12b-direct-refund");
+
   // The exports.
   await admin.goto(`${base}/console/refunds?merchant_id=${fx.merchant_id}`);
   await shots(admin, "13-refunds-of-merchant");

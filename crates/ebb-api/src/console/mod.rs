@@ -129,6 +129,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/orders", get(orders::list))
         .route("/console/orders/{order_id}", get(orders::show))
         .route("/console/orders/{order_id}/refund-link", post(orders::create_link))
+        .route("/console/orders/{order_id}/refund", post(orders::create_refund))
         .route("/console/operators", get(admin::operators).post(admin::add_operator))
         .route("/console/operators/{operator_id}/reset", post(admin::reset_operator))
         .route("/console/operators/{operator_id}/disable", post(admin::disable_operator))

@@ -5,12 +5,14 @@ use askama::Template;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use ebb_app::links::{self, LinkRequest, RefundedPayment};
 use ebb_app::operators::Permission;
 use ebb_app::orders as order_cases;
-use ebb_core::{Amount, OrderStatus, RefundSource};
+use ebb_app::refunds::{self as refund_cases, RefundRequest};
+use ebb_core::refund::RequestId;
+use ebb_core::{Address, Amount, OrderStatus, RefundSource};
 use ebb_store::links::LinkDisplay;
 use ebb_store::orders::OrderFilter;
 use ebb_store::page::PageRequest;
@@ -134,6 +136,10 @@ struct OrderPage {
     may_link: bool,
     mail: bool,
     csrf: String,
+    /// Each form carries a fresh request id: submitting it twice (a double click, a reload) makes one
+    /// refund, as the API's idempotency makes one.
+    link_request_id: String,
+    refund_request_id: String,
     /// A link just made: its URL, shown once.
     made: Option<String>,
     error: Option<String>,
@@ -178,6 +184,8 @@ async fn order_page(
         may_link: op.may(Permission::Support) && !o.received_amount.is_zero(),
         mail,
         csrf: op.csrf.clone(),
+        link_request_id: ebb_store::ids::new_id("console-link-"),
+        refund_request_id: ebb_store::ids::new_id("console-refund-"),
         made,
         error: error.clone(),
     };
@@ -192,8 +200,16 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(order_id): 
 #[derive(Debug, Deserialize)]
 pub(super) struct LinkForm {
     csrf: Option<String>,
+    request_id: Option<String>,
     amount: Option<String>,
     email: Option<String>,
+}
+
+fn request_id_of(field: Option<&str>) -> Result<Option<RequestId>, String> {
+    match field.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(r) => RequestId::parse(r).map(Some).map_err(|e| format!("request id: {e}")),
+        None => Ok(None),
+    }
 }
 
 /// Makes a refund link for the order's payer, funded by the merchant; with an e-mail address, ebb
@@ -230,8 +246,12 @@ pub(super) async fn create_link(
         Err(e) => return error_page(&state, Some(op.nav(&state, "")), e),
     };
     let name = state.store.merchant(&order.merchant_id).await.ok().flatten().map(|m| m.name);
+    let request_id = match request_id_of(f.request_id.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return order_page(&state, &op, &order_id, None, Some(e)).await,
+    };
     let req = LinkRequest {
-        request_id: None,
+        request_id,
         payment,
         amount,
         source: RefundSource::Merchant,
@@ -246,5 +266,74 @@ pub(super) async fn create_link(
             order_page(&state, &op, &order_id, Some(url), None).await
         }
         Err(e) => order_page(&state, &op, &order_id, None, Some(e.to_string())).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RefundForm {
+    csrf: Option<String>,
+    request_id: Option<String>,
+    amount: Option<String>,
+    address: Option<String>,
+}
+
+/// Refunds part of the order to an address the support agent has (from the customer), funded by the
+/// merchant; the refund is screened and held for approval as any other.
+pub(super) async fn create_refund(
+    State(state): State<AppState>,
+    op: Op,
+    Path(order_id): Path<String>,
+    form: Result<Form<RefundForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return message_page(
+            StatusCode::BAD_REQUEST,
+            Some(op.nav(&state, "")),
+            "Not done",
+            "The form was not filled in.",
+        );
+    };
+    if let Err(refused) = op.check_post(&state, f.csrf.as_deref(), Permission::Support, "create refunds").await {
+        return refused;
+    }
+    let order = match order_cases::get(&state.engine, &op.actor, &order_id).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&state, Some(op.nav(&state, "orders")), e),
+    };
+    let again = |e: String| async { order_page(&state, &op, &order_id, None, Some(e)).await };
+    let Some(token) = state.registry.get(&order.token_id).cloned() else {
+        return again(format!("the order's token {} is no longer supported", order.token_id)).await;
+    };
+    let request_id = match request_id_of(f.request_id.as_deref()) {
+        Ok(Some(r)) => r,
+        Ok(None) => return again("the form has no request id; open the order again".into()).await,
+        Err(e) => return again(e).await,
+    };
+    let amount =
+        match Amount::parse_positive(f.amount.as_deref().unwrap_or_default().trim(), token.decimals, token.decimals) {
+            Ok(a) => a,
+            Err(e) => return again(format!("amount: {e}")).await,
+        };
+    let address = match Address::parse(token.family, f.address.as_deref().unwrap_or_default().trim()) {
+        Ok(a) => a,
+        Err(e) => return again(format!("address: {e}")).await,
+    };
+    let req = RefundRequest {
+        request_id,
+        merchant_id: Some(order.merchant_id.clone()),
+        order_id: Some(order.order_id.clone()),
+        token,
+        amount,
+        price: None,
+        to_address: Some(address),
+        source: RefundSource::Merchant,
+        merchant_fee: None,
+    };
+    match refund_cases::create(&state.engine, &op.actor, req).await {
+        Ok(created) => {
+            let r = created.into_inner();
+            Redirect::to(&format!("/console/refunds/{}", super::refunds::urlencode(&r.refund_id))).into_response()
+        }
+        Err(e) => again(e.to_string()).await,
     }
 }
