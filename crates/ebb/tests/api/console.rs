@@ -265,6 +265,7 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
     let support = person(app, "support@psp.example", OperatorRole::Support, &[]).await;
     let viewer = person(app, "viewer@psp.example", OperatorRole::Viewer, &[]).await;
     let limited = person(app, "m1-viewer@psp.example", OperatorRole::Viewer, &[&m1]).await;
+    let two = person(app, "two-merchants@psp.example", OperatorRole::Support, &[&m1, &m2]).await;
     assert!(
         operators::add(
             &app.store,
@@ -372,6 +373,21 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
     let other = lb.get(&format!("/console/orders/{}", order2["order_id"].as_str().unwrap())).await;
     assert_eq!(other.status, 404, "another merchant's order is not found");
     assert!(lb.get("/console/approvals").await.status == StatusCode::FORBIDDEN);
+
+    // An operator of two merchants acts for one at a time (the first by id at login), and switches.
+    let mut tb = signed_in(app, &two).await;
+    let order2_id = order2["order_id"].as_str().unwrap().to_owned();
+    let (first, second) =
+        if m1 < m2 { ((&m1, &order_id), (&m2, &order2_id)) } else { ((&m2, &order2_id), (&m1, &order_id)) };
+    assert_eq!(tb.get(&format!("/console/orders/{}", first.1)).await.status, 200, "the first merchant at first");
+    assert_eq!(tb.get(&format!("/console/orders/{}", second.1)).await.status, 404);
+    let csrf = tb.get("/console/dashboard").await.field("csrf");
+    let switched = tb.post("/console/merchant", &[("csrf", &csrf), ("merchant_id", second.0)]).await;
+    assert_eq!(switched.status, StatusCode::SEE_OTHER);
+    assert_eq!(tb.get(&format!("/console/orders/{}", second.1)).await.status, 200, "now the second");
+    assert_eq!(tb.get(&format!("/console/orders/{}", first.1)).await.status, 404);
+    let outside = tb.post("/console/merchant", &[("csrf", &csrf), ("merchant_id", "M-not-mine")]).await;
+    assert_eq!(outside.status, 404, "a merchant not its own is refused");
 
     // Support makes a refund link from the order; the customer gives an address; the refund waits.
     let url = make_link(&mut sb, &order_id, "10").await;
