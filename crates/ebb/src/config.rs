@@ -15,8 +15,10 @@ use ebb_worker::WebhookSettings;
 use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 
+mod console;
 mod prices;
 mod risk;
+pub use console::ConsoleConfig;
 use ebb_app::prices::PricesSettings;
 use ebb_app::screening::ScreeningSettings;
 use ebb_worker::mail::MailSettings;
@@ -92,49 +94,6 @@ pub struct FileConfig {
     /// The operator console's sessions and logins (`[console]`, docs/CONSOLE.md).
     #[serde(default)]
     pub console: ConsoleConfig,
-}
-
-/// `[console]`: how long sessions last and when failed logins lock an account.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// A session unused this many minutes ends (default 30).
-    pub session_idle_minutes: Option<u64>,
-    /// A session ends this many hours after login (default 12).
-    pub session_max_hours: Option<u64>,
-    /// Failed logins in a row that lock an account (default 5)...
-    pub max_failed_logins: Option<u32>,
-    /// ...for this many minutes (default 15).
-    pub lockout_minutes: Option<u64>,
-}
-
-impl ConsoleConfig {
-    fn resolve(&self) -> anyhow::Result<ebb_app::operators::ConsoleSettings> {
-        let d = ebb_app::operators::ConsoleSettings::default();
-        let minutes = |v: Option<u64>, name: &str, default: Duration| -> anyhow::Result<Duration> {
-            match v {
-                None => Ok(default),
-                Some(0) => bail!("[console] {name} must be at least 1"),
-                Some(m) => Ok(Duration::from_secs(m.saturating_mul(60))),
-            }
-        };
-        Ok(ebb_app::operators::ConsoleSettings {
-            session_idle: minutes(self.session_idle_minutes, "session_idle_minutes", d.session_idle)?,
-            session_max: minutes(
-                self.session_max_hours.map(|h| h.saturating_mul(60)),
-                "session_max_hours",
-                d.session_max,
-            )?,
-            max_failed_logins: match self.max_failed_logins {
-                Some(0) => bail!("[console] max_failed_logins must be at least 1"),
-                Some(n) => n as i64,
-                None => d.max_failed_logins,
-            },
-            lockout: minutes(self.lockout_minutes, "lockout_minutes", d.lockout)?,
-            setup_ttl: d.setup_ttl,
-            dev_notice: false,
-        })
-    }
 }
 
 /// `[mail]`: the SMTP server customer e-mail goes through, and its sender.

@@ -11,7 +11,7 @@ use ebb_store::operators::{AuditFilter, OperatorRole};
 use serde::Deserialize;
 
 use super::refunds::CursorQuery;
-use super::views::{html, message_page, query_string, when_ms, when_s, Nav, Pager};
+use super::views::{html, query_string, when_ms, when_s, Nav, Pager};
 use super::{day_start_s, error_page, Op};
 use crate::AppState;
 
@@ -102,14 +102,7 @@ pub(super) async fn add_operator(
     op: Op,
     form: Result<Form<AddForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return message_page(
-            StatusCode::BAD_REQUEST,
-            Some(op.nav(&state, "")),
-            "Not done",
-            "The form was not filled in.",
-        );
-    };
+    let Ok(Form(f)) = form else { return op.bad_form(&state) };
     if let Err(refused) = op.check_post(&state, f.csrf.as_deref(), Permission::Administer, "manage operators").await {
         return refused;
     }

@@ -27,7 +27,8 @@ const BATCH: i64 = 1000;
 /// One CSV field: quoted when it holds a separator, a quote or a line break; a text that a spreadsheet
 /// would run as a formula (`=`, `+`, `@`, or `-` not starting a number) gets a leading `'`.
 pub(crate) fn field(s: &str) -> String {
-    let formula = s.starts_with(['=', '+', '@', '\t', '\r']) || (s.starts_with('-') && s[1..].parse::<f64>().is_err());
+    let number = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let formula = s.starts_with(['=', '+', '@', '\t', '\r']) || (s.starts_with('-') && !number(&s[1..]));
     let s = if formula { format!("'{s}") } else { s.to_owned() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

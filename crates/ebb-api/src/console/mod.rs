@@ -11,6 +11,7 @@
 mod admin;
 mod auth;
 mod chart;
+mod dashboard;
 mod export;
 mod merchants;
 mod orders;
@@ -118,7 +119,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(auth::logout))
         .route("/console/setup", get(auth::setup_page).post(auth::setup))
         .route("/console/merchant", post(auth::switch_merchant))
-        .route("/console/dashboard", get(refunds::dashboard))
+        .route("/console/dashboard", get(dashboard::dashboard))
         .route("/console/refunds", get(refunds::list))
         .route("/console/refunds/{refund_id}", get(refunds::show))
         .route("/console/refunds/{refund_id}/approve", post(refunds::approve))
@@ -189,6 +190,11 @@ impl Op {
 
     fn trail(&self) -> &operators::AuditTrail {
         self.actor.audit.as_ref().expect("an operator's actor has an audit trail")
+    }
+
+    /// The answer to a post whose body is not the form it should be.
+    pub(crate) fn bad_form(&self, state: &AppState) -> Response {
+        message_page(StatusCode::BAD_REQUEST, Some(self.nav(state, "")), "Not done", "The form was not filled in.")
     }
 
     /// What every page shows around its content.

@@ -20,7 +20,7 @@ use ebb_store::refunds::RefundFilter;
 use serde::Deserialize;
 
 use super::refunds::{line, RefundLine, PAGE_ROWS};
-use super::views::{amount, html, message_page, query_string, when_s, Nav, Pager};
+use super::views::{amount, html, query_string, when_s, Nav, Pager};
 use super::{error_page, Op};
 use crate::AppState;
 
@@ -220,14 +220,7 @@ pub(super) async fn create_link(
     Path(order_id): Path<String>,
     form: Result<Form<LinkForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return message_page(
-            StatusCode::BAD_REQUEST,
-            Some(op.nav(&state, "")),
-            "Not done",
-            "The form was not filled in.",
-        );
-    };
+    let Ok(Form(f)) = form else { return op.bad_form(&state) };
     if let Err(refused) = op.check_post(&state, f.csrf.as_deref(), Permission::Support, "create refund links").await {
         return refused;
     }
@@ -285,14 +278,7 @@ pub(super) async fn create_refund(
     Path(order_id): Path<String>,
     form: Result<Form<RefundForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return message_page(
-            StatusCode::BAD_REQUEST,
-            Some(op.nav(&state, "")),
-            "Not done",
-            "The form was not filled in.",
-        );
-    };
+    let Ok(Form(f)) = form else { return op.bad_form(&state) };
     if let Err(refused) = op.check_post(&state, f.csrf.as_deref(), Permission::Support, "create refunds").await {
         return refused;
     }

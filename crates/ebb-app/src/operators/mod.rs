@@ -8,17 +8,18 @@
 
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use ebb_core::clock::{now_ms, now_s};
 use ebb_store::keys::KeyRole;
 use ebb_store::operators::{self as repo, AuditEntry, OperatorRole, OperatorRow, SessionRow};
 use ebb_store::{ids, Store, StoreError, Tx};
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha1::Sha1;
 
 use crate::{secrets, Actor, AppError, AppResult};
+
+mod passwords;
+mod totp;
+use passwords::{hash_password, verify_password};
+pub use totp::{base32, totp, totp_step_of, TOTP_STEP_S};
 
 /// The shortest password an operator may choose (NIST SP 800-63B's floor is 8; money needs more).
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -156,52 +157,6 @@ pub fn actor_of(op: &OperatorRow, acting_merchant: Option<&str>, client: &str) -
             client: client.to_owned(),
         }),
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// TOTP (RFC 6238 with RFC 4226's truncation: HMAC-SHA-1, 30-second steps, 6 digits)
-
-pub const TOTP_STEP_S: i64 = 30;
-
-/// The 6-digit code of `key` for time step `step`.
-pub fn totp(key: &[u8], step: i64) -> u32 {
-    let mut mac = Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(&(step as u64).to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let offset = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([h[offset] & 0x7f, h[offset + 1], h[offset + 2], h[offset + 3]]);
-    bin % 1_000_000
-}
-
-/// The time step `code` belongs to, if it is the code of the step of `now_s` or of one step either
-/// side (clocks drift; a code typed at a step's end arrives in the next).
-pub fn totp_step_of(key: &[u8], code: &str, now_s: i64) -> Option<i64> {
-    let code = code.trim().replace(' ', "");
-    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let code: u32 = code.parse().ok()?;
-    let now = now_s / TOTP_STEP_S;
-    [now, now - 1, now + 1].into_iter().find(|s| totp(key, *s) == code)
-}
-
-/// RFC 4648 base32 without padding: how authenticator apps take a key.
-pub fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        buffer = (buffer << 8) | b as u32;
-        bits += 8;
-        while bits >= 5 {
-            out.push(ALPHABET[((buffer >> (bits - 5)) & 31) as usize] as char);
-            bits -= 5;
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
 }
 
 fn totp_key(op: &OperatorRow) -> Option<Vec<u8>> {
@@ -472,38 +427,6 @@ pub async fn disable(store: &Store, by: Option<&AuditTrail>, operator_id: &str) 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Passwords
-
-async fn hash_password(password: String) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| AppError::Store(StoreError::Internal(format!("hashing a password: {e}"))))?
-    .map_err(|e| AppError::Store(StoreError::Internal(format!("hashing a password: {e}"))))
-}
-
-/// Whether `password` matches the PHC string `hash`; with no hash, a hash of nothing is checked, so
-/// that an unknown e-mail costs the same time as a wrong password.
-async fn verify_password(password: String, hash: Option<String>) -> AppResult<bool> {
-    tokio::task::spawn_blocking(move || {
-        let (stored, real) = match hash {
-            Some(h) => (h, true),
-            None => (DUMMY_HASH.to_owned(), false),
-        };
-        let Ok(parsed) = PasswordHash::new(&stored) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && real
-    })
-    .await
-    .map_err(|e| AppError::Store(StoreError::Internal(format!("checking a password: {e}"))))
-}
-
-/// argon2id (default parameters) of a random password no one knows.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$4O4gHc3eCwEsLqb5VwvQ0L5d3bu9Z1rbJ1S0b1Hwlto";
-
-// ---------------------------------------------------------------------------------------------------
 // Logins and sessions
 
 /// Why a login was refused. The page says no more than "wrong e-mail, password or code" for
@@ -668,31 +591,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totp_matches_rfc_6238s_sha1_vectors() {
-        // RFC 6238 appendix B, SHA-1 key, 8-digit codes: the last 6 digits are the 6-digit code.
-        let key = b"12345678901234567890";
-        for (t, code8) in [(59, 94287082u32), (1111111109, 7081804), (1111111111, 14050471), (1234567890, 89005924)] {
-            assert_eq!(totp(key, t / 30), code8 % 1_000_000, "T = {t}");
-        }
-        let now = 1111111109;
-        let code = format!("{:06}", totp(key, now / 30));
-        assert_eq!(totp_step_of(key, &code, now), Some(now / 30));
-        assert_eq!(totp_step_of(key, &code, now + 30), Some(now / 30), "one step late is accepted");
-        assert_eq!(totp_step_of(key, &code, now + 90), None, "three steps late is not");
-        assert_eq!(totp_step_of(key, "12345", now), None);
-        assert_eq!(totp_step_of(key, "abcdef", now), None);
-    }
-
-    #[test]
-    fn base32_follows_rfc_4648() {
-        assert_eq!(base32(b""), "");
-        assert_eq!(base32(b"f"), "MY");
-        assert_eq!(base32(b"foob"), "MZXW6YQ");
-        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
-        assert_eq!(base32(&[0u8; 20]).len(), 32);
-    }
-
-    #[test]
     fn each_role_may_do_what_its_name_says() {
         use OperatorRole::*;
         let table: Vec<(OperatorRole, Vec<Permission>)> = vec![
@@ -706,16 +604,6 @@ mod tests {
                 assert_eq!(allows(role, p), allowed.contains(&p), "{role} {p:?}");
             }
         }
-    }
-
-    #[tokio::test]
-    async fn passwords_verify_and_the_dummy_hash_never_does() {
-        let h = hash_password("correct horse battery".into()).await.unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".into(), Some(h.clone())).await.unwrap());
-        assert!(!verify_password("correct horse batterz".into(), Some(h)).await.unwrap());
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok(), "the dummy hash parses, so it costs a real check");
-        assert!(!verify_password("".into(), None).await.unwrap());
     }
 
     #[test]
