@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::refunds::CursorQuery;
 use super::views::{html, query_string, when_ms, when_s, Nav, Pager};
-use super::{day_start_s, error_page, Op};
+use super::{error_page, given, optional_day, Op};
 use crate::AppState;
 
 struct OperatorLine {
@@ -177,11 +177,8 @@ pub(super) struct AuditQuery {
 
 impl AuditQuery {
     pub(super) fn filter(&self) -> Result<AuditFilter, String> {
-        let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let day = |name: &str, s: &str| match some(s) {
-            Some(s) => day_start_s(&s).map(|d| Some(d * 1000)).ok_or(format!("{name} must be a date, YYYY-MM-DD")),
-            None => Ok(None),
-        };
+        let some = given;
+        let day = |name: &str, s: &str| optional_day(name, s).map(|d| d.map(|d| d * 1000));
         Ok(AuditFilter {
             email: some(&self.email).map(|e| e.to_lowercase()),
             action: some(&self.action),

@@ -264,7 +264,7 @@ pub(super) async fn postings(
         return refused;
     }
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let some = super::given;
     let refuse = |text: &str| {
         message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "merchants")), "Not exported", text)
     };
@@ -275,13 +275,9 @@ pub(super) async fn postings(
         (Some(m), Some(a)) if a == ebb_core::ledger::Account::Merchant(m.clone()).key() => Some(a),
         (Some(_), Some(_)) => return refuse("You may export your merchant's balance changes only."),
     };
-    let day = |s: &str| match some(s) {
-        Some(s) => super::day_start_s(&s).map(Some).ok_or("dates are YYYY-MM-DD"),
-        None => Ok(None),
-    };
-    let (from, to) = match (day(&q.from), day(&q.to)) {
+    let (from, to) = match (super::optional_day("from", &q.from), super::optional_day("to", &q.to)) {
         (Ok(f), Ok(t)) => (f, t.map(|t| t + 86_400)),
-        (Err(e), _) | (_, Err(e)) => return refuse(e),
+        (Err(e), _) | (_, Err(e)) => return refuse(&e),
     };
     let filter = PostingFilter { account, token_id: some(&q.token_id), min_created_at: from, max_created_at: to };
     let trail = op.actor.audit.clone().expect("an operator's actor has an audit trail");

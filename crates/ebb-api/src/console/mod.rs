@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use self::views::{message_page, Nav};
 use crate::pages::limits::RateLimiter;
-use crate::pages::security::{security_headers, Peer};
+use crate::pages::security::{client_address, cookie as cookie_of, security_headers, Peer};
 use crate::AppState;
 
 pub const CONSOLE_PATH: &str = "/console";
@@ -99,10 +99,7 @@ impl Console {
     }
 
     fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> String {
-        let from_header = self.client_ip_header.as_deref().and_then(|h| headers.get(h)).and_then(|v| {
-            v.to_str().ok().and_then(|s| s.rsplit(',').next()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-        });
-        from_header.or_else(|| peer.map(|p| p.to_string())).unwrap_or_else(|| "unknown".into())
+        client_address(self.client_ip_header.as_deref(), headers, peer)
     }
 
     fn cookie(&self, name: &str, value: &str, max_age_s: u64) -> HeaderValue {
@@ -156,17 +153,6 @@ async fn css() -> Response {
         include_str!("console.css"),
     )
         .into_response()
-}
-
-fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// A signed-in operator, as every console page but login and set-up needs one.
@@ -272,6 +258,19 @@ pub(crate) fn error_page(state: &AppState, nav: Option<Nav>, e: AppError) -> Res
         return message_page(status, nav, "Not done", text);
     }
     message_page(status, nav, "Not done", &api.message)
+}
+
+/// A form field as given, trimmed; `None` when empty.
+pub(crate) fn given(s: &str) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// An optional `YYYY-MM-DD` field (`name` in the message) as the seconds of that day's start.
+pub(crate) fn optional_day(name: &str, s: &str) -> Result<Option<i64>, String> {
+    match given(s) {
+        Some(s) => day_start_s(&s).map(Some).ok_or(format!("{name} must be a date, YYYY-MM-DD")),
+        None => Ok(None),
+    }
 }
 
 /// `YYYY-MM-DD` (UTC) as seconds since the epoch, at the start of that day.

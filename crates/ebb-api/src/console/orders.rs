@@ -80,7 +80,7 @@ pub(super) async fn list(
 ) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let nav = || Some(op.nav(&state, "orders"));
-    let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let some = super::given;
     let statuses = match some(&q.status) {
         Some(s) => match OrderStatus::parse(&s) {
             Some(st) => vec![st],

@@ -17,7 +17,7 @@ use ebb_store::refunds::{RefundFilter, RefundRow};
 use serde::Deserialize;
 
 use super::views::{amount, html, message_page, query_string, when_ms, when_s, Nav, Pager};
-use super::{day_start_s, error_page, Op};
+use super::{error_page, given, optional_day, Op};
 use crate::AppState;
 
 /// Rows per page of every console list.
@@ -89,14 +89,10 @@ impl RefundQuery {
 
     /// The store's filter, or what is wrong with the form.
     pub(super) fn filter(&self, state: &AppState, op: &Op) -> Result<RefundFilter, String> {
-        let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let some = given;
         let statuses = match some(&self.status) {
             Some(s) => vec![RefundStatus::parse(&s).ok_or(format!("{s:?} is not a refund status"))?],
             None => Vec::new(),
-        };
-        let day = |name: &str, s: &str| match some(s) {
-            Some(s) => day_start_s(&s).map(Some).ok_or(format!("{name} must be a date, YYYY-MM-DD")),
-            None => Ok(None),
         };
         let amount = match (some(&self.amount), some(&self.token_id)) {
             (Some(a), Some(t)) => {
@@ -115,8 +111,8 @@ impl RefundQuery {
             to_address: some(&self.address),
             amount,
             statuses,
-            min_created_at: day("from", &self.from)?,
-            max_created_at: day("to", &self.to)?.map(|d| d + 86_399),
+            min_created_at: optional_day("from", &self.from)?,
+            max_created_at: optional_day("to", &self.to)?.map(|d| d + 86_399),
             ..RefundFilter::default()
         })
     }

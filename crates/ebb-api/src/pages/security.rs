@@ -58,10 +58,7 @@ impl LinkPages {
     }
 
     pub(super) fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> String {
-        let from_header = self.settings.client_ip_header.as_deref().and_then(|h| headers.get(h)).and_then(|v| {
-            v.to_str().ok().and_then(|s| s.rsplit(',').next()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-        });
-        from_header.or_else(|| peer.map(|p| p.to_string())).unwrap_or_else(|| "unknown".into())
+        client_address(self.settings.client_ip_header.as_deref(), headers, peer)
     }
 
     pub(super) fn allow_post(&self, link_id: Option<&str>, client: &str) -> bool {
@@ -72,6 +69,27 @@ impl LinkPages {
             link_id.is_none_or(|l| self.limiter.allow(&format!("link:{l}"), s.posts_per_link, s.limit_window, now));
         by_client && by_link
     }
+}
+
+/// The client's address: the last entry of `ip_header` (set by the reverse proxy) when configured and
+/// present, else the TCP peer's.
+pub(crate) fn client_address(ip_header: Option<&str>, headers: &HeaderMap, peer: Option<IpAddr>) -> String {
+    let from_header = ip_header.and_then(|h| headers.get(h)).and_then(|v| {
+        v.to_str().ok().and_then(|s| s.rsplit(',').next()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    });
+    from_header.or_else(|| peer.map(|p| p.to_string())).unwrap_or_else(|| "unknown".into())
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
 }
 
 /// Every page response: no framing, no sniffing, no referrer, no caching, and a strict CSP unless the
