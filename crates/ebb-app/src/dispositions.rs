@@ -127,9 +127,16 @@ pub fn funds_status_of(disposition_status: &str) -> &str {
 /// A failed isolation, as a funds status.
 pub const ISOLATION_FAILED: &str = "IsolationFailed";
 
+/// PSP-wide operator keys and the CLI dispose of held funds; of the console's people, admins and
+/// approvers (whose actors carry the approver key role, which refuses every other change).
 fn require_compliance_officer(actor: &Actor) -> AppResult<()> {
-    actor.require_psp_for("dispose of held funds")?;
-    actor.require_operator_for("dispose of held funds")
+    const WHAT: &str = "dispose of held funds";
+    actor.require_psp_for(WHAT)?;
+    match &actor.audit {
+        Some(trail) if crate::operators::allows(trail.role, crate::operators::Permission::Approve) => Ok(()),
+        Some(trail) => Err(AppError::Forbidden(format!("an operator of role {} cannot {WHAT}", trail.role))),
+        None => actor.require_operator_for(WHAT),
+    }
 }
 
 /// Locks a held pay-in that may be disposed of now and returns it with its dispositions' refund ids and
@@ -387,7 +394,7 @@ where
             None
         }
     };
-    let (tx_id, initiator) = (tx_id.to_owned(), actor.initiator.clone());
+    let (tx_id, initiator, trail) = (tx_id.to_owned(), actor.initiator.clone(), actor.audit.clone());
     let r = engine
         .store
         .write(move |tx| {
@@ -447,6 +454,8 @@ where
                 )
                 .await?;
                 refunds_repo::raise_refund_created(tx, &refund).await?;
+                let action = format!("payin.{}", kind.as_str().to_ascii_lowercase());
+                crate::operators::audit_in(tx, trail.as_ref(), &action, &tx_id, &refund.refund_id).await?;
                 Ok(refund)
             })
         })

@@ -116,6 +116,11 @@ impl Engine {
         self
     }
 
+    /// The address held funds of `chain_id` are isolated to (`[screening] quarantine`), if configured.
+    pub fn quarantine(&self, chain_id: &str) -> Option<&str> {
+        self.screener.quarantine(chain_id)
+    }
+
     pub fn prices(&self) -> &prices::Prices {
         &self.prices
     }

@@ -13,6 +13,7 @@ mod auth;
 mod chart;
 mod dashboard;
 mod export;
+mod held;
 mod merchants;
 mod orders;
 mod refunds;
@@ -137,8 +138,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/webhooks", get(webhooks::list))
         .route("/console/webhooks/{endpoint_id}", get(webhooks::show))
         .route("/console/webhooks/{endpoint_id}/retry-failed", post(webhooks::retry_failed))
-        .route("/console/held", get(webhooks::held))
-        .route("/console/held/{tx_id}/unfreeze", post(webhooks::unfreeze))
+        .route("/console/held", get(held::held))
+        .route("/console/held/{tx_id}/unfreeze", post(held::unfreeze))
+        .route("/console/held/{tx_id}/refund", post(held::refund))
+        .route("/console/held/{tx_id}/isolate", post(held::isolate))
         .route("/console/export/postings.csv", get(export::postings))
         .route("/console/export/refunds.csv", get(export::refunds))
         .route("/console/export/audit.csv", get(export::audit))

@@ -1,5 +1,4 @@
-//! Webhook endpoints (the PSP's): each with its health, its failed deliveries, and sending them again;
-//! and pay-ins held by screening, waiting for a disposition.
+//! Webhook endpoints (the PSP's): each with its health, its failed deliveries, and sending them again.
 
 use askama::Template;
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -13,7 +12,7 @@ use ebb_store::webhooks::DeliveryFilter;
 use serde::Deserialize;
 
 use super::refunds::{urlencode, CursorQuery, PAGE_ROWS};
-use super::views::{amount, html, message_page, when_ms, Nav, Pager};
+use super::views::{html, message_page, when_ms, Nav, Pager};
 use super::{error_page, Op};
 use crate::AppState;
 
@@ -34,7 +33,7 @@ struct WebhooksPage {
     pager: Pager,
 }
 
-fn psp_only(state: &AppState, op: &Op, current: &'static str) -> Option<Response> {
+pub(super) fn psp_only(state: &AppState, op: &Op, current: &'static str) -> Option<Response> {
     op.actor.merchant.as_ref().map(|_| {
         message_page(StatusCode::FORBIDDEN, Some(op.nav(state, current)), "Not allowed", "This page is the PSP's.")
     })
@@ -187,79 +186,5 @@ pub(super) async fn retry_failed(
     match webhooks::retry_failed_deliveries(&state.store, &op.actor, &endpoint_id, None).await {
         Ok(n) => Redirect::to(&format!("/console/webhooks/{}?retried={n}", urlencode(&endpoint_id))).into_response(),
         Err(e) => error_page(&state, Some(op.nav(&state, "webhooks")), e),
-    }
-}
-
-struct HeldLine {
-    tx_id: String,
-    order_id: String,
-    amount: String,
-    from_address: String,
-    tx_hash: String,
-    screening: String,
-    seen: String,
-}
-
-#[derive(Template)]
-#[template(path = "console/held.html")]
-struct HeldPage {
-    nav: Option<Nav>,
-    rows: Vec<HeldLine>,
-    may_decide: bool,
-    csrf: String,
-}
-
-/// Pay-ins screening froze, oldest first. Their dispositions (unfreeze, refund, isolate) are Cobo's
-/// compliance API's (docs/RISK.md); the page shows what waits and why.
-pub(super) async fn held(State(state): State<AppState>, op: Op) -> Response {
-    if let Some(refused) = psp_only(&state, &op, "held") {
-        return refused;
-    }
-    let nav = || Some(op.nav(&state, "held"));
-    let list = match state.store.frozen_payin_list(PAGE_ROWS as i64).await {
-        Ok(l) => l,
-        Err(e) => return error_page(&state, nav(), e.into()),
-    };
-    let rows = list
-        .into_iter()
-        .map(|t| HeldLine {
-            amount: amount(&state, &t.token_id, t.amount),
-            order_id: t.order_id.clone().unwrap_or_default(),
-            from_address: t.from_address.clone(),
-            tx_hash: t.tx_hash.clone().unwrap_or_default(),
-            screening: t
-                .screening
-                .as_ref()
-                .map(|s| format!("{} (risk {:?})", s.verdict.as_str(), s.level))
-                .unwrap_or_default(),
-            seen: when_ms(t.created_at_ms),
-            tx_id: t.tx_id,
-        })
-        .collect();
-    let page = HeldPage { nav: nav(), rows, may_decide: op.may(Permission::Administer), csrf: op.csrf.clone() };
-    html(StatusCode::OK, page.render())
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct UnfreezeForm {
-    csrf: Option<String>,
-}
-
-/// Releases a held pay-in: credited to its order's merchant as if screening had passed it (Cobo's
-/// `unfreeze` disposition).
-pub(super) async fn unfreeze(
-    State(state): State<AppState>,
-    op: Op,
-    Path(tx_id): Path<String>,
-    form: Result<Form<UnfreezeForm>, FormRejection>,
-) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.csrf);
-    // Admins only: the disposition use cases refuse the approver key role that approvers act with.
-    if let Err(refused) = op.check_post(&state, csrf.as_deref(), Permission::Administer, "release held pay-ins").await {
-        return refused;
-    }
-    match ebb_app::dispositions::unfreeze(&state.engine, &op.actor, &tx_id).await {
-        Ok(_) => Redirect::to("/console/held").into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "held")), e),
     }
 }

@@ -93,6 +93,9 @@ pub fn allows(role: OperatorRole, p: Permission) -> bool {
 pub struct AuditTrail {
     pub operator_id: String,
     pub email: String,
+    /// The operator's role, which the use cases that an API key's role cannot express (dispositions of
+    /// held funds) check again.
+    pub role: OperatorRole,
     /// The client address the request came from.
     pub client: String,
 }
@@ -154,6 +157,7 @@ pub fn actor_of(op: &OperatorRow, acting_merchant: Option<&str>, client: &str) -
         audit: Some(AuditTrail {
             operator_id: op.operator_id.clone(),
             email: op.email.clone(),
+            role: op.role,
             client: client.to_owned(),
         }),
     }

@@ -21,6 +21,7 @@ const OTHER: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
 
 crate::both_backends_paying!(roles_actions_and_their_audit_trail);
 crate::both_backends_with!(sessions_expire_and_failed_logins_lock, super::short_sessions());
+crate::both_backends_with!(held_pay_ins_are_decided_in_the_console, crate::screening::disposing());
 
 fn short_sessions() -> Options {
     Options {
@@ -316,7 +317,9 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
             ("GET", "/console/webhooks", &[], &[Admin, Approver, Support, Viewer]),
             ("GET", "/console/held", &[], &[Admin, Approver, Support, Viewer]),
             ("POST", "/console/webhooks/NOPE/retry-failed", &[], &[Admin, Support]),
-            ("POST", "/console/held/NOPE/unfreeze", &[], &[Admin]),
+            ("POST", "/console/held/NOPE/unfreeze", &[], &[Admin, Approver]),
+            ("POST", "/console/held/NOPE/refund", &[("amount", "1"), ("address", OTHER)], &[Admin, Approver]),
+            ("POST", "/console/held/NOPE/isolate", &[("amount", "1")], &[Admin, Approver]),
         ]
     };
     let mut browsers = Vec::new();
@@ -640,4 +643,86 @@ async fn sessions_expire_and_failed_logins_lock(app: &TestApp) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body.contains("Wrong e-mail, password or code."));
     assert_eq!(audit(app, "nobody@psp.example", "login.failed").await.len(), 1);
+}
+
+/// Held pay-ins from the console: an approver refunds part of one to an address and isolates the rest,
+/// each a `Held` refund paid once and audited; another is released to its merchant; support may not
+/// decide, and the use case refuses a support agent's or viewer's actor by itself.
+async fn held_pay_ins_are_decided_in_the_console(app: &TestApp) {
+    use crate::chains::TestChain;
+    use crate::helpers::USER_ADDRESS;
+    use crate::screening::{paid_from, DENIED, QUARANTINE};
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    let tx1 = paid_from(app, &m, "h1", DENIED).await;
+    let tx2 = paid_from(app, &m, "h2", DENIED).await;
+    let approver = person(app, "approver@psp.example", OperatorRole::Approver, &[]).await;
+    let support = person(app, "support@psp.example", OperatorRole::Support, &[]).await;
+    let viewer = person(app, "viewer@psp.example", OperatorRole::Viewer, &[]).await;
+
+    let mut pb = signed_in(app, &approver).await;
+    let page = pb.get("/console/held").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&tx1) && page.body.contains(&tx2), "{}", page.body);
+    assert!(page.body.contains(&format!("title=\"to {QUARANTINE}\"")), "isolation names its address");
+    let csrf = page.field("csrf");
+
+    // Refund 4 of tx1's 10 to an address; more than is held is refused; isolate the other 6.
+    let paid_before = chain.token_balance(USER_ADDRESS).await;
+    let made = pb
+        .post(&format!("/console/held/{tx1}/refund"), &[("csrf", &csrf), ("amount", "4"), ("address", USER_ADDRESS)])
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let refund_id = made.location.rsplit('/').next().unwrap().to_owned();
+    let again = pb
+        .post(&format!("/console/held/{tx1}/refund"), &[("csrf", &csrf), ("amount", "4"), ("address", USER_ADDRESS)])
+        .await;
+    assert_eq!(again.status, 409, "one disposition at a time: {}", again.body);
+    let r = app.mine_until(&chain, &refund_id, "Completed").await;
+    assert_eq!(
+        (r["refund_type"].as_str(), r["amount"].as_str(), r["initiator"].as_str()),
+        (Some("Held"), Some("4"), Some("operator:approver@psp.example")),
+        "{r}"
+    );
+    assert_eq!(chain.token_balance(USER_ADDRESS).await - paid_before, 4_000_000);
+    let too_much = pb.post(&format!("/console/held/{tx1}/isolate"), &[("csrf", &csrf), ("amount", "6.000001")]).await;
+    assert_eq!(too_much.status, 400, "{}", too_much.body);
+    let isolated = pb.post(&format!("/console/held/{tx1}/isolate"), &[("csrf", &csrf), ("amount", "6")]).await;
+    assert_eq!(isolated.status, StatusCode::SEE_OTHER, "{}", isolated.body);
+    let isolation = isolated.location.rsplit('/').next().unwrap().to_owned();
+    app.mine_until(&chain, &isolation, "Completed").await;
+    assert_eq!(chain.token_balance(QUARANTINE).await, 6_000_000);
+    let d = app.get(&format!("/v2/compliance/funds/disposition?transaction_id={tx1}")).await.ok();
+    assert_eq!((d["disposition_type"].as_str(), d["disposition_status"].as_str()), (Some("Isolate"), Some("Isolated")));
+    let entries = audit(app, &approver.email, "payin.refund").await;
+    assert_eq!(
+        (entries.len(), entries[0].subject.as_str(), entries[0].detail.as_str()),
+        (1, tx1.as_str(), refund_id.as_str())
+    );
+    assert_eq!(audit(app, &approver.email, "payin.isolate").await.len(), 1);
+
+    // Support may not decide, in the console or through the use case; nor may a viewer's actor.
+    let mut sb = signed_in(app, &support).await;
+    let scsrf = sb.get("/console/held").await.field("csrf");
+    let refused = sb
+        .post(&format!("/console/held/{tx2}/refund"), &[("csrf", &scsrf), ("amount", "1"), ("address", USER_ADDRESS)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    for p in [&support, &viewer] {
+        let row = app.store.operator_by_email(&p.email).await.unwrap().unwrap();
+        let actor = operators::actor_of(&row, None, "127.0.0.1");
+        let r = ebb_app::dispositions::unfreeze(&app.engine, &actor, &tx2).await;
+        assert!(matches!(r, Err(ebb_app::AppError::Forbidden(_))), "{}: {r:?}", p.email);
+    }
+
+    // The approver releases tx2 to the merchant: credited once.
+    let before = app.merchant_balance(&m, "ETH_USDT").await["total_balance"].as_str().unwrap().to_owned();
+    let released = pb.post(&format!("/console/held/{tx2}/unfreeze"), &[("csrf", &csrf)]).await;
+    assert_eq!(released.status, StatusCode::SEE_OTHER, "{}", released.body);
+    assert_eq!(
+        (before.as_str(), app.merchant_balance(&m, "ETH_USDT").await["total_balance"].as_str()),
+        ("0", Some("10"))
+    );
+    assert_eq!(audit(app, &approver.email, "payin.unfreeze").await.len(), 1);
+    assert!(!pb.get("/console/held").await.body.contains(&tx2), "released pay-ins are no longer held");
 }
