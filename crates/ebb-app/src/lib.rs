@@ -31,6 +31,7 @@ pub mod orders;
 pub mod payins;
 pub mod payouts;
 pub mod prices;
+pub mod reconcile;
 pub mod refunds;
 pub mod sandbox;
 pub mod screening;

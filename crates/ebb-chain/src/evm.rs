@@ -24,7 +24,7 @@ use alloy::transports::{RpcError, TransportErrorKind};
 use async_trait::async_trait;
 use ebb_core::{Address as EbbAddress, Amount};
 
-use crate::{Chain, ChainError, Funds, Inclusion, IncomingTransfer, Outcome, Prepared, Signed, TokenRef};
+use crate::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, Signed, TokenRef, TokenTransfer};
 
 sol! {
     interface IERC20 {
@@ -79,6 +79,9 @@ pub struct EvmChain {
 const FEE_TTL: Duration = Duration::from_secs(1);
 /// How long a head block number is reused.
 const HEAD_TTL: Duration = Duration::from_millis(100);
+
+/// The most blocks one `eth_getLogs` asks for (public nodes refuse wider ranges).
+const LOG_WINDOW: u64 = 2_000;
 
 fn parse_address(s: &str) -> Result<Address, ChainError> {
     Address::from_str(s).map_err(|e| ChainError::Config(format!("bad EVM address {s:?}: {e}")))
@@ -164,6 +167,66 @@ impl EvmChain {
         self.signer.address()
     }
 
+    /// What `owner` holds of an ERC-20.
+    async fn balance_of(&self, token: &TokenRef, owner: Address) -> Result<Amount, ChainError> {
+        let contract = parse_address(&token.contract)?;
+        let call =
+            TransactionRequest::default().to(contract).input(IERC20::balanceOfCall { owner }.abi_encode().into());
+        let out = self.rpc(self.provider.call(call)).await?;
+        let balance = IERC20::balanceOfCall::abi_decode_returns(&out)
+            .map_err(|e| ChainError::Rejected(format!("{} is not an ERC-20 contract: {e}", token.contract)))?;
+        Ok(Amount::from_base_units(to_u128(balance)))
+    }
+
+    /// `Transfer` logs of the tokens in blocks `from..=to`, only those sent by `sender` if given. Asked
+    /// in windows of [`LOG_WINDOW`] blocks, as nodes limit the range of one `eth_getLogs`.
+    async fn transfers(
+        &self,
+        tokens: &[TokenRef],
+        from: u64,
+        to: u64,
+        sender: Option<Address>,
+    ) -> Result<Vec<TokenTransfer>, ChainError> {
+        let mut contracts = Vec::new();
+        for t in tokens {
+            contracts.push((parse_address(&t.contract)?, t.token_id.clone()));
+        }
+        let mut found = Vec::new();
+        let mut start = from;
+        while start <= to {
+            let end = to.min(start.saturating_add(LOG_WINDOW - 1));
+            let mut filter = Filter::new()
+                .address(contracts.iter().map(|(a, _)| *a).collect::<Vec<_>>())
+                .event_signature(IERC20::Transfer::SIGNATURE_HASH)
+                .from_block(start)
+                .to_block(end);
+            if let Some(sender) = sender {
+                filter = filter.topic1(sender.into_word());
+            }
+            for log in self.rpc(self.provider.get_logs(&filter)).await? {
+                let Ok(decoded) = log.log_decode::<IERC20::Transfer>() else { continue };
+                let Some((_, token_id)) = contracts.iter().find(|(a, _)| *a == decoded.inner.address) else {
+                    continue;
+                };
+                let event = &decoded.inner.data;
+                found.push(TokenTransfer {
+                    token_id: token_id.clone(),
+                    tx_hash: log.transaction_hash.map(|h| format!("{h:#x}")).unwrap_or_default(),
+                    log_index: log.log_index.unwrap_or(0),
+                    block: log.block_number.unwrap_or(0),
+                    from: event.from.to_checksum(None),
+                    to: event.to.to_checksum(None),
+                    amount: u128::try_from(event.value).ok().map(Amount::from_base_units),
+                });
+            }
+            start = end.saturating_add(1);
+            if end == u64::MAX {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     fn transfer_input(to: Address, amount: u128) -> Bytes {
         IERC20::transferCall { to, amount: U256::from(amount) }.abi_encode().into()
     }
@@ -200,15 +263,13 @@ impl Chain for EvmChain {
     }
 
     async fn funds(&self, token: &TokenRef) -> Result<Funds, ChainError> {
-        let contract = parse_address(&token.contract)?;
-        let call = TransactionRequest::default()
-            .to(contract)
-            .input(IERC20::balanceOfCall { owner: self.wallet() }.abi_encode().into());
-        let out = self.rpc(self.provider.call(call)).await?;
-        let token_balance = IERC20::balanceOfCall::abi_decode_returns(&out)
-            .map_err(|e| ChainError::Rejected(format!("{} is not an ERC-20 contract: {e}", token.contract)))?;
+        let token_balance = self.balance_of(token, self.wallet()).await?;
         let native = self.rpc(self.provider.get_balance(self.wallet())).await?;
-        Ok(Funds { token: Amount::from_base_units(to_u128(token_balance)), native: to_u128(native) })
+        Ok(Funds { token: token_balance, native: to_u128(native) })
+    }
+
+    async fn token_balance(&self, token: &TokenRef, owner: &str) -> Result<Amount, ChainError> {
+        self.balance_of(token, parse_address(owner)?).await
     }
 
     async fn pending_nonce(&self) -> Result<u64, ChainError> {
@@ -342,42 +403,19 @@ impl Chain for EvmChain {
         Ok(head)
     }
 
+    async fn sent(&self, tokens: &[TokenRef], from: u64, to: u64) -> Result<Vec<TokenTransfer>, ChainError> {
+        self.transfers(tokens, from, to, Some(self.wallet())).await
+    }
+
     async fn scan(
         &self,
         tokens: &[TokenRef],
         from: u64,
         to: u64,
         watched: &(dyn for<'a> Fn(&'a str) -> bool + Sync),
-    ) -> Result<Vec<IncomingTransfer>, ChainError> {
-        let mut contracts = Vec::new();
-        for t in tokens {
-            contracts.push((parse_address(&t.contract)?, t.token_id.clone()));
-        }
-        let filter = Filter::new()
-            .address(contracts.iter().map(|(a, _)| *a).collect::<Vec<_>>())
-            .event_signature(IERC20::Transfer::SIGNATURE_HASH)
-            .from_block(from)
-            .to_block(to);
-        let logs = self.rpc(self.provider.get_logs(&filter)).await?;
-        let mut found = Vec::new();
-        for log in logs {
-            let Ok(decoded) = log.log_decode::<IERC20::Transfer>() else { continue };
-            let event = &decoded.inner.data;
-            let to_address = event.to.to_checksum(None);
-            if !watched(&to_address) {
-                continue;
-            }
-            let Some((_, token_id)) = contracts.iter().find(|(a, _)| *a == decoded.inner.address) else { continue };
-            found.push(IncomingTransfer {
-                token_id: token_id.clone(),
-                tx_hash: log.transaction_hash.map(|h| format!("{h:#x}")).unwrap_or_default(),
-                log_index: log.log_index.unwrap_or(0),
-                block: log.block_number.unwrap_or(0),
-                from: event.from.to_checksum(None),
-                to: to_address,
-                amount: u128::try_from(event.value).ok().map(Amount::from_base_units),
-            });
-        }
+    ) -> Result<Vec<TokenTransfer>, ChainError> {
+        let mut found = self.transfers(tokens, from, to, None).await?;
+        found.retain(|t| watched(&t.to));
         Ok(found)
     }
 }

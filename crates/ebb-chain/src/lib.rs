@@ -82,9 +82,10 @@ pub enum Outcome {
     },
 }
 
-/// A token transfer into an address ebb watches.
+/// A token transfer (an ERC-20 `Transfer` log on EVM): into an address ebb watches, or out of the hot
+/// wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingTransfer {
+pub struct TokenTransfer {
     pub token_id: String,
     pub tx_hash: String,
     pub log_index: u64,
@@ -150,6 +151,12 @@ pub trait Chain: Send + Sync {
     async fn inclusion(&self, tx_hash: &str) -> Result<Inclusion, ChainError>;
     /// The latest block number.
     async fn head(&self) -> Result<u64, ChainError>;
+    /// What `owner` holds of the token, in base units (the reconciliation asks it of every receiving
+    /// address).
+    async fn token_balance(&self, token: &TokenRef, owner: &str) -> Result<Amount, ChainError>;
+    /// Token transfers sent by the hot wallet in blocks `from..=to`, whoever signed them: what the
+    /// reconciliation compares with the payouts ebb recorded.
+    async fn sent(&self, tokens: &[TokenRef], from: u64, to: u64) -> Result<Vec<TokenTransfer>, ChainError>;
     /// Token transfers into `watched` addresses in blocks `from..=to`.
     async fn scan(
         &self,
@@ -157,5 +164,5 @@ pub trait Chain: Send + Sync {
         from: u64,
         to: u64,
         watched: &(dyn for<'a> Fn(&'a str) -> bool + Sync),
-    ) -> Result<Vec<IncomingTransfer>, ChainError>;
+    ) -> Result<Vec<TokenTransfer>, ChainError>;
 }

@@ -18,7 +18,7 @@ use ebb_core::{Address, Amount, ChainFamily};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Chain, ChainError, Funds, Inclusion, IncomingTransfer, Outcome, Prepared, Signed, TokenRef};
+use crate::{Chain, ChainError, Funds, Inclusion, Outcome, Prepared, Signed, TokenRef, TokenTransfer};
 
 /// A payout to this address is mined but reverts: the refund ends `Failed`, its funds released.
 pub const REVERT_ADDRESS: &str = "0x000000000000000000000000000000000000fa11";
@@ -258,6 +258,10 @@ impl Chain for SandboxChain {
         Ok(Funds { token: Amount::from_base_units(self.balance(&self.hot_wallet, &token.token_id)), native: u128::MAX })
     }
 
+    async fn token_balance(&self, token: &TokenRef, owner: &str) -> Result<Amount, ChainError> {
+        Ok(Amount::from_base_units(self.balance(owner, &token.token_id)))
+    }
+
     async fn pending_nonce(&self) -> Result<u64, ChainError> {
         let s = self.state();
         let mined = s.nonces.get(&key(&self.hot_wallet)).copied().unwrap_or(0);
@@ -343,20 +347,38 @@ impl Chain for SandboxChain {
         Ok(self.state().height)
     }
 
+    async fn sent(&self, tokens: &[TokenRef], from: u64, to: u64) -> Result<Vec<TokenTransfer>, ChainError> {
+        let hot = key(&self.hot_wallet);
+        Ok(self.transfers(tokens, from, to, &|t| key(&t.from) == hot))
+    }
+
     async fn scan(
         &self,
         tokens: &[TokenRef],
         from: u64,
         to: u64,
         watched: &(dyn for<'a> Fn(&'a str) -> bool + Sync),
-    ) -> Result<Vec<IncomingTransfer>, ChainError> {
+    ) -> Result<Vec<TokenTransfer>, ChainError> {
+        Ok(self.transfers(tokens, from, to, &|t| watched(&t.to)))
+    }
+}
+
+impl SandboxChain {
+    /// The transfers of the tokens mined in blocks `from..=to` that `keep` keeps.
+    fn transfers(
+        &self,
+        tokens: &[TokenRef],
+        from: u64,
+        to: u64,
+        keep: &dyn Fn(&SandboxTx) -> bool,
+    ) -> Vec<TokenTransfer> {
         let s = self.state();
-        Ok(s.logs
+        s.logs
             .iter()
             .filter(|(block, _, _, tx)| {
-                (from..=to).contains(block) && tokens.iter().any(|t| t.token_id == tx.token_id) && watched(&tx.to)
+                (from..=to).contains(block) && tokens.iter().any(|t| t.token_id == tx.token_id) && keep(tx)
             })
-            .map(|(block, hash, log_index, tx)| IncomingTransfer {
+            .map(|(block, hash, log_index, tx)| TokenTransfer {
                 token_id: tx.token_id.clone(),
                 tx_hash: hash.clone(),
                 log_index: *log_index,
@@ -365,7 +387,7 @@ impl Chain for SandboxChain {
                 to: tx.to.clone(),
                 amount: tx.amount.parse().ok().map(Amount::from_base_units),
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -32,6 +32,7 @@ pub mod orders;
 pub mod page;
 pub mod payins;
 pub mod payouts;
+pub mod reconcile;
 pub mod refunds;
 pub mod replay;
 pub mod screening;

@@ -37,7 +37,7 @@ pub(crate) fn field(s: &str) -> String {
     }
 }
 
-fn row(fields: &[&str]) -> String {
+pub(crate) fn row(fields: &[&str]) -> String {
     let mut line = fields.iter().map(|f| field(f)).collect::<Vec<_>>().join(",");
     line.push_str("\r\n");
     line
@@ -73,7 +73,7 @@ where
     })
 }
 
-fn csv_response(filename: &str, body: Body) -> Response {
+pub(crate) fn csv_response(filename: &str, body: Body) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

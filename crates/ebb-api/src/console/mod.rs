@@ -16,6 +16,7 @@ mod export;
 mod held;
 mod merchants;
 mod orders;
+mod reconcile;
 mod refunds;
 mod views;
 mod webhooks;
@@ -142,6 +143,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/held/{tx_id}/unfreeze", post(held::unfreeze))
         .route("/console/held/{tx_id}/refund", post(held::refund))
         .route("/console/held/{tx_id}/isolate", post(held::isolate))
+        .route("/console/reconciliation", get(reconcile::page))
+        .route("/console/export/reconciliation.csv", get(reconcile::csv))
         .route("/console/export/postings.csv", get(export::postings))
         .route("/console/export/refunds.csv", get(export::refunds))
         .route("/console/export/audit.csv", get(export::audit))
@@ -177,7 +180,7 @@ impl Op {
         operators::allows(self.role(), p)
     }
 
-    fn trail(&self) -> &operators::AuditTrail {
+    pub(crate) fn trail(&self) -> &operators::AuditTrail {
         self.actor.audit.as_ref().expect("an operator's actor has an audit trail")
     }
 

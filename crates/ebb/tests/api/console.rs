@@ -22,6 +22,7 @@ const OTHER: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
 crate::both_backends_paying!(roles_actions_and_their_audit_trail);
 crate::both_backends_with!(sessions_expire_and_failed_logins_lock, super::short_sessions());
 crate::both_backends_with!(held_pay_ins_are_decided_in_the_console, crate::screening::disposing());
+crate::both_backends_paying!(reconciliation_lists_every_difference_between_ledger_and_chain);
 
 fn short_sessions() -> Options {
     Options {
@@ -316,6 +317,7 @@ async fn roles_actions_and_their_audit_trail(app: &TestApp) {
             ("GET", "/console/merchants", &[], &[Admin, Approver, Support, Viewer]),
             ("GET", "/console/webhooks", &[], &[Admin, Approver, Support, Viewer]),
             ("GET", "/console/held", &[], &[Admin, Approver, Support, Viewer]),
+            ("GET", "/console/reconciliation", &[], &[Admin, Approver, Support, Viewer]),
             ("POST", "/console/webhooks/NOPE/retry-failed", &[], &[Admin, Support]),
             ("POST", "/console/held/NOPE/unfreeze", &[], &[Admin, Approver]),
             ("POST", "/console/held/NOPE/refund", &[("amount", "1"), ("address", OTHER)], &[Admin, Approver]),
@@ -725,4 +727,98 @@ async fn held_pay_ins_are_decided_in_the_console(app: &TestApp) {
     );
     assert_eq!(audit(app, &approver.email, "payin.unfreeze").await.len(), 1);
     assert!(!pb.get("/console/held").await.body.contains(&tx2), "released pay-ins are no longer held");
+}
+
+/// What a reconciliation run in the console found: the differences of its CSV as (kind, subject), and
+/// what the chain holds of ETH_USDT beyond the ledger, in base units.
+pub(crate) async fn reconciled(app: &TestApp) -> (Vec<(String, String)>, i128) {
+    let viewer = person(app, &format!("{}@psp.example", uuid::Uuid::new_v4()), OperatorRole::Viewer, &[]).await;
+    let mut b = signed_in(app, &viewer).await;
+    let page = b.get("/console/reconciliation?run=1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-testid=\"ledger-ok\""), "{}", page.body);
+    let beyond = page.testid("beyond-ETH_USDT");
+    let (sign, number) = match beyond.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, beyond.as_str()),
+    };
+    let number = number.trim_end_matches(" USDT");
+    let beyond = sign * ebb_core::Amount::parse_decimal(number, 6, 6).unwrap().base_units() as i128;
+    let csv = b.get("/console/export/reconciliation.csv").await;
+    assert_eq!(csv.status, 200);
+    let mut lines = csv.body.lines();
+    assert_eq!(lines.next(), Some("chain_id,kind,token_id,subject,recorded_base_units,on_chain_base_units,detail"));
+    let differences: Vec<(String, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].to_owned(), f[3].to_owned())
+        })
+        .collect();
+    let listed = page.body.matches("<tr class=\"difference\">").count();
+    assert_eq!(listed, differences.len(), "the page lists what the CSV has: {}", page.body);
+    (differences, beyond)
+}
+
+/// Reconciliation on the sandbox: a clean run finds nothing and the hot wallet's funding as the float;
+/// then each kind of difference made on the chain behind ebb's back is listed, once.
+async fn reconciliation_lists_every_difference_between_ledger_and_chain(app: &TestApp) {
+    use crate::chains::TestChain;
+    use crate::helpers::USER_ADDRESS;
+    use ebb_chain::Chain;
+    let chain = app.sandbox("ETH");
+    let hot = chain.hot_wallet();
+    let funding = chain.token_balance(&hot).await as i128;
+    let m = app.create_merchant("Shop").await;
+    let order = app.paid_order(&m, "10", "0").await;
+    let receive = order["receive_address"].as_str().unwrap().to_owned();
+    let refund = app
+        .post(
+            "/v2/payments/refunds",
+            json!({"request_id": "rec-1", "merchant_id": m, "order_id": order["order_id"], "payable_amount": "3",
+                   "token_id": "ETH_USDT", "refund_type": "Merchant", "to_address": USER_ADDRESS}),
+        )
+        .await
+        .ok();
+    app.mine_until(&chain, refund["refund_id"].as_str().unwrap(), "Completed").await;
+    assert_eq!(reconciled(app).await, (vec![], funding), "ledger and chain agree; the float is the funding");
+
+    // Tokens at a receiving address that no recorded pay-in brought.
+    chain.0.set_balance(&receive, "ETH_USDT", 15_000_000);
+    let (found, beyond) = reconciled(app).await;
+    assert_eq!(found, [("address balance".to_owned(), receive.clone())]);
+    assert_eq!(beyond, funding + 5_000_000);
+    chain.0.set_balance(&receive, "ETH_USDT", 10_000_000);
+
+    // A transfer out of the hot wallet that ebb did not make.
+    let token = ebb_chain::TokenRef { token_id: "ETH_USDT".into(), contract: String::new() };
+    let to =
+        ebb_core::Address::parse(ebb_core::ChainFamily::Evm, "0x000000000000000000000000000000000000dEaD").unwrap();
+    let prepared = chain.0.prepare(&token, &to, ebb_core::Amount::from_base_units(2_000_000)).await.unwrap();
+    let signed = chain.0.sign(&prepared, chain.0.pending_nonce().await.unwrap()).unwrap();
+    chain.0.broadcast(&signed.raw).await.unwrap();
+    chain.mine().await;
+    let (found, beyond) = reconciled(app).await;
+    assert_eq!(found, [("unrecorded transfer".to_owned(), signed.tx_hash.clone())]);
+    assert_eq!(beyond, funding - 2_000_000, "the float paid it");
+
+    // Tokens gone from the receiving address and an empty hot wallet: the chain holds less than the ledger.
+    chain.0.set_balance(&receive, "ETH_USDT", 1_000_000);
+    chain.set_hot_wallet_tokens(0).await;
+    let (found, beyond) = reconciled(app).await;
+    assert_eq!(beyond, 1_000_000 - 7_000_000, "1 on chain against 7 in the ledger");
+    assert_eq!(
+        found,
+        [
+            ("unrecorded transfer".to_owned(), signed.tx_hash.clone()),
+            ("address balance".to_owned(), receive.clone()),
+            ("shortfall".to_owned(), "ETH_USDT".to_owned()),
+        ]
+    );
+
+    // The PSP's page: a merchant-limited operator is refused.
+    let limited = person(app, "limited@psp.example", OperatorRole::Viewer, &[&m]).await;
+    let mut lb = signed_in(app, &limited).await;
+    assert_eq!(lb.get("/console/reconciliation?run=1").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(lb.get("/console/export/reconciliation.csv").await.status, StatusCode::FORBIDDEN);
+    chain.set_hot_wallet_tokens(funding as u128).await;
 }

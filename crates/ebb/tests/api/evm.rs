@@ -409,4 +409,9 @@ async fn each_disposition_of_held_funds_runs_to_its_end_on_anvil(app: &TestApp, 
     assert_eq!(hot_before - anvil.token_balance(&anvil.hot_wallet()).await, base_units("30"));
     assert_eq!(anvil.payouts_on_chain().await.len(), 3, "one transfer per payout disposition");
     assert_eq!(app.merchant_balance(&m, "ETH_USDT").await["total_balance"], "10", "only the released pay-in");
+    // The reconciliation says so too, through the node: each receiving address holds its recorded pay-in,
+    // the hot wallet's three Transfers are the three payouts (the customers' pay-ins are not its), and
+    // what the chain holds beyond the ledger is the hot wallet's funding.
+    let (differences, beyond) = crate::console::reconciled(app).await;
+    assert_eq!((differences, beyond), (vec![], hot_before as i128));
 }
