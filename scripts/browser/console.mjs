@@ -265,6 +265,22 @@ try {
   const reconRows = readFileSync(`${outDir}/reconciliation.csv`, "utf8").trim().split("\r\n");
   check(reconRows[0].startsWith("chain_id,kind,token_id,subject,"), "the reconciliation CSV has its header");
   check(reconRows.length - 1 === (await admin.locator("tr.difference").count()), `the CSV lists the differences the page shows: ${reconRows.join(" | ")}`);
+
+  // Chinese: the switch in the header, the pages in it, and back.
+  await admin.goto(`${base}/console/dashboard`);
+  await admin.click("[data-testid=lang-switch]");
+  check((await admin.getAttribute("html", "lang")) === "zh-CN", "the console switched to Chinese");
+  check((await admin.textContent("h1")).trim() === "概览", "the dashboard's title is Chinese");
+  await shots(admin, "22-zh-dashboard");
+  await admin.goto(`${base}/console/refunds`);
+  await shots(admin, "23-zh-refunds");
+  await admin.click("[data-testid=refund-rows] tbody a");
+  check((await admin.textContent("h1")).startsWith("退款"), "a refund's page is Chinese");
+  await shots(admin, "24-zh-refund");
+  await admin.goto(`${base}/console/reconciliation?run=1`);
+  await shots(admin, "25-zh-reconciliation");
+  await admin.click("[data-testid=lang-switch]");
+  check((await admin.getAttribute("html", "lang")) === "en", "and back to English");
   writeFileSync(`${outDir}/done`, "ok\n");
 } catch (e) {
   failures += 1;

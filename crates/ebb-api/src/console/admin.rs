@@ -10,6 +10,7 @@ use ebb_app::operators::{self, Permission};
 use ebb_store::operators::{AuditFilter, OperatorRole};
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::refunds::CursorQuery;
 use super::views::{html, query_string, when_ms, when_s, Nav, Pager};
 use super::{error_page, given, optional_day, Op};
@@ -28,6 +29,7 @@ struct OperatorLine {
 #[derive(Template)]
 #[template(path = "console/operators.html")]
 struct OperatorsPage {
+    tr: Tr,
     nav: Option<Nav>,
     rows: Vec<OperatorLine>,
     roles: Vec<&'static str>,
@@ -44,7 +46,7 @@ fn setup_url(state: &AppState, token: &str) -> String {
 }
 
 async fn operators_page(state: &AppState, op: &Op, made: Option<(String, String)>, error: Option<String>) -> Response {
-    let nav = || Some(op.nav(state, "operators"));
+    let nav = || op.nav(state, "operators");
     let all = match state.store.operators().await {
         Ok(v) => v,
         Err(e) => return error_page(state, nav(), e.into()),
@@ -71,7 +73,8 @@ async fn operators_page(state: &AppState, op: &Op, made: Option<(String, String)
         .collect();
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = OperatorsPage {
-        nav: nav(),
+        tr: op.tr,
+        nav: Some(nav()),
         rows,
         roles: OperatorRole::ALL.iter().map(|r| r.as_str()).collect(),
         csrf: op.csrf.clone(),
@@ -107,7 +110,7 @@ pub(super) async fn add_operator(
         return refused;
     }
     let Some(role) = f.role.as_deref().and_then(OperatorRole::parse) else {
-        return operators_page(&state, &op, None, Some("Choose a role.".into())).await;
+        return operators_page(&state, &op, None, Some(op.tr.t("Choose a role.").into())).await;
     };
     let merchants: Vec<String> =
         f.merchants.unwrap_or_default().split([' ', ',']).filter(|m| !m.is_empty()).map(str::to_owned).collect();
@@ -211,6 +214,7 @@ struct AuditLine {
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct AuditPage<'a> {
+    tr: Tr,
     nav: Option<Nav>,
     q: &'a AuditQuery,
     rows: Vec<AuditLine>,
@@ -228,7 +232,7 @@ pub(super) async fn audit(
         return refused;
     }
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let nav = || Some(op.nav(&state, "audit"));
+    let nav = || op.nav(&state, "audit");
     let query = q.query();
     let (rows, pager, error) = match q.filter() {
         Ok(f) => match state.store.audit_log(&f, &q.cursor.page()).await {
@@ -254,5 +258,5 @@ pub(super) async fn audit(
     };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let export_href = format!("/console/export/audit.csv?{query}");
-    html(status, AuditPage { nav: nav(), q: &q, rows, pager, error, export_href }.render())
+    html(status, AuditPage { tr: op.tr, nav: Some(nav()), q: &q, rows, pager, error, export_href }.render())
 }

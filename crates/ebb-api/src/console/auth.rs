@@ -10,6 +10,7 @@ use axum::Form;
 use ebb_app::operators::{self, LoginRefusal, SetupRefusal, SetupView};
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::views::{html, message_page, when_s, Nav};
 use super::{cookie_of, error_page, Op, PRE_COOKIE, SESSION_COOKIE};
 use crate::pages::security::Peer;
@@ -18,6 +19,7 @@ use crate::AppState;
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage<'a> {
+    tr: Tr,
     nav: Option<Nav>,
     csrf: &'a str,
     email: &'a str,
@@ -34,8 +36,9 @@ pub(super) async fn login_page(State(state): State<AppState>, headers: HeaderMap
     let existing = cookie_of(&headers, PRE_COOKIE).filter(|c| ebb_app::secrets::well_formed(c));
     let pre = existing.clone().unwrap_or_else(new_pre_cookie);
     let csrf = state.console.csrf_token(&pre);
+    let tr = Tr::of(&headers);
     let page =
-        LoginPage { nav: None, csrf: &csrf, email: "", error: None, dev_notice: state.console.settings.dev_notice };
+        LoginPage { tr, nav: None, csrf: &csrf, email: "", error: None, dev_notice: state.console.settings.dev_notice };
     let mut res = html(StatusCode::OK, page.render());
     if existing.is_none() {
         res.headers_mut().append(header::SET_COOKIE, state.console.cookie(PRE_COOKIE, &pre, 3600));
@@ -60,13 +63,20 @@ pub(super) async fn login(
     let console = &state.console;
     let client = console.client(&headers, peer);
     let pre = cookie_of(&headers, PRE_COOKIE).filter(|c| ebb_app::secrets::well_formed(c));
+    let tr = Tr::of(&headers);
     let Ok(Form(f)) = form else {
-        return message_page(StatusCode::BAD_REQUEST, None, "Not a login", "The login form was not filled in.");
+        return message_page(
+            StatusCode::BAD_REQUEST,
+            tr,
+            tr.t("Not a login"),
+            tr.t("The login form was not filled in."),
+        );
     };
     let email = f.email.unwrap_or_default();
     let again = |status: StatusCode, error: String| {
         let csrf = pre.as_deref().map(|p| console.csrf_token(p)).unwrap_or_default();
         let page = LoginPage {
+            tr,
             nav: None,
             csrf: &csrf,
             email: &email,
@@ -82,9 +92,9 @@ pub(super) async fn login(
     if !csrf_ok {
         return message_page(
             StatusCode::FORBIDDEN,
-            None,
-            "This form has expired",
-            "Open the login page again (this browser must accept ebb's cookies).",
+            tr,
+            tr.t("This form has expired"),
+            tr.t("Open the login page again (this browser must accept ebb's cookies)."),
         );
     }
     let now = crate::now_ms().max(0) as u64;
@@ -92,7 +102,7 @@ pub(super) async fn login(
     if !console.logins.allow(&format!("login:{client}"), console.logins_per_minute, window, now) {
         return again(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many login attempts from this address; wait a minute.".into(),
+            tr.t("Too many login attempts from this address; wait a minute.").into(),
         );
     }
     let outcome = operators::login(
@@ -111,12 +121,12 @@ pub(super) async fn login(
             res.headers_mut().append(header::SET_COOKIE, console.cookie(SESSION_COOKIE, &session.token, max_age));
             res
         }
-        Ok(Err(LoginRefusal::Wrong)) => again(StatusCode::UNAUTHORIZED, "Wrong e-mail, password or code.".into()),
+        Ok(Err(LoginRefusal::Wrong)) => again(StatusCode::UNAUTHORIZED, tr.t("Wrong e-mail, password or code.").into()),
         Ok(Err(LoginRefusal::Locked { until })) => again(
             StatusCode::FORBIDDEN,
-            format!("Too many failed logins: this account is locked until {}.", when_s(until)),
+            tr.f1("Too many failed logins: this account is locked until {0}.", when_s(until)),
         ),
-        Err(e) => error_page(&state, None, e),
+        Err(e) => error_page(&state, tr, e),
     }
 }
 
@@ -135,7 +145,7 @@ pub(super) async fn logout(
         return refused;
     }
     if let Err(e) = operators::logout(&state.store, &op.signed, &op.client).await {
-        return error_page(&state, None, e);
+        return error_page(&state, op.nav(&state, ""), e);
     }
     let mut res = Redirect::to("/console/login").into_response();
     res.headers_mut().append(header::SET_COOKIE, state.console.cookie(SESSION_COOKIE, "", 0));
@@ -160,13 +170,14 @@ pub(super) async fn switch_merchant(
     }
     match operators::act_for(&state.store, &op.signed, f.merchant_id.as_deref().unwrap_or_default()).await {
         Ok(()) => Redirect::to("/console/dashboard").into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "")), e),
+        Err(e) => error_page(&state, op.nav(&state, ""), e),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console/setup.html")]
 struct SetupPage<'a> {
+    tr: Tr,
     nav: Option<Nav>,
     token: &'a str,
     view: &'a SetupView,
@@ -178,27 +189,29 @@ pub(super) struct SetupQuery {
     token: Option<String>,
 }
 
-fn invalid_setup() -> Response {
+fn invalid_setup(tr: Tr) -> Response {
     message_page(
         StatusCode::NOT_FOUND,
-        None,
-        "This set-up link does not work",
-        "It was used already, has expired, or was replaced by a newer one. Ask an admin for a new link.",
+        tr,
+        tr.t("This set-up link does not work"),
+        tr.t("It was used already, has expired, or was replaced by a newer one. Ask an admin for a new link."),
     )
 }
 
 /// The one-time set-up page: the key for the authenticator app, and the password to choose.
 pub(super) async fn setup_page(
     State(state): State<AppState>,
+    headers: HeaderMap,
     q: Result<Query<SetupQuery>, QueryRejection>,
 ) -> Response {
+    let tr = Tr::of(&headers);
     let token = q.ok().and_then(|Query(q)| q.token).unwrap_or_default();
     match operators::setup_view(&state.store, &token).await {
         Ok(Some(view)) => {
-            html(StatusCode::OK, SetupPage { nav: None, token: &token, view: &view, error: None }.render())
+            html(StatusCode::OK, SetupPage { tr, nav: None, token: &token, view: &view, error: None }.render())
         }
-        Ok(None) => invalid_setup(),
-        Err(e) => error_page(&state, None, e),
+        Ok(None) => invalid_setup(tr),
+        Err(e) => error_page(&state, tr, e),
     }
 }
 
@@ -217,7 +230,8 @@ pub(super) async fn setup(
     form: Result<Form<SetupForm>, FormRejection>,
 ) -> Response {
     // The set-up token is itself the secret that binds the form: no session exists yet.
-    let Ok(Form(f)) = form else { return invalid_setup() };
+    let tr = Tr::of(&headers);
+    let Ok(Form(f)) = form else { return invalid_setup(tr) };
     let token = f.token.unwrap_or_default();
     let client = state.console.client(&headers, peer);
     let outcome = operators::finish_setup(
@@ -233,28 +247,28 @@ pub(super) async fn setup(
         Ok(Ok(_)) => {
             return message_page(
                 StatusCode::OK,
-                None,
-                "Your account is ready",
-                "Log in with your e-mail address, your new password and a code from your authenticator app.",
+                tr,
+                tr.t("Your account is ready"),
+                tr.t("Log in with your e-mail address, your new password and a code from your authenticator app."),
             )
         }
-        Ok(Err(SetupRefusal::InvalidLink)) => return invalid_setup(),
+        Ok(Err(SetupRefusal::InvalidLink)) => return invalid_setup(tr),
         Ok(Err(SetupRefusal::PasswordTooShort)) => {
-            format!("Choose a password of at least {} characters.", operators::MIN_PASSWORD_CHARS)
+            tr.f1("Choose a password of at least {0} characters.", operators::MIN_PASSWORD_CHARS)
         }
-        Ok(Err(SetupRefusal::PasswordTooLong)) => "That password is too long.".to_owned(),
-        Ok(Err(SetupRefusal::PasswordsDiffer)) => "The two passwords differ.".to_owned(),
+        Ok(Err(SetupRefusal::PasswordTooLong)) => tr.t("That password is too long.").to_owned(),
+        Ok(Err(SetupRefusal::PasswordsDiffer)) => tr.t("The two passwords differ.").to_owned(),
         Ok(Err(SetupRefusal::WrongCode)) => {
-            "That code is not the current one: check the key in your authenticator app and its clock.".to_owned()
+            tr.t("That code is not the current one: check the key in your authenticator app and its clock.").to_owned()
         }
-        Err(e) => return error_page(&state, None, e),
+        Err(e) => return error_page(&state, tr, e),
     };
     match operators::setup_view(&state.store, &token).await {
         Ok(Some(view)) => html(
             StatusCode::UNPROCESSABLE_ENTITY,
-            SetupPage { nav: None, token: &token, view: &view, error: Some(&error) }.render(),
+            SetupPage { tr, nav: None, token: &token, view: &view, error: Some(&error) }.render(),
         ),
-        Ok(None) => invalid_setup(),
-        Err(e) => error_page(&state, None, e),
+        Ok(None) => invalid_setup(tr),
+        Err(e) => error_page(&state, tr, e),
     }
 }

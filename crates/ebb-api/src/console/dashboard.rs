@@ -10,6 +10,7 @@ use ebb_core::RefundStatus;
 use ebb_store::page::PageRequest;
 use ebb_store::refunds::RefundFilter;
 
+use super::i18n::Tr;
 use super::views::{html, Nav};
 use super::{error_page, Op};
 use crate::AppState;
@@ -29,10 +30,17 @@ struct WalletLine {
 
 /// Why the unpaid refunds of a token cannot all be paid from the hot wallet now, if they cannot:
 /// `owed` base units by `count` refunds against `held` of the token and `native` gas.
-fn wallet_warning(count: i64, owed: u128, held: u128, native: u128, fmt: &dyn Fn(u128) -> String) -> Option<String> {
+fn wallet_warning(
+    tr: Tr,
+    count: i64,
+    owed: u128,
+    held: u128,
+    native: u128,
+    fmt: &dyn Fn(u128) -> String,
+) -> Option<String> {
     match (owed.checked_sub(held).filter(|s| *s > 0), native) {
-        (Some(short), _) => Some(format!("{count} unpaid refund(s) need {} more than the wallet holds", fmt(short))),
-        (None, 0) if count > 0 => Some("no gas: unpaid refunds cannot be sent".to_owned()),
+        (Some(short), _) => Some(tr.f2("{0} unpaid refund(s) need {1} more than the wallet holds", count, fmt(short))),
+        (None, 0) if count > 0 => Some(tr.t("no gas: unpaid refunds cannot be sent").to_owned()),
         _ => None,
     }
 }
@@ -41,7 +49,7 @@ fn wallet_warning(count: i64, owed: u128, held: u128, native: u128, fmt: &dyn Fn
 const FUNDS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Every chain's hot wallet, per token of the chain, next to the refunds still to pay in that token.
-async fn wallets(state: &AppState) -> Result<Vec<WalletLine>, ebb_store::StoreError> {
+async fn wallets(state: &AppState, tr: Tr) -> Result<Vec<WalletLine>, ebb_store::StoreError> {
     let unpaid = state.store.unpaid_refund_totals().await?;
     let mut asks = Vec::new();
     for chain in &state.chains {
@@ -62,7 +70,7 @@ async fn wallets(state: &AppState) -> Result<Vec<WalletLine>, ebb_store::StoreEr
             |a: u128| format!("{} {symbol}", ebb_core::Amount::from_base_units(a).to_decimal_string(token.decimals));
         let (token_funds, gas, warning) = match funds {
             Ok(Ok(f)) => {
-                let warning = wallet_warning(count, owed, f.token.base_units(), f.native, &fmt);
+                let warning = wallet_warning(tr, count, owed, f.token.base_units(), f.native, &fmt);
                 // The native coin's decimals: ether 18, TRX 6, SOL 9.
                 let native_decimals = match token.family {
                     ebb_core::ChainFamily::Evm => 18,
@@ -72,8 +80,8 @@ async fn wallets(state: &AppState) -> Result<Vec<WalletLine>, ebb_store::StoreEr
                 let gas = ebb_core::Amount::from_base_units(f.native).to_decimal_string(native_decimals);
                 (fmt(f.token.base_units()), gas, warning)
             }
-            Ok(Err(e)) => ("?".into(), "?".into(), Some(format!("the node did not answer: {e}"))),
-            Err(_) => ("?".into(), "?".into(), Some("the node did not answer within 3 s".to_owned())),
+            Ok(Err(e)) => ("?".into(), "?".into(), Some(tr.f1("the node did not answer: {0}", e))),
+            Err(_) => ("?".into(), "?".into(), Some(tr.t("the node did not answer within 3 s").to_owned())),
         };
         lines.push(WalletLine {
             chain_id: chain.chain_id().to_owned(),
@@ -92,6 +100,7 @@ async fn wallets(state: &AppState) -> Result<Vec<WalletLine>, ebb_store::StoreEr
 #[derive(Template)]
 #[template(path = "console/dashboard.html")]
 struct DashboardPage {
+    tr: Tr,
     nav: Option<Nav>,
     wallets: Vec<WalletLine>,
     today: Vec<(String, i64)>,
@@ -122,9 +131,11 @@ pub(super) async fn dashboard(State(state): State<AppState>, op: Op) -> Response
             .total_count;
         // Held pay-ins and webhook endpoints are the PSP's.
         let (frozen, failing, wallets) = match merchant {
-            None => {
-                (state.store.frozen_payins().await?, state.store.failing_endpoints().await?, wallets(&state).await?)
-            }
+            None => (
+                state.store.frozen_payins().await?,
+                state.store.failing_endpoints().await?,
+                wallets(&state, op.tr).await?,
+            ),
             Some(_) => (0, Vec::new(), Vec::new()),
         };
         Ok::<_, ebb_store::StoreError>((today, waiting, frozen, failing, wallets))
@@ -133,6 +144,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, op: Op) -> Response
         Ok((today, approvals_waiting, frozen_payins, failing, wallets)) => {
             let today_total = today.iter().map(|(_, n)| n).sum();
             let page = DashboardPage {
+                tr: op.tr,
                 nav: Some(op.nav(&state, "dashboard")),
                 wallets,
                 today,
@@ -143,7 +155,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, op: Op) -> Response
             };
             html(StatusCode::OK, page.render())
         }
-        Err(e) => error_page(&state, Some(op.nav(&state, "dashboard")), e.into()),
+        Err(e) => error_page(&state, op.nav(&state, "dashboard"), e.into()),
     }
 }
 
@@ -154,12 +166,13 @@ mod tests {
     #[test]
     fn the_dashboard_warns_when_unpaid_refunds_exceed_the_hot_wallet() {
         let fmt = |a: u128| format!("{a} u");
-        assert_eq!(wallet_warning(2, 10, 10, 1, &fmt), None, "exactly enough");
+        let en = Tr(crate::pages::i18n::Lang::En);
+        assert_eq!(wallet_warning(en, 2, 10, 10, 1, &fmt), None, "exactly enough");
         assert_eq!(
-            wallet_warning(2, 11, 10, 1, &fmt).unwrap(),
+            wallet_warning(en, 2, 11, 10, 1, &fmt).unwrap(),
             "2 unpaid refund(s) need 1 u more than the wallet holds"
         );
-        assert_eq!(wallet_warning(1, 5, 10, 0, &fmt).unwrap(), "no gas: unpaid refunds cannot be sent");
-        assert_eq!(wallet_warning(0, 0, 0, 0, &fmt), None, "nothing to pay, nothing to warn of");
+        assert_eq!(wallet_warning(en, 1, 5, 10, 0, &fmt).unwrap(), "no gas: unpaid refunds cannot be sent");
+        assert_eq!(wallet_warning(en, 0, 0, 0, 0, &fmt), None, "nothing to pay, nothing to warn of");
     }
 }

@@ -147,13 +147,18 @@ pub(super) async fn refunds(
     let filter = match q.filter(&state, &op) {
         Ok(f) => f,
         Err(e) => {
-            return message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "refunds")), "Not exported", &e)
+            return message_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                op.nav(&state, "refunds"),
+                op.tr.t("Not exported"),
+                &e,
+            )
         }
     };
     let trail = op.actor.audit.clone().expect("an operator's actor has an audit trail");
     let detail = super::views::query_string(&q.pairs());
     if let Err(e) = operators::audit(&state.store, &trail, "export.refunds", "", &detail).await {
-        return error_page(&state, Some(op.nav(&state, "refunds")), e);
+        return error_page(&state, op.nav(&state, "refunds"), e);
     }
     let (store, registry) = (state.store.clone(), state.registry.clone());
     let body = csv_stream(row(REFUND_COLUMNS), move |after| {
@@ -198,12 +203,12 @@ pub(super) async fn audit(
     let filter = match q.filter() {
         Ok(f) => f,
         Err(e) => {
-            return message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "audit")), "Not exported", &e)
+            return message_page(StatusCode::UNPROCESSABLE_ENTITY, op.nav(&state, "audit"), op.tr.t("Not exported"), &e)
         }
     };
     let trail = op.actor.audit.clone().expect("an operator's actor has an audit trail");
     if let Err(e) = operators::audit(&state.store, &trail, "export.audit", "", &q.query()).await {
-        return error_page(&state, Some(op.nav(&state, "audit")), e);
+        return error_page(&state, op.nav(&state, "audit"), e);
     }
     let store = state.store.clone();
     let header = row(&["seq", "at", "operator_id", "email", "action", "subject", "detail", "client"]);
@@ -266,7 +271,7 @@ pub(super) async fn postings(
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let some = super::given;
     let refuse = |text: &str| {
-        message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "merchants")), "Not exported", text)
+        message_page(StatusCode::UNPROCESSABLE_ENTITY, op.nav(&state, "merchants"), op.tr.t("Not exported"), text)
     };
     // A merchant-limited operator exports its merchant's balance changes and nothing else.
     let account = match (&op.actor.merchant, some(&q.account)) {
@@ -288,7 +293,7 @@ pub(super) async fn postings(
         ("to", &q.to),
     ]);
     if let Err(e) = operators::audit(&state.store, &trail, "export.postings", "", &detail).await {
-        return error_page(&state, Some(op.nav(&state, "merchants")), e);
+        return error_page(&state, op.nav(&state, "merchants"), e);
     }
     let (store, registry) = (state.store.clone(), state.registry.clone());
     let header =

@@ -14,6 +14,7 @@ use ebb_app::AppError;
 use ebb_core::{Address, Amount};
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::refunds::{urlencode, PAGE_ROWS};
 use super::views::{amount, html, when_ms, Nav};
 use super::webhooks::psp_only;
@@ -37,6 +38,7 @@ struct HeldLine {
 #[derive(Template)]
 #[template(path = "console/held.html")]
 struct HeldPage {
+    tr: Tr,
     nav: Option<Nav>,
     rows: Vec<HeldLine>,
     may_decide: bool,
@@ -48,7 +50,7 @@ pub(super) async fn held(State(state): State<AppState>, op: Op) -> Response {
     if let Some(refused) = psp_only(&state, &op, "held") {
         return refused;
     }
-    let nav = || Some(op.nav(&state, "held"));
+    let nav = || op.nav(&state, "held");
     let list = match state.store.frozen_payin_list(PAGE_ROWS as i64).await {
         Ok(l) => l,
         Err(e) => return error_page(&state, nav(), e.into()),
@@ -71,7 +73,8 @@ pub(super) async fn held(State(state): State<AppState>, op: Op) -> Response {
             tx_id: t.tx_id,
         })
         .collect();
-    let page = HeldPage { nav: nav(), rows, may_decide: op.may(Permission::Approve), csrf: op.csrf.clone() };
+    let page =
+        HeldPage { tr: op.tr, nav: Some(nav()), rows, may_decide: op.may(Permission::Approve), csrf: op.csrf.clone() };
     html(StatusCode::OK, page.render())
 }
 
@@ -96,7 +99,7 @@ pub(super) async fn unfreeze(
     }
     match dispositions::unfreeze(&state.engine, &op.actor, &tx_id).await {
         Ok(_) => Redirect::to("/console/held").into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "held")), e),
+        Err(e) => error_page(&state, op.nav(&state, "held"), e),
     }
 }
 
@@ -157,6 +160,6 @@ async fn pay_out(
     .await;
     match made {
         Ok(r) => Redirect::to(&format!("/console/refunds/{}", urlencode(&r.refund_id))).into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "held")), e),
+        Err(e) => error_page(&state, op.nav(&state, "held"), e),
     }
 }

@@ -11,6 +11,7 @@ use ebb_core::ledger::Account;
 use serde::Deserialize;
 
 use super::chart;
+use super::i18n::Tr;
 use super::refunds::{CursorQuery, PAGE_ROWS};
 use super::views::{html, query_string, when_s, Nav, Pager};
 use super::{error_page, Op};
@@ -38,6 +39,7 @@ pub(super) struct MerchantQuery {
 #[derive(Template)]
 #[template(path = "console/merchants.html")]
 struct MerchantsPage<'a> {
+    tr: Tr,
     nav: Option<Nav>,
     keyword: &'a str,
     rows: Vec<MerchantLine>,
@@ -50,7 +52,7 @@ pub(super) async fn list(
     q: Result<Query<MerchantQuery>, QueryRejection>,
 ) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let nav = || Some(op.nav(&state, "merchants"));
+    let nav = || op.nav(&state, "merchants");
     let mut page_req = q.cursor.page();
     page_req.limit = PAGE_ROWS;
     let keyword = Some(q.keyword.trim()).filter(|k| !k.is_empty());
@@ -62,7 +64,10 @@ pub(super) async fn list(
                 .into_iter()
                 .map(|m| MerchantLine { merchant_id: m.merchant_id, name: m.name, created: when_s(m.created_at) })
                 .collect();
-            html(StatusCode::OK, MerchantsPage { nav: nav(), keyword: &q.keyword, rows, pager }.render())
+            html(
+                StatusCode::OK,
+                MerchantsPage { tr: op.tr, nav: Some(nav()), keyword: &q.keyword, rows, pager }.render(),
+            )
         }
         Err(e) => error_page(&state, nav(), e),
     }
@@ -87,6 +92,7 @@ struct VolumeView {
 #[derive(Template)]
 #[template(path = "console/merchant.html")]
 struct MerchantPage {
+    tr: Tr,
     nav: Option<Nav>,
     merchant_id: String,
     name: String,
@@ -102,7 +108,7 @@ fn decimal_i128(state: &AppState, token_id: &str, v: i128) -> String {
 }
 
 pub(super) async fn show(State(state): State<AppState>, op: Op, Path(merchant_id): Path<String>) -> Response {
-    let nav = || Some(op.nav(&state, "merchants"));
+    let nav = || op.nav(&state, "merchants");
     let m = match merchant_cases::get(&state.store, &op.actor, &merchant_id).await {
         Ok(m) => m,
         Err(e) => return error_page(&state, nav(), e),
@@ -117,7 +123,7 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(merchant_id
             let (start, points) = state.store.balance_points(&b.account, &b.token_id, since, CHART_POINTS).await?;
             let symbol = state.registry.get(&b.token_id).map(|t| t.symbol.clone()).unwrap_or_default();
             let chart = chart::balance_steps(
-                &format!("{} balance, last {CHART_DAYS} days", b.token_id),
+                &op.tr.f2("{0} balance, last {1} days", &b.token_id, CHART_DAYS),
                 since,
                 now_s,
                 start,
@@ -160,12 +166,13 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(merchant_id
                 token_id: token.to_owned(),
                 total: fmt(total),
                 count,
-                chart: chart::daily_bars(&format!("{token} refunded per day"), &per_day, fmt),
+                chart: chart::daily_bars(&op.tr.f1("{0} refunded per day", token), &per_day, fmt),
             }
         })
         .collect();
     let page = MerchantPage {
-        nav: nav(),
+        tr: op.tr,
+        nav: Some(nav()),
         merchant_id: m.merchant_id,
         name: m.name,
         fee_rate: m.developer_fee_rate,

@@ -14,6 +14,7 @@ mod chart;
 mod dashboard;
 mod export;
 mod held;
+mod i18n;
 mod merchants;
 mod orders;
 mod reconcile;
@@ -23,7 +24,7 @@ mod webhooks;
 
 use std::net::IpAddr;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -37,7 +38,8 @@ use ebb_app::{Actor, AppError};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use self::views::{message_page, Nav};
+use self::i18n::{Tr, LANG_COOKIE};
+use self::views::{message_page, Frame, Nav};
 use crate::pages::limits::RateLimiter;
 use crate::pages::security::{client_address, cookie as cookie_of, security_headers, Peer};
 use crate::AppState;
@@ -116,6 +118,7 @@ pub fn router() -> Router<AppState> {
         .route(CONSOLE_PATH, get(|| async { Redirect::to("/console/dashboard") }))
         .route("/console/login", get(auth::login_page).post(auth::login))
         .route("/console/logout", post(auth::logout))
+        .route("/console/lang", get(choose_language))
         .route("/console/setup", get(auth::setup_page).post(auth::setup))
         .route("/console/merchant", post(auth::switch_merchant))
         .route("/console/dashboard", get(dashboard::dashboard))
@@ -169,6 +172,8 @@ pub(crate) struct Op {
     /// The CSRF token this session's forms carry.
     pub(crate) csrf: String,
     pub(crate) client: String,
+    /// The language of the pages this request gets.
+    pub(crate) tr: Tr,
 }
 
 impl Op {
@@ -186,7 +191,13 @@ impl Op {
 
     /// The answer to a post whose body is not the form it should be.
     pub(crate) fn bad_form(&self, state: &AppState) -> Response {
-        message_page(StatusCode::BAD_REQUEST, Some(self.nav(state, "")), "Not done", "The form was not filled in.")
+        let tr = self.tr;
+        message_page(
+            StatusCode::BAD_REQUEST,
+            self.nav(state, ""),
+            tr.t("Not done"),
+            tr.t("The form was not filled in."),
+        )
     }
 
     /// What every page shows around its content.
@@ -204,12 +215,12 @@ impl Op {
         what: &str,
     ) -> Result<(), Response> {
         if !csrf.is_some_and(|c| state.console.csrf_ok(&self.signed.session.session_hash, c)) {
+            let tr = self.tr;
             return Err(message_page(
                 StatusCode::FORBIDDEN,
-                Some(self.nav(state, "")),
-                "This form has expired",
-                "The form did not carry this session's security token (it was opened before the last login, or \
-                 came from another site). Open the page again and repeat the action.",
+                self.nav(state, ""),
+                tr.t("This form has expired"),
+                tr.t("The form did not carry this session's security token (it was opened before the last login, or came from another site). Open the page again and repeat the action."),
             ));
         }
         self.check(state, needs, what).await
@@ -221,11 +232,12 @@ impl Op {
             return Ok(());
         }
         let _ = operators::audit(&state.store, self.trail(), "denied", what, self.role().as_str()).await;
+        let tr = self.tr;
         Err(message_page(
             StatusCode::FORBIDDEN,
-            Some(self.nav(state, "")),
-            "Not allowed",
-            &format!("Your role ({}) may not {what}.", self.role()),
+            self.nav(state, ""),
+            tr.t("Not allowed"),
+            &tr.f2("Your role ({0}) may not {1}.", self.role(), what),
         ))
     }
 }
@@ -236,34 +248,52 @@ impl FromRequestParts<AppState> for Op {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Peer(peer) = Peer::from_request_parts(parts, state).await.unwrap_or(Peer(None));
         let client = state.console.client(&parts.headers, peer);
+        let tr = Tr::of(&parts.headers);
         let to_login = || Redirect::to("/console/login").into_response();
         let Some(token) = cookie_of(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
         let signed = match operators::session(&state.store, &state.console.settings, &token).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(to_login()),
-            Err(e) => return Err(error_page(state, None, e)),
+            Err(e) => return Err(error_page(state, tr, e)),
         };
         let actor = operators::actor_of(&signed.operator, signed.session.acting_merchant.as_deref(), &client);
         let csrf = state.console.csrf_token(&signed.session.session_hash);
-        Ok(Op { signed, actor, csrf, client })
+        Ok(Op { signed, actor, csrf, client, tr })
     }
 }
 
-/// A use case's refusal or failure as a page, with the status the API would answer.
-pub(crate) fn error_page(state: &AppState, nav: Option<Nav>, e: AppError) -> Response {
+/// A use case's refusal or failure as a page, with the status the API would answer. The message is
+/// the API's (English); the page around it is in the frame's language.
+pub(crate) fn error_page(state: &AppState, frame: impl Into<Frame>, e: AppError) -> Response {
+    let frame = frame.into();
+    let tr = frame.tr;
     let api = crate::error::ApiError::from(e);
     let status = api.code.status();
     let _ = state;
     if status.is_server_error() {
         tracing::error!(cause = api.cause.as_deref().unwrap_or(""), "a console page failed");
         let text = if status == StatusCode::SERVICE_UNAVAILABLE {
-            "The database is unavailable. Try again in a moment."
+            tr.t("The database is unavailable. Try again in a moment.")
         } else {
-            "Something went wrong on ebb's side; the log has the details."
+            tr.t("Something went wrong on ebb's side; the log has the details.")
         };
-        return message_page(status, nav, "Not done", text);
+        return message_page(status, frame, tr.t("Not done"), text);
     }
-    message_page(status, nav, "Not done", &api.message)
+    message_page(status, frame, tr.t("Not done"), &api.message)
+}
+
+/// Keeps the operator's choice of language (`?to=en|zh`) in a cookie and goes back to the console.
+async fn choose_language(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let to = match q.get("to").map(String::as_str) {
+        Some("zh") => "zh",
+        _ => "en",
+    };
+    let mut res = Redirect::to("/console/dashboard").into_response();
+    res.headers_mut().append(header::SET_COOKIE, state.console.cookie(LANG_COOKIE, to, 365 * 86_400));
+    res
 }
 
 /// A form field as given, trimmed; `None` when empty.

@@ -19,6 +19,7 @@ use ebb_store::page::PageRequest;
 use ebb_store::refunds::RefundFilter;
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::refunds::{line, RefundLine, PAGE_ROWS};
 use super::views::{amount, html, query_string, when_s, Nav, Pager};
 use super::{error_page, Op};
@@ -65,6 +66,7 @@ pub(super) struct OrderQuery {
 #[derive(Template)]
 #[template(path = "console/orders.html")]
 struct OrdersPage<'a> {
+    tr: Tr,
     nav: Option<Nav>,
     q: &'a OrderQuery,
     statuses: Vec<&'static str>,
@@ -79,14 +81,15 @@ pub(super) async fn list(
     q: Result<Query<OrderQuery>, QueryRejection>,
 ) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let nav = || Some(op.nav(&state, "orders"));
+    let nav = || op.nav(&state, "orders");
     let some = super::given;
     let statuses = match some(&q.status) {
         Some(s) => match OrderStatus::parse(&s) {
             Some(st) => vec![st],
             None => {
                 let page = OrdersPage {
-                    nav: nav(),
+                    tr: op.tr,
+                    nav: Some(nav()),
                     q: &q,
                     statuses: OrderStatus::ALL.iter().map(|s| s.as_str()).collect(),
                     rows: Vec::new(),
@@ -110,7 +113,8 @@ pub(super) async fn list(
             let pager = Pager::new("/console/orders", &query, &page);
             let rows = page.items.iter().map(|o| order_line(&state, o)).collect();
             let page = OrdersPage {
-                nav: nav(),
+                tr: op.tr,
+                nav: Some(nav()),
                 q: &q,
                 statuses: OrderStatus::ALL.iter().map(|s| s.as_str()).collect(),
                 rows,
@@ -126,6 +130,7 @@ pub(super) async fn list(
 #[derive(Template)]
 #[template(path = "console/order.html")]
 struct OrderPage {
+    tr: Tr,
     nav: Option<Nav>,
     o: OrderLine,
     symbol: String,
@@ -152,7 +157,7 @@ async fn order_page(
     made: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let nav = || Some(op.nav(state, "orders"));
+    let nav = || op.nav(state, "orders");
     let o = match order_cases::get(&state.engine, &op.actor, order_id).await {
         Ok(o) => o,
         Err(e) => return error_page(state, nav(), e),
@@ -174,7 +179,8 @@ async fn order_page(
         Err(e) => return error_page(state, nav(), e),
     };
     let page = OrderPage {
-        nav: nav(),
+        tr: op.tr,
+        nav: Some(nav()),
         symbol: state.registry.get(&o.token_id).map(|t| t.symbol.clone()).unwrap_or_default(),
         receive_address: o.receive_address.clone(),
         payer: payer.unwrap_or_default(),
@@ -236,7 +242,7 @@ pub(super) async fn create_link(
     let email = f.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
     let order = match order_cases::get(&state.engine, &op.actor, &order_id).await {
         Ok(o) => o,
-        Err(e) => return error_page(&state, Some(op.nav(&state, "")), e),
+        Err(e) => return error_page(&state, op.nav(&state, ""), e),
     };
     let name = state.store.merchant(&order.merchant_id).await.ok().flatten().map(|m| m.name);
     let request_id = match request_id_of(f.request_id.as_deref()) {
@@ -284,7 +290,7 @@ pub(super) async fn create_refund(
     }
     let order = match order_cases::get(&state.engine, &op.actor, &order_id).await {
         Ok(o) => o,
-        Err(e) => return error_page(&state, Some(op.nav(&state, "orders")), e),
+        Err(e) => return error_page(&state, op.nav(&state, "orders"), e),
     };
     let again = |e: String| async { order_page(&state, &op, &order_id, None, Some(e)).await };
     let Some(token) = state.registry.get(&order.token_id).cloned() else {

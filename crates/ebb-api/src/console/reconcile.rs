@@ -15,6 +15,7 @@ use ebb_core::Amount;
 use serde::Deserialize;
 
 use super::export::{csv_response, row};
+use super::i18n::Tr;
 use super::views::{amount, html, when_ms, Nav};
 use super::webhooks::psp_only;
 use super::{error_page, Op};
@@ -57,6 +58,7 @@ struct DifferenceLine {
 #[derive(Template)]
 #[template(path = "console/reconcile.html")]
 struct ReconcilePage {
+    tr: Tr,
     nav: Option<Nav>,
     ran: bool,
     at: String,
@@ -78,8 +80,8 @@ fn signed(state: &AppState, token_id: &str, v: i128) -> String {
     format!("{sign}{}", amount(state, token_id, Amount::from_base_units(v.unsigned_abs())))
 }
 
-fn optional(state: &AppState, token_id: &str, v: Option<u128>) -> String {
-    v.map(|v| amount(state, token_id, Amount::from_base_units(v))).unwrap_or_else(|| "none".into())
+fn optional(state: &AppState, tr: Tr, token_id: &str, v: Option<u128>) -> String {
+    v.map(|v| amount(state, token_id, Amount::from_base_units(v))).unwrap_or_else(|| tr.t("none").into())
 }
 
 pub(super) async fn page(
@@ -90,10 +92,11 @@ pub(super) async fn page(
     if let Some(refused) = psp_only(&state, &op, "reconciliation") {
         return refused;
     }
-    let nav = || Some(op.nav(&state, "reconciliation"));
+    let nav = || op.nav(&state, "reconciliation");
     let ran = q.map(|Query(q)| q.run == "1").unwrap_or(false);
     let mut page = ReconcilePage {
-        nav: nav(),
+        tr: op.tr,
+        nav: Some(nav()),
         ran,
         at: String::new(),
         chains: Vec::new(),
@@ -115,7 +118,7 @@ pub(super) async fn page(
             chain_id: c.chain_id.clone(),
             hot_wallet: c.hot_wallet.clone(),
             head: c.head.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
-            blocks: c.blocks.map(|(a, b)| format!("{a}–{b}")).unwrap_or_else(|| "no payout recorded".into()),
+            blocks: c.blocks.map(|(a, b)| format!("{a}–{b}")).unwrap_or_default(),
             payouts_checked: c.payouts_checked,
             transfers_seen: c.transfers_seen,
             error: c.error.clone(),
@@ -144,8 +147,8 @@ pub(super) async fn page(
             chain_id: chain_id.to_owned(),
             kind: d.kind.as_str(),
             subject: d.subject.clone(),
-            recorded: optional(&state, &d.token_id, d.recorded),
-            on_chain: optional(&state, &d.token_id, d.on_chain),
+            recorded: optional(&state, op.tr, &d.token_id, d.recorded),
+            on_chain: optional(&state, op.tr, &d.token_id, d.on_chain),
             detail: d.detail.clone(),
         })
         .collect();
@@ -173,7 +176,7 @@ pub(super) async fn csv(State(state): State<AppState>, op: Op) -> Response {
     }
     let report = match reconcile::run(&state.store, &state.registry, &state.chains).await {
         Ok(r) => r,
-        Err(e) => return error_page(&state, Some(op.nav(&state, "reconciliation")), e.into()),
+        Err(e) => return error_page(&state, op.nav(&state, "reconciliation"), e.into()),
     };
     let _ = operators::audit(&state.store, op.trail(), "export.reconciliation", "", &summary(&report)).await;
     let mut body =

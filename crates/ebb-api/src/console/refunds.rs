@@ -16,6 +16,7 @@ use ebb_store::page::PageRequest;
 use ebb_store::refunds::{RefundFilter, RefundRow};
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::views::{amount, html, message_page, query_string, when_ms, when_s, Nav, Pager};
 use super::{error_page, given, optional_day, Op};
 use crate::AppState;
@@ -121,6 +122,7 @@ impl RefundQuery {
 #[derive(Template)]
 #[template(path = "console/refunds.html")]
 struct RefundsPage<'a> {
+    tr: Tr,
     nav: Option<Nav>,
     q: &'a RefundQuery,
     statuses: Vec<&'static str>,
@@ -150,12 +152,13 @@ pub(super) async fn list(
                 let pager = Pager::new("/console/refunds", &query, &page);
                 (page.items.iter().map(|r| line(&state, r)).collect(), pager, None)
             }
-            Err(e) => return error_page(&state, Some(op.nav(&state, "refunds")), e.into()),
+            Err(e) => return error_page(&state, op.nav(&state, "refunds"), e.into()),
         },
         Err(e) => (Vec::new(), Pager { total: 0, newer: None, older: None }, Some(e)),
     };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = RefundsPage {
+        tr: op.tr,
         nav: Some(op.nav(&state, "refunds")),
         q: &q,
         statuses: RefundStatus::ALL.iter().map(|s| s.as_str()).collect(),
@@ -199,6 +202,7 @@ struct DeliveryView {
 #[derive(Template)]
 #[template(path = "console/refund.html")]
 struct RefundPage {
+    tr: Tr,
     nav: Option<Nav>,
     r: RefundLine,
     order_id: String,
@@ -222,18 +226,18 @@ struct RefundPage {
 }
 
 /// What caused a status change, from the refund's state after it.
-fn cause_of(status: &str, initiator: &str, snapshot: &serde_json::Value) -> String {
+fn cause_of(tr: Tr, status: &str, initiator: &str, snapshot: &serde_json::Value) -> String {
     match status {
         "PendingConfirmation" | "AddressPending" | "Pending" if snapshot["approval"].is_null() => initiator.to_owned(),
-        "AddressSubmitted" => "the customer (refund link)".into(),
-        "Processing" | "Completed" | "PartiallyCompleted" => "the payout executor".into(),
+        "AddressSubmitted" => tr.t("the customer (refund link)").into(),
+        "Processing" | "Completed" | "PartiallyCompleted" => tr.t("the payout executor").into(),
         "Failed" => snapshot["failed_reason"].as_str().unwrap_or("").to_owned(),
         _ => initiator.to_owned(),
     }
 }
 
 pub(super) async fn show(State(state): State<AppState>, op: Op, Path(refund_id): Path<String>) -> Response {
-    let nav = || Some(op.nav(&state, "refunds"));
+    let nav = || op.nav(&state, "refunds");
     let r = match refund_cases::get(&state.engine, &op.actor, &refund_id).await {
         Ok(r) => r,
         Err(e) => return error_page(&state, nav(), e),
@@ -265,7 +269,7 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(refund_id):
         let status = snap["status"].as_str().unwrap_or_default().to_owned();
         let approval = snap["approval"]["status"].as_str().unwrap_or_default();
         let (what, who) = if status != last_status {
-            (format!("status {status}"), cause_of(&status, &r.initiator, &snap))
+            (op.tr.f1("status {0}", &status), cause_of(op.tr, &status, &r.initiator, &snap))
         } else if !approval.is_empty() {
             // The vote that moved it (the last approval, or the rejection), else the policy that took it.
             let a = &snap["approval"];
@@ -274,9 +278,9 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(refund_id):
                 .or_else(|| a["approvals"].as_array().and_then(|v| v.last()).and_then(|v| v["approver"].as_str()));
             let who = match voter {
                 Some(v) => v.to_owned(),
-                None => format!("policy {}", a["policy_id"].as_str().unwrap_or_default()),
+                None => op.tr.f1("policy {0}", a["policy_id"].as_str().unwrap_or_default()),
             };
-            (format!("approval {approval}"), who)
+            (op.tr.f1("approval {0}", approval), who)
         } else {
             (e.event_type.clone(), String::new())
         };
@@ -289,7 +293,7 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(refund_id):
             at_ms: a.at_ms,
             when: when_ms(a.at_ms),
             what,
-            who: format!("{} from {}", a.email, a.client),
+            who: op.tr.f2("{0} from {1}", &a.email, &a.client),
         });
     }
     timeline.sort_by_key(|t| t.at_ms);
@@ -340,7 +344,8 @@ pub(super) async fn show(State(state): State<AppState>, op: Op, Path(refund_id):
         )
     });
     let page = RefundPage {
-        nav: nav(),
+        tr: op.tr,
+        nav: Some(nav()),
         r: line(&state, &r),
         order_id: r.order_id.clone().unwrap_or_default(),
         token_id: r.token_id.clone(),
@@ -393,21 +398,21 @@ async fn decide(
     }
     let comment = f.comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
     if comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT) {
-        let text = format!("A comment may be at most {MAX_COMMENT} characters.");
-        return message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "")), "Not done", &text);
+        let text = op.tr.f1("A comment may be at most {0} characters.", MAX_COMMENT);
+        return message_page(StatusCode::UNPROCESSABLE_ENTITY, op.nav(&state, ""), op.tr.t("Not done"), &text);
     }
     let done = if approve {
         approvals::approve(&state.engine, &op.actor, &refund_id, comment).await
     } else {
         let Some(reason) = comment else {
-            let text = "A rejection needs a comment: it becomes the refund's failure reason.";
-            return message_page(StatusCode::UNPROCESSABLE_ENTITY, Some(op.nav(&state, "")), "Not done", text);
+            let text = op.tr.t("A rejection needs a comment: it becomes the refund's failure reason.");
+            return message_page(StatusCode::UNPROCESSABLE_ENTITY, op.nav(&state, ""), op.tr.t("Not done"), text);
         };
         approvals::reject(&state.engine, &op.actor, &refund_id, reason).await
     };
     match done {
         Ok(_) => Redirect::to(&format!("/console/refunds/{}", urlencode(&refund_id))).into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "")), e),
+        Err(e) => error_page(&state, op.nav(&state, ""), e),
     }
 }
 
@@ -445,7 +450,7 @@ pub(super) async fn cancel(
     }
     match refund_cases::cancel(&state.engine, &op.actor, &refund_id).await {
         Ok(_) => Redirect::to(&format!("/console/refunds/{}", urlencode(&refund_id))).into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "")), e),
+        Err(e) => error_page(&state, op.nav(&state, ""), e),
     }
 }
 
@@ -476,17 +481,18 @@ pub(super) async fn retry_delivery(
         },
         Ok(false) => message_page(
             StatusCode::NOT_FOUND,
-            Some(op.nav(&state, "")),
-            "Not done",
-            "There is no such delivery, or it was delivered already.",
+            op.nav(&state, ""),
+            op.tr.t("Not done"),
+            op.tr.t("There is no such delivery, or it was delivered already."),
         ),
-        Err(e) => error_page(&state, Some(op.nav(&state, "")), e),
+        Err(e) => error_page(&state, op.nav(&state, ""), e),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console/approvals.html")]
 struct ApprovalsPage {
+    tr: Tr,
     nav: Option<Nav>,
     rows: Vec<RefundLine>,
     pager: Pager,
@@ -517,15 +523,15 @@ pub(super) async fn approvals(
     q: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let nav = || Some(op.nav(&state, "approvals"));
+    let nav = || op.nav(&state, "approvals");
     if op.actor.merchant.is_some() {
-        return message_page(StatusCode::FORBIDDEN, nav(), "Not allowed", "Approvals are the PSP's.");
+        return message_page(StatusCode::FORBIDDEN, nav(), op.tr.t("Not allowed"), op.tr.t("Approvals are the PSP's."));
     }
     match approvals::queue(&state.engine, &op.actor, Some(ApprovalStatus::Pending), None, &q.page()).await {
         Ok(page) => {
             let pager = Pager::new("/console/approvals", "", &page);
             let rows = page.items.iter().map(|r| line(&state, r)).collect();
-            html(StatusCode::OK, ApprovalsPage { nav: nav(), rows, pager }.render())
+            html(StatusCode::OK, ApprovalsPage { tr: op.tr, nav: Some(nav()), rows, pager }.render())
         }
         Err(e) => error_page(&state, nav(), e),
     }

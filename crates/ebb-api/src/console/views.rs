@@ -7,12 +7,14 @@ use axum::response::{IntoResponse, Response};
 use ebb_app::operators::Permission;
 use ebb_core::Amount;
 
+use super::i18n::Tr;
 use super::Op;
 use crate::pages::date::iso_utc;
 use crate::AppState;
 
 /// The frame of every signed-in page: who is signed in, the menu, the logout form.
 pub(crate) struct Nav {
+    pub(crate) tr: Tr,
     pub(crate) email: String,
     pub(crate) role: &'static str,
     pub(crate) csrf: String,
@@ -26,6 +28,7 @@ pub(crate) struct Nav {
 impl Nav {
     pub(crate) fn new(_state: &AppState, op: &Op, current: &'static str) -> Self {
         Nav {
+            tr: op.tr,
             email: op.signed.operator.email.clone(),
             role: op.role().as_str(),
             csrf: op.csrf.clone(),
@@ -51,16 +54,37 @@ pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> R
     }
 }
 
+/// What frames a page: its language, and the menu when someone is signed in.
+pub(crate) struct Frame {
+    pub(crate) tr: Tr,
+    pub(crate) nav: Option<Nav>,
+}
+
+impl From<Nav> for Frame {
+    fn from(nav: Nav) -> Frame {
+        Frame { tr: nav.tr, nav: Some(nav) }
+    }
+}
+
+impl From<Tr> for Frame {
+    fn from(tr: Tr) -> Frame {
+        Frame { tr, nav: None }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/message.html")]
 pub(crate) struct MessagePage<'a> {
+    pub(crate) tr: Tr,
     pub(crate) nav: Option<Nav>,
     pub(crate) title: &'a str,
     pub(crate) text: &'a str,
 }
 
-pub(crate) fn message_page(status: StatusCode, nav: Option<Nav>, title: &str, text: &str) -> Response {
-    html(status, MessagePage { nav, title, text }.render())
+/// A page that says one thing; the caller gives `title` and `text` in the frame's language.
+pub(crate) fn message_page(status: StatusCode, frame: impl Into<Frame>, title: &str, text: &str) -> Response {
+    let Frame { tr, nav } = frame.into();
+    html(status, MessagePage { tr, nav, title, text }.render())
 }
 
 /// Milliseconds as `2026-12-03 10:00:00 UTC`.

@@ -11,6 +11,7 @@ use ebb_app::webhooks;
 use ebb_store::webhooks::DeliveryFilter;
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::refunds::{urlencode, CursorQuery, PAGE_ROWS};
 use super::views::{html, message_page, when_ms, Nav, Pager};
 use super::{error_page, Op};
@@ -28,6 +29,7 @@ struct EndpointLine {
 #[derive(Template)]
 #[template(path = "console/webhooks.html")]
 struct WebhooksPage {
+    tr: Tr,
     nav: Option<Nav>,
     rows: Vec<EndpointLine>,
     pager: Pager,
@@ -35,7 +37,12 @@ struct WebhooksPage {
 
 pub(super) fn psp_only(state: &AppState, op: &Op, current: &'static str) -> Option<Response> {
     op.actor.merchant.as_ref().map(|_| {
-        message_page(StatusCode::FORBIDDEN, Some(op.nav(state, current)), "Not allowed", "This page is the PSP's.")
+        message_page(
+            StatusCode::FORBIDDEN,
+            op.nav(state, current),
+            op.tr.t("Not allowed"),
+            op.tr.t("This page is the PSP's."),
+        )
     })
 }
 
@@ -48,7 +55,7 @@ pub(super) async fn list(
         return refused;
     }
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let nav = || Some(op.nav(&state, "webhooks"));
+    let nav = || op.nav(&state, "webhooks");
     let loaded = async {
         let page = state.store.list_endpoints(None, None, true, &q.page()).await?;
         let failing = state.store.failing_endpoints().await?;
@@ -74,7 +81,7 @@ pub(super) async fn list(
             }
         })
         .collect();
-    html(StatusCode::OK, WebhooksPage { nav: nav(), rows, pager }.render())
+    html(StatusCode::OK, WebhooksPage { tr: op.tr, nav: Some(nav()), rows, pager }.render())
 }
 
 struct DeliveryLine {
@@ -88,6 +95,7 @@ struct DeliveryLine {
 #[derive(Template)]
 #[template(path = "console/endpoint.html")]
 struct EndpointPage {
+    tr: Tr,
     nav: Option<Nav>,
     endpoint_id: String,
     url: String,
@@ -119,10 +127,17 @@ pub(super) async fn show(
         return refused;
     }
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let nav = || Some(op.nav(&state, "webhooks"));
+    let nav = || op.nav(&state, "webhooks");
     let endpoint = match state.store.endpoint(&endpoint_id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return message_page(StatusCode::NOT_FOUND, nav(), "Not found", "No such webhook endpoint."),
+        Ok(None) => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                nav(),
+                op.tr.t("Not found"),
+                op.tr.t("No such webhook endpoint."),
+            )
+        }
         Err(e) => return error_page(&state, nav(), e.into()),
     };
     let filter = DeliveryFilter { status: Some("Failed".into()), event_type: None };
@@ -151,7 +166,8 @@ pub(super) async fn show(
         })
         .collect();
     let page = EndpointPage {
-        nav: nav(),
+        tr: op.tr,
+        nav: Some(nav()),
         endpoint_id: endpoint.endpoint_id,
         url: endpoint.url,
         status: endpoint.status,
@@ -185,6 +201,6 @@ pub(super) async fn retry_failed(
     }
     match webhooks::retry_failed_deliveries(&state.store, &op.actor, &endpoint_id, None).await {
         Ok(n) => Redirect::to(&format!("/console/webhooks/{}?retried={n}", urlencode(&endpoint_id))).into_response(),
-        Err(e) => error_page(&state, Some(op.nav(&state, "webhooks")), e),
+        Err(e) => error_page(&state, op.nav(&state, "webhooks"), e),
     }
 }

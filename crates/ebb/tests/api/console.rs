@@ -23,6 +23,7 @@ crate::both_backends_paying!(roles_actions_and_their_audit_trail);
 crate::both_backends_with!(sessions_expire_and_failed_logins_lock, super::short_sessions());
 crate::both_backends_with!(held_pay_ins_are_decided_in_the_console, crate::screening::disposing());
 crate::both_backends_paying!(reconciliation_lists_every_difference_between_ledger_and_chain);
+crate::both_backends!(the_console_speaks_english_and_chinese);
 
 fn short_sessions() -> Options {
     Options {
@@ -821,4 +822,44 @@ async fn reconciliation_lists_every_difference_between_ledger_and_chain(app: &Te
     assert_eq!(lb.get("/console/reconciliation?run=1").await.status, StatusCode::FORBIDDEN);
     assert_eq!(lb.get("/console/export/reconciliation.csv").await.status, StatusCode::FORBIDDEN);
     chain.set_hot_wallet_tokens(funding as u128).await;
+}
+
+/// The console in Chinese: chosen with the switch (a cookie), which wins over the browser's language;
+/// every page and refusal in it; English again with the switch.
+async fn the_console_speaks_english_and_chinese(app: &TestApp) {
+    let viewer = person(app, "viewer@psp.example", OperatorRole::Viewer, &[]).await;
+    let mut b = Browser::new(app);
+    let english = b.get("/console/login").await;
+    assert!(english.body.contains("<html lang=\"en\">") && english.body.contains(">Log in</h1>"), "{}", english.body);
+    let switched = b.get("/console/lang?to=zh").await;
+    assert_eq!((switched.status, switched.location.as_str()), (StatusCode::SEE_OTHER, "/console/dashboard"));
+    assert_eq!(b.cookies.get("ebb_console_lang").map(String::as_str), Some("zh"));
+    let login = b.get("/console/login").await;
+    assert!(login.body.contains("<html lang=\"zh-CN\">") && login.body.contains(">登录</h1>"), "{}", login.body);
+    assert!(login.body.contains(">English</a>"), "the switch offers English");
+    let wrong = b.login(&viewer.email, "not the password", "000000").await;
+    assert!(wrong.body.contains("电子邮箱、密码或验证码错误。"), "{}", wrong.body);
+    let res = b.login(&viewer.email, PASSWORD, &viewer.next_code().await).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    for (path, words) in [
+        ("/console/dashboard", &["<h1>概览</h1>", "今日退款", "退出登录"][..]),
+        ("/console/refunds", &["<h1>退款</h1>", "请求 ID", "导出 CSV"]),
+        ("/console/orders", &["<h1>订单</h1>", "个订单"]),
+        ("/console/merchants", &["<h1>商户</h1>", "账本分录（CSV）"]),
+        ("/console/approvals", &["<h1>待审批</h1>"]),
+        ("/console/held", &["<h1>冻结的收款</h1>", "没有冻结的收款。"]),
+        ("/console/webhooks", &["<h1>Webhook 端点</h1>"]),
+        ("/console/reconciliation?run=1", &["<h1>对账</h1>", "账本平衡", "无：账本与各链一致。"]),
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        for w in words {
+            assert!(page.body.contains(w), "{path} lacks {w}: {}", page.body);
+        }
+    }
+    let refused = b.get("/console/operators").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("不允许") && refused.body.contains("您的角色（viewer）"), "{}", refused.body);
+    b.get("/console/lang?to=en").await;
+    assert!(b.get("/console/dashboard").await.body.contains("<h1>Dashboard</h1>"));
 }
