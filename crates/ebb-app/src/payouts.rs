@@ -156,15 +156,16 @@ pub async fn mark_seen(store: &Store, tx_id: &str, block: Option<u64>) -> Result
 }
 
 /// The transfer has its confirmations: it completes, and so does the refund if this paid it in full
-/// (otherwise it stays `Processing` for its next transfer); the ledger settles, all in one
-/// transaction. `false` if the transfer was decided already (by another process, or before a restart).
-pub async fn complete(store: &Store, tx_id: &str, block: u64) -> Result<bool, StoreError> {
+/// (otherwise it stays `Processing` for its next transfer); the ledger settles and what the transfer
+/// cost in the native coin is recorded, all in one transaction. `false` if the transfer was decided
+/// already (by another process, or before a restart).
+pub async fn complete(store: &Store, tx_id: &str, block: u64, network_fee: u128) -> Result<bool, StoreError> {
     let tx_id = tx_id.to_owned();
     store
         .write(move |tx| {
             Box::pin(async move {
                 let Some((r, leg)) = repo::lock_undecided_leg(tx, &tx_id).await? else { return Ok(false) };
-                repo::mark_decided(tx, &tx_id, Ok(block), now_ms()).await?;
+                repo::mark_decided(tx, &tx_id, Ok(block), Some(network_fee), now_ms()).await?;
                 transactions::raise_transaction_changed(tx, events::TRANSACTION_COMPLETED, &tx_id).await?;
                 let paid_in_full = repo::paid_so_far(tx, &r.refund_id).await? >= r.amount;
                 if paid_in_full {
@@ -179,13 +180,14 @@ pub async fn complete(store: &Store, tx_id: &str, block: u64) -> Result<bool, St
 
 /// The chain decided the transfer did not happen (reverted, or its nonce went to another
 /// transaction): it fails, the refund ends unpaid and its reserved funds go back, in one transaction.
-pub async fn fail(store: &Store, tx_id: &str, reason: &str) -> Result<bool, StoreError> {
+/// `network_fee` is what a mined (reverted) transfer cost the hot wallet; `None` if it was never mined.
+pub async fn fail(store: &Store, tx_id: &str, reason: &str, network_fee: Option<u128>) -> Result<bool, StoreError> {
     let (tx_id, reason) = (tx_id.to_owned(), reason.to_owned());
     store
         .write(move |tx| {
             Box::pin(async move {
                 let Some((r, _)) = repo::lock_undecided_leg(tx, &tx_id).await? else { return Ok(false) };
-                repo::mark_decided(tx, &tx_id, Err(&reason), now_ms()).await?;
+                repo::mark_decided(tx, &tx_id, Err(&reason), network_fee, now_ms()).await?;
                 transactions::raise_transaction_changed(tx, events::TRANSACTION_FAILED, &tx_id).await?;
                 end_unpaid(tx, &r, &reason).await?;
                 Ok(true)

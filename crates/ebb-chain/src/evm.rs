@@ -384,7 +384,8 @@ impl Chain for EvmChain {
             } else {
                 Outcome::Reverted { reason: self.revert_reason(hash, block).await }
             };
-            return Ok(Inclusion::Included { block, confirmations: head.saturating_sub(block) + 1, outcome });
+            let fee = u128::from(receipt.gas_used).saturating_mul(receipt.effective_gas_price);
+            return Ok(Inclusion::Included { block, confirmations: head.saturating_sub(block) + 1, outcome, fee });
         }
         Ok(match self.rpc(self.provider.get_transaction_by_hash(hash)).await? {
             Some(_) => Inclusion::Pending,

@@ -69,8 +69,9 @@ pub enum Inclusion {
     Unknown,
     /// In the node's mempool.
     Pending,
-    /// In block `block`, with `confirmations` blocks on top counting its own (1 = just mined).
-    Included { block: u64, confirmations: u64, outcome: Outcome },
+    /// In block `block`, with `confirmations` blocks on top counting its own (1 = just mined), having
+    /// cost its sender `fee` in the native coin's base units (gas used × effective gas price).
+    Included { block: u64, confirmations: u64, outcome: Outcome, fee: u128 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

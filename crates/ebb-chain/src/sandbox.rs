@@ -336,7 +336,13 @@ impl Chain for SandboxChain {
         let hash = tx_hash.to_ascii_lowercase();
         Ok(match s.mined.get(&hash) {
             Some((block, outcome)) => {
-                Inclusion::Included { block: *block, confirmations: s.height - block + 1, outcome: outcome.clone() }
+                // The sandbox has no native coin: its transfers cost nothing.
+                Inclusion::Included {
+                    block: *block,
+                    confirmations: s.height - block + 1,
+                    outcome: outcome.clone(),
+                    fee: 0,
+                }
             }
             None if s.mempool.contains_key(&hash) => Inclusion::Pending,
             None => Inclusion::Unknown,

@@ -222,18 +222,20 @@ impl PayoutExecutor {
             payouts::show_version(&self.store, &leg.tx_id, &hash).await?;
         }
         match inclusion {
-            Inclusion::Included { block, confirmations, outcome } if confirmations >= self.chain.confirmations() => {
+            Inclusion::Included { block, confirmations, outcome, fee }
+                if confirmations >= self.chain.confirmations() =>
+            {
                 // `false` from the store: another process decided this leg first; nothing to count.
                 match outcome {
                     Outcome::Success => {
                         failpoint::hit("payout.before_settle");
-                        if payouts::complete(&self.store, &leg.tx_id, block).await? {
+                        if payouts::complete(&self.store, &leg.tx_id, block, fee).await? {
                             report.completed += 1;
                         }
                     }
                     Outcome::Reverted { reason } => {
                         tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, %reason, "payout reverted on chain");
-                        if payouts::fail(&self.store, &leg.tx_id, &reason).await? {
+                        if payouts::fail(&self.store, &leg.tx_id, &reason, Some(fee)).await? {
                             report.failed += 1;
                         }
                     }
@@ -273,7 +275,7 @@ impl PayoutExecutor {
                                 leg.nonce
                             );
                             tracing::error!(refund = %leg.refund_id, tx = %leg.tx_hash, %reason, "payout can never be mined");
-                            if payouts::fail(&self.store, &leg.tx_id, &reason).await? {
+                            if payouts::fail(&self.store, &leg.tx_id, &reason, None).await? {
                                 report.failed += 1;
                             }
                             Ok(false)

@@ -91,6 +91,7 @@ pub async fn mark_decided(
     conn: &mut Tx<'_>,
     tx_id: &str,
     verdict: Result<u64, &str>,
+    network_fee: Option<u128>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let (status, block, reason) = match verdict {
@@ -99,11 +100,12 @@ pub async fn mark_decided(
     };
     db::query(
         "UPDATE payment_transactions SET status = $1, block_number = COALESCE($2, block_number), \
-         failed_reason = $3, updated_at_ms = $4 WHERE tx_id = $5",
+         failed_reason = $3, network_fee = $4, updated_at_ms = $5 WHERE tx_id = $6",
     )
     .bind(status.as_str())
     .bind(block)
     .bind(reason)
+    .bind(network_fee.map(|f| f.to_string()))
     .bind(now_ms)
     .bind(tx_id)
     .execute(&mut *conn)
