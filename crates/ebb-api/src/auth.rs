@@ -86,7 +86,7 @@ impl KeyCache {
             }
         }
         let known = store.api_key(api_key).await?.and_then(|row| {
-            let bytes = decode_hex::<32>(&row.api_key)?;
+            let bytes = fixed_hex::<32>(&row.api_key)?;
             let verifying_key = VerifyingKey::from_bytes(&bytes).ok()?;
             Some(Arc::new(KnownKey { row, verifying_key }))
         });
@@ -102,21 +102,7 @@ impl KeyCache {
     }
 }
 
-pub use ebb_core::signing::{double_sha256, sign_body};
-
-/// The string a request signature covers.
-pub fn request_message(method: &str, path: &str, nonce: &str, query: &str, body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(method.len() + path.len() + nonce.len() + query.len() + body.len() + 4);
-    for (i, part) in
-        [method.as_bytes(), path.as_bytes(), nonce.as_bytes(), query.as_bytes(), body].into_iter().enumerate()
-    {
-        if i > 0 {
-            m.push(b'|');
-        }
-        m.extend_from_slice(part);
-    }
-    m
-}
+pub use ebb_core::signing::{double_sha256, fixed_hex, nonce_millis, request_message, sign_body};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
     headers
@@ -129,12 +115,6 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, ApiError> {
         })?
         .to_str()
         .map_err(|_| ApiError::new(ErrorCode::MissingAuthentication, format!("header {name} is not ASCII")))
-}
-
-fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).ok()?;
-    Some(out)
 }
 
 /// Verifies the request's signature, key and freshness, then passes it on with a [`Caller`].
@@ -151,7 +131,7 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let nonce = header(&parts.headers, "biz-api-nonce")?.to_owned();
     let sig_hex = header(&parts.headers, "biz-api-signature")?.to_owned();
 
-    let nonce_ms: i64 = nonce.parse().map_err(|_| {
+    let nonce_ms = nonce_millis(&nonce).ok_or_else(|| {
         ApiError::new(
             ErrorCode::MissingAuthentication,
             "Biz-Api-Nonce must be the time in milliseconds since the epoch",
@@ -166,10 +146,10 @@ async fn check(state: &AppState, req: Request) -> Result<Request, ApiError> {
             ),
         ));
     }
-    if decode_hex::<32>(&key_hex).is_none() {
+    if fixed_hex::<32>(&key_hex).is_none() {
         return Err(ApiError::new(ErrorCode::UnknownApiKey, "Biz-Api-Key must be a 32-byte Ed25519 public key in hex"));
     }
-    let sig_bytes = decode_hex::<64>(&sig_hex).ok_or_else(|| {
+    let sig_bytes = fixed_hex::<64>(&sig_hex).ok_or_else(|| {
         ApiError::new(ErrorCode::BadSignature, "Biz-Api-Signature must be a 64-byte Ed25519 signature in hex")
     })?;
     let key = match state.keys.get(&state.store, &key_hex).await? {

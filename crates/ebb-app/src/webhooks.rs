@@ -104,25 +104,10 @@ pub async fn prune_attempts(store: &Store, actor: &Actor, before_ms: i64) -> App
     Ok(pruned)
 }
 
-const MAX_URL_LEN: usize = 500;
-
 /// A webhook URL: http(s), with a host, without credentials, at most 500 characters. (Where it
-/// may point is checked at delivery time, against the addresses it resolves to: ebb-worker's SSRF guard.)
+/// may point is checked at delivery time, against the addresses it resolves to: the SSRF guard.)
 pub fn check_url(url: &str) -> AppResult<String> {
-    let url = url.trim();
-    if url.len() > MAX_URL_LEN {
-        return Err(AppError::Invalid(format!("url must be at most {MAX_URL_LEN} characters")));
-    }
-    let parsed = url::Url::parse(url).map_err(|e| AppError::Invalid(format!("url is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(AppError::Invalid("url must be an http:// or https:// URL with a host".into()));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(AppError::Invalid(
-            "url must not carry credentials; authenticate deliveries by their signature".into(),
-        ));
-    }
-    Ok(url.to_owned())
+    ebb_core::ssrf::check_webhook_url(url).map_err(AppError::Invalid)
 }
 
 /// Subscribed event types: at least one, each one ebb raises; duplicates dropped.

@@ -1,5 +1,6 @@
 //! The signatures ebb puts on what it sends: Cobo's (API responses and webhooks) and Standard Webhooks'
-//! (webhooks, per endpoint). Pure functions; the keys come from the caller.
+//! (webhooks, per endpoint), and the parts of a signed request ebb reads before it checks one. Pure
+//! functions; the keys come from the caller.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -7,6 +8,35 @@ use ed25519_dalek::{Signer, SigningKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+/// The string a request signature covers: `METHOD|PATH|NONCE|QUERY|BODY`.
+pub fn request_message(method: &str, path: &str, nonce: &str, query: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(method.len() + path.len() + nonce.len() + query.len() + body.len() + 4);
+    for (i, part) in
+        [method.as_bytes(), path.as_bytes(), nonce.as_bytes(), query.as_bytes(), body].into_iter().enumerate()
+    {
+        if i > 0 {
+            m.push(b'|');
+        }
+        m.extend_from_slice(part);
+    }
+    m
+}
+
+/// Exactly `N` bytes in hex (either case), as `Biz-Api-Key` (32) and `Biz-Api-Signature` (64) carry.
+pub fn fixed_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+/// `Biz-Api-Nonce`: the client's clock in milliseconds since the epoch, as plain decimal digits.
+pub fn nonce_millis(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
 
 /// `sha256(sha256(message))`, the digest Cobo's signatures cover.
 pub fn double_sha256(message: &[u8]) -> [u8; 32] {

@@ -15,20 +15,9 @@ impl Lang {
         if let Some(l) = asked.and_then(Lang::parse) {
             return l;
         }
-        // Quality values in thousandths (`q=0.9` is 900): at most three decimals, per RFC 9110.
-        let mut offered: Vec<(u16, Lang)> = accept_language
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|part| {
-                let mut bits = part.trim().split(';');
-                let lang = Lang::parse(bits.next()?.trim())?;
-                let q = bits.find_map(|b| b.trim().strip_prefix("q=")).map(thousandths).unwrap_or(1000);
-                Some((q, lang))
-            })
-            .collect();
-        // Stable: among equal qualities the first listed wins.
-        offered.sort_by(|a, b| b.0.cmp(&a.0));
-        offered.first().map(|(_, l)| *l).unwrap_or(Lang::En)
+        let speaks = [Lang::En, Lang::Zh];
+        let codes = speaks.map(Lang::param);
+        ebb_core::language::preferred(accept_language.unwrap_or(""), &codes).map_or(Lang::En, |i| speaks[i])
     }
 
     fn parse(tag: &str) -> Option<Lang> {
@@ -68,21 +57,6 @@ impl Lang {
             Lang::En => &EN,
             Lang::Zh => &ZH,
         }
-    }
-}
-
-/// An HTTP quality value (`1`, `0.8`, `0.125`) in thousandths; anything unreadable counts as 0.
-fn thousandths(q: &str) -> u16 {
-    let q = q.trim();
-    let (whole, frac) = q.split_once('.').unwrap_or((q, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return 0;
-    }
-    let frac_value = format!("{frac:0<3}").parse::<u16>().unwrap_or(0);
-    match whole {
-        "1" => 1000,
-        "0" | "" => frac_value,
-        _ => 0,
     }
 }
 
@@ -352,15 +326,5 @@ mod tests {
         assert_eq!(Lang::choose(Some("xx"), None), Lang::En);
         assert_eq!(Lang::choose(None, Some("en-US,zh;q=0.1")), Lang::En);
         assert_eq!(Lang::choose(None, Some("en;q=0.5,zh;q=0.75")), Lang::Zh);
-    }
-
-    #[test]
-    fn quality_values_are_read_in_thousandths() {
-        assert_eq!(thousandths("1"), 1000);
-        assert_eq!(thousandths("0.8"), 800);
-        assert_eq!(thousandths("0.125"), 125);
-        assert_eq!(thousandths("0"), 0);
-        assert_eq!(thousandths("0.1234"), 0, "more than three decimals is not a quality value");
-        assert_eq!(thousandths("x"), 0);
     }
 }

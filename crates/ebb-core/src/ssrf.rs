@@ -8,6 +8,26 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+const MAX_URL_LEN: usize = 500;
+
+/// A webhook URL as given (trimmed): http(s), with a host, without credentials, at most 500
+/// characters; else why not. Where it may point is checked at delivery time, against the addresses
+/// it resolves to ([`is_public`]), since a name can resolve anywhere.
+pub fn check_webhook_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    if url.len() > MAX_URL_LEN {
+        return Err(format!("url must be at most {MAX_URL_LEN} characters"));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("url is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err("url must be an http:// or https:// URL with a host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("url must not carry credentials; authenticate deliveries by their signature".into());
+    }
+    Ok(url.to_owned())
+}
+
 /// (network, prefix length, what it is).
 const SPECIAL_V4: &[(Ipv4Addr, u8, &str)] = &[
     (Ipv4Addr::new(0, 0, 0, 0), 8, "this network"),
