@@ -3,13 +3,22 @@
 //! under `cargo fuzz` (nightly, libFuzzer); `tests/corpus.rs` replays the committed corpus on stable,
 //! so CI checks every input that ever mattered in seconds. docs/RELIABILITY.md has the runs.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use ebb_core::rate::{Rate, Rounding};
 use ebb_core::screening::{looks_like_poisoning, normalize, Denylist};
 use ebb_core::{Address, Amount, ChainFamily};
 
 /// The targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` call them.
-pub const TARGETS: &[(&str, fn(&[u8]))] =
-    &[("amount", amount), ("address", address), ("rate", rate), ("denylist", denylist)];
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("amount", amount),
+    ("address", address),
+    ("rate", rate),
+    ("denylist", denylist),
+    ("signed_request", signed_request),
+    ("accept_language", accept_language),
+    ("webhook_url", webhook_url),
+];
 
 /// Two leading bytes as small numbers, and the rest as text (if it is UTF-8; HTTP and JSON give ebb
 /// text, so other bytes say nothing new).
@@ -97,4 +106,94 @@ pub fn denylist(data: &[u8]) {
 
 fn is_evm(a: &str) -> bool {
     a.len() == 42 && (a.starts_with("0x") || a.starts_with("0X"))
+}
+
+/// The signed request's parts (`Biz-Api-Key`, `Biz-Api-Nonce`, `Biz-Api-Signature`, and the canonical
+/// string over method, path, nonce, query and body): the header parsers take anything, a key or
+/// signature they accept is exactly its hex, and the canonical string keeps every part where a
+/// verifier finds it.
+pub fn signed_request(data: &[u8]) {
+    let Some((_, _, text)) = split(data) else { return };
+    let parts: Vec<&str> = text.splitn(6, '\n').collect();
+    let part = |i: usize| parts.get(i).copied().unwrap_or("");
+    let (key, nonce, signature, method, path, rest) = (part(0), part(1), part(2), part(3), part(4), part(5));
+    if let Some(k) = ebb_core::signing::fixed_hex::<32>(key) {
+        assert_eq!(hex_of(&k), key.to_ascii_lowercase(), "{key:?}");
+    }
+    if let Some(s) = ebb_core::signing::fixed_hex::<64>(signature) {
+        assert_eq!(hex_of(&s), signature.to_ascii_lowercase(), "{signature:?}");
+    }
+    if let Some(n) = ebb_core::signing::nonce_millis(nonce) {
+        assert!(n >= 0 && n.to_string().trim_start_matches('0') == nonce.trim_start_matches('0'), "{nonce:?}");
+    }
+    let (query, body) = rest.split_once('?').unwrap_or(("", rest));
+    let message = ebb_core::signing::request_message(method, path, nonce, query, body.as_bytes());
+    assert_eq!(message.len(), method.len() + path.len() + nonce.len() + query.len() + body.len() + 4);
+    assert!(message.starts_with(method.as_bytes()) && message.ends_with(body.as_bytes()));
+    // Without bars in the first four parts (a method, a path and a nonce never have one, a query has
+    // them percent-encoded), the message splits back into exactly those parts.
+    if ![method, path, nonce, query].iter().any(|p| p.contains('|')) {
+        let mut split = message.splitn(5, |b| *b == b'|');
+        for expected in [method, path, nonce, query] {
+            assert_eq!(split.next(), Some(expected.as_bytes()));
+        }
+        assert_eq!(split.next(), Some(body.as_bytes()));
+    }
+    let _ = ebb_core::signing::double_sha256(&message);
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Accept-Language` (the refund page and the console): any header gives a language ebb speaks or
+/// none, and a header naming only one of them picks it unless it refuses it with `q=0`.
+pub fn accept_language(data: &[u8]) {
+    let Some((_, _, text)) = split(data) else { return };
+    let speaks = ["en", "zh"];
+    if let Some(i) = ebb_core::language::preferred(text, &speaks) {
+        assert!(i < speaks.len());
+        assert!(text.to_ascii_lowercase().contains(speaks[i]), "{text:?} chose {}", speaks[i]);
+    }
+    let q = ebb_core::language::thousandths(text);
+    assert!(q <= 1000, "{text:?} read as {q}");
+    if !text.contains(',') {
+        let single = format!("zh;q={text}");
+        let refused = ebb_core::language::thousandths(text.split(';').next().unwrap_or("")) == 0;
+        assert_eq!(ebb_core::language::preferred(&single, &speaks), (!refused).then_some(1), "{single:?}");
+    }
+}
+
+/// Webhook URLs and the SSRF guard: a URL ebb accepts is http(s) with a host and no credentials; an
+/// address is refused exactly when a special-purpose range names it; and an IPv6 address that embeds
+/// an IPv4 one (mapped, compatible, NAT64, 6to4) is never public, whatever it embeds.
+pub fn webhook_url(data: &[u8]) {
+    let Some((a, b, text)) = split(data) else { return };
+    if let Ok(url) = ebb_core::ssrf::check_webhook_url(text) {
+        let lower = url.to_ascii_lowercase();
+        assert!(lower.starts_with("http:") || lower.starts_with("https:"), "{url:?}");
+        assert!(url.len() <= 500);
+    }
+    let mut bytes = [0u8; 16];
+    for (i, byte) in [a, b].into_iter().chain(text.bytes()).take(16).enumerate() {
+        bytes[i] = byte;
+    }
+    let v6 = Ipv6Addr::from(bytes);
+    let v4 = Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
+    for ip in [IpAddr::V6(v6), IpAddr::V4(v4)] {
+        assert_eq!(ebb_core::ssrf::is_public(ip), ebb_core::ssrf::special_purpose(ip).is_none(), "{ip}");
+    }
+    let o = v4.octets();
+    let embedding = [
+        v4.to_ipv6_mapped(),
+        v4.to_ipv6_compatible(),
+        Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]])),
+        Ipv6Addr::new(0x2002, u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]), 0, 0, 0, 0, 1),
+    ];
+    for ip in embedding {
+        assert!(!ebb_core::ssrf::is_public(IpAddr::V6(ip)), "{ip} embeds {v4}");
+    }
+    if let Ok(parsed) = text.parse::<IpAddr>() {
+        assert_eq!(ebb_core::ssrf::is_public(parsed), ebb_core::ssrf::special_purpose(parsed).is_none());
+    }
 }
