@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{next_nonce, postgres_admin_url, rand_bytes, USER_ADDRESS};
 
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 /// A failing test must not leave `ebb serve` running.
@@ -48,7 +48,7 @@ fn start_with(db_url: &str, server_key: &str, env: &[(&str, &str)]) -> Server {
     Server { child, base: format!("http://127.0.0.1:{port}") }
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) {
     for _ in 0..200 {
         if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
             return;
@@ -58,7 +58,7 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("ebb did not become ready at {base}");
 }
 
-async fn call(
+pub(crate) async fn call(
     http: &reqwest::Client,
     base: &str,
     key: &SigningKey,
@@ -84,12 +84,12 @@ async fn call(
     Some((status, resp.json().await.ok()?))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// An `ebb.toml` for `ebb serve` on `db_url`, paying out on `anvil` (its token as `ETH_USDT`).
-fn anvil_config(
+pub(crate) fn anvil_config(
     dir: &std::path::Path,
     file: &str,
     db_url: &str,
@@ -133,7 +133,7 @@ hot_wallet_key_env = "EBB_TEST_HOT_WALLET_KEY"
 /// arrives; a payout that waited in its pool behind a missing nonce (a restart re-broadcasting an
 /// earlier payout after later ones) becomes minable only when that one arrives, and would wait for the
 /// next transaction if nothing else made blocks. A real chain keeps making them.
-async fn mine_a_block(anvil: &crate::chains::Anvil) {
+pub(crate) async fn mine_a_block(anvil: &crate::chains::Anvil) {
     unstick_anvil_pool(anvil).await;
     anvil.rpc("evm_mine", json!([])).await;
 }
@@ -188,7 +188,7 @@ fn serve_on_anvil(config: &std::path::Path, server_key: &str, failpoints: &str, 
 }
 
 /// Registers a new client key on `db_url` with `ebb keys add`.
-fn add_client_key(db_url: &str) -> SigningKey {
+pub(crate) fn add_client_key(db_url: &str) -> SigningKey {
     let client = SigningKey::from_bytes(&rand_bytes());
     let status = Command::new(env!("CARGO_BIN_EXE_ebb"))
         .args([
@@ -207,13 +207,13 @@ fn add_client_key(db_url: &str) -> SigningKey {
 }
 
 /// A new PostgreSQL database for a test that runs `ebb serve` itself.
-struct FreshPostgres {
+pub(crate) struct FreshPostgres {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl FreshPostgres {
-    async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
         let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
@@ -223,7 +223,7 @@ impl FreshPostgres {
         FreshPostgres { name, url }
     }
 
-    async fn drop(self) {
+    pub(crate) async fn drop(self) {
         let admin = Store::connect(&postgres_admin_url(), 1).await.unwrap();
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(admin.pool()).await;
         admin.close().await;
@@ -231,7 +231,7 @@ impl FreshPostgres {
 }
 
 /// Polls an order until the pay-in watcher has credited it.
-async fn wait_order_completed(http: &reqwest::Client, base: &str, key: &SigningKey, order_id: &str) {
+pub(crate) async fn wait_order_completed(http: &reqwest::Client, base: &str, key: &SigningKey, order_id: &str) {
     for _ in 0..300 {
         let (_, o) = call(http, base, key, reqwest::Method::GET, &format!("/v2/payments/orders/{order_id}"), None)
             .await
@@ -348,7 +348,7 @@ async fn acknowledged_refunds_survive_kill_9_postgres() {
 
 /// Where the payouts stand, so that a stalled phase shows its cause: refunds and payout legs by status,
 /// the first open legs, the hot wallet's nonce on chain and what anvil's pool holds.
-async fn payout_standing(db_url: &str, anvil: &crate::chains::Anvil) -> String {
+pub(crate) async fn payout_standing(db_url: &str, anvil: &crate::chains::Anvil) -> String {
     use crate::chains::TestChain;
     let store = Store::connect(db_url, 1).await.unwrap();
     let by_status: Vec<(String, Option<String>, i64)> =

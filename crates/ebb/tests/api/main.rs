@@ -10,6 +10,7 @@ mod helpers;
 mod approvals;
 mod auth;
 mod balances;
+mod campaign;
 mod coingate;
 mod console;
 mod crash;
