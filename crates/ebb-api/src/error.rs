@@ -112,7 +112,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidState(_) => C::InvalidState,
             StoreError::Invalid(_) => C::InvalidRequest,
             StoreError::AlreadyExists(_) => C::AlreadyExists,
-            StoreError::Closed => C::Unavailable,
+            StoreError::Closed | StoreError::Unavailable(_) => C::Unavailable,
             StoreError::Database(_) | StoreError::SqliteRead(_) if e.is_unavailable() => C::Unavailable,
             StoreError::Database(_)
             | StoreError::SqliteRead(_)

@@ -1,8 +1,8 @@
 use ebb_core::amount::AmountError;
 use ebb_core::ledger::LedgerError;
 
-/// What a store operation can fail with. Everything but `Database`, `Internal`, `Closed` and `Config`
-/// is the caller's doing and maps to a 4xx.
+/// What a store operation can fail with. Everything but `Database`, `SqliteRead`, `Internal`, `Closed`,
+/// `Unavailable` and `Config` is the caller's doing and maps to a 4xx.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{what} {id:?} not found")]
@@ -38,26 +38,38 @@ pub enum StoreError {
     Internal(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The database was reached but cannot take this write now: its disk is full, it refused to begin
+    /// a transaction, it is shutting down. Worth a retry, like an unreachable database.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// The database could not be reached (as opposed to refusing a statement): worth a retry.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Closed
-                | StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-                | StoreError::SqliteRead(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error {
-                        code: rusqlite::ErrorCode::DatabaseBusy
-                            | rusqlite::ErrorCode::DatabaseLocked
-                            | rusqlite::ErrorCode::CannotOpen,
-                        ..
-                    },
-                    _
-                ))
-        )
+        match self {
+            StoreError::Closed | StoreError::Unavailable(_) => true,
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| unavailable_sqlstate(&code)),
+            StoreError::SqliteRead(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            _ => false,
+        }
     }
+}
+
+/// PostgreSQL's codes for a server that cannot serve now rather than a statement it refuses: class 08
+/// (connection exceptions), class 53 (insufficient resources: disk full, out of memory, too many
+/// connections) and 57P01–57P03 (shut down by an administrator, crashed, starting up). SQLite's
+/// `SQLITE_FULL`, reported through sqlx, is code 13.
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "13")
 }
 
 impl From<LedgerError> for StoreError {

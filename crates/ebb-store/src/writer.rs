@@ -109,7 +109,7 @@ fn sqlite_job<T: Send + 'static>(f: WriteFn<T>) -> (Job, futures::future::BoxFut
     });
     let answer = Box::pin(async move {
         // A dropped answer means the batch could not even begin (the database refused BEGIN).
-        answer_rx.await.map_err(|_| StoreError::Internal("the write could not be run; see the log".into()))?
+        answer_rx.await.map_err(|_| StoreError::Unavailable("the write could not begin; see the log".into()))?
     });
     (job, answer)
 }
@@ -151,7 +151,12 @@ fn run_batch(conn: &mut rusqlite::Connection, jobs: impl Iterator<Item = Job>, r
         tracing::error!(error = %e, "{what}; the batch is rolled back");
         let _ = conn.execute_batch("ROLLBACK");
         let msg = format!("{what}: {e}");
-        answers.into_iter().for_each(|a| a(Some(StoreError::Internal(msg.clone()))));
+        // A full disk or a busy file is the database's state, not the writes' fault: the callers are
+        // told to retry (503), and the pay-in watcher does not take it for a fault of a pay-in.
+        let unavailable = StoreError::SqliteRead(e).is_unavailable();
+        answers.into_iter().for_each(|a| {
+            a(Some(if unavailable { StoreError::Unavailable(msg.clone()) } else { StoreError::Internal(msg.clone()) }))
+        });
     };
     for job in jobs {
         if let Err(e) = run_cached(conn, "SAVEPOINT job") {
@@ -262,5 +267,62 @@ mod tests {
         let kept: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>(0)).collect();
         let expected: Vec<i64> = (0..200).filter(|n| n % 3 != 0).collect();
         assert_eq!(kept, expected);
+    }
+
+    /// A database that cannot grow (here `max_page_count`, as a full disk does) makes a write fail as
+    /// unavailable, a 503 and a retry, not an internal error; the rows already written stay readable
+    /// and the writer goes on once there is room again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_database_is_unavailable_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url_for_dir(dir.path()), 2).await.unwrap();
+        store.pool().execute("CREATE TABLE t (n BIGINT PRIMARY KEY, v TEXT NOT NULL)").await.unwrap();
+        let limit = |pages: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            crate::db::query(&format!("PRAGMA max_page_count = {pages}"))
+                                .fetch_optional_scalar::<i64>(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let insert = |n: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            crate::db::query("INSERT INTO t (n, v) VALUES ($1, $2)")
+                                .bind(n)
+                                .bind("x".repeat(4_000))
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+        };
+        limit(8).await;
+        let mut written = 0;
+        let refused = loop {
+            match insert(written).await {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 100, "max_page_count never refused a write");
+        };
+        assert!(refused.is_unavailable(), "{refused:?}");
+        let n: i64 = sqlx::query("SELECT count(*) FROM t").fetch_one(store.pool()).await.unwrap().get(0);
+        assert_eq!(n, written);
+        limit(1_000_000).await;
+        insert(written).await.unwrap();
     }
 }

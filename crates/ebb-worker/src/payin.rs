@@ -40,7 +40,14 @@ const FIRST_SCAN_BLOCKS: u64 = 100;
 /// Whether a store error says something about this pay-in (it cannot be recorded or credited) rather
 /// than about the database being unreachable or refusing statements (worth a retry of the whole tick).
 fn is_about_the_payin(e: &StoreError) -> bool {
-    !matches!(e, StoreError::Database(_) | StoreError::SqliteRead(_) | StoreError::Closed | StoreError::Migrate(_))
+    !matches!(
+        e,
+        StoreError::Database(_)
+            | StoreError::SqliteRead(_)
+            | StoreError::Closed
+            | StoreError::Unavailable(_)
+            | StoreError::Migrate(_)
+    )
 }
 
 pub struct PayinWatcher {

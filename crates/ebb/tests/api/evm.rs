@@ -7,6 +7,7 @@ use serde_json::json;
 use std::str::FromStr;
 
 use crate::chains::{Anvil, TestChain};
+use crate::faults::Fault;
 use crate::helpers::{Options, TestApp, USER_ADDRESS};
 use crate::payouts::{self, base_units, create_refund};
 
@@ -62,15 +63,17 @@ on_anvil!(
     another_token_is_credited_in_its_own_token,
 );
 
-/// The RPC node goes away for a while (connections refused and cut), before a payout starts and while
-/// one is in flight; ebb retries and finishes both, each exactly once.
+/// The RPC node goes away for a while (connections reset, then closed), before a payout starts and
+/// while one is in flight; then the network to it stalls while a payout is broadcast, so ebb cannot know
+/// whether the node got the transaction, and the held bytes arrive late. ebb retries and finishes each
+/// payout exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payouts_survive_the_rpc_node_being_down_for_a_while() {
     let Some(anvil) = Anvil::start().await else { return };
-    let proxy = crate::chains::FlakyProxy::start(&anvil.url).await;
+    let proxy = crate::faults::FaultProxy::start(anvil.url.trim_start_matches("http://")).await;
     let mut setting = anvil.chain_setting(2);
     if let ebb::config::ChainSetting::Evm(c) = &mut setting {
-        c.rpc_url = proxy.url.clone();
+        c.rpc_url = format!("http://{}", proxy.addr);
         c.rpc_timeout = std::time::Duration::from_millis(500);
     }
     let options =
@@ -80,27 +83,43 @@ async fn payouts_survive_the_rpc_node_being_down_for_a_while() {
     app.paid_order_on(&anvil, &m, "10", "0").await;
 
     // Down before the payout starts: the refund waits (no hold reason: nothing is wrong with the wallet).
-    proxy.set_down(true);
+    proxy.set(Fault::Reset);
     let first = create_refund(&app, &m, "down-1", "2", USER_ADDRESS, None).await;
     let first_id = first["refund_id"].as_str().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let r = app.get(&format!("/v2/payments/refunds/{first_id}")).await.ok();
     assert_eq!(r["status"], "Pending", "{r}");
     assert!(r.get("hold_reason").is_none(), "{r}");
-    proxy.set_down(false);
+    proxy.set(Fault::Pass);
     let processing = app.wait_refund(first_id, "Processing", |r| r["status"] == "Processing").await;
     let hash = processing["transactions"][0]["tx_hash"].as_str().unwrap().to_owned();
 
     // Down while it is in flight: the chain mines it meanwhile; ebb learns the outcome once back.
-    proxy.set_down(true);
+    proxy.set(Fault::Close);
     anvil.mine().await;
     anvil.mine().await;
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(app.get(&format!("/v2/payments/refunds/{first_id}")).await.ok()["status"], "Processing");
-    proxy.set_down(false);
+    proxy.set(Fault::Pass);
     let done = app.mine_until(&anvil, first_id, "Completed").await;
     assert_eq!(done["transactions"][0]["tx_hash"], hash.as_str());
     assert_eq!(anvil.payouts_on_chain().await, vec![(user(), U256::from(base_units("2")))]);
+
+    // Stalled while the next payout is broadcast: every call times out (500 ms) with its bytes held,
+    // and they reach the node when the stall ends, after ebb has tried again.
+    proxy.set(Fault::Stall);
+    let second = create_refund(&app, &m, "stalled-1", "3", USER_ADDRESS, None).await;
+    let second_id = second["refund_id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let r = app.get(&format!("/v2/payments/refunds/{second_id}")).await.ok();
+    assert!(r["status"] == "Pending" || r["status"] == "Processing", "{r}");
+    proxy.set(Fault::Pass);
+    app.mine_until(&anvil, second_id, "Completed").await;
+    anvil.mine().await;
+    assert_eq!(
+        anvil.payouts_on_chain().await,
+        vec![(user(), U256::from(base_units("2"))), (user(), U256::from(base_units("3")))]
+    );
     app.finish().await;
 }
 

@@ -167,6 +167,12 @@ pub struct Options {
     pub mail: Option<ebb_worker::mail::MailSettings>,
     /// The console's session and login settings; default [`ebb_app::operators::ConsoleSettings`].
     pub console: Option<ebb_app::operators::ConsoleSettings>,
+    /// On PostgreSQL, reach the server through this address (a `faults::FaultProxy`) instead of the
+    /// test URL's host and port. The test database is still created directly.
+    pub postgres_via: Option<std::net::SocketAddr>,
+    /// On SQLite, the directory of the database file (a small filesystem) instead of the test's own
+    /// temporary directory.
+    pub sqlite_dir: Option<std::path::PathBuf>,
 }
 
 /// Webhooks for tests: endpoints on 127.0.0.1 allowed, a schedule of three quick retries, a short
@@ -197,7 +203,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, pg_database) = match db {
-        Db::Sqlite => (Store::sqlite_url_for_dir(dir.path()), None),
+        Db::Sqlite => (Store::sqlite_url_for_dir(options.sqlite_dir.as_deref().unwrap_or(dir.path())), None),
         Db::Postgres => {
             let name = format!("ebb_test_{}", uuid::Uuid::new_v4().simple());
             let admin = Store::connect(&postgres_admin_url(), 1)
@@ -205,9 +211,13 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
                 .expect("PostgreSQL for the tests (EBB_TEST_POSTGRES_URL)");
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.expect("create test database");
             admin.close().await;
-            let base = postgres_admin_url();
-            let url = format!("{}/{name}", &base[..base.rfind('/').expect("a database in the URL")]);
-            (url, Some(name))
+            let mut url = reqwest::Url::parse(&postgres_admin_url()).expect("EBB_TEST_POSTGRES_URL is a URL");
+            url.set_path(&name);
+            if let Some(via) = options.postgres_via {
+                url.set_ip_host(via.ip()).expect("a URL with a host");
+                url.set_port(Some(via.port())).expect("a URL with a host");
+            }
+            (url.to_string(), Some(name))
         }
     };
     let server_key = SigningKey::from_bytes(&rand_bytes());

@@ -15,6 +15,7 @@ mod coingate;
 mod console;
 mod crash;
 mod evm;
+mod faults;
 mod kyt;
 mod links;
 mod mail;

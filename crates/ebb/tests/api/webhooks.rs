@@ -677,3 +677,141 @@ async fn an_event_type_from_a_newer_version_waits_and_blocks_nothing(app: &TestA
             .unwrap();
     assert_eq!((status.as_str(), attempts), ("Retrying", 0), "left for a process that knows its type");
 }
+
+/// What a misbehaving receiver does to one connection (dependency faults, issue 18).
+#[derive(Clone, Copy, Debug)]
+enum Misbehaviour {
+    /// Reads the request, then resets the connection (RST, SO_LINGER 0).
+    Reset,
+    /// Reads the request and closes without a word.
+    CloseSilently,
+    /// Sends the first bytes of a status line, then nothing.
+    StallInHeaders,
+    /// Answers 200 with a body of a gibibyte, written for as long as the peer reads.
+    HugeBody,
+}
+
+/// A raw TCP receiver: connection i gets `script[i]`; later ones are answered 204. It counts the
+/// body bytes it managed to write, to show how much of a huge answer ebb reads.
+struct MisbehavingReceiver {
+    url: String,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    huge_bytes_written: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl MisbehavingReceiver {
+    async fn start(script: Vec<Misbehaviour>) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let huge_bytes_written = Arc::new(AtomicUsize::new(0));
+        let (count, written) = (connections.clone(), huge_bytes_written.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let behaviour = script.get(count.fetch_add(1, Ordering::SeqCst)).copied();
+                let written = written.clone();
+                tokio::spawn(async move {
+                    // The whole request: headers, then the body its content-length announces.
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        let Ok(n) = socket.read(&mut buf).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    match behaviour {
+                        Some(Misbehaviour::Reset) => {
+                            // SO_LINGER 0 makes the close an RST, which is the fault under test.
+                            #[allow(deprecated)]
+                            let _ = socket.set_linger(Some(Duration::ZERO));
+                            drop(socket);
+                        }
+                        Some(Misbehaviour::CloseSilently) => drop(socket),
+                        Some(Misbehaviour::StallInHeaders) => {
+                            let _ = socket.write_all(b"HTTP/1.1 2").await;
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                        }
+                        Some(Misbehaviour::HugeBody) => {
+                            let head =
+                                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1073741824\r\n\r\n";
+                            if socket.write_all(head).await.is_err() {
+                                return;
+                            }
+                            let chunk = vec![b'x'; 64 * 1024];
+                            while written.load(Ordering::SeqCst) < 1 << 30 {
+                                match tokio::time::timeout(Duration::from_secs(5), socket.write_all(&chunk)).await {
+                                    Ok(Ok(())) => written.fetch_add(chunk.len(), Ordering::SeqCst),
+                                    _ => return,
+                                };
+                            }
+                        }
+                        None => {
+                            let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, connections, huge_bytes_written }
+    }
+}
+
+/// Receivers that reset, close, stall or answer with a gibibyte: each attempt fails with a reason
+/// that names what happened and is retried on the schedule; a 200 with a huge body counts as
+/// delivered, and ebb stops reading it after 64 KiB (the log keeps 2 KiB), so a receiver cannot make
+/// it hold a large answer in memory.
+async fn misbehaving_receivers_fail_cleanly_and_are_retried(app: &TestApp) {
+    use std::sync::atomic::Ordering;
+    use Misbehaviour::*;
+    let receiver = MisbehavingReceiver::start(vec![Reset, CloseSilently, StallInHeaders, HugeBody]).await;
+    let endpoint_id = add_endpoint(app, &receiver.url, false).await["endpoint_id"].as_str().unwrap().to_owned();
+    trigger(app, "payment.refund.status.updated", json!({"refund_id": "R_faults"})).await;
+    let event_id = events_of(app, &endpoint_id).await[0]["event_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let event = loop {
+        let e = app.get(&format!("/v2/webhooks/endpoints/{endpoint_id}/events/{event_id}")).await.ok();
+        if e["status"] != "Retrying" || Instant::now() > deadline {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(event["status"], "Success", "{event}");
+    assert_eq!(receiver.connections.load(Ordering::SeqCst), 4, "one connection per attempt");
+
+    let logs = logs_of(app, &endpoint_id, &event_id).await;
+    assert_eq!(logs.len(), 4, "{logs:#?}");
+    let (delivered, failures) = (&logs[0], &logs[1..]);
+    assert_eq!(delivered["success"], true);
+    assert_eq!(delivered["response_status_code"], 200);
+    let excerpt = delivered["response_body"].as_str().unwrap();
+    assert!(excerpt.len() <= 2048 && excerpt.bytes().all(|b| b == b'x'), "{} bytes logged", excerpt.len());
+    let written = receiver.huge_bytes_written.load(Ordering::SeqCst);
+    assert!(written < 32 << 20, "ebb read {written} bytes of a gibibyte answer");
+    // Newest first: the stall, the silent close, the reset.
+    for log in failures {
+        assert_eq!(log["success"], false, "{log}");
+        assert!(log.get("response_status_code").is_none() || log["response_status_code"].is_null(), "{log}");
+    }
+    let reason = |i: usize| failures[i]["failure_reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason(0).contains("timed out"), "stall: {}", reason(0));
+    for i in [1, 2] {
+        assert!(reason(i).contains("error sending request"), "close/reset: {}", reason(i));
+    }
+}
+crate::both_backends_with!(misbehaving_receivers_fail_cleanly_and_are_retried, super::one_second_timeout());
