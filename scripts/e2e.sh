@@ -53,7 +53,7 @@ sleep 0.5
 # threads parse at once (CPython gh-106905), which Hypothesis does inside schemathesis' workers.
 "$PY/schemathesis" run "http://127.0.0.1:$port/v2/openapi.json" --url "http://127.0.0.1:$pport" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-time "$SCHEMATHESIS_SECONDS" --workers 1 --phases examples,coverage,fuzzing \
+  --max-time "$SCHEMATHESIS_SECONDS" --workers 1 --phases examples,coverage,fuzzing,stateful \
   --suppress-health-check all --warnings off
 if grep -q '"level":"ERROR"\|ERROR' "$data/ebb.log"; then
   echo "ebb logged errors during the run:"; grep 'ERROR' "$data/ebb.log" | head -20; exit 1
