@@ -164,7 +164,7 @@ pub fn accept_language(data: &[u8]) {
     }
 }
 
-/// Webhook URLs and the SSRF guard: a URL ebb accepts is http(s) with a host and no credentials; an
+/// Webhook URLs and the SSRF guard: a URL ebb accepts is http(s), without control characters; an
 /// address is refused exactly when a special-purpose range names it; and an IPv6 address that embeds
 /// an IPv4 one (mapped, compatible, NAT64, 6to4) is never public, whatever it embeds.
 pub fn webhook_url(data: &[u8]) {
@@ -172,6 +172,7 @@ pub fn webhook_url(data: &[u8]) {
     if let Ok(url) = ebb_core::ssrf::check_webhook_url(text) {
         let lower = url.to_ascii_lowercase();
         assert!(lower.starts_with("http:") || lower.starts_with("https:"), "{url:?}");
+        assert!(!url.chars().any(char::is_control), "{url:?}");
         assert!(url.len() <= 500);
     }
     let mut bytes = [0u8; 16];

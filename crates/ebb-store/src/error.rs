@@ -26,7 +26,7 @@ pub enum StoreError {
     #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A point read on SQLite's synchronous read path (`sqlite_read`).
     #[error("database error: {0}")]
     SqliteRead(#[from] rusqlite::Error),
@@ -70,6 +70,20 @@ impl StoreError {
 /// `SQLITE_FULL`, reported through sqlx, is code 13.
 fn unavailable_sqlstate(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "13")
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// PostgreSQL refuses text with a NUL character (22021, character not in repertoire); such text
+    /// can only come from outside (a query filter, a path), so it is the request's fault, on every
+    /// surface. (SQLite stores it, and a filter with it finds nothing.)
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => {
+                StoreError::Invalid("text must not contain NUL characters".into())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
 }
 
 impl From<LedgerError> for StoreError {

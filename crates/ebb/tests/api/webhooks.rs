@@ -815,3 +815,32 @@ async fn misbehaving_receivers_fail_cleanly_and_are_retried(app: &TestApp) {
     }
 }
 crate::both_backends_with!(misbehaving_receivers_fail_cleanly_and_are_retried, super::one_second_timeout());
+
+/// A URL with control characters is refused with a 400 on both backends (PostgreSQL cannot store a NUL,
+/// and the URL parser would have contacted another URL than the one stored).
+async fn endpoint_urls_with_control_characters_are_refused(app: &TestApp) {
+    for url in ["\u{0}\u{0}https://example.com/hook", "https://exa\nmple.com/hook"] {
+        let body = app
+            .post("/v2/webhooks/endpoints", json!({"url": url, "subscribed_events": ALL_EVENTS}))
+            .await
+            .error(400, 40000);
+        assert!(body["error_message"].as_str().unwrap().contains("control characters"), "{body}");
+    }
+}
+crate::both_backends!(endpoint_urls_with_control_characters_are_refused);
+
+/// Text with a NUL in a query filter or a path, where no validator of the body sees it, is a 400 on
+/// PostgreSQL (which cannot store or compare it) and a plain answer on SQLite; never a 500.
+async fn nul_characters_in_filters_and_paths_are_not_server_errors(app: &TestApp) {
+    for path in [
+        "/v2/payments/refunds?request_id=%00x",
+        "/v2/payments/refunds/%00",
+        "/v2/payments/orders?psp_order_code=%00",
+        "/v2/payments/merchants/a%00b",
+        "/v2/webhooks/endpoints/%00",
+    ] {
+        let r = app.get(path).await;
+        assert!(matches!(r.status.as_u16(), 200 | 400 | 404), "{path}: {} {}", r.status, r.body);
+    }
+}
+crate::both_backends!(nul_characters_in_filters_and_paths_are_not_server_errors);
