@@ -43,18 +43,42 @@ setup_url=$("$EBB" operators add --email approver@console.example --role approve
 node scripts/browser/console.mjs "$data/console.json" "$setup_url" target/screenshots/console
 "$PY/python" scripts/console_fixtures.py check "$data" "$data/console.json" target/screenshots/console/refunds.csv
 
-echo "== schemathesis against /v2/openapi.json (${SCHEMATHESIS_SECONDS}s)"
-secret=$("$PY/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_secret"])' "$data/dev.json")
-pport=$(free_port)
-"$PY/python" scripts/signing_proxy.py "$pport" "http://127.0.0.1:$port" "$secret" &
-proxy_pid=$!
-sleep 0.5
-# One worker: Python 3.11's ast module can raise "AST constructor recursion depth mismatch" when two
-# threads parse at once (CPython gh-106905), which Hypothesis does inside schemathesis' workers.
-"$PY/schemathesis" run "http://127.0.0.1:$port/v2/openapi.json" --url "http://127.0.0.1:$pport" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-time "$SCHEMATHESIS_SECONDS" --workers 1 --phases examples,coverage,fuzzing,stateful \
-  --suppress-health-check all --warnings off
-if grep -q '"level":"ERROR"\|ERROR' "$data/ebb.log"; then
-  echo "ebb logged errors during the run:"; grep 'ERROR' "$data/ebb.log" | head -20; exit 1
-fi
+# schemathesis over ebb dev's OpenAPI document, through a signing proxy; ebb must log no ERROR line.
+schemathesis_against() { # DATA_DIR PORT
+  local secret pport
+  secret=$("$PY/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_secret"])' "$1/dev.json")
+  pport=$(free_port)
+  "$PY/python" scripts/signing_proxy.py "$pport" "http://127.0.0.1:$2" "$secret" &
+  proxy_pid=$!
+  sleep 0.5
+  # One worker: Python 3.11's ast module can raise "AST constructor recursion depth mismatch" when two
+  # threads parse at once (CPython gh-106905), which Hypothesis does inside schemathesis' workers.
+  "$PY/schemathesis" run "http://127.0.0.1:$2/v2/openapi.json" --url "http://127.0.0.1:$pport" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-time "$SCHEMATHESIS_SECONDS" --workers 1 --phases examples,coverage,fuzzing,stateful \
+    --suppress-health-check all --warnings off
+  kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""
+  if grep -q 'ERROR' "$1/ebb.log"; then
+    echo "ebb logged errors during the run:"; grep 'ERROR' "$1/ebb.log" | head -20; exit 1
+  fi
+}
+
+echo "== schemathesis against /v2/openapi.json on SQLite (${SCHEMATHESIS_SECONDS}s)"
+schemathesis_against "$data" "$port"
+
+echo "== schemathesis against /v2/openapi.json on PostgreSQL (${SCHEMATHESIS_SECONDS}s)"
+pg_url=${EBB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+pg_db="ebb_e2e_$(date +%s)_$$"
+psql -q "$pg_url" -c "CREATE DATABASE $pg_db"
+pg_data=$(mktemp -d)
+pg_port=$(free_port)
+"$EBB" dev --listen "127.0.0.1:$pg_port" --data-dir "$pg_data" --database-url "${pg_url%/*}/$pg_db" \
+  > "$pg_data/ebb.log" 2>&1 &
+pg_ebb_pid=$!
+cleanup() {
+  kill "$ebb_pid" "$pg_ebb_pid" ${proxy_pid:+"$proxy_pid"} 2>/dev/null || true; wait 2>/dev/null || true
+  psql -q "$pg_url" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
+}
+for _ in $(seq 100); do [ -f "$pg_data/dev.json" ] && break; sleep 0.1; done
+[ -f "$pg_data/dev.json" ] || { cat "$pg_data/ebb.log"; echo "ebb dev on PostgreSQL did not start"; exit 1; }
+schemathesis_against "$pg_data" "$pg_port"

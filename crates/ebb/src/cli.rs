@@ -49,6 +49,10 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value = ".ebb")]
         data_dir: PathBuf,
+        /// A PostgreSQL database (postgres://…) instead of the SQLite file in the data directory; the
+        /// server key and dev.json stay in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Run in production mode from a config file and EBB_* environment variables.
     Serve {
@@ -232,7 +236,7 @@ fn init_tracing(format: &str) {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Dev { listen, data_dir } => run_dev(listen, &data_dir).await,
+        Command::Dev { listen, data_dir, database_url } => run_dev(listen, &data_dir, database_url).await,
         Command::Serve { config } => {
             let settings = FileConfig::load(config.as_deref())?.settings()?;
             let app = Application::build(settings).await?;
@@ -265,11 +269,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn run_dev(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
+async fn run_dev(listen: SocketAddr, data_dir: &Path, database_url: Option<String>) -> anyhow::Result<()> {
     let server_key = dev::server_key(data_dir)?;
     let settings = Settings {
         listen,
-        database_url: Store::sqlite_url_for_dir(data_dir),
+        database_url: database_url.unwrap_or_else(|| Store::sqlite_url_for_dir(data_dir)),
         server_key: server_key.clone(),
         sandbox: true,
         max_connections: 8,
