@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: installs what the tests need, then runs
 #   1. unit tests and the integration suite (every test on SQLite and on PostgreSQL; payouts on the
 #      sandbox chain and on anvil, a real EVM node, with a test ERC-20),
-#   2. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
+#   2. the one test that restarts PostgreSQL, alone (crates/ebb/tests/api/faults.rs),
+#   3. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
 # With CI=true a missing service is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,9 @@ cargo fmt --all --check
 
 step "cargo test (unit + integration on SQLite and PostgreSQL)"
 cargo test --workspace --locked
+
+step "PostgreSQL restarted under load (alone: the test restarts the server every other test uses)"
+cargo test -q -p ebb --test api --locked -- faults::postgres_restarted_mid_run --ignored --exact --nocapture
 
 step "Cobo SDK compatibility and schemathesis against ebb dev"
 cargo build -p ebb --locked
