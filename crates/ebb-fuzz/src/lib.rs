@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub mod server;
+
 use ebb_core::rate::{Rate, Rounding};
 use ebb_core::screening::{looks_like_poisoning, normalize, Denylist};
 use ebb_core::{Address, Amount, ChainFamily};
@@ -18,6 +20,8 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("signed_request", signed_request),
     ("accept_language", accept_language),
     ("webhook_url", webhook_url),
+    ("config", server::config),
+    ("api_body", server::api_body),
 ];
 
 /// Two leading bytes as small numbers, and the rest as text (if it is UTF-8; HTTP and JSON give ebb

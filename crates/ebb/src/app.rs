@@ -117,6 +117,12 @@ impl Application {
         })
     }
 
+    /// The HTTP routes over this application's state, without its workers or listener (the `api_body`
+    /// fuzz target calls them in process).
+    pub fn router(&self) -> axum::Router {
+        ebb_api::router(self.state.clone())
+    }
+
     /// The chains running on the sandbox, by chain id.
     pub fn sandbox_chains(&self) -> HashMap<String, Arc<SandboxChain>> {
         self.sandboxes.clone()
