@@ -3,7 +3,8 @@
 #   1. unit tests and the integration suite (every test on SQLite and on PostgreSQL; payouts on the
 #      sandbox chain and on anvil, a real EVM node, with a test ERC-20),
 #   2. the one test that restarts PostgreSQL, alone (crates/ebb/tests/api/faults.rs),
-#   3. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
+#   3. a one-minute soak on PostgreSQL (bench/src/soak.rs),
+#   4. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
 # With CI=true a missing service is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,8 +57,14 @@ cargo test --workspace --locked
 step "PostgreSQL restarted under load (alone: the test restarts the server every other test uses)"
 cargo test -q -p ebb --test api --locked -- faults::postgres_restarted_mid_run --ignored --exact --nocapture
 
+step "Soak, short: the mixed load at half its measured capacity on PostgreSQL for 1 minute (bench/src/soak.rs)"
+# It checks what the 30-minute run checks except flatness (judged on six samples or more):
+# no errors, every refund final and paid once, every event delivered, the ledger balanced.
+cargo build -p ebb --bin ebb -p ebb-bench --bin ebb-bench-soak --locked
+target/debug/ebb-bench-soak --ebb target/debug/ebb --samples 4 --sample-seconds 15 --capacity-seconds 10 \
+  --out target/bench/soak-ci.md
+
 step "Cobo SDK compatibility and schemathesis against ebb dev"
-cargo build -p ebb --locked
 PY=target/pyenv/bin EBB=target/debug/ebb bash scripts/e2e.sh
 
 step "all suites passed"

@@ -94,10 +94,23 @@ pub struct Client {
     pub http: reqwest::Client,
     pub base: String,
     pub key: SigningKey,
+    /// The last nonce sent (see [`Client::next_nonce`]).
     pub nonce: AtomicU64,
 }
 
 impl Client {
+    /// The clock in milliseconds, or one past the last nonce if that is later: distinct nonces (identical
+    /// concurrent requests would otherwise repeat a signature) that stay within ebb's 5-minute window
+    /// however many requests a second the client sends, more or fewer than a thousand.
+    pub fn next_nonce(&self) -> u64 {
+        let now = now_ms();
+        let previous = self
+            .nonce
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(now.max(last + 1)))
+            .expect("the update always returns Some");
+        now.max(previous + 1)
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -106,8 +119,7 @@ impl Client {
     ) -> anyhow::Result<(u16, Value)> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
-        // Distinct nonces: identical concurrent requests would otherwise repeat a signature.
-        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed).to_string();
+        let nonce = self.next_nonce().to_string();
         let sig = hex::encode(
             self.key.sign(&double_sha256(&request_message(method.as_str(), p, &nonce, q, body.as_bytes()))).to_bytes(),
         );
@@ -155,4 +167,28 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("ebb did not become ready at {base}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that sends fewer than a thousand requests a second used to fall behind the clock by the
+    /// difference every second (the nonce was a counter started at the clock), until ebb refused its
+    /// requests as older than five minutes, seven minutes into the soak.
+    #[test]
+    fn nonces_increase_and_follow_the_clock() {
+        let client = Client {
+            http: reqwest::Client::new(),
+            base: String::new(),
+            key: SigningKey::from_bytes(&[1; 32]),
+            nonce: AtomicU64::new(now_ms() - 600_000),
+        };
+        let first = client.next_nonce();
+        assert!(first >= now_ms() - 1_000, "a stale last nonce does not hold the next one back");
+        let second = client.next_nonce();
+        assert!(second > first);
+        client.nonce.store(now_ms() + 10_000, Ordering::Relaxed);
+        assert_eq!(client.next_nonce(), client.nonce.load(Ordering::Relaxed), "one past a nonce ahead of the clock");
+    }
 }

@@ -9,7 +9,7 @@
 //! Magic destination addresses (EVM chains) let users exercise failure handling, as test card numbers
 //! do: see [`REVERT_ADDRESS`], [`STUCK_ADDRESS`] and [`PARTIAL_ADDRESS`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,11 @@ pub const PARTIAL_REASON: &str = "sandbox: the recipient refuses the second tran
 /// What the hot wallet holds of every token until told otherwise: plenty.
 pub const DEFAULT_HOT_WALLET_BALANCE: u128 = 1_000_000_000_000_000_000_000_000_000;
 pub const REVERT_REASON: &str = "sandbox: the recipient refuses transfers (magic address)";
+/// How many transactions' receipts and transfer logs the sandbox keeps, as a pruned node keeps recent
+/// history only. ebb reads a payout's receipt and scans for pay-ins within seconds of their block; a
+/// sandbox that kept everything grew by about 1 KB per transaction for as long as ebb ran (the soak's
+/// finding, docs/RELIABILITY.md). Balances are state, not history, and stay.
+pub const HISTORY: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct SandboxTx {
@@ -49,9 +54,12 @@ struct State {
     balances: HashMap<(String, String), u128>,
     nonces: HashMap<String, u64>,
     mempool: BTreeMap<String, SandboxTx>,
-    /// tx hash → (block, outcome).
+    /// tx hash → (block, outcome), for the last [`HISTORY`] transactions.
     mined: HashMap<String, (u64, Outcome)>,
-    /// Every executed transfer, for `scan`: (block, tx hash, log index, tx).
+    /// (block, tx hash) of `mined`'s entries in the order they were mined, oldest first: what to prune.
+    mined_order: VecDeque<(u64, String)>,
+    /// The executed transfers of the last [`HISTORY`] transactions, for `scan`, in block order:
+    /// (block, tx hash, log index, tx).
     logs: Vec<(u64, String, u64, SandboxTx)>,
     /// Payouts to [`PARTIAL_ADDRESS`]: the second halves still to come, and those to revert, by amount.
     partial_rests: HashMap<u128, usize>,
@@ -170,8 +178,10 @@ impl SandboxChain {
                 log_index += 1;
                 Outcome::Success
             };
+            s.mined_order.push_back((height, hash.clone()));
             s.mined.insert(hash, (height, outcome));
         }
+        Self::prune(&mut s);
         // Transactions whose nonce is already used can never be mined.
         let stale: Vec<String> = s
             .mempool
@@ -181,6 +191,21 @@ impl SandboxChain {
             .collect();
         for h in stale {
             s.mempool.remove(&h);
+        }
+    }
+
+    /// Drops the receipts and logs older than the last [`HISTORY`] transactions.
+    fn prune(s: &mut State) {
+        if s.logs.len() > HISTORY {
+            let excess = s.logs.len() - HISTORY;
+            s.logs.drain(..excess);
+        }
+        while s.mined_order.len() > HISTORY {
+            let Some((block, hash)) = s.mined_order.pop_front() else { break };
+            // A transaction a reorg dropped and a later block mined again has a newer entry.
+            if s.mined.get(&hash).is_some_and(|(b, _)| *b == block) {
+                s.mined.remove(&hash);
+            }
         }
     }
 
@@ -379,11 +404,12 @@ impl SandboxChain {
         keep: &dyn Fn(&SandboxTx) -> bool,
     ) -> Vec<TokenTransfer> {
         let s = self.state();
-        s.logs
+        // The logs are in block order: the range is found by bisection, not by reading all of them.
+        let start = s.logs.partition_point(|(block, ..)| *block < from);
+        s.logs[start..]
             .iter()
-            .filter(|(block, _, _, tx)| {
-                (from..=to).contains(block) && tokens.iter().any(|t| t.token_id == tx.token_id) && keep(tx)
-            })
+            .take_while(|(block, ..)| *block <= to)
+            .filter(|(_, _, _, tx)| tokens.iter().any(|t| t.token_id == tx.token_id) && keep(tx))
             .map(|(block, hash, log_index, tx)| TokenTransfer {
                 token_id: tx.token_id.clone(),
                 tx_hash: hash.clone(),
@@ -415,6 +441,35 @@ mod tests {
     }
 
     const CUSTOMER: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+
+    /// The sandbox keeps the last HISTORY transactions' receipts and logs, however long it runs; the
+    /// recent ones are still found, by receipt and by a scan of their blocks.
+    #[tokio::test]
+    async fn history_is_bounded_and_the_recent_part_is_kept() {
+        let c = chain().await;
+        let receive = "0x00000000000000000000000000000000000000aa";
+        let mut hashes = Vec::new();
+        for _ in 0..(HISTORY / 100 + 5) {
+            for i in 0..100 {
+                hashes.push(c.pay_from_outside(&format!("0x{:040x}", 0x1000 + i), receive, "ETH_USDT", 1));
+            }
+            c.mine();
+        }
+        {
+            let s = c.state();
+            assert_eq!((s.logs.len(), s.mined.len(), s.mined_order.len()), (HISTORY, HISTORY, HISTORY));
+        }
+        assert_eq!(c.inclusion(&hashes[0]).await.unwrap(), Inclusion::Unknown, "the oldest is pruned");
+        let last = hashes.last().unwrap();
+        assert!(matches!(c.inclusion(last).await.unwrap(), Inclusion::Included { .. }));
+        let head = c.head().await.unwrap();
+        let found = c.scan(&[token()], head, head, &|a| a == receive).await.unwrap();
+        assert_eq!(found.len(), 100, "the last block's transfers");
+        assert!(found.iter().any(|t| t.tx_hash == *last));
+        let all = c.scan(&[token()], 0, head, &|a| a == receive).await.unwrap();
+        assert_eq!(all.len(), HISTORY);
+        assert_eq!(c.balance(receive, "ETH_USDT"), hashes.len() as u128, "balances are not history");
+    }
 
     #[tokio::test]
     async fn a_transfer_is_mined_once_and_confirms() {

@@ -1,0 +1,781 @@
+//! ebb's soak: a long run of mixed load at a share of measured capacity against PostgreSQL, with ebb's
+//! resources sampled each minute, then every invariant checked.
+//!
+//! - Setup: a fresh PostgreSQL database; `ebb serve` with the sandbox chain, payouts, the pay-in
+//!   watcher and webhooks on; a webhook receiver on 127.0.0.1 subscribed to every event; MERCHANTS
+//!   merchants, each funded by a large paid order.
+//! - The mix, per 100 operations: 10 refunds created with an address, 2 created without one and then
+//!   given it, 1 created and cancelled, 3 refund links (created by API, the page opened and its form
+//!   posted by the "customer"), 3 orders created and paid on the sandbox chain (so pay-ins go on
+//!   crediting balances), 50 refund gets, 20 refund lists, 11 order gets and lists. Behind them ebb pays
+//!   every refund on the sandbox chain and sends each event to the receiver.
+//! - Capacity: the mix driven closed-loop by CONCURRENCY clients for CAPACITY_SECONDS; then the payouts
+//!   and webhooks that phase left behind drain before the soak starts.
+//! - Soak: the same mix, open-loop at SHARE × capacity for SAMPLES × SAMPLE_SECONDS (30 minutes by default).
+//!   Each operation is timed from the moment it was due, so a stall in ebb shows as latency, not as fewer requests.
+//! - Each sample: ebb's resident memory and open files, ebb's connections to PostgreSQL, the sample's
+//!   operations, errors, p50 and p99, refunds not yet final, deliveries not yet made.
+//! - End: the load stops, payouts and webhooks drain, and the run checks: 0 errors; every refund final
+//!   (Completed, or Failed for the cancelled ones); no refund paid by more than one completed payout,
+//!   and each completed payout of the refund's amount; every event delivered to the receiver; the
+//!   ledger balanced (`verify_ledger`); and flatness — the last sixth of the run against the second
+//!   sixth: RSS within 10 % + 4 MB, open files within 8, connections within ebb's pool, p99 within
+//!   1.5× + 1 ms.
+//!
+//! Usage: `cargo build --release -p ebb -p ebb-bench && target/release/ebb-bench-soak` (30 samples of a minute)
+//! (exit status 1 when a check fails; the report is printed and written to target/bench/soak.md).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ebb_bench::{free_port, now_ms, wait_ready, Client, Stats};
+use ebb_store::Store;
+use ed25519_dalek::SigningKey;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "target/release/ebb")]
+    ebb: PathBuf,
+    #[arg(long, env = "EBB_TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Samples the soak lasts for (after the capacity measurement): 30 of a minute each by default.
+    #[arg(long, default_value_t = 30)]
+    samples: u64,
+    /// Seconds per sample (a minute in the real run; shorter in CI's short version).
+    #[arg(long, default_value_t = 60)]
+    sample_seconds: u64,
+    /// Share of the measured capacity the soak runs at.
+    #[arg(long, default_value_t = 0.5)]
+    share: f64,
+    #[arg(long, default_value_t = 30)]
+    capacity_seconds: u64,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 16)]
+    merchants: usize,
+    /// The most operations in flight at once in the open-loop phase; an operation due while all are
+    /// busy waits for one (and its wait counts in its latency).
+    #[arg(long, default_value_t = 512)]
+    max_in_flight: usize,
+    #[arg(long, default_value = "target/bench/soak.md")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    CreateWithAddress,
+    CreateThenAddress,
+    CreateThenCancel,
+    Link,
+    PaidOrder,
+    GetRefund,
+    ListRefunds,
+    GetOrder,
+    ListOrders,
+}
+
+impl Op {
+    /// The mix: operation `n` is `MIX[n % 100]`'s kind, interleaved so that every window of the run
+    /// sees the whole mix.
+    fn of(n: u64) -> Op {
+        // Weights per 100, spread by a fixed stride (37 is coprime with 100).
+        const WEIGHTS: [(Op, u64); 9] = [
+            (Op::CreateWithAddress, 10),
+            (Op::CreateThenAddress, 2),
+            (Op::CreateThenCancel, 1),
+            (Op::Link, 3),
+            (Op::PaidOrder, 3),
+            (Op::GetRefund, 50),
+            (Op::ListRefunds, 20),
+            (Op::GetOrder, 6),
+            (Op::ListOrders, 5),
+        ];
+        let mut slot = (n * 37) % 100;
+        for (op, w) in WEIGHTS {
+            if slot < w {
+                return op;
+            }
+            slot -= w;
+        }
+        unreachable!("the weights sum to 100")
+    }
+}
+
+struct Merchant {
+    id: String,
+    /// A paid order of this merchant that refund links refund against.
+    order: String,
+}
+
+/// What the load has made, for the gets and for the checks at the end.
+#[derive(Default)]
+struct Made {
+    refunds: Vec<String>,
+    orders: Vec<String>,
+    cancelled: HashSet<String>,
+}
+
+struct Load {
+    client: Arc<Client>,
+    merchants: Vec<Merchant>,
+    run: String,
+    made: Mutex<Made>,
+    /// The first errors, with what was asked and answered.
+    errors: Mutex<Vec<String>>,
+}
+
+/// The customers who pay orders and get refunds: a population of 10,000 addresses, each seen many times
+/// over a long run, as a shop's customers are (and so the sandbox chain's accounts stay as many as the
+/// customers).
+fn random_address() -> String {
+    format!("0x{:040x}", 0x5eed_0000_u64 + rand::random::<u64>() % 10_000)
+}
+
+impl Load {
+    fn error(&self, what: String) {
+        let mut e = self.errors.lock().unwrap();
+        if e.len() < 50 {
+            e.push(what);
+        }
+    }
+
+    async fn expect(&self, method: Method, path: &str, body: Option<&Value>, status: u16) -> Option<Value> {
+        match self.client.call(method.clone(), path, body).await {
+            Ok((s, v)) if s == status => Some(v),
+            Ok((s, v)) => {
+                self.error(format!("{method} {path}: {s} {v}"));
+                None
+            }
+            Err(e) => {
+                self.error(format!("{method} {path}: {e:#}"));
+                None
+            }
+        }
+    }
+
+    fn pick<T: Clone>(list: &[T], n: u64) -> Option<T> {
+        // Mostly the recent ones, as a PSP's reads are.
+        let len = list.len() as u64;
+        if len == 0 {
+            return None;
+        }
+        let back = (n.wrapping_mul(2654435761) % len.min(2_000)) + 1;
+        Some(list[(len - back) as usize].clone())
+    }
+
+    async fn create_refund(&self, n: u64, with_address: bool) -> Option<String> {
+        let merchant = &self.merchants[n as usize % self.merchants.len()];
+        let mut body = json!({"request_id": format!("{}-{n}", self.run), "merchant_id": merchant.id,
+                              "payable_amount": "0.01", "token_id": "ETH_USDT", "refund_type": "Merchant"});
+        if with_address {
+            body["to_address"] = json!(random_address());
+        }
+        let r = self.expect(Method::POST, "/v2/payments/refunds", Some(&body), 201).await?;
+        let id = r["refund_id"].as_str()?.to_owned();
+        Some(id)
+    }
+
+    async fn op(&self, n: u64) -> bool {
+        match Op::of(n) {
+            Op::CreateWithAddress => {
+                let Some(id) = self.create_refund(n, true).await else { return false };
+                self.made.lock().unwrap().refunds.push(id);
+                true
+            }
+            Op::CreateThenAddress => {
+                let Some(id) = self.create_refund(n, false).await else { return false };
+                self.made.lock().unwrap().refunds.push(id.clone());
+                let body = json!({"to_address": random_address()});
+                self.expect(Method::PUT, &format!("/v2/payments/refunds/{id}"), Some(&body), 200).await.is_some()
+            }
+            Op::CreateThenCancel => {
+                let Some(id) = self.create_refund(n, false).await else { return false };
+                self.made.lock().unwrap().cancelled.insert(id.clone());
+                self.made.lock().unwrap().refunds.push(id.clone());
+                self.expect(Method::PUT, &format!("/v2/payments/refunds/{id}/cancel"), None, 200).await.is_some()
+            }
+            Op::Link => self.link(n).await,
+            Op::PaidOrder => {
+                let merchant = &self.merchants[n as usize % self.merchants.len()];
+                let body = json!({"merchant_id": merchant.id, "psp_order_code": format!("{}-{n}", self.run),
+                                  "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0"});
+                let Some(o) = self.expect(Method::POST, "/v2/payments/orders", Some(&body), 201).await else {
+                    return false;
+                };
+                let Some(id) = o["order_id"].as_str().map(str::to_owned) else { return false };
+                self.made.lock().unwrap().orders.push(id.clone());
+                // Paid by one of the customers, as refunds go to them.
+                let payer = json!({"from_address": random_address()});
+                let path = format!("/v2/sandbox/orders/{id}/payments");
+                self.expect(Method::POST, &path, Some(&payer), 201).await.is_some()
+            }
+            Op::GetRefund => {
+                let Some(id) = Self::pick(&self.made.lock().unwrap().refunds, n) else { return true };
+                self.expect(Method::GET, &format!("/v2/payments/refunds/{id}"), None, 200).await.is_some()
+            }
+            Op::ListRefunds => {
+                let merchant = &self.merchants[n as usize % self.merchants.len()];
+                let path = format!("/v2/payments/refunds?limit=20&merchant_id={}", merchant.id);
+                self.expect(Method::GET, &path, None, 200).await.is_some()
+            }
+            Op::GetOrder => {
+                let Some(id) = Self::pick(&self.made.lock().unwrap().orders, n) else { return true };
+                self.expect(Method::GET, &format!("/v2/payments/orders/{id}"), None, 200).await.is_some()
+            }
+            Op::ListOrders => {
+                let merchant = &self.merchants[n as usize % self.merchants.len()];
+                let path = format!("/v2/payments/orders?limit=20&merchant_id={}", merchant.id);
+                self.expect(Method::GET, &path, None, 200).await.is_some()
+            }
+        }
+    }
+
+    /// A refund link made by API, its page opened and its form posted as a customer's browser does,
+    /// each customer from an address of its own (ebb limits form posts per client address).
+    async fn link(&self, n: u64) -> bool {
+        let merchant = &self.merchants[n as usize % self.merchants.len()];
+        let body = json!({
+            "request_id": format!("{}-{n}", self.run),
+            "business_info": {"order_id": merchant.order, "amount": "0.01", "refund_source": "Merchant",
+                              "merchant_id": merchant.id},
+            "display_info": {"developer_name": "Soak Shop"},
+        });
+        let Some(link) = self.expect(Method::POST, "/v2/payments/links/refunds", Some(&body), 201).await else {
+            return false;
+        };
+        let Some(token) = link["token"].as_str() else { return false };
+        let client_ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
+        let base = &self.client.base;
+        let http = &self.client.http;
+        let page = match http
+            .get(format!("{base}/refund-link?token={token}"))
+            .header("X-Forwarded-For", &client_ip)
+            .send()
+            .await
+        {
+            Ok(p) if p.status() == 200 => p,
+            other => {
+                self.error(format!("GET /refund-link: {:?}", other.map(|p| p.status())));
+                return false;
+            }
+        };
+        let cookie = page
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(|c| c.split(';').next().unwrap_or("").to_owned());
+        let Ok(html) = page.text().await else { return false };
+        let field = |name: &str| {
+            let needle = format!("name=\"{name}\" value=\"");
+            let start = html.find(&needle)? + needle.len();
+            Some(html[start..start + html[start..].find('"')?].to_owned())
+        };
+        let (Some(form_token), Some(csrf), Some(cookie)) = (field("token"), field("csrf"), cookie) else {
+            self.error("the refund page has no form".into());
+            return false;
+        };
+        let form = format!("token={}&csrf={}&address={}", urlencode(&form_token), urlencode(&csrf), random_address());
+        let posted = http
+            .post(format!("{base}/refund-link/submit"))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(reqwest::header::COOKIE, cookie)
+            .header("X-Forwarded-For", &client_ip)
+            .body(form)
+            .send()
+            .await;
+        match posted {
+            Ok(r) if r.status() == 303 => {}
+            other => {
+                self.error(format!("POST /refund-link/submit: {:?}", other.map(|r| r.status())));
+                return false;
+            }
+        }
+        let path = format!("/v2/payments/refunds?request_id={}-{n}", self.run);
+        let Some(found) = self.expect(Method::GET, &path, None, 200).await else { return false };
+        match found["data"][0]["refund_id"].as_str() {
+            Some(id) => {
+                self.made.lock().unwrap().refunds.push(id.to_owned());
+                true
+            }
+            None => {
+                self.error(format!("the link's refund {}-{n} is not listed", self.run));
+                false
+            }
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Event ids as they arrive at the receiver (a repeat is a second delivery of one event).
+type Arrivals = Arc<Mutex<(u64, HashSet<String>)>>;
+
+async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
+    let arrivals: Arrivals = Arc::default();
+    let seen = arrivals.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                let id = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["event_id"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let mut s = seen.lock().unwrap();
+                s.0 += 1;
+                s.1.insert(id);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, arrivals))
+}
+
+fn ebb_cli(ebb: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new(ebb).args(args).stdout(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("ebb {args:?} failed");
+    }
+    Ok(())
+}
+
+async fn funded_merchant(client: &Client, i: usize) -> anyhow::Result<Merchant> {
+    let (_, m) =
+        client.call(Method::POST, "/v2/payments/merchants", Some(&json!({"name": format!("soak {i}")}))).await?;
+    let id = m["merchant_id"].as_str().context("merchant created")?.to_owned();
+    let body = json!({"merchant_id": id, "psp_order_code": uuid::Uuid::new_v4().to_string(),
+                      "payable_currency": "ETH_USDT", "payable_amount": "100000000", "fee_amount": "0"});
+    let (_, o) = client.call(Method::POST, "/v2/payments/orders", Some(&body)).await?;
+    let order = o["order_id"].as_str().context("order created")?.to_owned();
+    let (s, _) = client.call(Method::POST, &format!("/v2/sandbox/orders/{order}/payments"), None).await?;
+    if s != 201 {
+        bail!("sandbox payment failed: {s}");
+    }
+    for _ in 0..600 {
+        let (_, o) = client.call(Method::GET, &format!("/v2/payments/orders/{order}"), None).await?;
+        if o["status"] == "Completed" {
+            return Ok(Merchant { id, order });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("order {order} was never credited")
+}
+
+/// One sample of ebb and its database.
+struct Sample {
+    index: u64,
+    rss_mb: f64,
+    open_files: usize,
+    connections: i64,
+    ops: u64,
+    errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    refunds_open: i64,
+    deliveries_open: i64,
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Refunds short of a final status, and deliveries still to make.
+async fn backlog(db: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
+    let refunds: i64 = sqlx::query_scalar("SELECT count(*) FROM refunds WHERE status NOT IN ('Completed', 'Failed')")
+        .fetch_one(db)
+        .await?;
+    let deliveries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'Retrying'").fetch_one(db).await?;
+    Ok((refunds, deliveries))
+}
+
+async fn drain(db: &sqlx::PgPool, within: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let (refunds, deliveries) = backlog(db).await?;
+        if refunds == 0 && deliveries == 0 {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            bail!("after {within:?}, {refunds} refunds are not final and {deliveries} deliveries not made");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let pg_name = format!("ebb_soak_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&args.postgres).await?;
+    sqlx::query(&format!("CREATE DATABASE {pg_name}")).execute(&admin).await?;
+    let db_url = format!("{}/{pg_name}", &args.postgres[..args.postgres.rfind('/').context("database in URL")?]);
+    let result = soak(&args, &db_url, &pg_name, &admin).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")).execute(&admin).await;
+    let (report, passed) = result?;
+    println!("{report}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &report)?;
+    if !passed {
+        bail!("the soak failed a check (see the report)");
+    }
+    Ok(())
+}
+
+async fn soak(args: &Args, db_url: &str, pg_name: &str, admin: &sqlx::PgPool) -> anyhow::Result<(String, bool)> {
+    let (hook_url, arrivals) = start_receiver().await?;
+    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    ebb_cli(
+        &args.ebb,
+        &["keys", "add", "--public-key", &hex::encode(key.verifying_key().to_bytes()), "--database-url", db_url],
+    )?;
+    ebb_cli(&args.ebb, &["webhooks", "add", "--url", &hook_url, "--database-url", db_url])?;
+    let port = free_port();
+    let log = std::fs::File::create(args.out.with_extension("ebb.log")).or_else(|_| {
+        std::fs::create_dir_all(args.out.parent().unwrap_or(std::path::Path::new(".")))?;
+        std::fs::File::create(args.out.with_extension("ebb.log"))
+    })?;
+    let mut child = tokio::process::Command::new(&args.ebb)
+        .arg("serve")
+        .env("EBB_DATABASE_URL", db_url)
+        .env("EBB_SERVER_KEY", hex::encode(rand::random::<[u8; 32]>()))
+        .env("EBB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EBB_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("EBB_SANDBOX", "true")
+        .env("EBB_SANDBOX_BLOCK_MS", "200")
+        .env("EBB_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true")
+        .env("EBB_CLIENT_IP_HEADER", "X-Forwarded-For")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting ebb serve")?;
+    let pid = child.id().context("ebb pid")?;
+    // The refund page answers its form with a redirect, which the driver checks rather than follows.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.max_in_flight)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let client =
+        Arc::new(Client { http, base: format!("http://127.0.0.1:{port}"), key, nonce: AtomicU64::new(now_ms()) });
+    wait_ready(&client.http, &client.base).await?;
+    let mut merchants = Vec::new();
+    for i in 0..args.merchants {
+        merchants.push(funded_merchant(&client, i).await?);
+    }
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db_url).await?;
+    let load = Arc::new(Load {
+        client: client.clone(),
+        merchants,
+        run: uuid::Uuid::new_v4().simple().to_string(),
+        made: Mutex::default(),
+        errors: Mutex::default(),
+    });
+
+    // Capacity: the mix, closed-loop.
+    eprintln!("ebb pid {pid}: capacity, {} clients for {} s", args.concurrency, args.capacity_seconds);
+    let next = Arc::new(AtomicU64::new(0));
+    let capacity = {
+        let (load, next) = (load.clone(), next.clone());
+        ebb_bench::drive(args.concurrency, args.capacity_seconds, move |_| {
+            let (load, n) = (load.clone(), next.fetch_add(1, Ordering::Relaxed));
+            async move { load.op(n).await }
+        })
+        .await
+    };
+    let drained_in = drain(&db, Duration::from_secs(600)).await?;
+    let rate = args.share * capacity.per_second();
+    eprintln!(
+        "capacity {:.0} ops/s ({} errors), drained in {:.1} s; soak at {rate:.0} ops/s for {} samples of {} s",
+        capacity.per_second(),
+        capacity.errors,
+        drained_in.as_secs_f64(),
+        args.samples,
+        args.sample_seconds
+    );
+
+    // The soak: open-loop at `rate`, sampled every `sample_seconds`.
+    let latencies: Arc<Mutex<(Vec<u64>, u64)>> = Arc::default();
+    // The whole soak's latencies per kind of operation, for the report.
+    let by_op: Arc<Mutex<BTreeMap<Op, Vec<u64>>>> = Arc::default();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(args.samples * args.sample_seconds);
+    let sampler = {
+        let (latencies, db, admin, pg_name) = (latencies.clone(), db.clone(), admin.clone(), pg_name.to_owned());
+        let every = Duration::from_secs(args.sample_seconds);
+        let count = args.samples;
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            for index in 1..=count {
+                tokio::time::sleep_until((start + every * index as u32).into()).await;
+                let (lat, errors) = std::mem::take(&mut *latencies.lock().unwrap());
+                let stats = Stats {
+                    ops: lat.len() as u64,
+                    seconds: every.as_secs_f64(),
+                    latencies_us: lat,
+                    errors,
+                    cpu_busy: None,
+                };
+                // Client backends only: autovacuum's workers show in pg_stat_activity with the database too.
+                let connections: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+                )
+                .bind(&pg_name)
+                .fetch_one(&admin)
+                .await
+                .unwrap_or(-1);
+                // The sampler's own connection to ebb's database is not ebb's.
+                let connections = connections - 1;
+                let (refunds_open, deliveries_open) = backlog(&db).await.unwrap_or((-1, -1));
+                let s = Sample {
+                    index,
+                    rss_mb: rss_mb(pid),
+                    open_files: open_files(pid),
+                    connections,
+                    ops: stats.ops,
+                    errors: stats.errors,
+                    p50_ms: stats.pct_ms(0.5),
+                    p99_ms: stats.pct_ms(0.99),
+                    refunds_open,
+                    deliveries_open,
+                };
+                eprintln!(
+                    "{:>3}: rss {:.1} MB, files {}, connections {}, {} ops, {} errors, p50 {:.2} ms, p99 {:.2} ms, refunds open {}, deliveries open {}",
+                    s.index, s.rss_mb, s.open_files, s.connections, s.ops, s.errors, s.p50_ms, s.p99_ms, s.refunds_open, s.deliveries_open
+                );
+                samples.push(s);
+            }
+            samples
+        })
+    };
+    let mut due_count = 0u64;
+    let mut late = 0u64;
+    while Instant::now() < end {
+        let due = start + Duration::from_secs_f64(due_count as f64 / rate);
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let permit = match in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                late += 1;
+                in_flight.clone().acquire_owned().await.expect("semaphore open")
+            }
+        };
+        let (load, latencies, by_op, n) =
+            (load.clone(), latencies.clone(), by_op.clone(), next.fetch_add(1, Ordering::Relaxed));
+        tokio::spawn(async move {
+            let ok = load.op(n).await;
+            let us = due.elapsed().as_micros() as u64;
+            {
+                let mut l = latencies.lock().unwrap();
+                if ok {
+                    l.0.push(us);
+                } else {
+                    l.1 += 1;
+                }
+            }
+            if ok {
+                by_op.lock().unwrap().entry(Op::of(n)).or_default().push(us);
+            }
+            drop(permit);
+        });
+        due_count += 1;
+    }
+    let samples = sampler.await?;
+    // Operations still in flight finish before the drain.
+    let _ = in_flight.acquire_many(args.max_in_flight as u32).await;
+    let drained_after = drain(&db, Duration::from_secs(600)).await;
+    let rss_end = rss_mb(pid);
+
+    // Checks.
+    let mut report = String::new();
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    let made = std::mem::take(&mut *load.made.lock().unwrap());
+    let soak_errors: u64 = samples.iter().map(|s| s.errors).sum();
+    let errors = load.errors.lock().unwrap().clone();
+    checks.push((
+        format!("errors: {} in the capacity phase, {soak_errors} in the soak", capacity.errors),
+        capacity.errors + soak_errors == 0,
+    ));
+    checks.push((format!("operations that waited for a free client: {late}"), late == 0));
+    checks.push((
+        match &drained_after {
+            Ok(d) => format!("backlog drained {:.1} s after the load stopped", d.as_secs_f64()),
+            Err(e) => format!("backlog not drained: {e:#}"),
+        },
+        drained_after.is_ok(),
+    ));
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM refunds GROUP BY status ORDER BY status").fetch_all(&db).await?;
+    let total: i64 = by_status.iter().map(|(_, c)| c).sum();
+    let completed = by_status.iter().find(|(s, _)| s == "Completed").map(|(_, c)| *c).unwrap_or(0);
+    let failed = by_status.iter().find(|(s, _)| s == "Failed").map(|(_, c)| *c).unwrap_or(0);
+    checks.push((
+        format!(
+            "refunds: {total} in the database ({completed} Completed, {failed} Failed), {} made by the load of which {} cancelled",
+            made.refunds.len(),
+            made.cancelled.len()
+        ),
+        total == made.refunds.len() as i64 && failed == made.cancelled.len() as i64 && completed + failed == total,
+    ));
+    let paid_twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT refund_id FROM payment_transactions WHERE direction = 'out' AND status = 'Completed' \
+         GROUP BY refund_id HAVING count(*) > 1) twice",
+    )
+    .fetch_one(&db)
+    .await?;
+    let wrong_amount: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM payment_transactions t JOIN refunds r ON r.refund_id = t.refund_id \
+         WHERE t.direction = 'out' AND t.status = 'Completed' AND t.amount <> r.amount",
+    )
+    .fetch_one(&db)
+    .await?;
+    let payouts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM payment_transactions WHERE direction = 'out' AND status = 'Completed'",
+    )
+    .fetch_one(&db)
+    .await?;
+    checks.push((
+        format!("completed payouts: {payouts}; refunds paid more than once: {paid_twice}; payouts of another amount: {wrong_amount}"),
+        paid_twice == 0 && wrong_amount == 0 && payouts == completed,
+    ));
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db).await?;
+    let (arrived, distinct) = {
+        let a = arrivals.lock().unwrap();
+        (a.0, a.1.len() as i64)
+    };
+    checks.push((
+        format!("webhooks: {events} events, {distinct} distinct arrived ({arrived} deliveries in all)"),
+        distinct == events,
+    ));
+    let store = Store::connect(db_url, 1).await?;
+    let problems = store.verify_ledger().await?;
+    checks.push((format!("ledger problems: {}", problems.len()), problems.is_empty()));
+
+    // Flatness: the last sixth of the samples against the second sixth (the first is warm-up).
+    let sixth = (samples.len() / 6).max(1);
+    let flat = if samples.len() >= 6 {
+        let early = &samples[sixth..2 * sixth];
+        let late = &samples[samples.len() - sixth..];
+        let m = |w: &[Sample], f: fn(&Sample) -> f64| mean(w.iter().map(f));
+        let (rss0, rss1) = (m(early, |s| s.rss_mb), m(late, |s| s.rss_mb));
+        let (fd0, fd1) = (m(early, |s| s.open_files as f64), m(late, |s| s.open_files as f64));
+        let (p0, p1) = (m(early, |s| s.p99_ms), m(late, |s| s.p99_ms));
+        let conn_max = samples.iter().map(|s| s.connections).max().unwrap_or(0);
+        checks.push((format!("RSS {rss0:.1} → {rss1:.1} MB"), rss1 <= rss0 * 1.10 + 4.0));
+        checks.push((format!("open files {fd0:.1} → {fd1:.1}"), fd1 <= fd0 + 8.0));
+        checks.push((format!("connections to PostgreSQL: at most {conn_max} (pool 8)"), conn_max <= 8));
+        checks.push((format!("p99 {p0:.2} → {p1:.2} ms"), p1 <= p0 * 1.5 + 1.0));
+        true
+    } else {
+        false
+    };
+
+    let autovacuum: String = sqlx::query_scalar("SHOW autovacuum").fetch_one(&db).await?;
+    report.push_str(&format!(
+        "Run: `target/release/ebb-bench-soak --samples {} --sample-seconds {} --share {}` on {} cores, PostgreSQL (autovacuum {autovacuum}), {} merchants.\n\n",
+        args.samples,
+        args.sample_seconds,
+        args.share,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        args.merchants
+    ));
+    report.push_str(&format!(
+        "Capacity (the mix closed-loop, {} clients, {} s): {:.0} ops/s, p99 {:.2} ms, {} errors; its payouts and webhooks drained {:.1} s later. Soak at {:.0} % of it: {rate:.0} ops/s for {} × {} s, {} operations.\n\n",
+        args.concurrency,
+        args.capacity_seconds,
+        capacity.per_second(),
+        capacity.pct_ms(0.99),
+        capacity.errors,
+        drained_in.as_secs_f64(),
+        100.0 * args.share,
+        args.samples,
+        args.sample_seconds,
+        due_count
+    ));
+    report.push_str("| sample | RSS | open files | PG connections | ops | errors | p50 | p99 | refunds not final | deliveries not made |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for s in &samples {
+        report.push_str(&format!(
+            "| {} | {:.1} MB | {} | {} | {} | {} | {:.2} ms | {:.2} ms | {} | {} |\n",
+            s.index,
+            s.rss_mb,
+            s.open_files,
+            s.connections,
+            s.ops,
+            s.errors,
+            s.p50_ms,
+            s.p99_ms,
+            s.refunds_open,
+            s.deliveries_open
+        ));
+    }
+    report.push_str("\n| operation (whole soak) | count | p50 | p99 |\n|---|---|---|---|\n");
+    for (op, lat) in std::mem::take(&mut *by_op.lock().unwrap()) {
+        let stats = Stats { ops: lat.len() as u64, seconds: 0.0, latencies_us: lat, errors: 0, cpu_busy: None };
+        report.push_str(&format!(
+            "| {op:?} | {} | {:.2} ms | {:.2} ms |\n",
+            stats.ops,
+            stats.pct_ms(0.5),
+            stats.pct_ms(0.99)
+        ));
+    }
+    report.push_str(&format!("\nRSS after the drain: {rss_end:.1} MB.\n\n| check | passed |\n|---|---|\n"));
+    for (what, ok) in &checks {
+        report.push_str(&format!("| {what} | {} |\n", if *ok { "yes" } else { "**no**" }));
+    }
+    if !flat {
+        report.push_str("| flatness | not judged: fewer than 6 samples |\n");
+    }
+    let mut ops: BTreeMap<String, u64> = BTreeMap::new();
+    for n in 0..100 {
+        *ops.entry(format!("{:?}", Op::of(n))).or_default() += 1;
+    }
+    report.push_str(&format!("\nThe mix per 100 operations: {ops:?}.\n"));
+    if !errors.is_empty() {
+        report.push_str(&format!("\nFirst errors:\n\n```\n{}\n```\n", errors.join("\n")));
+    }
+    child.kill().await.ok();
+    let passed = checks.iter().all(|(_, ok)| *ok);
+    Ok((report, passed))
+}
