@@ -3,7 +3,7 @@
 #   1. unit tests and the integration suite (every test on SQLite and on PostgreSQL; payouts on the
 #      sandbox chain and on anvil, a real EVM node, with a test ERC-20),
 #   2. the one test that restarts PostgreSQL, alone (crates/ebb/tests/api/faults.rs),
-#   3. a one-minute soak on PostgreSQL (bench/src/soak.rs),
+#   3. a one-minute soak on PostgreSQL (bench/src/soak/),
 #   4. the Cobo SDK compatibility tour and schemathesis against a live `ebb dev` (scripts/e2e.sh).
 # With CI=true a missing service is a failure, never a skip.
 set -euo pipefail
@@ -57,7 +57,7 @@ cargo test --workspace --locked
 step "PostgreSQL restarted under load (alone: the test restarts the server every other test uses)"
 cargo test -q -p ebb --test api --locked -- faults::postgres_restarted_mid_run --ignored --exact --nocapture
 
-step "Soak, short: the mixed load at half its measured capacity on PostgreSQL for 1 minute (bench/src/soak.rs)"
+step "Soak, short: the mixed load at half its measured capacity on PostgreSQL for 1 minute (bench/src/soak/)"
 # It checks what the 30-minute run checks except flatness (judged on six samples or more):
 # no errors, every refund final and paid once, every event delivered, the ledger balanced.
 cargo build -p ebb --bin ebb -p ebb-bench --bin ebb-bench-soak --locked

@@ -147,15 +147,60 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A process's peak resident memory (`VmHWM`), in MB.
 pub fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+/// A process's resident memory now (`VmRSS`), in MB.
+pub fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// Runs an `ebb` command (`keys add`, `webhooks add`, ...) and checks it succeeded.
+pub fn ebb_cli(ebb: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new(ebb).args(args).stdout(std::process::Stdio::null()).status()?;
+    if !status.success() {
+        anyhow::bail!("ebb {args:?} failed");
+    }
+    Ok(())
+}
+
+/// A merchant named `name` with a large paid order, so refunds never run out of balance: its id and the
+/// order's.
+pub async fn funded_merchant(client: &Client, name: &str) -> anyhow::Result<(String, String)> {
+    use anyhow::Context;
+    let (_, m) =
+        client.call(reqwest::Method::POST, "/v2/payments/merchants", Some(&serde_json::json!({"name": name}))).await?;
+    let merchant = m["merchant_id"].as_str().context("merchant created")?.to_owned();
+    let body = serde_json::json!({"merchant_id": merchant, "psp_order_code": uuid::Uuid::new_v4().to_string(),
+                                  "payable_currency": "ETH_USDT", "payable_amount": "100000000", "fee_amount": "0"});
+    let (_, o) = client.call(reqwest::Method::POST, "/v2/payments/orders", Some(&body)).await?;
+    let order = o["order_id"].as_str().context("order created")?.to_owned();
+    let (s, _) = client.call(reqwest::Method::POST, &format!("/v2/sandbox/orders/{order}/payments"), None).await?;
+    if s != 201 {
+        anyhow::bail!("sandbox payment failed: {s}");
+    }
+    // The pay-in watcher credits the order once the sandbox chain has confirmed the transfer.
+    for _ in 0..600 {
+        let (_, o) = client.call(reqwest::Method::GET, &format!("/v2/payments/orders/{order}"), None).await?;
+        if o["status"] == "Completed" {
+            return Ok((merchant, order));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("order {order} was never credited")
 }
 
 /// Waits until ebb at `base` answers `/readyz` (10 s at most).

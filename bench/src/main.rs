@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ebb_api::auth::double_sha256;
-use ebb_bench::{busy_share, cpu_ticks, drive, free_port, now_ms, peak_rss_mb, wait_ready, Client, Stats};
+use ebb_bench::{
+    busy_share, cpu_ticks, drive, free_port, funded_merchant, now_ms, peak_rss_mb, wait_ready, Client, Stats,
+};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 use sqlx::{Connection, Executor};
@@ -98,7 +100,7 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
     wait_ready(&client.http, &client.base).await?;
     let mut merchants = Vec::new();
     for i in 0..args.concurrency {
-        merchants.push(funded_merchant(&client, i).await?);
+        merchants.push(funded_merchant(&client, &format!("bench {i}")).await?.0);
     }
     let merchants = Arc::new(merchants);
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -134,36 +136,6 @@ async fn run_ebb(args: &Args, database_url: &str) -> anyhow::Result<EbbRun> {
     let rss_mb = peak_rss_mb(pid);
     child.kill().await.ok();
     Ok(EbbRun { create, create_hot, get, rss_mb })
-}
-
-/// A merchant with a large paid order, so refunds never run out of balance.
-async fn funded_merchant(client: &Client, i: usize) -> anyhow::Result<String> {
-    let (_, m) = client
-        .call(reqwest::Method::POST, "/v2/payments/merchants", Some(&json!({"name": format!("bench {i}")})))
-        .await?;
-    let merchant = m["merchant_id"].as_str().context("merchant created")?.to_owned();
-    let (_, o) = client
-        .call(
-            reqwest::Method::POST,
-            "/v2/payments/orders",
-            Some(&json!({"merchant_id": merchant, "psp_order_code": uuid::Uuid::new_v4().to_string(),
-                         "payable_currency": "ETH_USDT", "payable_amount": "100000000", "fee_amount": "0"})),
-        )
-        .await?;
-    let order_id = o["order_id"].as_str().context("order created")?.to_owned();
-    let (s, _) = client.call(reqwest::Method::POST, &format!("/v2/sandbox/orders/{order_id}/payments"), None).await?;
-    if s != 201 {
-        bail!("sandbox payment failed: {s}");
-    }
-    // The pay-in watcher credits the order once the sandbox chain has confirmed the transfer.
-    for _ in 0..600 {
-        let (_, o) = client.call(reqwest::Method::GET, &format!("/v2/payments/orders/{order_id}"), None).await?;
-        if o["status"] == "Completed" {
-            return Ok(merchant);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("order {order_id} was never credited")
 }
 
 /// The Ed25519 work of one signed request on one core: the client signs it, ebb verifies it and signs

@@ -13,14 +13,13 @@
 //! Usage: `cargo build --release -p ebb -p ebb-bench && target/release/ebb-bench-webhooks --ebb target/release/ebb`
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use ebb_bench::{free_port, now_ms, wait_ready, Client, Stats};
+use ebb_bench::{ebb_cli, free_port, now_ms, wait_ready, Client, Stats};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 
@@ -64,14 +63,6 @@ async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
     let url = format!("http://{}/hook", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok((url, arrivals))
-}
-
-fn ebb_cli(ebb: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
-    let status = std::process::Command::new(ebb).args(args).stdout(Stdio::null()).status()?;
-    if !status.success() {
-        bail!("ebb {args:?} failed");
-    }
-    Ok(())
 }
 
 fn serve(

@@ -25,6 +25,8 @@
 //! Usage: `cargo build --release -p ebb -p ebb-bench && target/release/ebb-bench-soak` (30 samples of a minute)
 //! (exit status 1 when a check fails; the report is printed and written to target/bench/soak.md).
 
+mod mix;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -34,11 +36,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use ebb_bench::{free_port, now_ms, wait_ready, Client, Stats};
+use ebb_bench::{ebb_cli, free_port, funded_merchant, now_ms, rss_mb, wait_ready, Client, Stats};
 use ebb_store::Store;
 use ed25519_dalek::SigningKey;
-use reqwest::Method;
-use serde_json::{json, Value};
+use mix::{Load, Merchant, Op};
+use serde_json::Value;
 
 #[derive(Parser)]
 struct Args {
@@ -69,259 +71,6 @@ struct Args {
     out: PathBuf,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Op {
-    CreateWithAddress,
-    CreateThenAddress,
-    CreateThenCancel,
-    Link,
-    PaidOrder,
-    GetRefund,
-    ListRefunds,
-    GetOrder,
-    ListOrders,
-}
-
-impl Op {
-    /// The mix: operation `n` is `MIX[n % 100]`'s kind, interleaved so that every window of the run
-    /// sees the whole mix.
-    fn of(n: u64) -> Op {
-        // Weights per 100, spread by a fixed stride (37 is coprime with 100).
-        const WEIGHTS: [(Op, u64); 9] = [
-            (Op::CreateWithAddress, 10),
-            (Op::CreateThenAddress, 2),
-            (Op::CreateThenCancel, 1),
-            (Op::Link, 3),
-            (Op::PaidOrder, 3),
-            (Op::GetRefund, 50),
-            (Op::ListRefunds, 20),
-            (Op::GetOrder, 6),
-            (Op::ListOrders, 5),
-        ];
-        let mut slot = (n * 37) % 100;
-        for (op, w) in WEIGHTS {
-            if slot < w {
-                return op;
-            }
-            slot -= w;
-        }
-        unreachable!("the weights sum to 100")
-    }
-}
-
-struct Merchant {
-    id: String,
-    /// A paid order of this merchant that refund links refund against.
-    order: String,
-}
-
-/// What the load has made, for the gets and for the checks at the end.
-#[derive(Default)]
-struct Made {
-    refunds: Vec<String>,
-    orders: Vec<String>,
-    cancelled: HashSet<String>,
-}
-
-struct Load {
-    client: Arc<Client>,
-    merchants: Vec<Merchant>,
-    run: String,
-    made: Mutex<Made>,
-    /// The first errors, with what was asked and answered.
-    errors: Mutex<Vec<String>>,
-}
-
-/// The customers who pay orders and get refunds: a population of 10,000 addresses, each seen many times
-/// over a long run, as a shop's customers are (and so the sandbox chain's accounts stay as many as the
-/// customers).
-fn random_address() -> String {
-    format!("0x{:040x}", 0x5eed_0000_u64 + rand::random::<u64>() % 10_000)
-}
-
-impl Load {
-    fn error(&self, what: String) {
-        let mut e = self.errors.lock().unwrap();
-        if e.len() < 50 {
-            e.push(what);
-        }
-    }
-
-    async fn expect(&self, method: Method, path: &str, body: Option<&Value>, status: u16) -> Option<Value> {
-        match self.client.call(method.clone(), path, body).await {
-            Ok((s, v)) if s == status => Some(v),
-            Ok((s, v)) => {
-                self.error(format!("{method} {path}: {s} {v}"));
-                None
-            }
-            Err(e) => {
-                self.error(format!("{method} {path}: {e:#}"));
-                None
-            }
-        }
-    }
-
-    fn pick<T: Clone>(list: &[T], n: u64) -> Option<T> {
-        // Mostly the recent ones, as a PSP's reads are.
-        let len = list.len() as u64;
-        if len == 0 {
-            return None;
-        }
-        let back = (n.wrapping_mul(2654435761) % len.min(2_000)) + 1;
-        Some(list[(len - back) as usize].clone())
-    }
-
-    async fn create_refund(&self, n: u64, with_address: bool) -> Option<String> {
-        let merchant = &self.merchants[n as usize % self.merchants.len()];
-        let mut body = json!({"request_id": format!("{}-{n}", self.run), "merchant_id": merchant.id,
-                              "payable_amount": "0.01", "token_id": "ETH_USDT", "refund_type": "Merchant"});
-        if with_address {
-            body["to_address"] = json!(random_address());
-        }
-        let r = self.expect(Method::POST, "/v2/payments/refunds", Some(&body), 201).await?;
-        let id = r["refund_id"].as_str()?.to_owned();
-        Some(id)
-    }
-
-    async fn op(&self, n: u64) -> bool {
-        match Op::of(n) {
-            Op::CreateWithAddress => {
-                let Some(id) = self.create_refund(n, true).await else { return false };
-                self.made.lock().unwrap().refunds.push(id);
-                true
-            }
-            Op::CreateThenAddress => {
-                let Some(id) = self.create_refund(n, false).await else { return false };
-                self.made.lock().unwrap().refunds.push(id.clone());
-                let body = json!({"to_address": random_address()});
-                self.expect(Method::PUT, &format!("/v2/payments/refunds/{id}"), Some(&body), 200).await.is_some()
-            }
-            Op::CreateThenCancel => {
-                let Some(id) = self.create_refund(n, false).await else { return false };
-                self.made.lock().unwrap().cancelled.insert(id.clone());
-                self.made.lock().unwrap().refunds.push(id.clone());
-                self.expect(Method::PUT, &format!("/v2/payments/refunds/{id}/cancel"), None, 200).await.is_some()
-            }
-            Op::Link => self.link(n).await,
-            Op::PaidOrder => {
-                let merchant = &self.merchants[n as usize % self.merchants.len()];
-                let body = json!({"merchant_id": merchant.id, "psp_order_code": format!("{}-{n}", self.run),
-                                  "payable_currency": "ETH_USDT", "payable_amount": "1", "fee_amount": "0"});
-                let Some(o) = self.expect(Method::POST, "/v2/payments/orders", Some(&body), 201).await else {
-                    return false;
-                };
-                let Some(id) = o["order_id"].as_str().map(str::to_owned) else { return false };
-                self.made.lock().unwrap().orders.push(id.clone());
-                // Paid by one of the customers, as refunds go to them.
-                let payer = json!({"from_address": random_address()});
-                let path = format!("/v2/sandbox/orders/{id}/payments");
-                self.expect(Method::POST, &path, Some(&payer), 201).await.is_some()
-            }
-            Op::GetRefund => {
-                let Some(id) = Self::pick(&self.made.lock().unwrap().refunds, n) else { return true };
-                self.expect(Method::GET, &format!("/v2/payments/refunds/{id}"), None, 200).await.is_some()
-            }
-            Op::ListRefunds => {
-                let merchant = &self.merchants[n as usize % self.merchants.len()];
-                let path = format!("/v2/payments/refunds?limit=20&merchant_id={}", merchant.id);
-                self.expect(Method::GET, &path, None, 200).await.is_some()
-            }
-            Op::GetOrder => {
-                let Some(id) = Self::pick(&self.made.lock().unwrap().orders, n) else { return true };
-                self.expect(Method::GET, &format!("/v2/payments/orders/{id}"), None, 200).await.is_some()
-            }
-            Op::ListOrders => {
-                let merchant = &self.merchants[n as usize % self.merchants.len()];
-                let path = format!("/v2/payments/orders?limit=20&merchant_id={}", merchant.id);
-                self.expect(Method::GET, &path, None, 200).await.is_some()
-            }
-        }
-    }
-
-    /// A refund link made by API, its page opened and its form posted as a customer's browser does,
-    /// each customer from an address of its own (ebb limits form posts per client address).
-    async fn link(&self, n: u64) -> bool {
-        let merchant = &self.merchants[n as usize % self.merchants.len()];
-        let body = json!({
-            "request_id": format!("{}-{n}", self.run),
-            "business_info": {"order_id": merchant.order, "amount": "0.01", "refund_source": "Merchant",
-                              "merchant_id": merchant.id},
-            "display_info": {"developer_name": "Soak Shop"},
-        });
-        let Some(link) = self.expect(Method::POST, "/v2/payments/links/refunds", Some(&body), 201).await else {
-            return false;
-        };
-        let Some(token) = link["token"].as_str() else { return false };
-        let client_ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
-        let base = &self.client.base;
-        let http = &self.client.http;
-        let page = match http
-            .get(format!("{base}/refund-link?token={token}"))
-            .header("X-Forwarded-For", &client_ip)
-            .send()
-            .await
-        {
-            Ok(p) if p.status() == 200 => p,
-            other => {
-                self.error(format!("GET /refund-link: {:?}", other.map(|p| p.status())));
-                return false;
-            }
-        };
-        let cookie = page
-            .headers()
-            .get(reqwest::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .map(|c| c.split(';').next().unwrap_or("").to_owned());
-        let Ok(html) = page.text().await else { return false };
-        let field = |name: &str| {
-            let needle = format!("name=\"{name}\" value=\"");
-            let start = html.find(&needle)? + needle.len();
-            Some(html[start..start + html[start..].find('"')?].to_owned())
-        };
-        let (Some(form_token), Some(csrf), Some(cookie)) = (field("token"), field("csrf"), cookie) else {
-            self.error("the refund page has no form".into());
-            return false;
-        };
-        let form = format!("token={}&csrf={}&address={}", urlencode(&form_token), urlencode(&csrf), random_address());
-        let posted = http
-            .post(format!("{base}/refund-link/submit"))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(reqwest::header::COOKIE, cookie)
-            .header("X-Forwarded-For", &client_ip)
-            .body(form)
-            .send()
-            .await;
-        match posted {
-            Ok(r) if r.status() == 303 => {}
-            other => {
-                self.error(format!("POST /refund-link/submit: {:?}", other.map(|r| r.status())));
-                return false;
-            }
-        }
-        let path = format!("/v2/payments/refunds?request_id={}-{n}", self.run);
-        let Some(found) = self.expect(Method::GET, &path, None, 200).await else { return false };
-        match found["data"][0]["refund_id"].as_str() {
-            Some(id) => {
-                self.made.lock().unwrap().refunds.push(id.to_owned());
-                true
-            }
-            None => {
-                self.error(format!("the link's refund {}-{n} is not listed", self.run));
-                false
-            }
-        }
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Event ids as they arrive at the receiver (a repeat is a second delivery of one event).
 type Arrivals = Arc<Mutex<(u64, HashSet<String>)>>;
 
@@ -350,36 +99,6 @@ async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
     Ok((url, arrivals))
 }
 
-fn ebb_cli(ebb: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
-    let status = std::process::Command::new(ebb).args(args).stdout(Stdio::null()).status()?;
-    if !status.success() {
-        bail!("ebb {args:?} failed");
-    }
-    Ok(())
-}
-
-async fn funded_merchant(client: &Client, i: usize) -> anyhow::Result<Merchant> {
-    let (_, m) =
-        client.call(Method::POST, "/v2/payments/merchants", Some(&json!({"name": format!("soak {i}")}))).await?;
-    let id = m["merchant_id"].as_str().context("merchant created")?.to_owned();
-    let body = json!({"merchant_id": id, "psp_order_code": uuid::Uuid::new_v4().to_string(),
-                      "payable_currency": "ETH_USDT", "payable_amount": "100000000", "fee_amount": "0"});
-    let (_, o) = client.call(Method::POST, "/v2/payments/orders", Some(&body)).await?;
-    let order = o["order_id"].as_str().context("order created")?.to_owned();
-    let (s, _) = client.call(Method::POST, &format!("/v2/sandbox/orders/{order}/payments"), None).await?;
-    if s != 201 {
-        bail!("sandbox payment failed: {s}");
-    }
-    for _ in 0..600 {
-        let (_, o) = client.call(Method::GET, &format!("/v2/payments/orders/{order}"), None).await?;
-        if o["status"] == "Completed" {
-            return Ok(Merchant { id, order });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("order {order} was never credited")
-}
-
 /// One sample of ebb and its database.
 struct Sample {
     index: u64,
@@ -392,17 +111,6 @@ struct Sample {
     p99_ms: f64,
     refunds_open: i64,
     deliveries_open: i64,
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn open_files(pid: u32) -> usize {
@@ -499,7 +207,8 @@ async fn soak(args: &Args, db_url: &str, pg_name: &str, admin: &sqlx::PgPool) ->
     wait_ready(&client.http, &client.base).await?;
     let mut merchants = Vec::new();
     for i in 0..args.merchants {
-        merchants.push(funded_merchant(&client, i).await?);
+        let (id, order) = funded_merchant(&client, &format!("soak {i}")).await?;
+        merchants.push(Merchant { id, order });
     }
     let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db_url).await?;
     let load = Arc::new(Load {
