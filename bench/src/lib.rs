@@ -237,3 +237,22 @@ mod tests {
         assert_eq!(client.next_nonce(), client.nonce.load(Ordering::Relaxed), "one past a nonce ahead of the clock");
     }
 }
+
+/// Starts a webhook receiver on 127.0.0.1 that answers 200 at once and hands each delivery's JSON body
+/// (`Value::Null` if it is not JSON) to `note`; returns the URL to subscribe.
+pub async fn start_receiver(note: impl Fn(Value) + Clone + Send + Sync + 'static) -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let note = note.clone();
+            async move {
+                note(serde_json::from_str::<Value>(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}

@@ -45,23 +45,10 @@ type Arrivals = Arc<Mutex<Vec<(u64, u64)>>>;
 async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
     let arrivals: Arrivals = Arc::default();
     let seen = arrivals.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let seen = seen.clone();
-            async move {
-                let created = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["created_timestamp"].as_u64())
-                    .unwrap_or(0);
-                seen.lock().unwrap().push((now_ms(), created));
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = ebb_bench::start_receiver(move |event| {
+        seen.lock().unwrap().push((now_ms(), event["created_timestamp"].as_u64().unwrap_or(0)));
+    })
+    .await?;
     Ok((url, arrivals))
 }
 

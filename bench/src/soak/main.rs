@@ -57,6 +57,10 @@ struct Args {
     /// Share of the measured capacity the soak runs at.
     #[arg(long, default_value_t = 0.5)]
     share: f64,
+    /// A fixed rate in operations a second instead of a share of the capacity measured in this run
+    /// (capacity varies between runs; a fixed rate makes two runs comparable).
+    #[arg(long)]
+    rate: Option<f64>,
     #[arg(long, default_value_t = 30)]
     capacity_seconds: u64,
     #[arg(long, default_value_t = 16)]
@@ -77,25 +81,13 @@ type Arrivals = Arc<Mutex<(u64, HashSet<String>)>>;
 async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
     let arrivals: Arrivals = Arc::default();
     let seen = arrivals.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let seen = seen.clone();
-            async move {
-                let id = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["event_id"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let mut s = seen.lock().unwrap();
-                s.0 += 1;
-                s.1.insert(id);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = ebb_bench::start_receiver(move |event| {
+        let id = event["event_id"].as_str().unwrap_or_default().to_owned();
+        let mut s = seen.lock().unwrap();
+        s.0 += 1;
+        s.1.insert(id);
+    })
+    .await?;
     Ok((url, arrivals))
 }
 
@@ -231,7 +223,7 @@ async fn soak(args: &Args, db_url: &str, pg_name: &str, admin: &sqlx::PgPool) ->
         .await
     };
     let drained_in = drain(&db, Duration::from_secs(600)).await?;
-    let rate = args.share * capacity.per_second();
+    let rate = args.rate.unwrap_or(args.share * capacity.per_second());
     eprintln!(
         "capacity {:.0} ops/s ({} errors), drained in {:.1} s; soak at {rate:.0} ops/s for {} samples of {} s",
         capacity.per_second(),
@@ -423,10 +415,13 @@ async fn soak(args: &Args, db_url: &str, pg_name: &str, admin: &sqlx::PgPool) ->
 
     let autovacuum: String = sqlx::query_scalar("SHOW autovacuum").fetch_one(&db).await?;
     report.push_str(&format!(
-        "Run: `target/release/ebb-bench-soak --samples {} --sample-seconds {} --share {}` on {} cores, PostgreSQL (autovacuum {autovacuum}), {} merchants.\n\n",
+        "Run: `target/release/ebb-bench-soak --samples {} --sample-seconds {} {}` on {} cores, PostgreSQL (autovacuum {autovacuum}), {} merchants.\n\n",
         args.samples,
         args.sample_seconds,
-        args.share,
+        match args.rate {
+            Some(rate) => format!("--rate {rate}"),
+            None => format!("--share {}", args.share),
+        },
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         args.merchants
     ));
@@ -438,7 +433,7 @@ async fn soak(args: &Args, db_url: &str, pg_name: &str, admin: &sqlx::PgPool) ->
         capacity.pct_ms(0.99),
         capacity.errors,
         drained_in.as_secs_f64(),
-        100.0 * args.share,
+        100.0 * rate / capacity.per_second(),
         args.samples,
         args.sample_seconds,
         due_count

@@ -41,94 +41,126 @@ pub async fn fail_unsent(store: &Store, refund_id: &str, reason: &str) -> Result
         .await
 }
 
-/// Starts a transfer of a refund: in one transaction, takes the hot wallet's next nonce (at least
+/// A transfer to start: the refund, what the executor prepared for it, and how to sign it with a
+/// nonce.
+pub struct Start {
+    pub refund_id: String,
+    pub transfer: PreparedTransfer,
+    pub sign: Box<dyn FnOnce(u64) -> Result<SignedBytes, String> + Send>,
+}
+
+/// Starts transfers of refunds, all in one transaction: takes the hot wallet's next nonce (at least
 /// `chain_nonce`, what the node reports, so transactions sent from the wallet outside ebb are
-/// skipped), signs `transfer` with it through `sign`, stores the signed bytes as a `Broadcasting`
-/// transaction and moves a `Pending` refund to `Processing`. Nothing is broadcast here; the caller
-/// does that after this returns, so the bytes are durable first.
+/// skipped) under its row lock, and for each refund signs its transfer with the next nonce, stores
+/// the signed bytes as a `Broadcasting` transaction and moves a `Pending` refund to `Processing`.
+/// Nothing is broadcast here; the caller does that after this returns, so the bytes are durable first.
 ///
-/// `None` if the refund no longer waits for a transfer, another process is starting it, or the
-/// locked row no longer asks for `transfer` (its address changed since the executor read it):
-/// nothing is signed then, and the next tick prepares the refund anew.
-pub async fn start<F>(
+/// One transaction for many starts: the nonce row serialises a wallet's starts anyway, so each start
+/// in a transaction of its own would pay a commit and the lock's hand-over, and concurrent ones would
+/// hold pool connections while they wait for it.
+///
+/// Per refund, `None` if it no longer waits for a transfer, another process is starting it, or the
+/// locked row no longer asks for its transfer (its address changed since the executor read it):
+/// nothing is signed for it then (its nonce goes to the next one), and the next tick prepares it anew.
+/// An error fails the whole transaction; the caller can start the refunds one by one to find which.
+pub async fn start(
     store: &Store,
-    refund_id: &str,
     chain_id: &str,
     hot_wallet: &str,
     chain_nonce: u64,
-    transfer: PreparedTransfer,
-    sign: F,
-) -> Result<Option<OpenLeg>, StoreError>
-where
-    F: FnOnce(u64) -> Result<SignedBytes, String> + Send + 'static,
-{
-    let (refund_id, chain_id, hot_wallet) = (refund_id.to_owned(), chain_id.to_owned(), hot_wallet.to_owned());
+    starts: Vec<Start>,
+) -> Result<Vec<Option<OpenLeg>>, StoreError> {
+    let (chain_id, hot_wallet) = (chain_id.to_owned(), hot_wallet.to_owned());
     store
         .write(move |tx| {
             Box::pin(async move {
-                let Some(r) = repo::lock_for_payout(tx, &refund_id).await? else { return Ok(None) };
-                // A refund under an approval policy pays out only once approved (the payable list
-                // says so too; this is the check under the lock).
-                let approved = r.approval.as_ref().is_none_or(|a| a.releases_payout());
-                if r.to_address.is_empty() || !approved || !waits_for_transfer(tx, &r).await? {
-                    return Ok(None);
+                let mut next_nonce: Option<u64> = None;
+                let mut legs = Vec::with_capacity(starts.len());
+                for s in starts {
+                    legs.push(start_one(tx, &chain_id, &hot_wallet, chain_nonce, &mut next_nonce, s).await?);
                 }
-                // The signature must be for what the locked row asks now, not for what was read before.
-                if r.to_address != transfer.to_address.as_str() || r.token_id != transfer.token_id {
-                    tracing::info!(refund = %refund_id, prepared_for = %transfer.to_address, now = %r.to_address,
-                        "the refund changed while its payout was prepared; the attempt is abandoned before signing");
-                    return Ok(None);
+                if let Some(next) = next_nonce {
+                    repo::store_next_nonce(tx, &chain_id, &hot_wallet, next).await?;
                 }
-                let amount = transfer.amount;
-                let remaining = r.amount.checked_sub(repo::paid_so_far(tx, &refund_id).await?).unwrap_or(Amount::ZERO);
-                if amount.is_zero() || amount > remaining {
-                    return Err(StoreError::Internal(format!(
-                        "a transfer of {amount} for refund {refund_id}, which has {remaining} left to pay"
-                    )));
-                }
-                let nonce = repo::lock_next_nonce(tx, &chain_id, &hot_wallet).await?.max(chain_nonce);
-                let signed = sign(nonce).map_err(|e| StoreError::Internal(format!("signing the payout: {e}")))?;
-                repo::store_next_nonce(tx, &chain_id, &hot_wallet, nonce + 1).await?;
-                let now = now_ms();
-                let row = TransactionRow {
-                    tx_id: ids::new_id("T"),
-                    direction: TxDirection::Out,
-                    order_id: r.order_id.clone(),
-                    refund_id: Some(r.refund_id.clone()),
-                    tx_hash: Some(signed.tx_hash.clone()),
-                    token_id: r.token_id.clone(),
-                    chain_id,
-                    from_address: hot_wallet,
-                    to_address: r.to_address.clone(),
-                    amount,
-                    status: TxStatus::Broadcasting,
-                    failed_reason: None,
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                    screening: None,
-                    funds_status: None,
-                };
-                repo::insert_leg(tx, &row, nonce, &signed).await?;
-                transactions::raise_transaction_changed(tx, events::TRANSACTION_CREATED, &row.tx_id).await?;
-                if r.status == RefundStatus::Pending {
-                    move_refund(tx, &r, RefundEvent::PayoutStarted, None).await?;
-                }
-                Ok(Some(OpenLeg {
-                    tx_id: row.tx_id,
-                    refund_id: r.refund_id,
-                    versions: vec![signed.tx_hash.clone()],
-                    tx_hash: signed.tx_hash,
-                    raw: signed.raw,
-                    nonce,
-                    status: TxStatus::Broadcasting,
-                    block_number: None,
-                    token_id: r.token_id,
-                    amount,
-                    signed_at_ms: now,
-                }))
+                Ok(legs)
             })
         })
         .await
+}
+
+/// One refund's part of [`start`]. `next_nonce` is the wallet's next nonce once locked (the first
+/// refund that signs locks it).
+async fn start_one(
+    tx: &mut Tx<'_>,
+    chain_id: &str,
+    hot_wallet: &str,
+    chain_nonce: u64,
+    next_nonce: &mut Option<u64>,
+    Start { refund_id, transfer, sign }: Start,
+) -> Result<Option<OpenLeg>, StoreError> {
+    let Some(r) = repo::lock_for_payout(tx, &refund_id).await? else { return Ok(None) };
+    // A refund under an approval policy pays out only once approved (the payable list says so too;
+    // this is the check under the lock).
+    let approved = r.approval.as_ref().is_none_or(|a| a.releases_payout());
+    if r.to_address.is_empty() || !approved || !waits_for_transfer(tx, &r).await? {
+        return Ok(None);
+    }
+    // The signature must be for what the locked row asks now, not for what was read before.
+    if r.to_address != transfer.to_address.as_str() || r.token_id != transfer.token_id {
+        tracing::info!(refund = %refund_id, prepared_for = %transfer.to_address, now = %r.to_address,
+            "the refund changed while its payout was prepared; the attempt is abandoned before signing");
+        return Ok(None);
+    }
+    let amount = transfer.amount;
+    let remaining = r.amount.checked_sub(repo::paid_so_far(tx, &refund_id).await?).unwrap_or(Amount::ZERO);
+    if amount.is_zero() || amount > remaining {
+        return Err(StoreError::Internal(format!(
+            "a transfer of {amount} for refund {refund_id}, which has {remaining} left to pay"
+        )));
+    }
+    let nonce = match *next_nonce {
+        Some(n) => n,
+        None => repo::lock_next_nonce(tx, chain_id, hot_wallet).await?.max(chain_nonce),
+    };
+    let signed = sign(nonce).map_err(|e| StoreError::Internal(format!("signing the payout: {e}")))?;
+    *next_nonce = Some(nonce + 1);
+    let now = now_ms();
+    let row = TransactionRow {
+        tx_id: ids::new_id("T"),
+        direction: TxDirection::Out,
+        order_id: r.order_id.clone(),
+        refund_id: Some(r.refund_id.clone()),
+        tx_hash: Some(signed.tx_hash.clone()),
+        token_id: r.token_id.clone(),
+        chain_id: chain_id.to_owned(),
+        from_address: hot_wallet.to_owned(),
+        to_address: r.to_address.clone(),
+        amount,
+        status: TxStatus::Broadcasting,
+        failed_reason: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        screening: None,
+        funds_status: None,
+    };
+    repo::insert_leg(tx, &row, nonce, &signed).await?;
+    transactions::raise_transaction_changed(tx, events::TRANSACTION_CREATED, &row.tx_id).await?;
+    if r.status == RefundStatus::Pending {
+        move_refund(tx, &r, RefundEvent::PayoutStarted, None).await?;
+    }
+    Ok(Some(OpenLeg {
+        tx_id: row.tx_id,
+        refund_id: r.refund_id,
+        versions: vec![signed.tx_hash.clone()],
+        tx_hash: signed.tx_hash,
+        raw: signed.raw,
+        nonce,
+        status: TxStatus::Broadcasting,
+        block_number: None,
+        token_id: r.token_id,
+        amount,
+        signed_at_ms: now,
+    }))
 }
 
 /// Transfers on a chain the chain has not decided yet, by nonce.

@@ -35,6 +35,13 @@ use crate::failpoint;
 const BATCH: i64 = 256;
 /// How many RPC calls (and store writes) one executor has in flight at once.
 const CONCURRENCY: usize = 16;
+/// How many payouts one transaction stores at most: bounds how long the first of them waits for its
+/// broadcast, and how long the wallet's nonce row stays locked.
+const STORE_BATCH: usize = 32;
+
+/// A payout stored (`Some`), not stored because the refund changed or another process took it
+/// (`None`), or an error.
+type Stored = Result<Option<OpenLeg>, WorkerError>;
 
 pub struct PayoutExecutor {
     store: Store,
@@ -136,38 +143,76 @@ impl PayoutExecutor {
         (r, p)
     }
 
-    /// Signs and stores one payout, then broadcasts it; `false` if another process took the refund.
-    async fn start_one(&self, r: PayableRefund, prepared: Prepared, chain_nonce: u64) -> Result<bool, WorkerError> {
-        let transfer = PreparedTransfer {
-            token_id: prepared.token.token_id.clone(),
-            to_address: prepared.to.clone(),
-            amount: prepared.amount,
+    /// Signs and stores the payouts of a batch in one transaction (see [`payouts::start`]); per refund,
+    /// `None` if another process took it or it changed. If the batch's transaction fails, each refund
+    /// is tried alone, so that one refund's error holds up only that refund.
+    async fn store_batch(&self, batch: Vec<(PayableRefund, Prepared)>, chain_nonce: u64) -> Vec<Stored> {
+        for (r, _) in &batch {
+            failpoint::pause("payout.before_store", &r.refund_id).await;
+        }
+        let stored = match self.store_starts(&batch, chain_nonce).await {
+            Ok(legs) => legs.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, n = batch.len(), "storing a batch of payouts failed; storing them one by one");
+                let mut one_by_one = Vec::with_capacity(batch.len());
+                for item in batch {
+                    one_by_one.push(
+                        self.store_starts(std::slice::from_ref(&item), chain_nonce)
+                            .await
+                            .map(|mut legs| legs.remove(0)),
+                    );
+                }
+                one_by_one
+            }
+            Err(e) => vec![Err(e)],
         };
-        failpoint::pause("payout.before_store", &r.refund_id).await;
-        let chain = self.chain.clone();
-        let signer = move |n: u64| {
-            chain.sign(&prepared, n).map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw }).map_err(|e| e.to_string())
-        };
-        let Some(leg) = payouts::start(
-            &self.store,
-            &r.refund_id,
-            self.chain.chain_id(),
-            self.chain.hot_wallet(),
-            chain_nonce,
-            transfer,
-            signer,
-        )
-        .await?
-        else {
-            return Ok(false);
-        };
-        failpoint::hit("payout.after_store");
+        for _stored in stored.iter().flatten().flatten() {
+            failpoint::hit("payout.after_store");
+        }
+        stored
+    }
+
+    async fn store_starts(
+        &self,
+        batch: &[(PayableRefund, Prepared)],
+        chain_nonce: u64,
+    ) -> Result<Vec<Option<OpenLeg>>, WorkerError> {
+        let starts = batch
+            .iter()
+            .map(|(r, prepared)| {
+                let (chain, prepared) = (self.chain.clone(), prepared.clone());
+                payouts::Start {
+                    refund_id: r.refund_id.clone(),
+                    transfer: PreparedTransfer {
+                        token_id: prepared.token.token_id.clone(),
+                        to_address: prepared.to.clone(),
+                        amount: prepared.amount,
+                    },
+                    sign: Box::new(move |n: u64| {
+                        chain
+                            .sign(&prepared, n)
+                            .map(|s| SignedBytes { tx_hash: s.tx_hash, raw: s.raw })
+                            .map_err(|e| e.to_string())
+                    }),
+                }
+            })
+            .collect();
+        Ok(payouts::start(&self.store, self.chain.chain_id(), self.chain.hot_wallet(), chain_nonce, starts).await?)
+    }
+
+    /// Broadcasts stored payouts, several at once.
+    async fn broadcast_all(&self, legs: Vec<OpenLeg>) {
+        let broadcasts: Vec<_> = legs.into_iter().map(|leg| self.broadcast(leg)).collect();
+        stream::iter(broadcasts).buffer_unordered(CONCURRENCY).collect::<Vec<()>>().await;
+    }
+
+    /// Broadcasts a stored payout; a failure is left to the next tick, which tracks it and broadcasts
+    /// it again.
+    async fn broadcast(&self, leg: OpenLeg) {
         if let Err(e) = self.chain.broadcast(&leg.raw).await {
-            // Stored already: the next tick tracks it and broadcasts again.
-            tracing::warn!(refund = %r.refund_id, tx = %leg.tx_hash, error = %e, "broadcast failed; will retry");
+            tracing::warn!(refund = %leg.refund_id, tx = %leg.tx_hash, error = %e, "broadcast failed; will retry");
         }
         failpoint::hit("payout.after_broadcast");
-        Ok(true)
     }
 
     /// Where a payout is: the version the chain has mined, else one in the mempool, newest first.
@@ -385,17 +430,35 @@ impl PayoutExecutor {
         if ready.is_empty() {
             return Ok(());
         }
-        // 4. Sign and store (the store allocates the nonces), then broadcast what was stored. Several
-        //    at once: on SQLite their stores share one commit. Each is broadcast only after its own
-        //    store has committed.
+        // 4. Sign and store (the store allocates the nonces), a batch per transaction, then broadcast
+        //    each batch's payouts as soon as it has committed, several broadcasts at once while the
+        //    next batch is stored. Batches, not a transaction per payout: the wallet's nonce row
+        //    serialises its payouts, so separate transactions would each pay a commit and the lock's
+        //    hand-over, and concurrent ones would hold pool connections waiting for that lock — the
+        //    connections the API's requests need.
         let chain_nonce = self.chain.pending_nonce().await?;
-        let starting: Vec<_> = ready.into_iter().map(|(r, p)| self.start_one(r, p, chain_nonce)).collect();
-        let started: Vec<Result<bool, WorkerError>> =
-            stream::iter(starting).buffer_unordered(CONCURRENCY).collect().await;
-        for s in started {
-            if s? {
-                report.started += 1;
+        let mut batches = Vec::new();
+        let mut ready = ready.into_iter().peekable();
+        while ready.peek().is_some() {
+            batches.push(ready.by_ref().take(STORE_BATCH).collect::<Vec<_>>());
+        }
+        let mut stored_legs: Vec<OpenLeg> = Vec::new();
+        let mut first_error = None;
+        for batch in batches {
+            let broadcasts = self.broadcast_all(std::mem::take(&mut stored_legs));
+            let (stored, ()) = futures::join!(self.store_batch(batch, chain_nonce), broadcasts);
+            for s in stored {
+                match s {
+                    Ok(Some(leg)) => stored_legs.push(leg),
+                    Ok(None) => {}
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
             }
+            report.started += stored_legs.len();
+        }
+        self.broadcast_all(stored_legs).await;
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(())
     }

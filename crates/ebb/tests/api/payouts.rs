@@ -21,6 +21,74 @@ both_backends_paying!(
     an_address_changed_while_the_payout_is_prepared_is_never_paid,
 );
 
+/// While another transaction holds the hot wallet's nonce row (another ebb process storing a payout),
+/// the executor waits for it on one pool connection, not on one per payable refund: the pool is the
+/// API's too, and refunds queued for payout must not take all of it (the soak saw every request stall
+/// behind payout starts waiting for this lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payout_starts_wait_for_the_nonce_lock_on_one_connection_on_postgres() {
+    let Some(app) = crate::helpers::spawn_postgres_app_with(crate::helpers::Options::paying()).await else { return };
+    let chain = app.sandbox("ETH");
+    let m = app.create_merchant("Shop").await;
+    app.paid_order_on(&chain, &m, "100", "0").await;
+    // A first payout creates the wallet's nonce row.
+    let first = create_refund(&app, &m, "first", "1", USER_ADDRESS, None).await;
+    app.mine_until(&chain, first["refund_id"].as_str().unwrap(), "Completed").await;
+
+    // Twelve refunds wait for an empty hot wallet, so that one tick finds them all payable at once.
+    let funded = chain.token_balance(&chain.hot_wallet()).await;
+    chain.set_hot_wallet_tokens(0).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let r = create_refund(&app, &m, &format!("queued-{i}"), "1", USER_ADDRESS, None).await;
+        ids.push(r["refund_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        app.wait_refund(id, "a hold reason", |r| r.get("hold_reason").is_some()).await;
+    }
+    let mut holder = app.store.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *holder).await.unwrap();
+    sqlx::query("SELECT next_nonce FROM chain_nonces FOR UPDATE").fetch_all(&mut *holder).await.unwrap();
+    chain.set_hot_wallet_tokens(funded).await;
+    let waiting = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%chain_nonces%'",
+        )
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        n
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while waiting().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the executor never reached the nonce lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Give every payable refund time to reach the lock; the most seen waiting at once counts.
+    let mut most = 0;
+    for _ in 0..25 {
+        most = most.max(waiting().await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(most, 1, "payout stores waiting for the wallet's nonce lock at once");
+    // The API still answers while the executor waits.
+    app.get(&format!("/v2/payments/refunds/{}", ids[0])).await.ok();
+
+    sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    for id in &ids {
+        app.mine_until(&chain, id, "Completed").await;
+    }
+    let nonces: Vec<i64> =
+        sqlx::query_scalar("SELECT nonce FROM payment_transactions WHERE direction = 'out' ORDER BY nonce")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(nonces, (nonces[0]..nonces[0] + 13).collect::<Vec<i64>>(), "one nonce each, none skipped");
+    app.finish().await;
+}
+
 /// The refund's address changes between the executor reading the refund (and preparing its transfer)
 /// and storing the signed payout: the attempt is abandoned before signing, and the refund is paid to
 /// the new address only, once.
