@@ -146,27 +146,25 @@ impl PayoutExecutor {
     /// Signs and stores the payouts of a batch in one transaction (see [`payouts::start`]); per refund,
     /// `None` if another process took it or it changed. If the batch's transaction fails, each refund
     /// is tried alone, so that one refund's error holds up only that refund.
-    async fn store_batch(&self, batch: Vec<(PayableRefund, Prepared)>, chain_nonce: u64) -> Vec<Stored> {
-        for (r, _) in &batch {
+    async fn store_batch(&self, batch: &[(PayableRefund, Prepared)], chain_nonce: u64) -> Vec<Stored> {
+        for (r, _) in batch {
             failpoint::pause("payout.before_store", &r.refund_id).await;
         }
-        let stored = match self.store_starts(&batch, chain_nonce).await {
+        let stored = match self.store_starts(batch, chain_nonce).await {
             Ok(legs) => legs.into_iter().map(Ok).collect(),
             Err(e) if batch.len() > 1 => {
                 tracing::warn!(error = %e, n = batch.len(), "storing a batch of payouts failed; storing them one by one");
                 let mut one_by_one = Vec::with_capacity(batch.len());
                 for item in batch {
                     one_by_one.push(
-                        self.store_starts(std::slice::from_ref(&item), chain_nonce)
-                            .await
-                            .map(|mut legs| legs.remove(0)),
+                        self.store_starts(std::slice::from_ref(item), chain_nonce).await.map(|mut legs| legs.remove(0)),
                     );
                 }
                 one_by_one
             }
             Err(e) => vec![Err(e)],
         };
-        for _stored in stored.iter().flatten().flatten() {
+        for _ in stored.iter().flatten().flatten() {
             failpoint::hit("payout.after_store");
         }
         stored
@@ -437,14 +435,9 @@ impl PayoutExecutor {
         //    hand-over, and concurrent ones would hold pool connections waiting for that lock — the
         //    connections the API's requests need.
         let chain_nonce = self.chain.pending_nonce().await?;
-        let mut batches = Vec::new();
-        let mut ready = ready.into_iter().peekable();
-        while ready.peek().is_some() {
-            batches.push(ready.by_ref().take(STORE_BATCH).collect::<Vec<_>>());
-        }
         let mut stored_legs: Vec<OpenLeg> = Vec::new();
         let mut first_error = None;
-        for batch in batches {
+        for batch in ready.chunks(STORE_BATCH) {
             let broadcasts = self.broadcast_all(std::mem::take(&mut stored_legs));
             let (stored, ()) = futures::join!(self.store_batch(batch, chain_nonce), broadcasts);
             for s in stored {
